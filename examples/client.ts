@@ -1,0 +1,26 @@
+// The example client: start the server (`npm start`), then `npx tsx examples/client.ts`.
+import { MeshClient, MeshError } from 'meshkit/client'
+
+const client = new MeshClient(process.env.MESH_URL ?? 'ws://localhost:4000')
+client.on('welcome', (payload) => console.log('welcome', payload))
+client.on('shouted', (payload) => console.log('shouted', payload))
+client.on('latency', (ms) => console.log(`latency ${ms} ms`))
+
+await client.connect()
+console.log('connected as', client.id)
+console.log('echo →', await client.command('echo', 'Hello, world!'))
+console.log('shout →', await client.command('shout', { text: 'hello everyone' }))
+
+try {
+  await client.command('whoami', {})
+} catch (error) {
+  if (error instanceof MeshError) console.log(`whoami without a token → ${error.code}: ${error.message}`)
+}
+console.log('whoami →', await client.command('whoami', { token: 'ada' }))
+
+try {
+  await client.command('no-such-command')
+} catch (error) {
+  if (error instanceof MeshError) console.log(`unknown command → ${error.code}`)
+}
+await client.close()

@@ -1,0 +1,43 @@
+// The example server: `npm start`. Runs on the embedded in-memory store, no Redis needed.
+import { MeshError, MeshServer, type MeshContext } from 'meshkit/server'
+
+interface User {
+  name: string
+}
+
+const port = Number(process.env.PORT ?? 4000)
+const server = new MeshServer({ port })
+
+// Global middleware: runs before every command. Here it reads who is calling.
+server.addMiddleware((ctx) => {
+  const token = (ctx.payload as { token?: unknown } | undefined)?.token
+  if (typeof token === 'string' && token.length > 0) ctx.user = { name: token } satisfies User
+})
+
+function requireUser(ctx: MeshContext): void {
+  if (!ctx.user) throw new MeshError('UNAUTHORIZED', 'Send a token first')
+}
+
+server.registerCommand('echo', (ctx) => ctx.payload)
+server.registerCommand('whoami', (ctx) => (ctx.user as User).name, [requireUser])
+server.registerCommand('shout', async (ctx: MeshContext<{ text: string }>) => {
+  const text = String(ctx.payload?.text ?? '').toUpperCase()
+  await server.broadcast('shouted', { by: ctx.connection.id, text })
+  return text
+})
+
+server.onConnection((connection) => {
+  console.log(`+ ${connection.id} (${connection.codec.name})`)
+  connection.send('welcome', { id: connection.id })
+})
+server.onDisconnection((connection) => console.log(`- ${connection.id}`))
+
+await server.ready()
+console.log(`meshkit example server on ws://localhost:${server.port}`)
+console.log(`try: npx tsx examples/client.ts   (or any WebSocket tool with subprotocol meshkit.json)`)
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void server.close().then(() => process.exit(0))
+  })
+}

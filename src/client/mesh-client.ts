@@ -1,0 +1,348 @@
+import { codecByName, encodeFrame, tryDecode, type Codec, type WireData } from '../shared/codec.js'
+import { Emitter } from '../shared/emitter.js'
+import { ErrorCode, MeshError } from '../shared/errors.js'
+import { CloseCode, FrameType, PROTOCOL_VERSION, parseServerFrame, type ServerFrame } from '../shared/protocol.js'
+import { backoffDelay } from './backoff.js'
+import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
+import { RequestTracker } from './request-tracker.js'
+import { Transport, defaultWebSocket } from './transport.js'
+
+/** `idle` before `connect()`; `closed` after `close()` or when reconnecting gave up. */
+export type ClientState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+export interface ClientEvents {
+  /** A connection is established (first time and after each reconnect). */
+  connect: { id: string }
+  /** An established connection dropped. */
+  disconnect: { code: number; reason: string }
+  /** A reconnect succeeded after `attempt` attempts. */
+  reconnect: { attempt: number }
+  /** Reconnecting gave up after `maxReconnectAttempts`. */
+  reconnectfailed: { attempts: number }
+  /** The client is closed for good (explicitly, or after `reconnectfailed`). */
+  close: undefined
+  /** The server pinged. */
+  ping: undefined
+  /** The round trip the server measured, in milliseconds. */
+  latency: number
+  /** An error not tied to a command, such as the server rejecting a malformed frame. */
+  error: MeshError
+}
+
+const CLOSE_HANDSHAKE_TIMEOUT = 1_000
+
+const lifecycleEvents = new Set<string>([
+  'connect',
+  'disconnect',
+  'reconnect',
+  'reconnectfailed',
+  'close',
+  'ping',
+  'latency',
+  'error',
+])
+
+/**
+ * A meshkit client: commands with replies, server events, liveness checks and
+ * reconnection. Runs on `ws` in Node and on the native WebSocket in browsers.
+ */
+export class MeshClient {
+  readonly url: string
+  private readonly options: ResolvedClientOptions
+  private readonly codec: Codec
+  private readonly lifecycle = new Emitter<ClientEvents>()
+  private readonly serverEvents = new Emitter()
+  private readonly requests = new RequestTracker()
+  private currentState: ClientState = 'idle'
+  private transport: Transport | undefined
+  private connectionId: string | undefined
+  private serverMaxPayload = Infinity
+  private lastLatency: number | undefined
+  private connecting: Promise<void> | undefined
+  private watchdog: ReturnType<typeof setTimeout> | undefined
+  private missedPings = 0
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined
+  private wakeReconnect: (() => void) | undefined
+  /** Whether `close` was emitted for the current session (reset by `connect()`). */
+  private finished = false
+
+  constructor(url: string, options: MeshClientOptions = {}) {
+    this.url = url
+    this.options = resolveClientOptions(options)
+    this.codec = codecByName(this.options.codec)
+  }
+
+  /** The server's id for the current connection; changes on every reconnect. */
+  get id(): string | undefined {
+    return this.connectionId
+  }
+
+  get state(): ClientState {
+    return this.currentState
+  }
+
+  /** Last round trip reported by the server, in milliseconds. */
+  get latency(): number | undefined {
+    return this.lastLatency
+  }
+
+  /**
+   * Opens the connection and resolves once the server's hello arrived. Rejects with
+   * `CONNECTION_FAILED` if this first attempt fails (reconnection covers only
+   * connections that were established).
+   */
+  connect(): Promise<void> {
+    if (this.currentState === 'open') return Promise.resolve()
+    if (this.connecting) return this.connecting
+    if (this.currentState === 'reconnecting') return this.nextConnect()
+    this.finished = false
+    this.setState('connecting')
+    this.connecting = this.openSocket().then(
+      () => {
+        this.connecting = undefined
+      },
+      (error: MeshError) => {
+        this.connecting = undefined
+        this.finish()
+        throw new MeshError(ErrorCode.CONNECTION_FAILED, `Could not connect to ${this.url}: ${error.message}`, {
+          cause: error,
+        })
+      },
+    )
+    return this.connecting
+  }
+
+  /**
+   * Sends a command and resolves with the handler's result, or rejects with a
+   * `MeshError` (the handler's code, `NOT_FOUND`, `TIMEOUT`, `CONNECTION_CLOSED`...).
+   * While reconnecting, the command waits for the new socket within its timeout.
+   */
+  command<R = unknown>(name: string, payload?: unknown, timeout: number = this.options.commandTimeout): Promise<R> {
+    if (this.currentState === 'idle' || this.currentState === 'closed') {
+      return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.currentState}`))
+    }
+    let request: ReturnType<RequestTracker['create']>
+    try {
+      request = this.requests.create(timeout, (id) => encodeFrame(this.codec, [FrameType.REQUEST, id, name, payload]))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (this.currentState === 'open') this.sendRequest(request.id, request.frame)
+    return request.reply as Promise<R>
+  }
+
+  /** Listens to a lifecycle event or an event the server sends; returns the function that stops listening. */
+  on<K extends keyof ClientEvents>(event: K, listener: (payload: ClientEvents[K]) => void): () => void
+  on<T = unknown>(event: string, listener: (payload: T) => void): () => void
+  on(event: string, listener: (payload: never) => void): () => void {
+    return (lifecycleEvents.has(event) ? this.lifecycle : this.serverEvents).on(event, listener)
+  }
+
+  once<K extends keyof ClientEvents>(event: K, listener: (payload: ClientEvents[K]) => void): () => void
+  once<T = unknown>(event: string, listener: (payload: T) => void): () => void
+  once(event: string, listener: (payload: never) => void): () => void {
+    const off = this.on(event, (payload: never) => {
+      off()
+      listener(payload)
+    })
+    return off
+  }
+
+  /** Closes the connection for good: no reconnect follows. Pending commands reject with `CONNECTION_CLOSED`. */
+  async close(): Promise<void> {
+    const previous = this.currentState
+    this.setState('closed')
+    if (previous === 'idle' || previous === 'closed') return
+    clearTimeout(this.reconnectTimer)
+    this.wakeReconnect?.()
+    const transport = this.transport
+    if (previous === 'open' && transport?.isOpen) {
+      // A polite close handshake, but a server that does not answer is not waited for.
+      transport.close(CloseCode.NORMAL, 'client closed')
+      const timer = setTimeout(() => transport.abandon(CloseCode.NORMAL, 'client closed'), CLOSE_HANDSHAKE_TIMEOUT)
+      await transport.ended
+      clearTimeout(timer)
+    } else {
+      transport?.abandon(CloseCode.NORMAL, 'client closed')
+    }
+    this.finish()
+  }
+
+  /** While reconnecting, `connect()` waits for the reconnect instead of opening a second socket. */
+  private nextConnect(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const offConnect = this.lifecycle.once('connect', () => {
+        offClose()
+        resolve()
+      })
+      const offClose = this.lifecycle.once('close', () => {
+        offConnect()
+        reject(new MeshError(ErrorCode.CONNECTION_FAILED, 'Reconnecting failed'))
+      })
+    })
+  }
+
+  private setState(next: ClientState): void {
+    this.currentState = next
+  }
+
+  /** Opens one socket and resolves on the server's hello; rejects if it ends or times out first. */
+  private async openSocket(): Promise<void> {
+    const WebSocket = this.options.WebSocket ?? (await defaultWebSocket())
+    if (this.currentState === 'closed') throw new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client was closed')
+    return new Promise<void>((resolve, reject) => {
+      let greeted = false
+      const timer = setTimeout(() => {
+        transport.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no hello from server')
+      }, this.options.connectTimeout)
+      const transport = Transport.open(WebSocket, this.url, this.codec, {
+        onData: (data) => {
+          const frame = parseServerFrame(tryDecode(this.codec, data))
+          if (!greeted) {
+            if (frame?.[0] !== FrameType.HELLO) return
+            clearTimeout(timer)
+            if (frame[1] !== PROTOCOL_VERSION) {
+              transport.close(CloseCode.VERSION_MISMATCH, 'protocol version mismatch')
+              reject(new MeshError(ErrorCode.VERSION_MISMATCH, `Server speaks protocol ${frame[1]}, this client ${PROTOCOL_VERSION}`))
+              return
+            }
+            greeted = true
+            this.onHello(transport, frame[2], frame[3].maxPayload)
+            resolve()
+            return
+          }
+          this.onFrame(frame)
+        },
+        onGone: (code, reason) => {
+          clearTimeout(timer)
+          if (greeted) this.onSocketGone(code, reason)
+          else reject(new MeshError(ErrorCode.CONNECTION_CLOSED, reason || `Socket closed with code ${code}`))
+        },
+      })
+      this.transport = transport
+    })
+  }
+
+  private onHello(transport: Transport, id: string, maxPayload: unknown): void {
+    this.transport = transport
+    this.connectionId = id
+    this.serverMaxPayload = typeof maxPayload === 'number' ? maxPayload : Infinity
+    this.missedPings = 0
+    this.armWatchdog()
+    this.setState('open')
+    for (const [requestId, frame] of this.requests.unsent()) this.sendRequest(requestId, frame)
+    this.lifecycle.emit('connect', { id })
+  }
+
+  private onFrame(frame: ServerFrame | null): void {
+    if (!frame) {
+      this.lifecycle.emit('error', new MeshError(ErrorCode.BAD_REQUEST, 'The server sent a malformed frame'))
+      return
+    }
+    switch (frame[0]) {
+      case FrameType.RESPONSE:
+        this.requests.resolve(frame[1], frame[2])
+        return
+      case FrameType.ERROR: {
+        const error = new MeshError(frame[2], frame[3], { data: frame[4] })
+        if (frame[1] === 0) this.lifecycle.emit('error', error)
+        else this.requests.reject(frame[1], error)
+        return
+      }
+      case FrameType.EVENT:
+        this.serverEvents.emit(frame[1], frame[2])
+        return
+      case FrameType.PING:
+        this.transport?.send(this.codec.encode([FrameType.PONG, frame[1]]))
+        this.missedPings = 0
+        this.armWatchdog()
+        this.lifecycle.emit('ping')
+        return
+      case FrameType.LATENCY:
+        this.lastLatency = frame[1]
+        this.lifecycle.emit('latency', frame[1])
+        return
+      case FrameType.HELLO:
+        return
+    }
+  }
+
+  private sendRequest(id: number, frame: WireData): void {
+    if (exceeds(frame, this.serverMaxPayload)) {
+      this.requests.reject(
+        id,
+        new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.serverMaxPayload} bytes`),
+      )
+      return
+    }
+    if (this.transport?.send(frame)) this.requests.markSent(id)
+  }
+
+  /** No ping for `pingTimeout`, more than `maxMissedPings` times in a row: the server is gone. */
+  private armWatchdog(): void {
+    clearTimeout(this.watchdog)
+    this.watchdog = setTimeout(() => {
+      this.missedPings++
+      if (this.missedPings > this.options.maxMissedPings) {
+        this.transport?.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no ping from server')
+      } else {
+        this.armWatchdog()
+      }
+    }, this.options.pingTimeout)
+    ;(this.watchdog as { unref?: () => void }).unref?.()
+  }
+
+  private onSocketGone(code: number, reason: string): void {
+    clearTimeout(this.watchdog)
+    this.transport = undefined
+    this.connectionId = undefined
+    this.requests.rejectSent(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
+    this.lifecycle.emit('disconnect', { code, reason })
+    const wanted = this.currentState === 'open' && this.options.shouldReconnect && code !== CloseCode.VERSION_MISMATCH
+    if (wanted) void this.reconnect()
+    else if (this.currentState !== 'closed') this.finish()
+  }
+
+  private async reconnect(): Promise<void> {
+    this.setState('reconnecting')
+    const { reconnectInterval, maxReconnectInterval, maxReconnectAttempts } = this.options
+    for (let attempt = 1; attempt <= maxReconnectAttempts; attempt++) {
+      await new Promise<void>((resolve) => {
+        this.wakeReconnect = resolve
+        this.reconnectTimer = setTimeout(resolve, backoffDelay(attempt, reconnectInterval, maxReconnectInterval))
+      })
+      this.wakeReconnect = undefined
+      if (this.currentState !== 'reconnecting') return
+      try {
+        await this.openSocket()
+        this.lifecycle.emit('reconnect', { attempt })
+        return
+      } catch {
+        if (this.currentState !== 'reconnecting') return
+      }
+    }
+    this.lifecycle.emit('reconnectfailed', { attempts: maxReconnectAttempts })
+    this.finish()
+  }
+
+  /** The end of the client: everything still waiting is rejected, `close` is emitted once. */
+  private finish(): void {
+    clearTimeout(this.watchdog)
+    clearTimeout(this.reconnectTimer)
+    this.transport = undefined
+    this.connectionId = undefined
+    this.setState('closed')
+    this.requests.rejectAll(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client is closed'))
+    if (this.finished) return
+    this.finished = true
+    this.lifecycle.emit('close')
+  }
+}
+
+function exceeds(frame: WireData, limit: number): boolean {
+  if (typeof frame !== 'string') return frame.byteLength > limit
+  // A UTF-16 unit takes one to three UTF-8 bytes: count exactly only when the bounds disagree.
+  if (frame.length * 3 <= limit) return false
+  if (frame.length > limit) return true
+  return new TextEncoder().encode(frame).byteLength > limit
+}

@@ -1,0 +1,53 @@
+import type { CodecName } from '../shared/protocol.js'
+import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
+import type { WebSocketConstructor } from './transport.js'
+
+export interface MeshClientOptions {
+  /** Milliseconds without a ping from the server before one is counted as missed. @default 30000 */
+  pingTimeout?: number
+  /** Pings that may be missed in a row before the connection is treated as dead. @default 1 */
+  maxMissedPings?: number
+  /** Reconnect after an established connection drops. @default true */
+  shouldReconnect?: boolean
+  /** Base reconnect delay in milliseconds; grows exponentially with full jitter. @default 2000 */
+  reconnectInterval?: number
+  /** Ceiling of the reconnect delay in milliseconds. @default 30000 */
+  maxReconnectInterval?: number
+  /** Reconnect attempts before giving up with `reconnectfailed`. @default Infinity */
+  maxReconnectAttempts?: number
+  /** Milliseconds a command waits for its reply (including time spent waiting for a reconnect). @default 30000 */
+  commandTimeout?: number
+  /** Milliseconds from opening a socket to the server's hello before the attempt fails. @default 10000 */
+  connectTimeout?: number
+  /** Wire codec: `msgpack` (binary, compact) or `json` (text, readable in any WebSocket tool). @default 'msgpack' */
+  codec?: CodecName
+  /** WebSocket implementation. @default the browser's, or `ws` in Node */
+  WebSocket?: WebSocketConstructor
+}
+
+export const clientDefaults = {
+  pingTimeout: 30_000,
+  maxMissedPings: 1,
+  shouldReconnect: true,
+  reconnectInterval: 2_000,
+  maxReconnectInterval: 30_000,
+  maxReconnectAttempts: Infinity,
+  commandTimeout: 30_000,
+  connectTimeout: 10_000,
+  codec: 'msgpack' as CodecName,
+} satisfies MeshClientOptions
+
+export type ResolvedClientOptions = typeof clientDefaults & MeshClientOptions
+
+export function resolveClientOptions(options: MeshClientOptions): ResolvedClientOptions {
+  const resolved = mergeOptions(clientDefaults, options)
+  for (const key of ['pingTimeout', 'reconnectInterval', 'maxReconnectInterval', 'commandTimeout', 'connectTimeout'] as const) {
+    requirePositive(key, resolved[key])
+  }
+  requireNonNegative('maxMissedPings', resolved.maxMissedPings)
+  requireNonNegative('maxReconnectAttempts', resolved.maxReconnectAttempts)
+  if (resolved.codec !== 'msgpack' && resolved.codec !== 'json') {
+    throw new RangeError(`codec must be "msgpack" or "json", got ${String(resolved.codec)}`)
+  }
+  return resolved
+}

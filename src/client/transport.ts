@@ -1,0 +1,110 @@
+import type { Codec, WireData } from '../shared/codec.js'
+
+/** The part of the browser's WebSocket API the client uses; `ws` in Node provides the same. */
+export interface SocketLike {
+  binaryType: string
+  readonly protocol: string
+  readonly readyState: number
+  readonly bufferedAmount: number
+  send(data: WireData): void
+  close(code?: number, reason?: string): void
+  onopen: ((event: unknown) => void) | null
+  onmessage: ((event: { data: unknown }) => void) | null
+  onclose: ((event: { code: number; reason: string }) => void) | null
+  onerror: ((event: unknown) => void) | null
+}
+
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => SocketLike
+
+export interface TransportHandlers {
+  onData(data: WireData): void
+  /** Called once, when the socket is gone (closed, failed, or abandoned as dead). */
+  onGone(code: number, reason: string): void
+}
+
+const OPEN = 1
+
+/** Node (before native WebSocket) uses `ws`, loaded only when needed so browser bundles never pull it in. */
+export async function defaultWebSocket(): Promise<WebSocketConstructor> {
+  const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string'
+  if (!isNode && typeof globalThis.WebSocket === 'function') {
+    return globalThis.WebSocket as unknown as WebSocketConstructor
+  }
+  const module = (await import('ws')) as unknown as { WebSocket?: WebSocketConstructor; default: WebSocketConstructor }
+  return module.WebSocket ?? module.default
+}
+
+/** One socket's life: frames in, frames out, and a single report of its end. */
+export class Transport {
+  private gone = false
+  private markEnded!: () => void
+  /** Settles when the socket is gone, however it went. */
+  readonly ended = new Promise<void>((resolve) => (this.markEnded = resolve))
+
+  constructor(
+    private readonly socket: SocketLike,
+    private readonly handlers: TransportHandlers,
+  ) {
+    // Node buffers avoid a copy per message; browsers ignore the unknown value and keep array buffers.
+    socket.binaryType = 'nodebuffer'
+    if (socket.binaryType !== 'nodebuffer') socket.binaryType = 'arraybuffer'
+    socket.onmessage = (event) => {
+      if (this.gone) return
+      const data = event.data
+      handlers.onData(data instanceof ArrayBuffer ? new Uint8Array(data) : (data as WireData))
+    }
+    socket.onclose = (event) => this.end(event.code, event.reason)
+    // An error event is always followed by a close event, which reports the end.
+    socket.onerror = () => {}
+  }
+
+  static open(WebSocket: WebSocketConstructor, url: string, codec: Codec, handlers: TransportHandlers): Transport {
+    return new Transport(new WebSocket(url, [codec.subprotocol]), handlers)
+  }
+
+  get isOpen(): boolean {
+    return !this.gone && this.socket.readyState === OPEN
+  }
+
+  get bufferedAmount(): number {
+    return this.socket.bufferedAmount
+  }
+
+  send(data: WireData): boolean {
+    if (!this.isOpen) return false
+    this.socket.send(data)
+    return true
+  }
+
+  /** Starts a close handshake; the end is reported when the server answers. */
+  close(code: number, reason: string): void {
+    if (this.gone) return
+    try {
+      this.socket.close(code, reason)
+    } catch {
+      this.end(code, reason)
+    }
+  }
+
+  /** Gives up on a socket at once (a dead peer would never answer a close handshake). */
+  abandon(code: number, reason: string): void {
+    if (this.gone) return
+    this.end(code, reason)
+    try {
+      // ws can drop the TCP connection outright; a browser socket can only be asked to close.
+      const { terminate } = this.socket as { terminate?: () => void }
+      if (terminate) terminate.call(this.socket)
+      else this.socket.close(1000, reason)
+    } catch {
+      // A socket still connecting may refuse to close in some implementations.
+    }
+  }
+
+  private end(code: number, reason: string): void {
+    if (this.gone) return
+    this.gone = true
+    this.socket.onmessage = this.socket.onclose = null
+    this.markEnded()
+    this.handlers.onGone(code, reason)
+  }
+}

@@ -1,0 +1,11 @@
+export { MeshError, ErrorCode, isMeshError, type MeshErrorOptions } from './shared/errors.js'
+export {
+  PROTOCOL_VERSION,
+  FrameType,
+  CloseCode,
+  Subprotocol,
+  type CodecName,
+  type HelloOptions,
+  type ClientFrame,
+  type ServerFrame,
+} from './shared/protocol.js'

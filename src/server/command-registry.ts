@@ -1,0 +1,92 @@
+import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
+import { isThenable, runChain } from './compose.js'
+import type { Connection } from './connection.js'
+import type { CommandHandler, MeshContext, Middleware } from './context.js'
+import type { MeshServer } from './mesh-server.js'
+
+/** Command names under this prefix belong to meshkit's built-in commands. */
+export const RESERVED_PREFIX = 'mesh/'
+
+interface Command {
+  readonly handler: CommandHandler
+  readonly own: readonly Middleware[]
+  /** Global middleware followed by the command's own, rebuilt when either changes. */
+  chain: readonly Middleware[]
+}
+
+/** Commands, their middleware, and running one request through them. */
+export class CommandRegistry {
+  // A Map, not an object: names such as `__proto__` or `toString` must be unknown commands.
+  private readonly commands = new Map<string, Command>()
+  private readonly global: Middleware[] = []
+
+  constructor(
+    private readonly server: MeshServer,
+    private readonly maxPendingRequests: number,
+  ) {}
+
+  register(name: string, handler: CommandHandler, middleware: readonly Middleware[] = [], internal = false): void {
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError('A command name must be a non-empty string')
+    if (typeof handler !== 'function') throw new TypeError(`The handler of command "${name}" must be a function`)
+    if (!internal && name.startsWith(RESERVED_PREFIX)) {
+      throw new RangeError(`Command names starting with "${RESERVED_PREFIX}" are reserved for meshkit`)
+    }
+    if (this.commands.has(name)) throw new RangeError(`Command "${name}" is already registered`)
+    for (const step of middleware) requireFunction(step)
+    const own = [...middleware]
+    this.commands.set(name, { handler, own, chain: [...this.global, ...own] })
+  }
+
+  has(name: string): boolean {
+    return this.commands.has(name)
+  }
+
+  addMiddleware(middleware: readonly Middleware[]): void {
+    for (const step of middleware) requireFunction(step)
+    this.global.push(...middleware)
+    for (const command of this.commands.values()) command.chain = [...this.global, ...command.own]
+  }
+
+  /** Handles one request and answers it on the connection; never throws. */
+  dispatch(connection: Connection, requestId: number, name: string, payload: unknown): void {
+    const command = this.commands.get(name)
+    if (!command) {
+      connection.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
+      return
+    }
+    if (connection.pendingRequests >= this.maxPendingRequests) {
+      connection.respondError(
+        requestId,
+        new MeshError(ErrorCode.TOO_MANY_REQUESTS, `More than ${this.maxPendingRequests} requests in flight`),
+      )
+      return
+    }
+    const ctx: MeshContext = { command: name, payload, connection, server: this.server }
+    let result: unknown
+    try {
+      result = runChain(command.chain, command.handler, ctx)
+    } catch (error) {
+      connection.respondError(requestId, toMeshError(error))
+      return
+    }
+    if (!isThenable(result)) {
+      connection.respond(requestId, result)
+      return
+    }
+    connection.pendingRequests++
+    result.then(
+      (value) => {
+        connection.pendingRequests--
+        connection.respond(requestId, value)
+      },
+      (error: unknown) => {
+        connection.pendingRequests--
+        connection.respondError(requestId, toMeshError(error))
+      },
+    )
+  }
+}
+
+function requireFunction(step: unknown): void {
+  if (typeof step !== 'function') throw new TypeError('Middleware must be a function')
+}

@@ -1,0 +1,137 @@
+import type { WebSocket } from 'ws'
+import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
+import { ErrorCode, MeshError } from '../shared/errors.js'
+import { CloseCode, FrameType, PROTOCOL_VERSION, type HelloOptions } from '../shared/protocol.js'
+
+const OPEN = 1
+
+/**
+ * One client's socket on this instance. Handlers reach it as `ctx.connection`;
+ * `send` pushes an event to that client alone.
+ */
+export class Connection {
+  /** Unique across instances; the client sees the same value as `client.id`. */
+  readonly id: string
+  /** The codec negotiated at the upgrade: `msgpack` (binary) or `json` (text). */
+  readonly codec: Codec
+  /** Remote address as the socket saw it (a proxy's, behind one). */
+  readonly remoteAddress: string | undefined
+  /** When the connection was accepted, in milliseconds since the epoch. */
+  readonly connectedAt = Date.now()
+
+  private lastLatency: number | undefined
+  private closingTimer: ReturnType<typeof setTimeout> | undefined
+
+  /** @internal requests being handled right now */
+  pendingRequests = 0
+  /** @internal liveness bookkeeping, owned by the heartbeat */
+  lastPongAt = performance.now()
+  /** @internal */
+  missedPongs = 0
+  /** @internal sequence number and send time of the last ping */
+  pingSeq = 0
+  /** @internal */
+  pingSentAt = 0
+
+  constructor(
+    private readonly socket: WebSocket,
+    id: string,
+    codec: Codec,
+    remoteAddress: string | undefined,
+    private readonly maxBufferedBytes: number,
+  ) {
+    this.id = id
+    this.codec = codec
+    this.remoteAddress = remoteAddress
+  }
+
+  /** Last measured round trip to the client in milliseconds; `undefined` until the first pong. */
+  get latency(): number | undefined {
+    return this.lastLatency
+  }
+
+  get isOpen(): boolean {
+    return this.socket.readyState === OPEN
+  }
+
+  /** Bytes written to this connection that its reader has not taken yet. */
+  get bufferedAmount(): number {
+    return this.socket.bufferedAmount
+  }
+
+  /**
+   * Sends an event to this client. Returns false when the connection is no longer
+   * open; throws `ENCODE_ERROR` for a payload the codec cannot represent.
+   */
+  send(event: string, payload?: unknown): boolean {
+    return this.write(encodeFrame(this.codec, [FrameType.EVENT, event, payload]))
+  }
+
+  /** Closes the connection with a close frame; the client reconnects unless told otherwise by the code. */
+  close(code: number = CloseCode.NORMAL, reason = ''): void {
+    if (this.socket.readyState > OPEN) return
+    this.socket.close(code, reason)
+  }
+
+  /** Drops the socket at once, without a close handshake (for peers that are gone). */
+  terminate(): void {
+    this.socket.terminate()
+  }
+
+  /**
+   * @internal Writes a frame encoded by this connection's codec. Closing a
+   * connection whose reader lags keeps the server's memory bounded; the grace
+   * period lets a reader that is merely slow see the close code.
+   */
+  write(data: WireData): boolean {
+    if (this.socket.readyState !== OPEN) return false
+    this.socket.send(data, { binary: this.codec.binary })
+    if (this.socket.bufferedAmount > this.maxBufferedBytes) {
+      this.close(CloseCode.SLOW_CONSUMER, 'slow consumer')
+      this.closingTimer ??= setTimeout(() => this.socket.terminate(), 1_000)
+      return false
+    }
+    return true
+  }
+
+  /** @internal */
+  hello(options: HelloOptions): void {
+    this.write(this.codec.encode([FrameType.HELLO, PROTOCOL_VERSION, this.id, options]))
+  }
+
+  /** @internal */
+  respond(requestId: number, result: unknown): void {
+    let data: WireData
+    try {
+      data = this.codec.encode([FrameType.RESPONSE, requestId, result])
+    } catch (error) {
+      this.respondError(requestId, new MeshError(ErrorCode.ENCODE_ERROR, 'The reply could not be encoded', { cause: error }))
+      return
+    }
+    this.write(data)
+  }
+
+  /** @internal */
+  respondError(requestId: number, error: MeshError): void {
+    const frame: unknown[] = [FrameType.ERROR, requestId, error.code, error.message]
+    if (error.data !== undefined) frame.push(error.data)
+    let data: WireData
+    try {
+      data = this.codec.encode(frame)
+    } catch {
+      data = this.codec.encode([FrameType.ERROR, requestId, error.code, error.message])
+    }
+    this.write(data)
+  }
+
+  /** @internal */
+  recordLatency(milliseconds: number): void {
+    this.lastLatency = milliseconds
+    this.write(this.codec.encode([FrameType.LATENCY, milliseconds]))
+  }
+
+  /** @internal */
+  disposed(): void {
+    if (this.closingTimer) clearTimeout(this.closingTimer)
+  }
+}

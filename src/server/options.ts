@@ -1,0 +1,68 @@
+import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
+import type { Logger } from './logger.js'
+import type { MeshBus, MeshStore } from './store/types.js'
+
+export interface MeshServerOptions {
+  /** Port to listen on; 0 picks a free one (read it from `server.port` after `ready()`). Ignored with `server`. */
+  port?: number
+  /** Host to bind. @default all interfaces */
+  host?: string
+  /** URL path that accepts WebSocket upgrades. @default '/' */
+  path?: string
+  /** Attach to an existing HTTP(S) server instead of creating one. The server is not closed by `close()`. */
+  server?: HttpServer | HttpsServer
+  /** Milliseconds between liveness pings. @default 30000 */
+  pingInterval?: number
+  /** Milliseconds between latency measurements. @default 5000 */
+  latencyInterval?: number
+  /** Pongs a connection may miss in a row before it is terminated. @default 1 */
+  maxMissedPongs?: number
+  /** Largest frame accepted, in bytes; a larger one closes the socket with 1009. @default 1048576 (1 MiB) */
+  maxPayload?: number
+  /** Bytes that may wait for a slow reader before its connection is closed with 4008. @default 8388608 (8 MiB) */
+  maxBufferedBytes?: number
+  /** Requests one connection may have in flight; more are refused with `TOO_MANY_REQUESTS`. @default 256 */
+  maxPendingRequests?: number
+  /** Milliseconds `close()` waits for sockets to finish their close handshake before cutting them. @default 2000 */
+  closeTimeout?: number
+  /** Compress messages (costly in CPU and memory per connection). @default false */
+  perMessageDeflate?: boolean
+  /** Shared state; the in-memory store when not given. */
+  store?: MeshStore
+  /** Messages between instances; the in-process bus when not given. */
+  bus?: MeshBus
+  /** Receives what the server cannot throw: failing listeners, store faults. @default silent */
+  logger?: Logger
+}
+
+export const serverDefaults = {
+  port: 0,
+  host: undefined as string | undefined,
+  path: '/',
+  pingInterval: 30_000,
+  latencyInterval: 5_000,
+  maxMissedPongs: 1,
+  maxPayload: 1024 * 1024,
+  maxBufferedBytes: 8 * 1024 * 1024,
+  maxPendingRequests: 256,
+  closeTimeout: 2_000,
+  perMessageDeflate: false,
+} satisfies Partial<MeshServerOptions>
+
+export type ResolvedServerOptions = typeof serverDefaults & MeshServerOptions
+
+export function resolveServerOptions(options: MeshServerOptions): ResolvedServerOptions {
+  const resolved = mergeOptions(serverDefaults, options)
+  for (const key of ['pingInterval', 'latencyInterval', 'maxPayload', 'maxBufferedBytes', 'maxPendingRequests'] as const) {
+    requirePositive(key, resolved[key])
+  }
+  requireNonNegative('maxMissedPongs', resolved.maxMissedPongs)
+  requireNonNegative('closeTimeout', resolved.closeTimeout)
+  if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
+    throw new RangeError(`port must be an integer from 0 to 65535, got ${String(resolved.port)}`)
+  }
+  if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
+  return resolved
+}

@@ -1,0 +1,68 @@
+/**
+ * Every error code meshkit itself produces. Names are the API: they travel on the
+ * wire as these strings, and applications may add their own codes by throwing a
+ * `MeshError` with any other string.
+ */
+export const ErrorCode = {
+  /** A frame or request that does not follow the protocol. */
+  BAD_REQUEST: 'BAD_REQUEST',
+  /** No command of that name is registered. */
+  NOT_FOUND: 'NOT_FOUND',
+  /** A handler or middleware threw something that was not a `MeshError`. */
+  INTERNAL_ERROR: 'INTERNAL_ERROR',
+  /** No reply arrived within the command's timeout. */
+  TIMEOUT: 'TIMEOUT',
+  /** The socket closed while the request was in flight, or the client is closed. */
+  CONNECTION_CLOSED: 'CONNECTION_CLOSED',
+  /** The first connection attempt failed. */
+  CONNECTION_FAILED: 'CONNECTION_FAILED',
+  /** The connection has too many requests in flight; retry later. */
+  TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
+  /** The encoded request is larger than the server accepts. */
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  /** A value could not be encoded by the connection's codec. */
+  ENCODE_ERROR: 'ENCODE_ERROR',
+  /** Client and server speak different protocol versions. */
+  VERSION_MISMATCH: 'VERSION_MISMATCH',
+  /** A backing service (Redis) is unreachable. */
+  UNAVAILABLE: 'UNAVAILABLE',
+} as const
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+export interface MeshErrorOptions {
+  /** Extra structured data sent to the client with the error. */
+  data?: unknown
+  /** The underlying error, kept on the server side only. */
+  cause?: unknown
+}
+
+/**
+ * The one error type of meshkit. `code` is stable and meant for programs;
+ * `message` is for people. A `MeshError` thrown by a handler reaches the client
+ * with its own code, message and data.
+ */
+export class MeshError extends Error {
+  override readonly name = 'MeshError'
+  readonly code: string
+  readonly data?: unknown
+
+  constructor(code: string, message: string, options: MeshErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    if (options.data !== undefined) this.data = options.data
+  }
+}
+
+export function isMeshError(value: unknown): value is MeshError {
+  return value instanceof MeshError
+}
+
+/** Turns anything a handler may throw into a `MeshError`, keeping a `MeshError` as it is. */
+export function toMeshError(thrown: unknown): MeshError {
+  if (thrown instanceof MeshError) return thrown
+  if (thrown instanceof Error) return new MeshError(ErrorCode.INTERNAL_ERROR, thrown.message, { cause: thrown })
+  return new MeshError(ErrorCode.INTERNAL_ERROR, typeof thrown === 'string' ? thrown : 'Internal error', {
+    cause: thrown,
+  })
+}

@@ -1,0 +1,118 @@
+/**
+ * The meshkit wire protocol: every frame is an array whose first element is its
+ * type. docs/protocol.md describes the same thing for people writing clients.
+ */
+export const PROTOCOL_VERSION = 1
+
+/** WebSocket subprotocols; the one the server picks decides the codec. */
+export const Subprotocol = {
+  msgpack: 'meshkit.msgpack',
+  json: 'meshkit.json',
+} as const
+
+export type CodecName = keyof typeof Subprotocol
+
+export const FrameType = {
+  /** server → client: `[0, version, connectionId, { maxPayload, pingInterval }]` */
+  HELLO: 0,
+  /** client → server: `[1, requestId, command, payload]` */
+  REQUEST: 1,
+  /** server → client: `[2, requestId, result]` */
+  RESPONSE: 2,
+  /** server → client: `[3, requestId, code, message, data?]` (requestId 0: not tied to a request) */
+  ERROR: 3,
+  /** server → client: `[4, event, payload]` */
+  EVENT: 4,
+  /** server → client: `[5, seq]` */
+  PING: 5,
+  /** client → server: `[6, seq]` */
+  PONG: 6,
+  /** server → client: `[7, milliseconds]` */
+  LATENCY: 7,
+} as const
+
+export type FrameType = (typeof FrameType)[keyof typeof FrameType]
+
+/** Close codes meshkit uses besides the standard ones (1000, 1001, 1009, 1011). */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  /** Reported by the client when the server stopped pinging (or never said hello); never sent. */
+  HEARTBEAT_TIMEOUT: 4000,
+  /** The server stopped writing to a reader that fell too far behind. */
+  SLOW_CONSUMER: 4008,
+  /** Client and server protocol versions differ. */
+  VERSION_MISMATCH: 4009,
+} as const
+
+export interface HelloOptions {
+  /** Largest frame, in bytes, the server accepts. */
+  maxPayload: number
+  /** How often the server pings, in milliseconds. */
+  pingInterval: number
+}
+
+export type HelloFrame = [typeof FrameType.HELLO, number, string, HelloOptions]
+export type RequestFrame = [typeof FrameType.REQUEST, number, string, unknown]
+export type ResponseFrame = [typeof FrameType.RESPONSE, number, unknown]
+export type ErrorFrame = [typeof FrameType.ERROR, number, string, string, unknown?]
+export type EventFrame = [typeof FrameType.EVENT, string, unknown]
+export type PingFrame = [typeof FrameType.PING, number]
+export type PongFrame = [typeof FrameType.PONG, number]
+export type LatencyFrame = [typeof FrameType.LATENCY, number]
+
+export type ClientFrame = RequestFrame | PongFrame
+export type ServerFrame = HelloFrame | ResponseFrame | ErrorFrame | EventFrame | PingFrame | LatencyFrame
+
+/** Largest request id; ids wrap around to 1 after it. */
+export const MAX_REQUEST_ID = 0xffffffff
+
+function isId(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_REQUEST_ID
+}
+
+/** Checks a decoded value is a frame a client may send. Never throws. */
+export function parseClientFrame(value: unknown): ClientFrame | null {
+  if (!Array.isArray(value)) return null
+  switch (value[0]) {
+    case FrameType.REQUEST:
+      return value.length >= 3 && value.length <= 4 && isId(value[1]) && value[1] > 0 && typeof value[2] === 'string'
+        ? (value as RequestFrame)
+        : null
+    case FrameType.PONG:
+      return value.length === 2 && isId(value[1]) ? (value as PongFrame) : null
+    default:
+      return null
+  }
+}
+
+/** Checks a decoded value is a frame a server may send. Never throws. */
+export function parseServerFrame(value: unknown): ServerFrame | null {
+  if (!Array.isArray(value)) return null
+  switch (value[0]) {
+    case FrameType.HELLO:
+      return typeof value[1] === 'number' && typeof value[2] === 'string' && isRecord(value[3])
+        ? (value as HelloFrame)
+        : null
+    case FrameType.RESPONSE:
+      return isId(value[1]) ? (value as ResponseFrame) : null
+    case FrameType.ERROR:
+      return isId(value[1]) && typeof value[2] === 'string' && typeof value[3] === 'string'
+        ? (value as ErrorFrame)
+        : null
+    case FrameType.EVENT:
+      return typeof value[1] === 'string' ? (value as EventFrame) : null
+    case FrameType.PING:
+      return isId(value[1]) ? (value as PingFrame) : null
+    case FrameType.LATENCY:
+      return typeof value[1] === 'number' ? (value as LatencyFrame) : null
+    default:
+      return null
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
