@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest'
+import { ErrorCode, MeshError } from 'meshkit'
+import type { MeshServer } from 'meshkit/server'
+import { backoffDelay } from '../src/client/backoff.js'
+import { connectClient, nextEvent, startServer } from './support/harness.js'
+
+async function restartOnSamePort(server: MeshServer): Promise<MeshServer> {
+  const port = server.port
+  await server.close()
+  const next = await startServer({ port })
+  next.registerCommand('echo', (ctx) => ctx.payload)
+  return next
+}
+
+describe('reconnection', () => {
+  it('reconnects after the server restarts on the same port, with a new connection id', async () => {
+    const first = await startServer()
+    const client = await connectClient(first, { reconnectInterval: 20 })
+    const oldId = client.id
+    const disconnected = nextEvent<{ code: number }>(client, 'disconnect')
+    const reconnected = nextEvent<{ attempt: number }>(client, 'reconnect')
+    const second = await restartOnSamePort(first)
+    expect((await disconnected).code).toBe(1001)
+    expect((await reconnected).attempt).toBeGreaterThanOrEqual(1)
+    expect(client.state).toBe('open')
+    expect(client.id).not.toBe(oldId)
+    expect(second.connections.has(client.id!)).toBe(true)
+    expect(await client.command('echo', 'back')).toBe('back')
+  })
+
+  it('holds commands issued while reconnecting and sends them on the new socket', async () => {
+    const first = await startServer()
+    const client = await connectClient(first, { reconnectInterval: 20 })
+    const disconnected = nextEvent(client, 'disconnect')
+    const port = first.port
+    await first.close()
+    await disconnected
+    expect(client.state).toBe('reconnecting')
+    const waiting = client.command('echo', 'queued')
+    const second = await startServer({ port })
+    second.registerCommand('echo', (ctx) => ctx.payload)
+    expect(await waiting).toBe('queued')
+  })
+
+  it('times out a command that waited for a reconnect that never came', async () => {
+    const first = await startServer()
+    const client = await connectClient(first, { reconnectInterval: 20 })
+    const disconnected = nextEvent(client, 'disconnect')
+    await first.close()
+    await disconnected
+    const error = await client.command('echo', 'lost', 50).catch((thrown: MeshError) => thrown)
+    expect((error as MeshError).code).toBe(ErrorCode.TIMEOUT)
+  })
+
+  it('never reconnects after an explicit close()', async () => {
+    const first = await startServer()
+    const closed = await connectClient(first, { reconnectInterval: 5, maxReconnectInterval: 10 })
+    const probe = await connectClient(first, { reconnectInterval: 5, maxReconnectInterval: 10 })
+    await closed.close()
+    const second = await restartOnSamePort(first)
+    // The probe, with the same backoff, proves a reconnect had every chance to happen.
+    await nextEvent(probe, 'reconnect')
+    expect(closed.state).toBe('closed')
+    expect(second.connections.size).toBe(1)
+    expect(second.connections.has(probe.id!)).toBe(true)
+  })
+
+  it('gives up after maxReconnectAttempts: reconnectfailed, close, queued commands rejected', async () => {
+    const server = await startServer()
+    const client = await connectClient(server, { reconnectInterval: 5, maxReconnectAttempts: 2 })
+    const failed = nextEvent<{ attempts: number }>(client, 'reconnectfailed')
+    const closed = nextEvent(client, 'close')
+    const disconnected = nextEvent(client, 'disconnect')
+    await server.close()
+    await disconnected
+    const queued = client.command('echo', 'never sent', 60_000)
+    expect((await failed).attempts).toBe(2)
+    await closed
+    expect(client.state).toBe('closed')
+    expect(((await queued.catch((thrown: MeshError) => thrown)) as MeshError).code).toBe(ErrorCode.CONNECTION_CLOSED)
+  })
+
+  it('stops reconnecting when closed while reconnecting', async () => {
+    const server = await startServer()
+    const client = await connectClient(server, { reconnectInterval: 60_000 })
+    const disconnected = nextEvent(client, 'disconnect')
+    await server.close()
+    await disconnected
+    expect(client.state).toBe('reconnecting')
+    const closed = nextEvent(client, 'close')
+    await client.close()
+    await closed
+    expect(client.state).toBe('closed')
+  })
+
+  it('lets connect() during a reconnect wait for it instead of opening a second socket', async () => {
+    const first = await startServer()
+    const client = await connectClient(first, { reconnectInterval: 20 })
+    const disconnected = nextEvent(client, 'disconnect')
+    const port = first.port
+    await first.close()
+    await disconnected
+    const connecting = client.connect()
+    const second = await startServer({ port })
+    await connecting
+    expect(client.state).toBe('open')
+    expect(second.connections.size).toBe(1)
+  })
+})
+
+describe('backoff', () => {
+  it('draws a full-jitter delay below an exponential ceiling, capped', () => {
+    expect(backoffDelay(1, 100, 10_000, () => 0.999)).toBe(99)
+    expect(backoffDelay(3, 100, 10_000, () => 0.999)).toBe(399)
+    expect(backoffDelay(20, 100, 10_000, () => 0.999)).toBe(9_990)
+    expect(backoffDelay(5, 100, 10_000, () => 0)).toBe(0)
+    const draws = Array.from({ length: 200 }, () => backoffDelay(4, 100, 10_000))
+    expect(Math.min(...draws)).toBeGreaterThanOrEqual(0)
+    expect(Math.max(...draws)).toBeLessThan(800)
+    expect(new Set(draws).size).toBeGreaterThan(50)
+  })
+})

@@ -1,0 +1,140 @@
+import { once } from 'node:events'
+import { onTestFinished } from 'vitest'
+import { WebSocket } from 'ws'
+import { MeshClient, type MeshClientOptions } from 'meshkit/client'
+import { MeshServer, type MeshServerOptions } from 'meshkit/server'
+import { codecByName, type Codec } from '../../src/shared/codec.js'
+import { FrameType, Subprotocol, type CodecName } from '../../src/shared/protocol.js'
+
+/** A server on a free loopback port, closed when the test ends. */
+export async function startServer(options: MeshServerOptions = {}): Promise<MeshServer> {
+  const server = new MeshServer({ host: '127.0.0.1', port: 0, ...options })
+  onTestFinished(() => server.close())
+  await server.ready()
+  return server
+}
+
+export function urlOf(server: MeshServer, path = ''): string {
+  return `ws://127.0.0.1:${server.port}${path}`
+}
+
+/** A connected client, closed when the test ends. */
+export async function connectClient(server: MeshServer | string, options: MeshClientOptions = {}): Promise<MeshClient> {
+  const client = createClient(server, options)
+  await client.connect()
+  return client
+}
+
+export function createClient(server: MeshServer | string, options: MeshClientOptions = {}): MeshClient {
+  const client = new MeshClient(typeof server === 'string' ? server : urlOf(server), options)
+  onTestFinished(() => client.close())
+  return client
+}
+
+/** The next occurrence of a client event, or a rejection after `timeout` ms. */
+export function nextEvent<T = unknown>(client: MeshClient, event: string, timeout = 5_000): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off()
+      reject(new Error(`no "${event}" event within ${timeout} ms`))
+    }, timeout)
+    const off = client.once<T>(event, (payload) => {
+      clearTimeout(timer)
+      resolve(payload)
+    })
+  })
+}
+
+export interface Deferred<T> {
+  promise: Promise<T>
+  resolve(value: T): void
+  reject(error: unknown): void
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void
+  let reject!: (error: unknown) => void
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+
+/** Waits for a condition that has no event of its own, checking on every turn of the event loop. */
+export async function waitFor(condition: () => boolean, timeout = 5_000): Promise<void> {
+  const deadline = Date.now() + timeout
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeout} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+/**
+ * A bare `ws` socket speaking the protocol by hand, for sending what MeshClient
+ * never would and for playing a peer that stops answering.
+ */
+export class RawClient {
+  readonly codec: Codec
+  readonly closed: Promise<{ code: number; reason: string }>
+  private readonly frames: unknown[] = []
+  private readonly waiters: Array<(frame: unknown) => void> = []
+
+  private constructor(
+    readonly socket: WebSocket,
+    codecName: CodecName,
+  ) {
+    this.codec = codecByName(codecName)
+    this.closed = new Promise((resolve) => {
+      socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() }))
+    })
+    socket.on('error', () => {})
+    socket.on('message', (data: Buffer, isBinary) => {
+      const frame = this.codec.decode(isBinary ? new Uint8Array(data) : data.toString())
+      const waiter = this.waiters.shift()
+      if (waiter) waiter(frame)
+      else this.frames.push(frame)
+    })
+  }
+
+  static async open(server: MeshServer, codecName: CodecName = 'msgpack', options: { maxPayload?: number } = {}): Promise<RawClient> {
+    const socket = new WebSocket(urlOf(server), [Subprotocol[codecName]], options)
+    const client = new RawClient(socket, codecName)
+    onTestFinished(() => socket.terminate())
+    await once(socket, 'open')
+    return client
+  }
+
+  /** The next frame the server sent. */
+  next(timeout = 5_000): Promise<unknown> {
+    const queued = this.frames.shift()
+    if (queued !== undefined) return Promise.resolve(queued)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no frame within ${timeout} ms`)), timeout)
+      this.waiters.push((frame) => {
+        clearTimeout(timer)
+        resolve(frame)
+      })
+    })
+  }
+
+  /** The next frame of a type, skipping pings and others. */
+  async nextOfType(type: number, timeout = 5_000): Promise<unknown[]> {
+    for (;;) {
+      const frame = (await this.next(timeout)) as unknown[]
+      if (frame[0] === type) return frame
+    }
+  }
+
+  async hello(): Promise<unknown[]> {
+    return this.nextOfType(FrameType.HELLO)
+  }
+
+  send(frame: unknown): void {
+    this.socket.send(this.codec.encode(frame))
+  }
+
+  sendRaw(data: Buffer | string, binary = typeof data !== 'string'): void {
+    this.socket.send(data, { binary })
+  }
+}

@@ -1,0 +1,21 @@
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vitest/config'
+
+const src = (path: string): string => fileURLToPath(new URL(`./src/${path}`, import.meta.url))
+
+export default defineConfig({
+  resolve: {
+    // Tests import the package by its public names, resolved to the sources.
+    alias: [
+      { find: /^meshkit\/server$/, replacement: src('server/index.ts') },
+      { find: /^meshkit\/client$/, replacement: src('client/index.ts') },
+      { find: /^meshkit$/, replacement: src('index.ts') },
+    ],
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    globalSetup: ['test/support/global-setup.ts'],
+    testTimeout: 15_000,
+    hookTimeout: 30_000,
+  },
+})
