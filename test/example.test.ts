@@ -1,0 +1,48 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it, onTestFinished } from 'vitest'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url))
+
+function run(script: string, env: Record<string, string>): ChildProcess {
+  const child = spawn(tsx, [script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  onTestFinished(() => {
+    child.kill('SIGTERM')
+  })
+  return child
+}
+
+function collect(child: ChildProcess): () => string {
+  let output = ''
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  return () => output
+}
+
+describe('examples (what `npm start` runs)', () => {
+  it('the example server answers the example client on the in-memory default', { timeout: 60_000 }, async () => {
+    const server = run('examples/server.ts', { PORT: '0' })
+    const serverOutput = collect(server)
+    const port = await new Promise<string>((resolve, reject) => {
+      server.stdout?.on('data', () => {
+        const match = /ws:\/\/localhost:(\d+)/.exec(serverOutput())
+        if (match) resolve(match[1]!)
+      })
+      server.once('exit', (code) => reject(new Error(`example server exited with ${code}: ${serverOutput()}`)))
+    })
+
+    const client = run('examples/client.ts', { MESH_URL: `ws://127.0.0.1:${port}` })
+    const clientOutput = collect(client)
+    const [code] = await once(client, 'exit')
+    expect(clientOutput()).toContain('echo → Hello, world!')
+    expect(clientOutput()).toContain('whoami without a token → UNAUTHORIZED')
+    expect(clientOutput()).toContain('unknown command → NOT_FOUND')
+    expect(code).toBe(0)
+
+    server.kill('SIGTERM')
+    const [serverCode] = await once(server, 'exit')
+    expect(serverCode).toBe(0)
+  })
+})
