@@ -1,7 +1,7 @@
 import { codecByName, encodeFrame, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { Emitter } from '../shared/emitter.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
-import { CloseCode, FrameType, PROTOCOL_VERSION, parseServerFrame, type ServerFrame } from '../shared/protocol.js'
+import { CloseCode, FrameType, PROTOCOL_VERSION, RESERVED_EVENTS, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from './backoff.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
 import { RequestTracker } from './request-tracker.js'
@@ -31,16 +31,6 @@ export interface ClientEvents {
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
 
-const lifecycleEvents = new Set<string>([
-  'connect',
-  'disconnect',
-  'reconnect',
-  'reconnectfailed',
-  'close',
-  'ping',
-  'latency',
-  'error',
-])
 
 /**
  * A meshkit client: commands with replies, server events, liveness checks and
@@ -57,6 +47,8 @@ export class MeshClient {
   private transport: Transport | undefined
   private connectionId: string | undefined
   private serverMaxPayload = Infinity
+  /** The server's announced longest gap between pings; the watchdog never waits less. */
+  private serverPingGap = 0
   private lastLatency: number | undefined
   private connecting: Promise<void> | undefined
   private watchdog: ReturnType<typeof setTimeout> | undefined
@@ -135,7 +127,7 @@ export class MeshClient {
   on<K extends keyof ClientEvents>(event: K, listener: (payload: ClientEvents[K]) => void): () => void
   on<T = unknown>(event: string, listener: (payload: T) => void): () => void
   on(event: string, listener: (payload: never) => void): () => void {
-    return (lifecycleEvents.has(event) ? this.lifecycle : this.serverEvents).on(event, listener)
+    return (RESERVED_EVENTS.has(event) ? this.lifecycle : this.serverEvents).on(event, listener)
   }
 
   once<K extends keyof ClientEvents>(event: K, listener: (payload: ClientEvents[K]) => void): () => void
@@ -207,7 +199,7 @@ export class MeshClient {
               return
             }
             greeted = true
-            this.onHello(transport, frame[2], frame[3].maxPayload)
+            this.onHello(transport, frame[2], frame[3])
             resolve()
             return
           }
@@ -223,10 +215,11 @@ export class MeshClient {
     })
   }
 
-  private onHello(transport: Transport, id: string, maxPayload: unknown): void {
+  private onHello(transport: Transport, id: string, options: Partial<HelloOptions>): void {
     this.transport = transport
     this.connectionId = id
-    this.serverMaxPayload = typeof maxPayload === 'number' ? maxPayload : Infinity
+    this.serverMaxPayload = typeof options.maxPayload === 'number' ? options.maxPayload : Infinity
+    this.serverPingGap = typeof options.pingInterval === 'number' ? options.pingInterval : 0
     this.missedPings = 0
     this.armWatchdog()
     this.setState('open')
@@ -278,9 +271,14 @@ export class MeshClient {
     if (this.transport?.send(frame)) this.requests.markSent(id)
   }
 
-  /** No ping for `pingTimeout`, more than `maxMissedPings` times in a row: the server is gone. */
+  /**
+   * No ping for `pingTimeout`, more than `maxMissedPings` times in a row: the server
+   * is gone. The wait is never shorter than 1.5 times the gap the server announced,
+   * so that a ping sent exactly on time cannot race the timer.
+   */
   private armWatchdog(): void {
     clearTimeout(this.watchdog)
+    const wait = Math.max(this.options.pingTimeout, this.serverPingGap * 1.5)
     this.watchdog = setTimeout(() => {
       this.missedPings++
       if (this.missedPings > this.options.maxMissedPings) {
@@ -288,7 +286,7 @@ export class MeshClient {
       } else {
         this.armWatchdog()
       }
-    }, this.options.pingTimeout)
+    }, wait)
     ;(this.watchdog as { unref?: () => void }).unref?.()
   }
 
@@ -298,7 +296,8 @@ export class MeshClient {
     this.connectionId = undefined
     this.requests.rejectSent(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
     this.lifecycle.emit('disconnect', { code, reason })
-    const wanted = this.currentState === 'open' && this.options.shouldReconnect && code !== CloseCode.VERSION_MISMATCH
+    // 1000 from the server is a deliberate end of the session, not an outage.
+    const wanted = this.currentState === 'open' && this.options.shouldReconnect && code !== CloseCode.NORMAL
     if (wanted) void this.reconnect()
     else if (this.currentState !== 'closed') this.finish()
   }
@@ -306,7 +305,9 @@ export class MeshClient {
   private async reconnect(): Promise<void> {
     this.setState('reconnecting')
     const { reconnectInterval, maxReconnectInterval, maxReconnectAttempts } = this.options
+    let attemptsMade = 0
     for (let attempt = 1; attempt <= maxReconnectAttempts; attempt++) {
+      attemptsMade = attempt
       await new Promise<void>((resolve) => {
         this.wakeReconnect = resolve
         this.reconnectTimer = setTimeout(resolve, backoffDelay(attempt, reconnectInterval, maxReconnectInterval))
@@ -317,11 +318,13 @@ export class MeshClient {
         await this.openSocket()
         this.lifecycle.emit('reconnect', { attempt })
         return
-      } catch {
+      } catch (error) {
         if (this.currentState !== 'reconnecting') return
+        // Another attempt would meet the same server version.
+        if ((error as MeshError).code === ErrorCode.VERSION_MISMATCH) break
       }
     }
-    this.lifecycle.emit('reconnectfailed', { attempts: maxReconnectAttempts })
+    this.lifecycle.emit('reconnectfailed', { attempts: attemptsMade })
     this.finish()
   }
 

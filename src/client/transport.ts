@@ -94,7 +94,7 @@ export class Transport {
       // ws can drop the TCP connection outright; a browser socket can only be asked to close.
       const { terminate } = this.socket as { terminate?: () => void }
       if (terminate) terminate.call(this.socket)
-      else this.socket.close(1000, reason)
+      else this.socket.close(code, reason)
     } catch {
       // A socket still connecting may refuse to close in some implementations.
     }

@@ -2,6 +2,7 @@ import type { WebSocket } from 'ws'
 import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, PROTOCOL_VERSION, type HelloOptions } from '../shared/protocol.js'
+import { requireEventName } from './event-name.js'
 
 const OPEN = 1
 
@@ -64,10 +65,14 @@ export class Connection {
    * open; throws `ENCODE_ERROR` for a payload the codec cannot represent.
    */
   send(event: string, payload?: unknown): boolean {
+    requireEventName(event)
     return this.write(encodeFrame(this.codec, [FrameType.EVENT, event, payload]))
   }
 
-  /** Closes the connection with a close frame; the client reconnects unless told otherwise by the code. */
+  /**
+   * Closes the connection with a close handshake. With the default 1000 the client
+   * treats the session as ended and does not reconnect; 1001 or 1012 make it reconnect.
+   */
   close(code: number = CloseCode.NORMAL, reason = ''): void {
     if (this.socket.readyState > OPEN) return
     this.socket.close(code, reason)

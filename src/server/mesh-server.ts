@@ -5,9 +5,10 @@ import { nanoid } from 'nanoid'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 import { codecForSubprotocol, encodeFrame, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
-import { CloseCode, FrameType, Subprotocol, parseClientFrame } from '../shared/protocol.js'
+import { CloseCode, FrameType, Subprotocol, isId, parseClientFrame } from '../shared/protocol.js'
 import { CommandRegistry } from './command-registry.js'
 import { Connection } from './connection.js'
+import { requireEventName } from './event-name.js'
 import type { CommandHandler, Middleware } from './context.js'
 import { Heartbeat } from './heartbeat.js'
 import { silentLogger, type Logger } from './logger.js'
@@ -36,7 +37,10 @@ export class MeshServer {
   private readonly wss: WebSocketServer
   private readonly registry: CommandRegistry
   private readonly heartbeat: Heartbeat
+  /** Connections that received their hello: the ones events, pings and lookups reach. */
   private readonly live = new Map<string, Connection>()
+  /** Every open socket, greeted or not, so that `close()` reaches them all. */
+  private readonly sockets = new Set<Connection>()
   private readonly connectListeners = new Set<ConnectionListener>()
   private readonly disconnectListeners = new Set<ConnectionListener>()
   private readonly listening: Promise<void>
@@ -112,6 +116,7 @@ export class MeshServer {
 
   /** Sends an event to every connection, encoding it once per codec. */
   async broadcast(event: string, payload?: unknown): Promise<void> {
+    requireEventName(event)
     const frames = new FrameCache([FrameType.EVENT, event, payload])
     for (const connection of this.live.values()) connection.write(frames.for(connection.codec))
   }
@@ -126,12 +131,12 @@ export class MeshServer {
     this.heartbeat.stop()
     this.http.off('upgrade', this.onUpgrade)
     const allGone = new Promise<void>((resolve) => {
-      if (this.live.size === 0) resolve()
+      if (this.sockets.size === 0) resolve()
       else this.onLastConnectionGone = resolve
     })
-    for (const connection of this.live.values()) connection.close(CloseCode.GOING_AWAY, 'server shutting down')
+    for (const connection of this.sockets) connection.close(CloseCode.GOING_AWAY, 'server shutting down')
     const deadline = setTimeout(() => {
-      for (const connection of this.live.values()) connection.terminate()
+      for (const connection of this.sockets) connection.terminate()
     }, this.options.closeTimeout)
     await allGone
     clearTimeout(deadline)
@@ -180,23 +185,21 @@ export class MeshServer {
 
   private accept(ws: WebSocket, request: IncomingMessage): void {
     const codec = codecForSubprotocol(ws.protocol) as Codec
-    const connection = new Connection(
-      ws,
-      nanoid(),
-      codec,
-      request.socket.remoteAddress,
-      this.options.maxBufferedBytes,
-    )
-    this.live.set(connection.id, connection)
-    let announced = false
+    const connection = new Connection(ws, nanoid(), codec, request.socket.remoteAddress, this.options.maxBufferedBytes)
+    this.sockets.add(connection)
+    // Nothing is read until the hello is out, so no reply, ping or event can precede it.
+    ws.pause()
     ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary))
     // Socket errors (resets, bad frames) are followed by 'close', where cleanup happens.
     ws.on('error', (error) => this.logger.debug?.('socket error', { connectionId: connection.id, error }))
 
+    let announced = false
     const registered = this.store.addConnection(connection.id, this.instanceId).then(
       () => {
-        if (!connection.isOpen) return
-        connection.hello({ maxPayload: this.options.maxPayload, pingInterval: this.options.pingInterval })
+        if (!connection.isOpen || this.closing) return
+        connection.hello({ maxPayload: this.options.maxPayload, pingInterval: this.pingGap })
+        this.live.set(connection.id, connection)
+        ws.resume()
         announced = true
         this.notify(this.connectListeners, connection, 'onConnection')
       },
@@ -208,8 +211,9 @@ export class MeshServer {
 
     ws.on('close', () => {
       this.live.delete(connection.id)
+      this.sockets.delete(connection)
       connection.disposed()
-      if (this.live.size === 0) this.onLastConnectionGone?.()
+      if (this.sockets.size === 0) this.onLastConnectionGone?.()
       const cleanup = registered
         .then(() => this.store.removeConnection(connection.id))
         .catch((error: unknown) => this.logger.error?.('could not unregister connection', { connectionId: connection.id, error }))
@@ -221,11 +225,19 @@ export class MeshServer {
     })
   }
 
+  /** The longest the client may wait between two pings; it announces this in the hello. */
+  private get pingGap(): number {
+    return Math.min(this.options.pingInterval, this.options.latencyInterval)
+  }
+
   private onMessage(connection: Connection, raw: RawData, isBinary: boolean): void {
     const codec = connection.codec
-    const frame = codec.binary && !isBinary ? null : parseClientFrame(tryDecode(codec, raw as Buffer as WireData))
+    const decoded = codec.binary && !isBinary ? undefined : tryDecode(codec, raw as Buffer as WireData)
+    const frame = parseClientFrame(decoded)
     if (!frame) {
-      connection.respondError(0, new MeshError(ErrorCode.BAD_REQUEST, 'Malformed frame'))
+      // A request whose id is readable gets its error on that id, so its caller is not left to time out.
+      const requestId = Array.isArray(decoded) && decoded[0] === FrameType.REQUEST && isId(decoded[1]) ? decoded[1] : 0
+      connection.respondError(requestId, new MeshError(ErrorCode.BAD_REQUEST, 'Malformed frame'))
       return
     }
     if (frame[0] === FrameType.REQUEST) this.registry.dispatch(connection, frame[1], frame[2], frame[3])

@@ -35,7 +35,9 @@ export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 
 /** Close codes meshkit uses besides the standard ones (1000, 1001, 1009, 1011). */
 export const CloseCode = {
+  /** A deliberate close: by the client, or by the server ending the session (the client does not reconnect). */
   NORMAL: 1000,
+  /** The server is shutting down or restarting; clients reconnect. */
   GOING_AWAY: 1001,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
@@ -50,7 +52,7 @@ export const CloseCode = {
 export interface HelloOptions {
   /** Largest frame, in bytes, the server accepts. */
   maxPayload: number
-  /** How often the server pings, in milliseconds. */
+  /** Longest gap between two pings from the server, in milliseconds. */
   pingInterval: number
 }
 
@@ -66,10 +68,25 @@ export type LatencyFrame = [typeof FrameType.LATENCY, number]
 export type ClientFrame = RequestFrame | PongFrame
 export type ServerFrame = HelloFrame | ResponseFrame | ErrorFrame | EventFrame | PingFrame | LatencyFrame
 
+/**
+ * Event names the client keeps for its own lifecycle; the server refuses to send
+ * events with these names because no client listener could ever receive them.
+ */
+export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
+  'connect',
+  'disconnect',
+  'reconnect',
+  'reconnectfailed',
+  'close',
+  'ping',
+  'latency',
+  'error',
+])
+
 /** Largest request id; ids wrap around to 1 after it. */
 export const MAX_REQUEST_ID = 0xffffffff
 
-function isId(value: unknown): value is number {
+export function isId(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_REQUEST_ID
 }
 
