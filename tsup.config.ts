@@ -7,7 +7,8 @@ export default defineConfig({
     client: 'src/client/index.ts',
   },
   format: ['esm', 'cjs'],
-  dts: true,
+  // Members tagged @internal are for meshkit's own modules, not part of the published types.
+  dts: { compilerOptions: { stripInternal: true } },
   clean: true,
   sourcemap: true,
   target: 'node20',

@@ -5,17 +5,10 @@ import type { Connection } from 'meshkit/server'
 import { codecByName } from '../src/shared/codec.js'
 import { FrameType } from '../src/shared/protocol.js'
 import { fakeServer } from './support/fake-server.js'
-import { connectClient, createClient, deferred, nextEvent, startServer, urlOf } from './support/harness.js'
+import { connectClient, createClient, deferred, nextEvent, rejectionOf, startServer, urlOf } from './support/harness.js'
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(
-    () => {
-      throw new Error('expected a rejection')
-    },
-    (thrown: unknown) => thrown,
-  )
-  expect(error).toBeInstanceOf(MeshError)
-  return (error as MeshError).code
+  return (await rejectionOf(promise)).code
 }
 
 describe('client', () => {

@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
 import type { MeshContext } from 'meshkit/server'
-import { connectClient, startServer } from './support/harness.js'
-
-async function rejection(promise: Promise<unknown>): Promise<MeshError> {
-  const error = await promise.then(
-    () => {
-      throw new Error('expected a rejection')
-    },
-    (thrown: unknown) => thrown,
-  )
-  expect(error).toBeInstanceOf(MeshError)
-  return error as MeshError
-}
+import { connectClient, rejectionOf as rejection, startServer } from './support/harness.js'
 
 describe('commands', () => {
   it('answers with what the handler returns, sync or async', async () => {

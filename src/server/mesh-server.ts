@@ -67,6 +67,8 @@ export class MeshServer {
     this.ownsHttp = !this.options.server
     this.http = this.options.server ?? createServer(answerPlainHttp)
     this.http.on('upgrade', this.onUpgrade)
+    // A listening server can still fail (accept errors); without a listener that would crash the process.
+    if (this.ownsHttp) this.http.on('error', (error) => this.logger.error?.('http server error', { error }))
     this.listening = this.listen()
     // ready() reports a listen failure; without a caller it must not become an unhandled rejection.
     this.listening.catch((error: unknown) => this.logger.error?.('meshkit server failed to listen', { error }))

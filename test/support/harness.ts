@@ -1,7 +1,8 @@
 import { once } from 'node:events'
-import { onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
+import { MeshError } from 'meshkit'
 import { MeshClient, type MeshClientOptions } from 'meshkit/client'
+import { expect, onTestFinished } from 'vitest'
 import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { codecByName, type Codec } from '../../src/shared/codec.js'
 import { FrameType, Subprotocol, type CodecName } from '../../src/shared/protocol.js'
@@ -43,6 +44,18 @@ export function nextEvent<T = unknown>(client: MeshClient, event: string, timeou
       resolve(payload)
     })
   })
+}
+
+/** The `MeshError` a promise rejects with; fails the test if it resolves or rejects with anything else. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<MeshError> {
+  const error = await promise.then(
+    () => {
+      throw new Error('expected a rejection')
+    },
+    (thrown: unknown) => thrown,
+  )
+  expect(error).toBeInstanceOf(MeshError)
+  return error as MeshError
 }
 
 export interface Deferred<T> {
