@@ -17,7 +17,15 @@ interface Pending {
  */
 export class RequestTracker {
   private readonly pending = new Map<number, Pending>()
-  private lastId = 0
+
+  /**
+   * @param lastId the id allocated last; the next one follows it
+   * @param maxId the largest id before wrapping to 1 (tests use a small id space)
+   */
+  constructor(
+    private lastId = 0,
+    private readonly maxId = MAX_REQUEST_ID,
+  ) {}
 
   get size(): number {
     return this.pending.size
@@ -75,8 +83,9 @@ export class RequestTracker {
   }
 
   private nextId(): number {
+    if (this.pending.size >= this.maxId) throw new MeshError(ErrorCode.TOO_MANY_REQUESTS, 'Every request id is in use')
     do {
-      this.lastId = this.lastId >= MAX_REQUEST_ID ? 1 : this.lastId + 1
+      this.lastId = this.lastId >= this.maxId ? 1 : this.lastId + 1
     } while (this.pending.has(this.lastId))
     return this.lastId
   }
