@@ -6,11 +6,12 @@ import { FrameType } from '../src/shared/protocol.js'
 import { fakeServer } from './support/fake-server.js'
 import { RawClient, connectClient, deferred, nextEvent, startServer } from './support/harness.js'
 
-/** A memory store whose registrations wait until the test lets them through. */
+/** A memory store whose registrations, after the first, wait until the test lets them through. */
 class GatedStore extends MemoryStore {
   readonly gate = deferred()
+  private registrations = 0
   override async addConnection(connectionId: string, instanceId: string): Promise<void> {
-    await this.gate.promise
+    if (this.registrations++ > 0) await this.gate.promise
     await super.addConnection(connectionId, instanceId)
   }
 }
@@ -20,11 +21,15 @@ describe('handshake and session end', () => {
     const store = new GatedStore()
     const server = await startServer({ store, pingInterval: 5, latencyInterval: 5 })
     server.registerCommand('echo', (ctx) => ctx.payload)
+    const witness = await connectClient(server)
     const raw = await RawClient.open(server)
     raw.send([FrameType.REQUEST, 1, 'echo', 'early'])
-    // Broadcasts and pings while the connection is still registering must not reach it.
+    // While the raw connection is still registering, a broadcast and several ping
+    // sweeps happen: the greeted witness sees them, the raw connection must not.
+    const news = nextEvent(witness, 'news')
     await server.broadcast('news', 'too soon')
-    await new Promise((resolve) => setTimeout(resolve, 30))
+    await news
+    for (let sweep = 0; sweep < 3; sweep++) await nextEvent(witness, 'ping')
     store.gate.resolve()
     const first = (await raw.next()) as unknown[]
     expect(first[0]).toBe(FrameType.HELLO)
