@@ -1,8 +1,20 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
+import type { MeshClient, MeshClientOptions } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
 import { backoffDelay } from '../src/client/backoff.js'
 import { connectClient, nextEvent, startServer } from './support/harness.js'
+
+/** A client connected to a server that then stops; resolves once the client knows, with the freed port. */
+async function clientOfStoppedServer(options: MeshClientOptions): Promise<{ client: MeshClient; port: number }> {
+  const server = await startServer()
+  const client = await connectClient(server, options)
+  const port = server.port
+  const disconnected = nextEvent(client, 'disconnect')
+  await server.close()
+  await disconnected
+  return { client, port }
+}
 
 async function restartOnSamePort(server: MeshServer): Promise<MeshServer> {
   const port = server.port
@@ -29,12 +41,7 @@ describe('reconnection', () => {
   })
 
   it('holds commands issued while reconnecting and sends them on the new socket', async () => {
-    const first = await startServer()
-    const client = await connectClient(first, { reconnectInterval: 20 })
-    const disconnected = nextEvent(client, 'disconnect')
-    const port = first.port
-    await first.close()
-    await disconnected
+    const { client, port } = await clientOfStoppedServer({ reconnectInterval: 20 })
     expect(client.state).toBe('reconnecting')
     const waiting = client.command('echo', 'queued')
     const second = await startServer({ port })
@@ -43,11 +50,7 @@ describe('reconnection', () => {
   })
 
   it('times out a command that waited for a reconnect that never came', async () => {
-    const first = await startServer()
-    const client = await connectClient(first, { reconnectInterval: 20 })
-    const disconnected = nextEvent(client, 'disconnect')
-    await first.close()
-    await disconnected
+    const { client } = await clientOfStoppedServer({ reconnectInterval: 20 })
     const error = await client.command('echo', 'lost', 50).catch((thrown: MeshError) => thrown)
     expect((error as MeshError).code).toBe(ErrorCode.TIMEOUT)
   })
@@ -81,11 +84,7 @@ describe('reconnection', () => {
   })
 
   it('stops reconnecting when closed while reconnecting', async () => {
-    const server = await startServer()
-    const client = await connectClient(server, { reconnectInterval: 60_000 })
-    const disconnected = nextEvent(client, 'disconnect')
-    await server.close()
-    await disconnected
+    const { client } = await clientOfStoppedServer({ reconnectInterval: 60_000 })
     expect(client.state).toBe('reconnecting')
     const closed = nextEvent(client, 'close')
     await client.close()
@@ -94,12 +93,7 @@ describe('reconnection', () => {
   })
 
   it('lets connect() during a reconnect wait for it instead of opening a second socket', async () => {
-    const first = await startServer()
-    const client = await connectClient(first, { reconnectInterval: 20 })
-    const disconnected = nextEvent(client, 'disconnect')
-    const port = first.port
-    await first.close()
-    await disconnected
+    const { client, port } = await clientOfStoppedServer({ reconnectInterval: 20 })
     const connecting = client.connect()
     const second = await startServer({ port })
     await connecting
