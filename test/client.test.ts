@@ -132,6 +132,14 @@ describe('client', () => {
     expect(client.state).toBe('closed')
   })
 
+  it('fails connect() with CONNECTION_FAILED for a URL the WebSocket refuses, and nothing fires later', async () => {
+    const client = new MeshClient('not a url', { connectTimeout: 20 })
+    expect(await codeOf(client.connect())).toBe(ErrorCode.CONNECTION_FAILED)
+    // Outlive the hello timeout: a timer left armed would throw now.
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    expect(client.state).toBe('closed')
+  })
+
   it('refuses a server that speaks another protocol version, without reconnecting', async () => {
     let connections = 0
     const url = await fakeServer((socket) => {

@@ -133,11 +133,7 @@ export class MeshClient {
   once<K extends keyof ClientEvents>(event: K, listener: (payload: ClientEvents[K]) => void): () => void
   once<T = unknown>(event: string, listener: (payload: T) => void): () => void
   once(event: string, listener: (payload: never) => void): () => void {
-    const off = this.on(event, (payload: never) => {
-      off()
-      listener(payload)
-    })
-    return off
+    return (RESERVED_EVENTS.has(event) ? this.lifecycle : this.serverEvents).once(event, listener)
   }
 
   /** Closes the connection for good: no reconnect follows. Pending commands reject with `CONNECTION_CLOSED`. */
@@ -184,9 +180,8 @@ export class MeshClient {
     if (this.currentState === 'closed') throw new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client was closed')
     return new Promise<void>((resolve, reject) => {
       let greeted = false
-      const timer = setTimeout(() => {
-        transport.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no hello from server')
-      }, this.options.connectTimeout)
+      let timer: ReturnType<typeof setTimeout> | undefined
+      // Transport.open throws at once for a URL the WebSocket refuses; the promise then rejects.
       const transport = Transport.open(WebSocket, this.url, this.codec, {
         onData: (data) => {
           const frame = parseServerFrame(tryDecode(this.codec, data))
@@ -211,6 +206,9 @@ export class MeshClient {
           else reject(new MeshError(ErrorCode.CONNECTION_CLOSED, reason || `Socket closed with code ${code}`))
         },
       })
+      timer = setTimeout(() => {
+        transport.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no hello from server')
+      }, this.options.connectTimeout)
       this.transport = transport
     })
   }

@@ -19,8 +19,10 @@ export class Emitter<Events extends { [K in keyof Events]: unknown } = Record<st
     return () => this.off(event, listener)
   }
 
-  once<K extends keyof Events & string>(event: K, listener: Listener<Events[K]>): () => void {
-    const off = this.on(event, (payload: Events[K]) => {
+  once<K extends keyof Events & string>(event: K, listener: Listener<Events[K]>): () => void
+  once(event: string, listener: Listener<never>): () => void
+  once(event: string, listener: Listener<never>): () => void {
+    const off = this.on(event, (payload: never) => {
       off()
       listener(payload)
     })
