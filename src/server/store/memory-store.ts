@@ -2,36 +2,127 @@ import type { MeshStore } from './types.js'
 
 /** State for a single instance, kept in this process. The default when no `redis` option is given. */
 export class MemoryStore implements MeshStore {
+  private readonly instances = new Map<string, number>()
+  private readonly cleanupLocks = new Map<string, number>()
   private readonly owners = new Map<string, string>()
   private readonly byInstance = new Map<string, Set<string>>()
+  private readonly metadata = new Map<string, string>()
+  private readonly rooms = new Map<string, Set<string>>()
+  private readonly roomsOf = new Map<string, Set<string>>()
+
+  async registerInstance(instanceId: string, ttl: number): Promise<void> {
+    this.instances.set(instanceId, Date.now() + ttl)
+  }
+
+  async refreshInstance(instanceId: string, ttl: number): Promise<boolean> {
+    const expiry = this.instances.get(instanceId)
+    if (expiry === undefined || expiry < Date.now()) return false
+    this.instances.set(instanceId, Date.now() + ttl)
+    return true
+  }
+
+  async unregisterInstance(instanceId: string): Promise<void> {
+    this.instances.delete(instanceId)
+    this.byInstance.delete(instanceId)
+    this.cleanupLocks.delete(instanceId)
+  }
+
+  async getDeadInstances(): Promise<string[]> {
+    const now = Date.now()
+    return [...this.instances].filter(([, expiry]) => expiry < now).map(([id]) => id)
+  }
+
+  async claimCleanup(instanceId: string, ttl: number): Promise<boolean> {
+    const held = this.cleanupLocks.get(instanceId)
+    if (held !== undefined && held > Date.now()) return false
+    this.cleanupLocks.set(instanceId, Date.now() + ttl)
+    return true
+  }
 
   async addConnection(connectionId: string, instanceId: string): Promise<void> {
-    await this.removeConnection(connectionId)
+    const previous = this.owners.get(connectionId)
+    if (previous !== undefined) this.byInstance.get(previous)?.delete(connectionId)
     this.owners.set(connectionId, instanceId)
-    let set = this.byInstance.get(instanceId)
-    if (!set) this.byInstance.set(instanceId, (set = new Set()))
-    set.add(connectionId)
+    setOf(this.byInstance, instanceId).add(connectionId)
   }
 
   async removeConnection(connectionId: string): Promise<void> {
     const instanceId = this.owners.get(connectionId)
-    if (instanceId === undefined) return
+    if (instanceId !== undefined) this.byInstance.get(instanceId)?.delete(connectionId)
     this.owners.delete(connectionId)
-    const set = this.byInstance.get(instanceId)
-    set?.delete(connectionId)
-    if (set?.size === 0) this.byInstance.delete(instanceId)
+    this.metadata.delete(connectionId)
+    await this.removeFromAllRooms(connectionId)
   }
 
-  async getConnectionInstance(connectionId: string): Promise<string | undefined> {
-    return this.owners.get(connectionId)
+  async getConnectionInstances(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
+    return connectionIds.map((id) => this.owners.get(id))
   }
 
   async getInstanceConnections(instanceId: string): Promise<string[]> {
     return [...(this.byInstance.get(instanceId) ?? [])]
   }
 
-  async close(): Promise<void> {
-    this.owners.clear()
-    this.byInstance.clear()
+  async setMetadata(connectionId: string, metadata: string): Promise<void> {
+    this.metadata.set(connectionId, metadata)
   }
+
+  async getMetadata(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
+    return connectionIds.map((id) => this.metadata.get(id))
+  }
+
+  async getAllMetadata(): Promise<Map<string, string>> {
+    return new Map(this.metadata)
+  }
+
+  async addToRoom(room: string, connectionId: string): Promise<void> {
+    setOf(this.rooms, room).add(connectionId)
+    setOf(this.roomsOf, connectionId).add(room)
+  }
+
+  async removeFromRoom(room: string, connectionId: string): Promise<void> {
+    deleteFrom(this.rooms, room, connectionId)
+    deleteFrom(this.roomsOf, connectionId, room)
+  }
+
+  async removeFromAllRooms(connectionId: string): Promise<string[]> {
+    const rooms = [...(this.roomsOf.get(connectionId) ?? [])]
+    for (const room of rooms) deleteFrom(this.rooms, room, connectionId)
+    this.roomsOf.delete(connectionId)
+    return rooms
+  }
+
+  async isInRoom(room: string, connectionId: string): Promise<boolean> {
+    return this.rooms.get(room)?.has(connectionId) ?? false
+  }
+
+  async getRoomMembers(room: string): Promise<string[]> {
+    return [...(this.rooms.get(room) ?? [])]
+  }
+
+  async getConnectionRooms(connectionId: string): Promise<string[]> {
+    return [...(this.roomsOf.get(connectionId) ?? [])]
+  }
+
+  onReconnect(): void {
+    // Memory never goes away.
+  }
+
+  async close(): Promise<void> {
+    for (const map of [this.instances, this.cleanupLocks, this.owners, this.byInstance, this.metadata, this.rooms, this.roomsOf]) {
+      map.clear()
+    }
+  }
+}
+
+function setOf<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
+  let set = map.get(key)
+  if (!set) map.set(key, (set = new Set()))
+  return set
+}
+
+function deleteFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  const set = map.get(key)
+  if (!set) return
+  set.delete(value)
+  if (set.size === 0) map.delete(key)
 }

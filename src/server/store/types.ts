@@ -1,25 +1,59 @@
 /**
  * The seam between meshkit's managers and where shared state lives. The memory
- * implementation serves one instance; the Redis implementation (next) lets many
- * instances share state. Implementations are deliberately dumb and symmetric:
- * logic belongs in the managers above them, written once.
+ * implementation serves one instance; the Redis implementation lets many instances
+ * share state. Implementations are deliberately dumb and symmetric: logic belongs
+ * in the managers above them, written once. Operations reject with a `MeshError`
+ * of code `UNAVAILABLE` when the backing service cannot be reached.
  */
 export interface MeshStore {
+  /** Marks an instance alive for `ttl` ms and lists it among the instances. */
+  registerInstance(instanceId: string, ttl: number): Promise<void>
+  /** Extends an instance's liveness; false if its entry was gone (expired, or the store lost its data). */
+  refreshInstance(instanceId: string, ttl: number): Promise<boolean>
+  /** Forgets an instance: its liveness, listing and connection index. Its connections must be removed first. */
+  unregisterInstance(instanceId: string): Promise<void>
+  /** Listed instances whose liveness has expired. */
+  getDeadInstances(): Promise<string[]>
+  /** Takes the right to clean up a dead instance for `ttl` ms; false if another instance holds it. */
+  claimCleanup(instanceId: string, ttl: number): Promise<boolean>
+
   /** Records which instance owns a connection. */
   addConnection(connectionId: string, instanceId: string): Promise<void>
-  /** Forgets a connection. Removing an unknown connection is not an error. */
+  /** Forgets a connection: its owner, metadata and room memberships. Unknown ids are a no-op. */
   removeConnection(connectionId: string): Promise<void>
-  /** The instance that owns a connection, or `undefined` if none does. */
-  getConnectionInstance(connectionId: string): Promise<string | undefined>
+  /** Owning instance of each connection, `undefined` for unknown ones, in the order given. */
+  getConnectionInstances(connectionIds: readonly string[]): Promise<Array<string | undefined>>
   /** Ids of the connections an instance owns. */
   getInstanceConnections(instanceId: string): Promise<string[]>
+
+  /** Stores a connection's encoded metadata, replacing what was there. */
+  setMetadata(connectionId: string, metadata: string): Promise<void>
+  /** Encoded metadata of each connection, `undefined` where none, in the order given. */
+  getMetadata(connectionIds: readonly string[]): Promise<Array<string | undefined>>
+  /** Every connection's encoded metadata, by connection id. */
+  getAllMetadata(): Promise<Map<string, string>>
+
+  addToRoom(room: string, connectionId: string): Promise<void>
+  removeFromRoom(room: string, connectionId: string): Promise<void>
+  /** Removes a connection from every room; resolves with the rooms it left. */
+  removeFromAllRooms(connectionId: string): Promise<string[]>
+  isInRoom(room: string, connectionId: string): Promise<boolean>
+  getRoomMembers(room: string): Promise<string[]>
+  getConnectionRooms(connectionId: string): Promise<string[]>
+
+  /** Subscribes to the store becoming reachable again after an outage (not called for the first connect). */
+  onReconnect(listener: () => void): void
   /** Releases what the store holds open (connections, timers). */
   close(): Promise<void>
 }
 
 export type BusHandler = (message: Uint8Array) => void
 
-/** Messages between instances. A message published on a topic reaches every subscriber of it once. */
+/**
+ * Messages between instances. A message published on a topic reaches every
+ * current subscriber of it once, and messages from one publisher arrive in the
+ * order they were published.
+ */
 export interface MeshBus {
   publish(topic: string, message: Uint8Array): Promise<void>
   /** Resolves once messages published afterwards are certain to arrive. */

@@ -1,0 +1,42 @@
+import type { Logger } from '../logger.js'
+import type { ResolvedServerOptions } from '../options.js'
+import { Keys } from './keys.js'
+import { MemoryBus } from './memory-bus.js'
+import { MemoryStore } from './memory-store.js'
+import { RedisBus } from './redis-bus.js'
+import { createRedisClient, whenReady } from './redis-client.js'
+import { RedisStore } from './redis-store.js'
+import type { MeshBus, MeshStore } from './types.js'
+
+/** The store and bus a server runs on, chosen from its options. */
+export interface Backend {
+  readonly keys: Keys
+  readonly store: MeshStore
+  readonly bus: MeshBus
+  /** Resolves once the store can be used; rejects with `UNAVAILABLE` if Redis is not reachable in time. */
+  connected(): Promise<void>
+}
+
+/** Redis when a `redis` option is given (one connection for commands, one for pub/sub), memory otherwise. */
+export function createBackend(options: ResolvedServerOptions, logger: Logger): Backend {
+  const keys = new Keys(options.namespace)
+  const redisConfig = options.redis ?? options.redisOptions
+  if (redisConfig === undefined) {
+    return { keys, store: options.store ?? new MemoryStore(), bus: options.bus ?? new MemoryBus(), connected: async () => {} }
+  }
+  const settings = { commandTimeout: options.redisTimeout }
+  const commands = createRedisClient(redisConfig, settings)
+  const subscriber = createRedisClient(redisConfig, settings)
+  for (const [role, client] of [['commands', commands], ['pub/sub', subscriber]] as const) {
+    // Connection errors are retried by ioredis and surface as UNAVAILABLE on the calls that need Redis.
+    client.on('error', (error: Error) => logger.debug?.(`redis ${role} connection error`, { error }))
+  }
+  return {
+    keys,
+    store: options.store ?? new RedisStore(commands, keys),
+    bus: options.bus ?? new RedisBus(commands, subscriber, options.redisTimeout),
+    connected: async () => {
+      await Promise.all([whenReady(commands, options.redisTimeout), whenReady(subscriber, options.redisTimeout)])
+    },
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Every Redis key and channel name meshkit uses, built from one prefix (the
+ * `namespace` option) so that deployments sharing a Redis never meet, and so that
+ * Redis Cluster hash tags could be added here alone.
+ */
+export class Keys {
+  // Each kind of key has its own prefix and ends with the id or name it is about,
+  // so no id or name, whatever characters it holds, can make two keys collide.
+  constructor(readonly namespace: string) {
+    if (!/^[\w.:-]+$/.test(namespace)) {
+      throw new RangeError(`namespace may use letters, digits, "_", ".", ":" and "-", got "${namespace}"`)
+    }
+  }
+
+  /** Set of every instance that registered and has not been cleaned up. */
+  get instances(): string {
+    return `${this.namespace}:instances`
+  }
+
+  /** Liveness key of one instance; it expires when the instance stops refreshing it. */
+  instance(instanceId: string): string {
+    return `${this.namespace}:instance:${instanceId}`
+  }
+
+  /** Connections an instance owns (reverse index, for cleaning up after it dies). */
+  instanceConnections(instanceId: string): string {
+    return `${this.namespace}:instance-connections:${instanceId}`
+  }
+
+  /** Lock a survivor holds while it cleans up a dead instance. */
+  cleanupLock(instanceId: string): string {
+    return `${this.namespace}:instance-cleanup:${instanceId}`
+  }
+
+  /** Hash: connection id → owning instance id (routing only). */
+  get connections(): string {
+    return `${this.namespace}:connections`
+  }
+
+  /** Hash: connection id → encoded metadata. Never shares storage with routing. */
+  get metadata(): string {
+    return `${this.namespace}:metadata`
+  }
+
+  /** Set of connection ids in a room. */
+  room(room: string): string {
+    return `${this.namespace}:room:${room}`
+  }
+
+  /** Set of the rooms a connection is in (reverse index). */
+  connectionRooms(connectionId: string): string {
+    return `${this.namespace}:connection-rooms:${connectionId}`
+  }
+
+  /** Prefix of room keys, stripped from reverse-index entries. */
+  get roomPrefix(): string {
+    return `${this.namespace}:room:`
+  }
+
+  /** Bus topic every instance listens to (broadcasts to everyone). */
+  get broadcastTopic(): string {
+    return `${this.namespace}:bus:broadcast`
+  }
+
+  /** Bus topic of one instance (deliveries to its connections, notices about them). */
+  instanceTopic(instanceId: string): string {
+    return `${this.namespace}:bus:instance:${instanceId}`
+  }
+}

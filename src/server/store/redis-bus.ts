@@ -1,0 +1,71 @@
+import type { Redis } from 'ioredis'
+import { redisCall, whenReady } from './redis-client.js'
+import type { BusHandler, MeshBus } from './types.js'
+
+/**
+ * Pub/sub between instances over Redis: publishing on the command connection,
+ * receiving on a connection of its own. Subscriptions are kept here and replayed
+ * whenever the subscriber connection becomes ready, so a Redis restart does not
+ * lose them.
+ */
+export class RedisBus implements MeshBus {
+  private readonly topics = new Map<string, Set<BusHandler>>()
+  /** SUBSCRIBEs in flight: a second subscriber to the topic waits for the first's to take effect. */
+  private readonly pending = new Map<string, Promise<void>>()
+
+  /**
+   * @param readyTimeout how long `subscribe` waits for the subscriber connection to
+   *   be ready: a SUBSCRIBE sent before ioredis's ready check would break that check.
+   */
+  constructor(
+    private readonly publisher: Redis,
+    private readonly subscriber: Redis,
+    private readonly readyTimeout = 5_000,
+  ) {
+    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      const handlers = this.topics.get(channel.toString())
+      if (handlers) for (const handler of handlers) handler(message)
+    })
+    subscriber.on('ready', () => {
+      if (this.topics.size === 0) return
+      // Failure here means Redis went away again; the next 'ready' retries.
+      subscriber.subscribe(...this.topics.keys()).catch(() => {})
+    })
+  }
+
+  publish(topic: string, message: Uint8Array): Promise<void> {
+    return redisCall(async () => {
+      await this.publisher.publish(topic, Buffer.from(message.buffer, message.byteOffset, message.byteLength))
+    })
+  }
+
+  /** The handler stays registered even if Redis is down now; it is subscribed when Redis is back. */
+  async subscribe(topic: string, handler: BusHandler): Promise<void> {
+    let handlers = this.topics.get(topic)
+    const first = !handlers
+    if (!handlers) this.topics.set(topic, (handlers = new Set()))
+    handlers.add(handler)
+    if (!first) {
+      await this.pending.get(topic)
+      return
+    }
+    const subscribed = whenReady(this.subscriber, this.readyTimeout)
+      .then(() => redisCall(() => this.subscriber.subscribe(topic)))
+      .then(() => undefined)
+      .finally(() => this.pending.delete(topic))
+    this.pending.set(topic, subscribed)
+    await subscribed
+  }
+
+  async unsubscribe(topic: string, handler: BusHandler): Promise<void> {
+    const handlers = this.topics.get(topic)
+    if (!handlers?.delete(handler) || handlers.size > 0) return
+    this.topics.delete(topic)
+    await redisCall(() => this.subscriber.unsubscribe(topic))
+  }
+
+  async close(): Promise<void> {
+    this.topics.clear()
+    await this.subscriber.quit().catch(() => this.subscriber.disconnect())
+  }
+}

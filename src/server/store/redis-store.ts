@@ -1,0 +1,186 @@
+import type { Redis } from 'ioredis'
+import type { Keys } from './keys.js'
+import { redisCall } from './redis-client.js'
+import type { MeshStore } from './types.js'
+
+// Records a connection's owner, moving it out of a previous owner's index.
+// KEYS: connections hash. ARGV: connection id, instance id, instance-connections key prefix.
+const ADD_CONNECTION = `
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+if previous and previous ~= ARGV[2] then redis.call('SREM', ARGV[3] .. previous, ARGV[1]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', ARGV[3] .. ARGV[2], ARGV[1])
+return 1
+`
+
+// Removes a connection everywhere in one step: owner, instance index, metadata, rooms.
+// KEYS: connections hash, metadata hash, the connection's rooms set.
+// ARGV: connection id, instance-connections key prefix, room key prefix.
+const REMOVE_CONNECTION = `
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner then redis.call('SREM', ARGV[2] .. owner, ARGV[1]) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local rooms = redis.call('SMEMBERS', KEYS[3])
+for _, room in ipairs(rooms) do redis.call('SREM', ARGV[3] .. room, ARGV[1]) end
+redis.call('DEL', KEYS[3])
+return rooms
+`
+
+// KEYS: the connection's rooms set. ARGV: connection id, room key prefix.
+const LEAVE_ALL_ROOMS = `
+local rooms = redis.call('SMEMBERS', KEYS[1])
+for _, room in ipairs(rooms) do redis.call('SREM', ARGV[2] .. room, ARGV[1]) end
+redis.call('DEL', KEYS[1])
+return rooms
+`
+
+type ScriptRunner = (numberOfKeys: number, ...args: string[]) => Promise<string[]>
+
+/** A MULTI or pipeline reports failures per command instead of rejecting: surface the first. */
+async function exec(batch: ReturnType<Redis['multi']>): Promise<void> {
+  for (const [error] of (await batch.exec()) ?? []) if (error) throw error
+}
+
+/** Shared state in Redis, for many instances. Key layout: see keys.ts. */
+export class RedisStore implements MeshStore {
+  private readonly addConnectionScript: ScriptRunner
+  private readonly removeConnectionScript: ScriptRunner
+  private readonly leaveAllRoomsScript: ScriptRunner
+  private readonly reconnectListeners = new Set<() => void>()
+  private wasReady: boolean
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {
+    redis.defineCommand('meshAddConnection', { lua: ADD_CONNECTION })
+    redis.defineCommand('meshRemoveConnection', { lua: REMOVE_CONNECTION })
+    redis.defineCommand('meshLeaveAllRooms', { lua: LEAVE_ALL_ROOMS })
+    const commands = redis as unknown as Record<string, ScriptRunner>
+    this.addConnectionScript = commands.meshAddConnection!.bind(redis)
+    this.removeConnectionScript = commands.meshRemoveConnection!.bind(redis)
+    this.leaveAllRoomsScript = commands.meshLeaveAllRooms!.bind(redis)
+    this.wasReady = redis.status === 'ready'
+    redis.on('ready', () => {
+      if (this.wasReady) for (const listener of this.reconnectListeners) listener()
+      this.wasReady = true
+    })
+  }
+
+  registerInstance(instanceId: string, ttl: number): Promise<void> {
+    return redisCall(async () => {
+      await exec(this.redis.multi().set(this.keys.instance(instanceId), String(Date.now()), 'PX', ttl).sadd(this.keys.instances, instanceId))
+    })
+  }
+
+  refreshInstance(instanceId: string, ttl: number): Promise<boolean> {
+    return redisCall(async () => (await this.redis.set(this.keys.instance(instanceId), String(Date.now()), 'PX', ttl, 'XX')) === 'OK')
+  }
+
+  unregisterInstance(instanceId: string): Promise<void> {
+    return redisCall(async () => {
+      await exec(this.redis
+        .multi()
+        .del(this.keys.instance(instanceId), this.keys.instanceConnections(instanceId), this.keys.cleanupLock(instanceId))
+        .srem(this.keys.instances, instanceId)
+        )
+    })
+  }
+
+  getDeadInstances(): Promise<string[]> {
+    return redisCall(async () => {
+      const instances = await this.redis.smembers(this.keys.instances)
+      if (instances.length === 0) return []
+      const pipeline = this.redis.pipeline()
+      for (const id of instances) pipeline.exists(this.keys.instance(id))
+      const alive = (await pipeline.exec()) ?? []
+      return instances.filter((_, index) => alive[index]?.[1] === 0)
+    })
+  }
+
+  claimCleanup(instanceId: string, ttl: number): Promise<boolean> {
+    return redisCall(async () => (await this.redis.set(this.keys.cleanupLock(instanceId), '1', 'PX', ttl, 'NX')) === 'OK')
+  }
+
+  addConnection(connectionId: string, instanceId: string): Promise<void> {
+    return redisCall(async () => {
+      await this.addConnectionScript(1, this.keys.connections, connectionId, instanceId, this.keys.instanceConnections(''))
+    })
+  }
+
+  removeConnection(connectionId: string): Promise<void> {
+    return redisCall(async () => {
+      await this.removeConnectionScript(
+        3,
+        this.keys.connections,
+        this.keys.metadata,
+        this.keys.connectionRooms(connectionId),
+        connectionId,
+        this.keys.instanceConnections(''),
+        this.keys.roomPrefix,
+      )
+    })
+  }
+
+  getConnectionInstances(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
+    if (connectionIds.length === 0) return Promise.resolve([])
+    return redisCall(async () => (await this.redis.hmget(this.keys.connections, ...connectionIds)).map((owner) => owner ?? undefined))
+  }
+
+  getInstanceConnections(instanceId: string): Promise<string[]> {
+    return redisCall(() => this.redis.smembers(this.keys.instanceConnections(instanceId)))
+  }
+
+  setMetadata(connectionId: string, metadata: string): Promise<void> {
+    return redisCall(async () => {
+      await this.redis.hset(this.keys.metadata, connectionId, metadata)
+    })
+  }
+
+  getMetadata(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
+    if (connectionIds.length === 0) return Promise.resolve([])
+    return redisCall(async () => (await this.redis.hmget(this.keys.metadata, ...connectionIds)).map((value) => value ?? undefined))
+  }
+
+  getAllMetadata(): Promise<Map<string, string>> {
+    return redisCall(async () => new Map(Object.entries(await this.redis.hgetall(this.keys.metadata))))
+  }
+
+  addToRoom(room: string, connectionId: string): Promise<void> {
+    return redisCall(async () => {
+      await exec(this.redis.multi().sadd(this.keys.room(room), connectionId).sadd(this.keys.connectionRooms(connectionId), room))
+    })
+  }
+
+  removeFromRoom(room: string, connectionId: string): Promise<void> {
+    return redisCall(async () => {
+      await exec(this.redis.multi().srem(this.keys.room(room), connectionId).srem(this.keys.connectionRooms(connectionId), room))
+    })
+  }
+
+  removeFromAllRooms(connectionId: string): Promise<string[]> {
+    return redisCall(() => this.leaveAllRoomsScript(1, this.keys.connectionRooms(connectionId), connectionId, this.keys.roomPrefix))
+  }
+
+  isInRoom(room: string, connectionId: string): Promise<boolean> {
+    return redisCall(async () => (await this.redis.sismember(this.keys.room(room), connectionId)) === 1)
+  }
+
+  getRoomMembers(room: string): Promise<string[]> {
+    return redisCall(() => this.redis.smembers(this.keys.room(room)))
+  }
+
+  getConnectionRooms(connectionId: string): Promise<string[]> {
+    return redisCall(() => this.redis.smembers(this.keys.connectionRooms(connectionId)))
+  }
+
+  onReconnect(listener: () => void): void {
+    this.reconnectListeners.add(listener)
+  }
+
+  async close(): Promise<void> {
+    this.reconnectListeners.clear()
+    await this.redis.quit().catch(() => this.redis.disconnect())
+  }
+}
