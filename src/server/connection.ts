@@ -23,6 +23,11 @@ export class Connection {
   private lastLatency: number | undefined
   private closingTimer: ReturnType<typeof setTimeout> | undefined
 
+  /** @internal this instance's record of the rooms the connection is in (written back if the store loses it) */
+  readonly rooms = new Set<string>()
+  /** @internal this instance's record of the connection's encoded metadata */
+  metadata: string | undefined
+
   /** @internal requests being handled right now */
   pendingRequests = 0
   /** @internal liveness bookkeeping, owned by the heartbeat */

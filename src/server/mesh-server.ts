@@ -1,35 +1,41 @@
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { nanoid } from 'nanoid'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
-import { codecForSubprotocol, encodeFrame, tryDecode, type Codec, type WireData } from '../shared/codec.js'
+import { codecForSubprotocol, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
-import { CloseCode, FrameType, Subprotocol, isId, parseClientFrame } from '../shared/protocol.js'
+import { CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol.js'
 import { CommandRegistry } from './command-registry.js'
 import { Connection } from './connection.js'
-import { requireEventName } from './event-name.js'
 import type { CommandHandler, Middleware } from './context.js'
 import { Heartbeat } from './heartbeat.js'
+import { answerPlainHttp, listening, pathOf, pickSubprotocol, refuseUpgrade } from './http-endpoint.js'
 import { silentLogger, type Logger } from './logger.js'
+import { Cluster } from './managers/cluster.js'
+import { ConnectionManager } from './managers/connection-manager.js'
+import { Delivery } from './managers/delivery.js'
+import { InstanceMonitor } from './managers/instance-monitor.js'
+import { Ownership, idOf, type ConnectionRef } from './managers/ownership.js'
+import { RoomManager } from './managers/room-manager.js'
 import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOptions } from './options.js'
-import { MemoryBus } from './store/memory-bus.js'
-import { MemoryStore } from './store/memory-store.js'
+import { createBackend } from './store/backend.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 
 export type ConnectionListener = (connection: Connection) => void | Promise<void>
 
-const knownSubprotocols = new Set<string>(Object.values(Subprotocol))
-
 /**
  * A meshkit server: accepts WebSocket connections, answers their commands through
- * middleware and handlers, and pushes events to them.
+ * middleware and handlers, and delivers events to connections on any instance
+ * sharing its store.
  */
 export class MeshServer {
   /** This instance's id, unique among the instances sharing a store. */
   readonly instanceId = nanoid()
   readonly store: MeshStore
   readonly bus: MeshBus
+  /** Metadata of connections on any instance. */
+  readonly connectionManager: ConnectionManager
   private readonly options: ResolvedServerOptions
   private readonly logger: Logger
   private readonly http: HttpServer | HttpsServer
@@ -37,13 +43,17 @@ export class MeshServer {
   private readonly wss: WebSocketServer
   private readonly registry: CommandRegistry
   private readonly heartbeat: Heartbeat
+  private readonly cluster: Cluster
+  private readonly delivery: Delivery
+  private readonly rooms: RoomManager
+  private readonly monitor: InstanceMonitor
   /** Connections that received their hello: the ones events, pings and lookups reach. */
   private readonly live = new Map<string, Connection>()
   /** Every open socket, greeted or not, so that `close()` reaches them all. */
   private readonly sockets = new Set<Connection>()
   private readonly connectListeners = new Set<ConnectionListener>()
   private readonly disconnectListeners = new Set<ConnectionListener>()
-  private readonly listening: Promise<void>
+  private readonly started: Promise<unknown>
   private closing: Promise<void> | undefined
   /** Set while `close()` waits for the last connection to go. */
   private onLastConnectionGone: (() => void) | undefined
@@ -53,8 +63,19 @@ export class MeshServer {
   constructor(options: MeshServerOptions = {}) {
     this.options = resolveServerOptions(options)
     this.logger = this.options.logger ?? silentLogger
-    this.store = this.options.store ?? new MemoryStore()
-    this.bus = this.options.bus ?? new MemoryBus()
+    const backend = createBackend(this.options, this.logger)
+    this.store = backend.store
+    this.bus = backend.bus
+    this.cluster = new Cluster(this.bus, backend.keys, this.instanceId, {
+      deliver: (ids, frame) => this.delivery.deliverLocal(ids, frame),
+      deliverAll: (excluded, frame) => this.delivery.deliverAllLocal(excluded, frame),
+      notice: (notice) => ownership.apply(notice),
+    }, this.logger)
+    const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster)
+    this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster)
+    this.rooms = new RoomManager(this.store, ownership)
+    this.connectionManager = new ConnectionManager(this.store, ownership)
+    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, this.logger)
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests)
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.wss = new WebSocketServer({
@@ -66,18 +87,30 @@ export class MeshServer {
     })
     this.ownsHttp = !this.options.server
     this.http = this.options.server ?? createServer(answerPlainHttp)
-    this.http.on('upgrade', this.onUpgrade)
     // A listening server can still fail (accept errors); without a listener that would crash the process.
     if (this.ownsHttp) this.http.on('error', (error) => this.logger.error?.('http server error', { error }))
-    this.listening = this.listen()
-    // ready() reports a listen failure; without a caller it must not become an unhandled rejection.
-    this.listening.catch((error: unknown) => this.logger.error?.('meshkit server failed to listen', { error }))
+    this.http.on('upgrade', this.onUpgrade)
+    const listened = listening(this.http, this.ownsHttp ? () => this.http.listen(this.options.port, this.options.host) : undefined)
+    // Joining starts even when Redis is unreachable: the monitor's timers and the bus's
+    // replayed subscriptions then finish the job once it is back.
+    const join = (): Promise<unknown> => Promise.all([this.monitor.start(), this.cluster.start()])
+    const joined = backend.connected().then(join, (error: unknown) => {
+      join().catch(() => {})
+      throw error
+    })
+    this.started = Promise.all([listened, joined])
+    // ready() reports failures; without a caller they must not become unhandled rejections.
+    this.started.catch((error: unknown) => this.logger.error?.('meshkit server failed to start', { error }))
     this.heartbeat.start()
   }
 
-  /** Resolves once the server accepts connections; rejects if it could not listen. */
-  ready(): Promise<void> {
-    return this.listening
+  /**
+   * Resolves once the server accepts connections and has joined its store. Rejects
+   * with the listen error, or `UNAVAILABLE` if Redis is unreachable (the server then
+   * keeps serving locally and joins when Redis is back).
+   */
+  async ready(): Promise<void> {
+    await this.started
   }
 
   /** The port the server listens on (the real one when created with port 0). */
@@ -91,11 +124,7 @@ export class MeshServer {
     return this.live
   }
 
-  registerCommand<P = any, R = unknown>(
-    name: string,
-    handler: CommandHandler<P, R>,
-    middleware: readonly Middleware[] = [],
-  ): void {
+  registerCommand<P = any, R = unknown>(name: string, handler: CommandHandler<P, R>, middleware: readonly Middleware[] = []): void {
     this.registry.register(name, handler as CommandHandler, middleware)
   }
 
@@ -110,20 +139,59 @@ export class MeshServer {
     return () => this.connectListeners.delete(listener)
   }
 
-  /** Called when a connection that was announced by `onConnection` has closed. */
+  /** Called when a connection that was announced by `onConnection` has closed and left its rooms. */
   onDisconnection(listener: ConnectionListener): () => void {
     this.disconnectListeners.add(listener)
     return () => this.disconnectListeners.delete(listener)
   }
 
-  /** Sends an event to every connection, encoding it once per codec. */
+  /** Sends an event to every connection on every instance. */
   async broadcast(event: string, payload?: unknown): Promise<void> {
-    requireEventName(event)
-    const frames = new FrameCache([FrameType.EVENT, event, payload])
-    for (const connection of this.live.values()) connection.write(frames.for(connection.codec))
+    await this.delivery.broadcast(event, payload)
   }
 
-  /** Closes every socket (code 1001, so clients reconnect elsewhere), the timers, and the store. Idempotent. */
+  /** Sends an event to every connection on every instance except the given ones. */
+  async broadcastExclude(event: string, payload: unknown, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void> {
+    await this.delivery.broadcast(event, payload, idsOf(exclude))
+  }
+
+  /** Sends an event to the members of a room, on every instance. */
+  async broadcastRoom(room: string, event: string, payload?: unknown): Promise<void> {
+    await this.delivery.broadcastRoom(room, event, payload)
+  }
+
+  async broadcastRoomExclude(room: string, event: string, payload: unknown, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void> {
+    await this.delivery.broadcastRoom(room, event, payload, idsOf(exclude))
+  }
+
+  /** Sends an event to connections by id, on whichever instance holds them; unknown ids are skipped. */
+  async sendTo(connections: ConnectionRef | readonly ConnectionRef[], event: string, payload?: unknown): Promise<void> {
+    await this.delivery.sendTo(idsOf(connections), event, payload)
+  }
+
+  addToRoom(room: string, connection: ConnectionRef): Promise<void> {
+    return this.rooms.addToRoom(room, connection)
+  }
+
+  removeFromRoom(room: string, connection: ConnectionRef): Promise<void> {
+    return this.rooms.removeFromRoom(room, connection)
+  }
+
+  /** Removes a connection from every room; resolves with the rooms it left. */
+  removeFromAllRooms(connection: ConnectionRef): Promise<string[]> {
+    return this.rooms.removeFromAllRooms(connection)
+  }
+
+  isInRoom(room: string, connection: ConnectionRef): Promise<boolean> {
+    return this.rooms.isInRoom(room, connection)
+  }
+
+  /** Ids of a room's members on every instance. */
+  getRoomMembers(room: string): Promise<string[]> {
+    return this.rooms.getRoomMembers(room)
+  }
+
+  /** Closes every socket (code 1001, so clients reconnect elsewhere), removes this instance from the store, stops timers. Idempotent. */
   close(): Promise<void> {
     this.closing ??= this.shutdown()
     return this.closing
@@ -150,25 +218,10 @@ export class MeshServer {
         this.http.closeAllConnections()
       })
     }
+    await this.started.catch(() => {})
+    await this.cluster.stop()
+    await this.monitor.stop()
     await Promise.allSettled([this.bus.close(), this.store.close()])
-  }
-
-  private listen(): Promise<void> {
-    const http = this.http
-    if (!this.ownsHttp && http.listening) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => {
-        http.off('listening', onListening)
-        reject(error)
-      }
-      const onListening = (): void => {
-        http.off('error', onError)
-        resolve()
-      }
-      http.once('error', onError)
-      http.once('listening', onListening)
-      if (this.ownsHttp) http.listen(this.options.port, this.options.host)
-    })
   }
 
   private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -196,8 +249,11 @@ export class MeshServer {
     ws.on('error', (error) => this.logger.debug?.('socket error', { connectionId: connection.id, error }))
 
     let announced = false
-    const registered = this.store.addConnection(connection.id, this.instanceId).then(
-      () => {
+    // Registration failing because the store is away does not stop the connection:
+    // it is served here and registered when the store is back.
+    const registered = this.monitor.register(connection).then(
+      (stored) => {
+        if (!stored) this.logger.warn?.('store unavailable; connection served locally for now', { connectionId: connection.id })
         if (!connection.isOpen || this.closing) return
         connection.hello({ maxPayload: this.options.maxPayload, pingInterval: this.pingGap })
         this.live.set(connection.id, connection)
@@ -207,7 +263,7 @@ export class MeshServer {
       },
       (error: unknown) => {
         this.logger.error?.('could not register connection', { connectionId: connection.id, error })
-        connection.close(CloseCode.INTERNAL_ERROR, 'store unavailable')
+        connection.close(CloseCode.INTERNAL_ERROR, 'store error')
       },
     )
 
@@ -217,8 +273,7 @@ export class MeshServer {
       connection.disposed()
       if (this.sockets.size === 0) this.onLastConnectionGone?.()
       const cleanup = registered
-        .then(() => this.store.removeConnection(connection.id))
-        .catch((error: unknown) => this.logger.error?.('could not unregister connection', { connectionId: connection.id, error }))
+        .then(() => this.monitor.unregister(connection))
         .then(() => {
           if (announced) this.notify(this.disconnectListeners, connection, 'onDisconnection')
         })
@@ -262,35 +317,6 @@ export class MeshServer {
   }
 }
 
-/** Encodes one frame at most once per codec, however many connections it goes to. */
-class FrameCache {
-  private readonly encoded = new Map<Codec, WireData>()
-
-  constructor(private readonly frame: unknown[]) {}
-
-  for(codec: Codec): WireData {
-    let data = this.encoded.get(codec)
-    if (data === undefined) this.encoded.set(codec, (data = encodeFrame(codec, this.frame)))
-    return data
-  }
-}
-
-function pickSubprotocol(offered: Set<string>): string | false {
-  for (const protocol of offered) if (knownSubprotocols.has(protocol)) return protocol
-  return false
-}
-
-function pathOf(url: string | undefined): string {
-  if (!url) return '/'
-  const query = url.indexOf('?')
-  return query === -1 ? url : url.slice(0, query)
-}
-
-function refuseUpgrade(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
-}
-
-function answerPlainHttp(_request: IncomingMessage, response: ServerResponse): void {
-  response.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' })
-  response.end('meshkit: this endpoint speaks WebSocket\n')
+function idsOf(refs: ConnectionRef | readonly ConnectionRef[]): string[] {
+  return Array.isArray(refs) ? refs.map(idOf) : [idOf(refs as ConnectionRef)]
 }

@@ -2,6 +2,7 @@ import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
 import type { Logger } from './logger.js'
+import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 
 export interface MeshServerOptions {
@@ -29,7 +30,21 @@ export interface MeshServerOptions {
   closeTimeout?: number
   /** Compress messages (costly in CPU and memory per connection). @default false */
   perMessageDeflate?: boolean
-  /** Shared state; the in-memory store when not given. */
+  /**
+   * Redis shared by the instances: a URL, ioredis options, or an ioredis client
+   * (copied, never used or closed directly). Without it the server runs alone on
+   * an in-memory store.
+   */
+  redis?: RedisConfig
+  /** Mesh's name for `redis`, accepted as an alias. */
+  redisOptions?: RedisConfig
+  /** Prefix of every Redis key and channel, so that deployments can share a Redis. @default 'meshkit' */
+  namespace?: string
+  /** Milliseconds an instance's liveness entry lives without a refresh; a dead instance is cleaned up within about 1.5 × this. @default 20000 */
+  instanceTtl?: number
+  /** Milliseconds a Redis command may take before it fails with `UNAVAILABLE`. @default 5000 */
+  redisTimeout?: number
+  /** Shared state; the in-memory store when not given (advanced: for custom stores). */
   store?: MeshStore
   /** Messages between instances; the in-process bus when not given. */
   bus?: MeshBus
@@ -49,19 +64,26 @@ export const serverDefaults = {
   maxPendingRequests: 256,
   closeTimeout: 2_000,
   perMessageDeflate: false,
+  namespace: 'meshkit',
+  instanceTtl: 20_000,
+  redisTimeout: 5_000,
 } satisfies Partial<MeshServerOptions>
 
 export type ResolvedServerOptions = typeof serverDefaults & MeshServerOptions
 
 export function resolveServerOptions(options: MeshServerOptions): ResolvedServerOptions {
   const resolved = mergeOptions(serverDefaults, options)
-  for (const key of ['pingInterval', 'latencyInterval', 'maxPayload', 'maxBufferedBytes', 'maxPendingRequests'] as const) {
+  const numeric = ['pingInterval', 'latencyInterval', 'maxPayload', 'maxBufferedBytes', 'maxPendingRequests', 'instanceTtl', 'redisTimeout'] as const
+  for (const key of numeric) {
     requirePositive(key, resolved[key])
   }
   requireNonNegative('maxMissedPongs', resolved.maxMissedPongs)
   requireNonNegative('closeTimeout', resolved.closeTimeout)
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${String(resolved.port)}`)
+  }
+  if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
+    throw new TypeError('Give either redis or redisOptions, not both')
   }
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
   return resolved

@@ -1,0 +1,46 @@
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { Duplex } from 'node:stream'
+import { Subprotocol } from '../shared/protocol.js'
+
+const knownSubprotocols = new Set<string>(Object.values(Subprotocol))
+
+/** The first subprotocol the client offered that meshkit speaks; none means msgpack. */
+export function pickSubprotocol(offered: Set<string>): string | false {
+  for (const protocol of offered) if (knownSubprotocols.has(protocol)) return protocol
+  return false
+}
+
+export function pathOf(url: string | undefined): string {
+  if (!url) return '/'
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
+}
+
+export function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+}
+
+/** What the server's own HTTP server says to requests that are not WebSocket upgrades. */
+export function answerPlainHttp(_request: IncomingMessage, response: ServerResponse): void {
+  response.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' })
+  response.end('meshkit: this endpoint speaks WebSocket\n')
+}
+
+/** Resolves once the server listens (starting it when `listen` is given), rejects with the listen error. */
+export function listening(http: HttpServer | HttpsServer, listen?: () => void): Promise<void> {
+  if (!listen && http.listening) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => {
+      http.off('listening', onListening)
+      reject(error)
+    }
+    const onListening = (): void => {
+      http.off('error', onError)
+      resolve()
+    }
+    http.once('error', onError)
+    http.once('listening', onListening)
+    listen?.()
+  })
+}

@@ -1,0 +1,119 @@
+import { FrameType } from '../../shared/protocol.js'
+import type { Connection } from '../connection.js'
+import { requireEventName } from '../event-name.js'
+import { FrameCache } from '../frame-cache.js'
+import type { MeshStore } from '../store/types.js'
+import type { Cluster } from './cluster.js'
+
+/** Targets of one delivery: connections of this instance, and ids on each other instance. */
+interface Routes {
+  local: Connection[]
+  remote: Map<string, string[]>
+}
+
+/**
+ * Sending events to connections anywhere in the cluster. A frame is encoded once
+ * per delivery; each other instance gets one bus message per delivery however many
+ * of its connections are addressed. Deliveries leave in the order they were
+ * requested, even when their lookups finish out of order, so every recipient sees
+ * one sender's messages in order.
+ */
+export class Delivery {
+  private tail: Promise<unknown> = Promise.resolve()
+
+  constructor(
+    private readonly instanceId: string,
+    private readonly live: ReadonlyMap<string, Connection>,
+    private readonly store: MeshStore,
+    private readonly cluster: Cluster,
+  ) {}
+
+  /** Every connection on every instance, except the excluded ids. */
+  broadcast(event: string, payload: unknown, excluded: readonly string[] = []): Promise<void> {
+    const frames = eventFrame(event, payload)
+    return this.inOrder(undefined, () => {
+      const skip = new Set(excluded)
+      for (const connection of this.live.values()) if (!skip.has(connection.id)) connection.write(frames.for(connection.codec))
+      return this.cluster.deliverAll(excluded, frames.msgpack)
+    })
+  }
+
+  /** Members of a room, wherever they are, except the excluded ids. */
+  broadcastRoom(room: string, event: string, payload: unknown, excluded: readonly string[] = []): Promise<void> {
+    const frames = eventFrame(event, payload)
+    const routes = this.store.getRoomMembers(room).then((members) => {
+      const skip = new Set(excluded)
+      return this.route(skip.size === 0 ? members : members.filter((id) => !skip.has(id)))
+    })
+    return this.inOrder(routes, (resolved) => this.send(resolved, frames))
+  }
+
+  /** Specific connections, wherever they are. Unknown ids are skipped. */
+  sendTo(connectionIds: readonly string[], event: string, payload: unknown): Promise<void> {
+    const frames = eventFrame(event, payload)
+    return this.inOrder(this.route([...new Set(connectionIds)]), (resolved) => this.send(resolved, frames))
+  }
+
+  /** Writes a frame that arrived from another instance to some local connections. */
+  deliverLocal(connectionIds: readonly string[], frame: Uint8Array): void {
+    const frames = FrameCache.fromMsgpack(frame)
+    for (const id of connectionIds) {
+      const connection = this.live.get(id)
+      connection?.write(frames.for(connection.codec))
+    }
+  }
+
+  /** Writes a broadcast that arrived from another instance to every local connection but the excluded. */
+  deliverAllLocal(excludedIds: readonly string[], frame: Uint8Array): void {
+    const frames = FrameCache.fromMsgpack(frame)
+    const skip = new Set(excludedIds)
+    for (const connection of this.live.values()) if (!skip.has(connection.id)) connection.write(frames.for(connection.codec))
+  }
+
+  /** Local connections need no lookup; only ids held elsewhere are asked of the store. */
+  private async route(connectionIds: readonly string[]): Promise<Routes> {
+    const local: Connection[] = []
+    const elsewhere: string[] = []
+    for (const id of connectionIds) {
+      const connection = this.live.get(id)
+      if (connection) local.push(connection)
+      else elsewhere.push(id)
+    }
+    const remote = new Map<string, string[]>()
+    if (elsewhere.length === 0) return { local, remote }
+    const owners = await this.store.getConnectionInstances(elsewhere)
+    owners.forEach((owner, index) => {
+      // No owner: the connection is gone. Owned by us but not live: it just closed.
+      if (owner === undefined || owner === this.instanceId) return
+      let ids = remote.get(owner)
+      if (!ids) remote.set(owner, (ids = []))
+      ids.push(elsewhere[index]!)
+    })
+    return { local, remote }
+  }
+
+  private send({ local, remote }: Routes, frames: FrameCache): Promise<unknown> {
+    for (const connection of local) connection.write(frames.for(connection.codec))
+    if (remote.size === 0) return Promise.resolve()
+    return Promise.all([...remote].map(([instanceId, ids]) => this.cluster.deliver(instanceId, ids, frames.msgpack)))
+  }
+
+  /**
+   * Lookups start at once and run concurrently; emitting waits for every earlier
+   * delivery to have emitted. The caller's promise settles when its bus messages
+   * are handed to the bus.
+   */
+  private inOrder<T>(lookup: Promise<T> | undefined, emit: (value: T) => Promise<unknown>): Promise<void> {
+    let published: Promise<unknown> = Promise.resolve()
+    const emitted = this.tail.then(() => lookup).then((value) => {
+      published = emit(value as T)
+    })
+    this.tail = emitted.catch(() => {})
+    return emitted.then(() => published).then(() => undefined)
+  }
+}
+
+function eventFrame(event: string, payload: unknown): FrameCache {
+  requireEventName(event)
+  return FrameCache.of([FrameType.EVENT, event, payload])
+}

@@ -1,0 +1,140 @@
+import { ErrorCode, MeshError } from '../../shared/errors.js'
+import type { Connection } from '../connection.js'
+import type { Logger } from '../logger.js'
+import type { MeshStore } from '../store/types.js'
+
+/**
+ * This instance's place in the store: its liveness entry, its connections'
+ * registrations, and the cleanup of instances that died without saying so.
+ *
+ * - Liveness: a key with a TTL of `instanceTtl`, refreshed every third of it.
+ * - Dead instances: every half `instanceTtl`, one survivor (holding a short lock)
+ *   removes the connections of each instance whose key expired. An instance killed
+ *   outright is cleaned up within about 1.5 × `instanceTtl`.
+ * - Outages: registrations and removals that failed while the store was away are
+ *   retried when it is back; if it came back empty, everything this instance owns
+ *   (liveness, connections, their metadata and rooms) is written again.
+ */
+export class InstanceMonitor {
+  private refreshTimer: ReturnType<typeof setInterval> | undefined
+  private sweepTimer: ReturnType<typeof setInterval> | undefined
+  /** Live connections whose registration failed; registered when the store is back. */
+  private readonly unregistered = new Set<Connection>()
+  /** Closed connections whose removal failed; removed when the store is back. */
+  private readonly orphans = new Set<string>()
+  private recovering: Promise<void> | undefined
+  private stopped = false
+
+  constructor(
+    private readonly instanceId: string,
+    private readonly live: ReadonlyMap<string, Connection>,
+    private readonly store: MeshStore,
+    private readonly ttl: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Registers the instance and starts the timers; rejects with `UNAVAILABLE` if the store is away (recovery follows). */
+  async start(): Promise<void> {
+    this.refreshTimer = setInterval(() => void this.refresh(), Math.max(1, Math.floor(this.ttl / 3)))
+    this.sweepTimer = setInterval(() => void this.sweep(), Math.max(1, Math.floor(this.ttl / 2)))
+    this.refreshTimer.unref?.()
+    this.sweepTimer.unref?.()
+    this.store.onReconnect(() => void this.recover())
+    await this.store.registerInstance(this.instanceId, this.ttl)
+  }
+
+  /**
+   * Records a new connection. Resolves `false` if the store is unreachable: the
+   * connection is then served locally and registered once the store is back.
+   */
+  async register(connection: Connection): Promise<boolean> {
+    try {
+      await this.store.addConnection(connection.id, this.instanceId)
+      return true
+    } catch (error) {
+      if (!(error instanceof MeshError && error.code === ErrorCode.UNAVAILABLE)) throw error
+      this.unregistered.add(connection)
+      return false
+    }
+  }
+
+  /** Forgets a closed connection: owner, metadata, rooms. Retried later if the store is away. */
+  async unregister(connection: Connection): Promise<void> {
+    if (this.unregistered.delete(connection)) return
+    try {
+      await this.store.removeConnection(connection.id)
+    } catch (error) {
+      this.orphans.add(connection.id)
+      this.logger.warn?.('could not unregister a connection; will retry', { connectionId: connection.id, error })
+    }
+  }
+
+  /** Stops the timers and removes this instance's own entries. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearInterval(this.refreshTimer)
+    clearInterval(this.sweepTimer)
+    await this.recovering?.catch(() => {})
+    await this.store.unregisterInstance(this.instanceId).catch((error: unknown) => {
+      this.logger.warn?.('could not unregister the instance', { error })
+    })
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      if (!(await this.store.refreshInstance(this.instanceId, this.ttl))) await this.recover()
+    } catch (error) {
+      this.logger.debug?.('liveness refresh failed', { error })
+    }
+  }
+
+  /** One recovery at a time; every trigger (reconnect, failed refresh) joins it. */
+  private recover(): Promise<void> {
+    if (this.stopped) return Promise.resolve()
+    this.recovering ??= this.restore()
+      .catch((error: unknown) => this.logger.warn?.('recovery after a store outage failed; will retry', { error }))
+      .finally(() => (this.recovering = undefined))
+    return this.recovering
+  }
+
+  private async restore(): Promise<void> {
+    const emptied = !(await this.store.refreshInstance(this.instanceId, this.ttl))
+    if (emptied) await this.store.registerInstance(this.instanceId, this.ttl)
+    const toRegister = emptied ? [...this.live.values()] : [...this.unregistered]
+    await Promise.all(toRegister.map((connection) => this.writeBack(connection, emptied)))
+    for (const connection of toRegister) this.unregistered.delete(connection)
+    await Promise.all(
+      [...this.orphans].map(async (id) => {
+        await this.store.removeConnection(id)
+        this.orphans.delete(id)
+      }),
+    )
+    if (emptied) this.logger.info?.('store came back empty; restored this instance', { connections: toRegister.length })
+  }
+
+  /** Writes a connection's registration and, if the store lost it, its metadata and rooms. */
+  private async writeBack(connection: Connection, withState: boolean): Promise<void> {
+    const writes = [this.store.addConnection(connection.id, this.instanceId)]
+    if (withState) {
+      if (connection.metadata !== undefined) writes.push(this.store.setMetadata(connection.id, connection.metadata))
+      for (const room of connection.rooms) writes.push(this.store.addToRoom(room, connection.id))
+    }
+    await Promise.all(writes)
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      const dead = await this.store.getDeadInstances()
+      for (const instanceId of dead) {
+        if (instanceId === this.instanceId) continue
+        if (!(await this.store.claimCleanup(instanceId, this.ttl))) continue
+        const connections = await this.store.getInstanceConnections(instanceId)
+        await Promise.all(connections.map((id) => this.store.removeConnection(id)))
+        await this.store.unregisterInstance(instanceId)
+        this.logger.info?.('cleaned up a dead instance', { instanceId, connections: connections.length })
+      }
+    } catch (error) {
+      this.logger.debug?.('dead-instance sweep failed', { error })
+    }
+  }
+}

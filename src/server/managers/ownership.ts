@@ -1,0 +1,61 @@
+import { ErrorCode, MeshError } from '../../shared/errors.js'
+import type { Connection } from '../connection.js'
+import type { MeshStore } from '../store/types.js'
+import type { Cluster, Notice } from './cluster.js'
+
+/** A connection object of this instance, or the id of a connection on any instance. */
+export type ConnectionRef = Connection | string
+
+export function idOf(ref: ConnectionRef): string {
+  if (typeof ref === 'string' && ref.length > 0) return ref
+  if (typeof ref === 'object' && ref !== null && typeof ref.id === 'string') return ref.id
+  throw new TypeError('Expected a connection or a connection id')
+}
+
+/**
+ * Who owns a connection, and the owner's own record of its connections' rooms and
+ * metadata. That record is what an instance writes back when Redis comes back
+ * empty, so every change made anywhere is reported to the owning instance.
+ */
+export class Ownership {
+  constructor(
+    private readonly instanceId: string,
+    private readonly live: ReadonlyMap<string, Connection>,
+    private readonly store: MeshStore,
+    private readonly cluster: Cluster,
+  ) {}
+
+  /** The owning instance; `NOT_FOUND` for a connection no instance holds. */
+  async ownerOf(connectionId: string): Promise<string> {
+    if (this.live.has(connectionId)) return this.instanceId
+    const [owner] = await this.store.getConnectionInstances([connectionId])
+    if (owner === undefined) throw new MeshError(ErrorCode.NOT_FOUND, `No connection "${connectionId}"`)
+    return owner
+  }
+
+  /** Tells the owner about a change already written to the store. */
+  async record(owner: string, notice: Notice): Promise<void> {
+    if (owner === this.instanceId) this.apply(notice)
+    else await this.cluster.notify(owner, notice)
+  }
+
+  /** On the owner: updates its record of one of its connections. */
+  apply(notice: Notice): void {
+    const connection = this.live.get(notice[1])
+    if (!connection) return
+    switch (notice[0]) {
+      case 'room+':
+        connection.rooms.add(notice[2])
+        return
+      case 'room-':
+        connection.rooms.delete(notice[2])
+        return
+      case 'rooms-':
+        connection.rooms.clear()
+        return
+      case 'meta':
+        connection.metadata = notice[2]
+        return
+    }
+  }
+}
