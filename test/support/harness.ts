@@ -84,6 +84,22 @@ export async function waitFor(condition: () => boolean, timeout = 5_000): Promis
 }
 
 /**
+ * Retries an async check until it passes: for state that converges (cleanup of a
+ * dead instance, recovery after a Redis restart) and has no event of its own.
+ */
+export async function eventually<T>(check: () => Promise<T>, timeout = 10_000): Promise<T> {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    try {
+      return await check()
+    } catch (error) {
+      if (Date.now() > deadline) throw error
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+  }
+}
+
+/**
  * A bare `ws` socket speaking the protocol by hand, for sending what MeshClient
  * never would and for playing a peer that stops answering.
  */

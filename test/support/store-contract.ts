@@ -1,98 +1,622 @@
+import { randomUUID } from 'node:crypto'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import type { MeshBus, MeshStore } from 'meshkit/server'
-import { deferred } from './harness.js'
+import type { BusHandler, MeshBus, MeshStore } from 'meshkit/server'
+import { waitFor } from './harness.js'
+
+/**
+ * Makes a store. Without a namespace the store must be private to the calling test
+ * (its own unique namespace); with one, stores made with different namespaces must
+ * not see each other's state.
+ */
+export type CreateStore = (namespace?: string) => MeshStore | Promise<MeshStore>
+export type CreateBus = () => MeshBus | Promise<MeshBus>
+
+/** Ids that break naive object maps and key schemes. */
+const awkwardIds = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'a:b', 'with space', 'x:rooms', 'ünï cödé']
+
+/**
+ * Polls an asynchronous probe until `accept` holds, for state that changes with time
+ * and has no event (expiry). Like `waitFor`, it checks every few milliseconds and
+ * fails after `timeout`.
+ */
+export async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeout = 5_000): Promise<T> {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const value = await probe()
+    if (accept(value)) return value
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeout} ms (last value: ${JSON.stringify(value)})`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+const sorted = (values: readonly string[]): string[] => [...values].sort()
 
 /** The behaviour every MeshStore must share; run against each implementation. */
-export function describeStoreContract(name: string, create: () => MeshStore | Promise<MeshStore>): void {
+export function describeStoreContract(name: string, create: CreateStore): void {
   describe(`${name} store contract`, () => {
-    async function open(): Promise<MeshStore> {
-      const store = await create()
+    async function open(namespace?: string): Promise<MeshStore> {
+      const store = await create(namespace)
       onTestFinished(() => store.close())
       return store
     }
 
-    it('records and forgets which instance owns a connection', async () => {
-      const store = await open()
-      await store.addConnection('c1', 'i1')
-      await store.addConnection('c2', 'i1')
-      await store.addConnection('c3', 'i2')
-      expect(await store.getConnectionInstance('c1')).toBe('i1')
-      expect((await store.getInstanceConnections('i1')).sort()).toEqual(['c1', 'c2'])
-      expect(await store.getInstanceConnections('i2')).toEqual(['c3'])
-      await store.removeConnection('c1')
-      expect(await store.getConnectionInstance('c1')).toBeUndefined()
-      expect(await store.getInstanceConnections('i1')).toEqual(['c2'])
+    describe('instances', () => {
+      it('registers a live instance that refreshes and is not dead', async () => {
+        const store = await open()
+        await store.registerInstance('i1', 60_000)
+        expect(await store.refreshInstance('i1', 60_000)).toBe(true)
+        expect(await store.getDeadInstances()).toEqual([])
+      })
+
+      it('refuses to refresh an instance that never registered', async () => {
+        const store = await open()
+        expect(await store.refreshInstance('ghost', 60_000)).toBe(false)
+        // A failed refresh does not register the instance either.
+        expect(await store.getDeadInstances()).toEqual([])
+      })
+
+      it('lists an instance as dead once its ttl passes, and then refuses to refresh it', async () => {
+        const store = await open()
+        await store.registerInstance('alive', 60_000)
+        await store.registerInstance('short', 50)
+        expect(await until(() => store.getDeadInstances(), (dead) => dead.includes('short'))).toEqual(['short'])
+        expect(await store.refreshInstance('short', 60_000)).toBe(false)
+        // The failed refresh left it dead; the live one is untouched.
+        expect(await store.getDeadInstances()).toEqual(['short'])
+        expect(await store.refreshInstance('alive', 60_000)).toBe(true)
+      })
+
+      it('brings a dead instance back when it registers again', async () => {
+        const store = await open()
+        await store.registerInstance('i1', 50)
+        await until(() => store.getDeadInstances(), (dead) => dead.includes('i1'))
+        await store.registerInstance('i1', 60_000)
+        expect(await store.getDeadInstances()).toEqual([])
+        expect(await store.refreshInstance('i1', 60_000)).toBe(true)
+      })
+
+      it('extends liveness on refresh', async () => {
+        const store = await open()
+        // Both would expire together; only the refreshed one may outlive its first ttl.
+        // (A longer ttl here: the refresh must land before the first one runs out, even on a busy machine.)
+        await store.registerInstance('refreshed', 250)
+        await store.registerInstance('left', 250)
+        expect(await store.refreshInstance('refreshed', 60_000)).toBe(true)
+        await until(() => store.getDeadInstances(), (dead) => dead.includes('left'))
+        expect(await store.getDeadInstances()).toEqual(['left'])
+      })
+
+      it('forgets an unregistered instance: no longer listed, refreshed or indexed', async () => {
+        const store = await open()
+        await store.registerInstance('gone', 50)
+        await store.registerInstance('live-gone', 60_000)
+        await store.registerInstance('witness', 50)
+        await store.addConnection('c1', 'gone')
+        await until(() => store.getDeadInstances(), (dead) => dead.includes('gone') && dead.includes('witness'))
+        await store.removeConnection('c1')
+        await store.unregisterInstance('gone')
+        await store.unregisterInstance('live-gone')
+        // 'witness' expired with 'gone'; an unregistered live instance must not turn up dead later either.
+        expect(await store.getDeadInstances()).toEqual(['witness'])
+        expect(await store.refreshInstance('gone', 60_000)).toBe(false)
+        expect(await store.refreshInstance('live-gone', 60_000)).toBe(false)
+        expect(await store.getInstanceConnections('gone')).toEqual([])
+      })
+
+      it('drops the connection index of an unregistered instance', async () => {
+        const store = await open()
+        await store.registerInstance('i1', 60_000)
+        await store.addConnection('c1', 'i1')
+        await store.addConnection('c2', 'i1')
+        await store.unregisterInstance('i1')
+        expect(await store.getInstanceConnections('i1')).toEqual([])
+      })
+
+      it('treats unregistering an unknown instance as a no-op', async () => {
+        const store = await open()
+        await store.registerInstance('i1', 50)
+        await store.unregisterInstance('nobody')
+        expect(await until(() => store.getDeadInstances(), (dead) => dead.length > 0)).toEqual(['i1'])
+      })
+
+      it('lets one claim of a cleanup through while it is held', async () => {
+        const store = await open()
+        expect(await store.claimCleanup('dead1', 60_000)).toBe(true)
+        expect(await store.claimCleanup('dead1', 60_000)).toBe(false)
+        expect(await store.claimCleanup('dead1', 60_000)).toBe(false)
+        // Claims are per instance.
+        expect(await store.claimCleanup('dead2', 60_000)).toBe(true)
+      })
+
+      it('gives the cleanup claim out again once its ttl passes', async () => {
+        const store = await open()
+        expect(await store.claimCleanup('dead1', 50)).toBe(true)
+        await until(() => store.claimCleanup('dead1', 60_000), (claimed) => claimed)
+        expect(await store.claimCleanup('dead1', 60_000)).toBe(false)
+      })
+
+      it('keeps instance ids that extend one another apart', async () => {
+        const store = await open()
+        const ids = ['i', 'i:connections', 'i:cleanup', 'i:x']
+        for (const id of ids) await store.registerInstance(id, 60_000)
+        for (const [index, id] of ids.entries()) await store.addConnection(`c${index}`, id)
+        for (const [index, id] of ids.entries()) expect(await store.getInstanceConnections(id)).toEqual([`c${index}`])
+        for (const id of ids) expect(await store.refreshInstance(id, 60_000)).toBe(true)
+        for (const id of ids) expect(await store.claimCleanup(id, 60_000)).toBe(true)
+        expect(await store.getDeadInstances()).toEqual([])
+      })
+
+      it('handles awkward instance ids', async () => {
+        const store = await open()
+        for (const id of awkwardIds) await store.registerInstance(id, 50)
+        await store.registerInstance('alive', 60_000)
+        const dead = await until(() => store.getDeadInstances(), (list) => list.length >= awkwardIds.length)
+        expect(sorted(dead)).toEqual(sorted(awkwardIds))
+        for (const id of awkwardIds) expect(await store.refreshInstance(id, 60_000)).toBe(false)
+        for (const id of awkwardIds) expect(await store.claimCleanup(id, 60_000)).toBe(true)
+        for (const id of awkwardIds) expect(await store.claimCleanup(id, 60_000)).toBe(false)
+        for (const id of awkwardIds) await store.unregisterInstance(id)
+        expect(await store.getDeadInstances()).toEqual([])
+        expect(await store.refreshInstance('alive', 60_000)).toBe(true)
+      })
     })
 
-    it('moves a connection re-added under another instance', async () => {
-      const store = await open()
-      await store.addConnection('c1', 'i1')
-      await store.addConnection('c1', 'i2')
-      expect(await store.getConnectionInstance('c1')).toBe('i2')
-      expect(await store.getInstanceConnections('i1')).toEqual([])
+    describe('connections', () => {
+      it('records which instance owns each connection, in the order asked', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        await store.addConnection('c2', 'i1')
+        await store.addConnection('c3', 'i2')
+        expect(await store.getConnectionInstances(['c3', 'unknown', 'c1', 'c2', 'c1'])).toEqual(['i2', undefined, 'i1', 'i1', 'i1'])
+        expect(await store.getConnectionInstances(['nobody'])).toEqual([undefined])
+        expect(await store.getConnectionInstances([])).toEqual([])
+        expect(sorted(await store.getInstanceConnections('i1'))).toEqual(['c1', 'c2'])
+        expect(await store.getInstanceConnections('i2')).toEqual(['c3'])
+        expect(await store.getInstanceConnections('i3')).toEqual([])
+      })
+
+      it('does not duplicate a connection added twice to the same instance', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        await store.addConnection('c1', 'i1')
+        expect(await store.getInstanceConnections('i1')).toEqual(['c1'])
+        await store.removeConnection('c1')
+        expect(await store.getInstanceConnections('i1')).toEqual([])
+      })
+
+      it('moves a connection re-added under another instance', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        await store.addConnection('c1', 'i2')
+        expect(await store.getConnectionInstances(['c1'])).toEqual(['i2'])
+        expect(await store.getInstanceConnections('i2')).toEqual(['c1'])
+        expect(await store.getInstanceConnections('i1')).toEqual([])
+      })
+
+      it('forgets a removed connection everywhere: owner, instance index, metadata and rooms', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        await store.addConnection('c2', 'i1')
+        await store.setMetadata('c1', '{"user":1}')
+        await store.setMetadata('c2', '{"user":2}')
+        await store.addToRoom('r1', 'c1')
+        await store.addToRoom('r2', 'c1')
+        await store.addToRoom('r1', 'c2')
+
+        await store.removeConnection('c1')
+
+        expect(await store.getConnectionInstances(['c1', 'c2'])).toEqual([undefined, 'i1'])
+        expect(await store.getInstanceConnections('i1')).toEqual(['c2'])
+        expect(await store.getMetadata(['c1', 'c2'])).toEqual([undefined, '{"user":2}'])
+        expect(await store.getAllMetadata()).toEqual(new Map([['c2', '{"user":2}']]))
+        expect(await store.getConnectionRooms('c1')).toEqual([])
+        expect(await store.isInRoom('r1', 'c1')).toBe(false)
+        expect(await store.isInRoom('r2', 'c1')).toBe(false)
+        expect(await store.getRoomMembers('r1')).toEqual(['c2'])
+        expect(await store.getRoomMembers('r2')).toEqual([])
+        expect(await store.getConnectionRooms('c2')).toEqual(['r1'])
+        expect(await store.removeFromAllRooms('c1')).toEqual([])
+      })
+
+      it('forgets metadata and rooms of a connection that has no owner', async () => {
+        const store = await open()
+        await store.setMetadata('c1', 'm')
+        await store.addToRoom('r1', 'c1')
+        await store.removeConnection('c1')
+        expect(await store.getMetadata(['c1'])).toEqual([undefined])
+        expect(await store.getRoomMembers('r1')).toEqual([])
+        expect(await store.getConnectionRooms('c1')).toEqual([])
+      })
+
+      it('treats removing an unknown connection as a no-op', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        await store.setMetadata('c1', 'm')
+        await store.addToRoom('r1', 'c1')
+        await store.removeConnection('nobody')
+        await store.removeConnection('c1')
+        await store.removeConnection('c1')
+        expect(await store.getConnectionInstances(['c1', 'nobody'])).toEqual([undefined, undefined])
+        expect(await store.getInstanceConnections('i1')).toEqual([])
+        expect(await store.getAllMetadata()).toEqual(new Map())
+        expect(await store.getRoomMembers('r1')).toEqual([])
+      })
+
+      it('keeps awkward names as ordinary connection and instance ids', async () => {
+        const store = await open()
+        for (const [index, id] of awkwardIds.entries()) await store.addConnection(id, awkwardIds[awkwardIds.length - 1 - index]!)
+        expect(await store.getConnectionInstances(awkwardIds)).toEqual([...awkwardIds].reverse())
+        for (const id of awkwardIds) {
+          const owner = awkwardIds[awkwardIds.length - 1 - awkwardIds.indexOf(id)]!
+          expect(await store.getInstanceConnections(owner)).toEqual([id])
+        }
+        expect(await store.getConnectionInstances(['__proto__x', 'valueOf', 'a', 'b', 'x'])).toEqual([undefined, undefined, undefined, undefined, undefined])
+        for (const id of awkwardIds) await store.removeConnection(id)
+        expect(await store.getConnectionInstances(awkwardIds)).toEqual(awkwardIds.map(() => undefined))
+        for (const id of awkwardIds) expect(await store.getInstanceConnections(id)).toEqual([])
+      })
     })
 
-    it('treats removing an unknown connection as a no-op', async () => {
-      const store = await open()
-      await store.removeConnection('nobody')
-      expect(await store.getInstanceConnections('i1')).toEqual([])
+    describe('metadata', () => {
+      it('stores, replaces and reads metadata, in the order asked', async () => {
+        const store = await open()
+        await store.setMetadata('c1', '{"n":1}')
+        await store.setMetadata('c2', '')
+        await store.setMetadata('c3', 'ünï 😀 "quoted" \n line')
+        await store.setMetadata('c1', '{"n":2}')
+        expect(await store.getMetadata(['c3', 'nobody', 'c1', 'c2'])).toEqual(['ünï 😀 "quoted" \n line', undefined, '{"n":2}', ''])
+        expect(await store.getMetadata(['nobody'])).toEqual([undefined])
+        expect(await store.getMetadata([])).toEqual([])
+      })
+
+      it('returns every connection metadata as a Map', async () => {
+        const store = await open()
+        const empty = await store.getAllMetadata()
+        expect(empty).toBeInstanceOf(Map)
+        expect(empty.size).toBe(0)
+        await store.setMetadata('c1', 'a')
+        await store.setMetadata('c2', 'b')
+        await store.setMetadata('c1', 'c')
+        const all = await store.getAllMetadata()
+        expect(all).toBeInstanceOf(Map)
+        expect(all).toEqual(new Map([['c1', 'c'], ['c2', 'b']]))
+      })
+
+      it('keeps metadata apart from connection ownership', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        await store.setMetadata('c1', 'i2')
+        expect(await store.getConnectionInstances(['c1'])).toEqual(['i1'])
+        expect(await store.getMetadata(['c1'])).toEqual(['i2'])
+        await store.addConnection('c1', 'i3')
+        expect(await store.getMetadata(['c1'])).toEqual(['i2'])
+      })
+
+      it('keeps awkward names as ordinary connection ids', async () => {
+        const store = await open()
+        for (const [index, id] of awkwardIds.entries()) await store.setMetadata(id, `m${index}`)
+        expect(await store.getMetadata(awkwardIds)).toEqual(awkwardIds.map((_, index) => `m${index}`))
+        const all = await store.getAllMetadata()
+        expect(all).toBeInstanceOf(Map)
+        expect(sorted([...all.keys()])).toEqual(sorted(awkwardIds))
+        for (const [index, id] of awkwardIds.entries()) expect(all.get(id)).toBe(`m${index}`)
+        expect(await store.getMetadata(['valueOf'])).toEqual([undefined])
+      })
     })
 
-    it('keeps prototype names as ordinary ids', async () => {
-      const store = await open()
-      await store.addConnection('__proto__', 'constructor')
-      expect(await store.getConnectionInstance('__proto__')).toBe('constructor')
-      expect(await store.getConnectionInstance('toString')).toBeUndefined()
+    describe('rooms', () => {
+      it('adds, checks and lists members both ways', async () => {
+        const store = await open()
+        await store.addToRoom('r1', 'c1')
+        await store.addToRoom('r1', 'c2')
+        await store.addToRoom('r2', 'c1')
+        await store.addToRoom('r1', 'c1')
+        expect(await store.isInRoom('r1', 'c1')).toBe(true)
+        expect(await store.isInRoom('r1', 'c2')).toBe(true)
+        expect(await store.isInRoom('r2', 'c2')).toBe(false)
+        expect(await store.isInRoom('r3', 'c1')).toBe(false)
+        expect(sorted(await store.getRoomMembers('r1'))).toEqual(['c1', 'c2'])
+        expect(await store.getRoomMembers('r2')).toEqual(['c1'])
+        expect(await store.getRoomMembers('r3')).toEqual([])
+        expect(sorted(await store.getConnectionRooms('c1'))).toEqual(['r1', 'r2'])
+        expect(await store.getConnectionRooms('c2')).toEqual(['r1'])
+        expect(await store.getConnectionRooms('c3')).toEqual([])
+      })
+
+      it('removes a connection from one room only', async () => {
+        const store = await open()
+        await store.addToRoom('r1', 'c1')
+        await store.addToRoom('r2', 'c1')
+        await store.addToRoom('r1', 'c2')
+        await store.removeFromRoom('r1', 'c1')
+        expect(await store.isInRoom('r1', 'c1')).toBe(false)
+        expect(await store.isInRoom('r2', 'c1')).toBe(true)
+        expect(await store.getRoomMembers('r1')).toEqual(['c2'])
+        expect(await store.getConnectionRooms('c1')).toEqual(['r2'])
+        // Leaving a room one is not in, or an unknown room, changes nothing.
+        await store.removeFromRoom('r1', 'c1')
+        await store.removeFromRoom('r9', 'c1')
+        await store.removeFromRoom('r2', 'c9')
+        expect(await store.getConnectionRooms('c1')).toEqual(['r2'])
+        expect(await store.getRoomMembers('r2')).toEqual(['c1'])
+        // The last member leaving empties the room.
+        await store.removeFromRoom('r1', 'c2')
+        expect(await store.getRoomMembers('r1')).toEqual([])
+        expect(await store.getConnectionRooms('c2')).toEqual([])
+      })
+
+      it('removes a connection from every room and resolves with the rooms it left', async () => {
+        const store = await open()
+        await store.addToRoom('r1', 'c1')
+        await store.addToRoom('r2', 'c1')
+        await store.addToRoom('r3', 'c1')
+        await store.addToRoom('r1', 'c2')
+        await store.removeFromRoom('r3', 'c1')
+        expect(sorted(await store.removeFromAllRooms('c1'))).toEqual(['r1', 'r2'])
+        expect(await store.getConnectionRooms('c1')).toEqual([])
+        expect(await store.isInRoom('r1', 'c1')).toBe(false)
+        expect(await store.isInRoom('r2', 'c1')).toBe(false)
+        expect(await store.getRoomMembers('r1')).toEqual(['c2'])
+        expect(await store.getRoomMembers('r2')).toEqual([])
+        expect(await store.getConnectionRooms('c2')).toEqual(['r1'])
+        expect(await store.removeFromAllRooms('c1')).toEqual([])
+        expect(await store.removeFromAllRooms('nobody')).toEqual([])
+      })
+
+      it('keeps room membership apart from connection ownership', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        await store.setMetadata('c1', 'm')
+        await store.addToRoom('r1', 'c1')
+        await store.removeFromAllRooms('c1')
+        expect(await store.getConnectionInstances(['c1'])).toEqual(['i1'])
+        expect(await store.getInstanceConnections('i1')).toEqual(['c1'])
+        expect(await store.getMetadata(['c1'])).toEqual(['m'])
+      })
+
+      it('keeps awkward names as ordinary room names and connection ids', async () => {
+        const store = await open()
+        for (const room of awkwardIds) for (const id of awkwardIds) await store.addToRoom(room, id)
+        for (const room of awkwardIds) {
+          expect(sorted(await store.getRoomMembers(room))).toEqual(sorted(awkwardIds))
+          expect(await store.isInRoom(room, 'valueOf')).toBe(false)
+        }
+        for (const id of awkwardIds) expect(sorted(await store.getConnectionRooms(id))).toEqual(sorted(awkwardIds))
+        expect(await store.getRoomMembers('valueOf')).toEqual([])
+        expect(await store.getRoomMembers('a')).toEqual([])
+        expect(await store.getConnectionRooms('x')).toEqual([])
+
+        await store.removeFromRoom('a:b', '__proto__')
+        expect(await store.isInRoom('a:b', '__proto__')).toBe(false)
+        expect(await store.isInRoom('__proto__', 'a:b')).toBe(true)
+        const left = await store.removeFromAllRooms('constructor')
+        expect(sorted(left)).toEqual(sorted(awkwardIds))
+        for (const room of awkwardIds) expect(await store.isInRoom(room, 'constructor')).toBe(false)
+        await store.removeConnection('with space')
+        for (const room of awkwardIds) expect(await store.isInRoom(room, 'with space')).toBe(false)
+        expect(await store.getConnectionRooms('x:rooms')).toHaveLength(awkwardIds.length)
+        expect(sorted(await store.getRoomMembers('x:rooms'))).toEqual(sorted(awkwardIds.filter((id) => id !== 'constructor' && id !== 'with space')))
+      })
+    })
+
+    describe('isolation', () => {
+      it('keeps stores of different namespaces apart', async () => {
+        const suffix = randomUUID()
+        const a = await open(`contract-a-${suffix}`)
+        const b = await open(`contract-b-${suffix}`)
+
+        await a.registerInstance('i1', 50)
+        await a.addConnection('c1', 'i1')
+        await a.setMetadata('c1', 'from a')
+        await a.addToRoom('r1', 'c1')
+        expect(await a.claimCleanup('i1', 60_000)).toBe(true)
+        await until(() => a.getDeadInstances(), (dead) => dead.includes('i1'))
+
+        expect(await b.getDeadInstances()).toEqual([])
+        expect(await b.refreshInstance('i1', 60_000)).toBe(false)
+        expect(await b.claimCleanup('i1', 60_000)).toBe(true)
+        expect(await b.getConnectionInstances(['c1'])).toEqual([undefined])
+        expect(await b.getInstanceConnections('i1')).toEqual([])
+        expect(await b.getMetadata(['c1'])).toEqual([undefined])
+        expect(await b.getAllMetadata()).toEqual(new Map())
+        expect(await b.isInRoom('r1', 'c1')).toBe(false)
+        expect(await b.getRoomMembers('r1')).toEqual([])
+        expect(await b.getConnectionRooms('c1')).toEqual([])
+
+        // Writes and removals in b leave a alone.
+        await b.addConnection('c1', 'i2')
+        await b.setMetadata('c1', 'from b')
+        await b.addToRoom('r2', 'c1')
+        await b.removeConnection('c1')
+        await b.unregisterInstance('i1')
+        expect(await a.getDeadInstances()).toEqual(['i1'])
+        expect(await a.getConnectionInstances(['c1'])).toEqual(['i1'])
+        expect(await a.getInstanceConnections('i1')).toEqual(['c1'])
+        expect(await a.getAllMetadata()).toEqual(new Map([['c1', 'from a']]))
+        expect(await a.getConnectionRooms('c1')).toEqual(['r1'])
+        expect(await a.getRoomMembers('r1')).toEqual(['c1'])
+      })
+    })
+
+    describe('lifecycle', () => {
+      it('accepts reconnect listeners and closes', async () => {
+        const store = await create()
+        let closed = false
+        onTestFinished(() => (closed ? undefined : store.close()))
+        let called = 0
+        store.onReconnect(() => called++)
+        await store.addConnection('c1', 'i1')
+        closed = true
+        await expect(store.close()).resolves.toBeUndefined()
+        // Closing on purpose is not a reconnection.
+        expect(called).toBe(0)
+      })
     })
   })
 }
 
+/** Records what a bus handler receives. */
+function recorder(): { handler: BusHandler; messages: Uint8Array[]; bytes(): number[][] } {
+  const messages: Uint8Array[] = []
+  return {
+    messages,
+    handler: (message) => messages.push(message),
+    bytes: () => messages.map((message) => Array.from(message)),
+  }
+}
+
 /** The behaviour every MeshBus must share. */
-export function describeBusContract(name: string, create: () => MeshBus | Promise<MeshBus>): void {
+export function describeBusContract(name: string, create: CreateBus): void {
   describe(`${name} bus contract`, () => {
-    async function open(): Promise<MeshBus> {
+    async function open(): Promise<{ bus: MeshBus; topic: (name: string) => string }> {
       const bus = await create()
       onTestFinished(() => bus.close())
-      return bus
+      // Unique topics per test: a networked bus may be shared with other tests.
+      const prefix = `bus-contract-${randomUUID()}`
+      return { bus, topic: (topicName) => `${prefix}:${topicName}` }
     }
 
     it('delivers each message once to every subscriber of its topic, in publish order', async () => {
-      const bus = await open()
-      const a: number[] = []
-      const b: number[] = []
-      const done = deferred()
-      await bus.subscribe('t', (message) => a.push(message[0]!))
-      await bus.subscribe('t', (message) => {
-        b.push(message[0]!)
-        if (b.length === 3) done.resolve()
-      })
-      for (const n of [1, 2, 3]) await bus.publish('t', new Uint8Array([n]))
-      await done.promise
-      expect(a).toEqual([1, 2, 3])
-      expect(b).toEqual([1, 2, 3])
+      const { bus, topic } = await open()
+      const t = topic('t')
+      const a = recorder()
+      const b = recorder()
+      await bus.subscribe(t, a.handler)
+      await bus.subscribe(t, b.handler)
+      for (const n of [1, 2, 3]) await bus.publish(t, new Uint8Array([n]))
+      // Published without waiting for one another: order must still hold.
+      await Promise.all(Array.from({ length: 60 }, (_, index) => bus.publish(t, new Uint8Array([index + 4]))))
+      await bus.publish(t, new Uint8Array([255]))
+      await waitFor(() => a.messages.length >= 64 && b.messages.length >= 64)
+      const expected = [...Array.from({ length: 63 }, (_, index) => [index + 1]), [255]]
+      expect(a.bytes()).toEqual(expected)
+      expect(b.bytes()).toEqual(expected)
     })
 
-    it('keeps topics apart and stops delivering after unsubscribe', async () => {
-      const bus = await open()
-      const other: number[] = []
-      const mine: number[] = []
-      const first = deferred()
-      const handler = (message: Uint8Array): void => {
-        mine.push(message[0]!)
-        first.resolve()
+    it('keeps one publisher order across topics', async () => {
+      const { bus, topic } = await open()
+      const log: string[] = []
+      const names = ['x', 'y', 'z']
+      for (const topicName of names) await bus.subscribe(topic(topicName), (message) => log.push(`${topicName}${message[0]}`))
+      const published: string[] = []
+      const sends: Array<Promise<void>> = []
+      for (let n = 0; n < 30; n++) {
+        const topicName = names[n % 3]!
+        published.push(`${topicName}${n}`)
+        sends.push(bus.publish(topic(topicName), new Uint8Array([n])))
       }
-      const marker = deferred()
-      await bus.subscribe('other', (message) => other.push(message[0]!))
-      await bus.subscribe('mine', handler)
-      await bus.subscribe('marker', () => marker.resolve())
-      await bus.publish('mine', new Uint8Array([1]))
-      await first.promise
-      await bus.unsubscribe('mine', handler)
-      await bus.publish('mine', new Uint8Array([2]))
-      await bus.publish('marker', new Uint8Array([0]))
-      await marker.promise
-      expect(mine).toEqual([1])
-      expect(other).toEqual([])
+      await Promise.all(sends)
+      await waitFor(() => log.length >= published.length)
+      expect(log).toEqual(published)
+    })
+
+    it('keeps topics apart, including names with ":", spaces and glob characters', async () => {
+      const { bus, topic } = await open()
+      const names = ['a', 'a:b', 'a b', '*', 'a*', '__proto__', 'constructor']
+      const recorders = new Map(names.map((topicName) => [topicName, recorder()]))
+      for (const [topicName, { handler }] of recorders) await bus.subscribe(topic(topicName), handler)
+      for (const [index, topicName] of names.entries()) await bus.publish(topic(topicName), new Uint8Array([index]))
+      await bus.publish(topic('nobody listens'), new Uint8Array([99]))
+      // Every topic gets a closing marker; order means nothing else can follow it.
+      for (const topicName of names) await bus.publish(topic(topicName), new Uint8Array([200]))
+      await waitFor(() => [...recorders.values()].every((r) => r.messages.length >= 2))
+      for (const [index, topicName] of names.entries()) expect(recorders.get(topicName)!.bytes()).toEqual([[index], [200]])
+    })
+
+    it('delivers to a second handler on a topic only what is published after it subscribed', async () => {
+      const { bus, topic } = await open()
+      const t = topic('t')
+      const a = recorder()
+      const b = recorder()
+      await bus.subscribe(t, a.handler)
+      await bus.publish(t, new Uint8Array([1]))
+      await waitFor(() => a.messages.length === 1)
+      await bus.subscribe(t, b.handler)
+      await bus.publish(t, new Uint8Array([2]))
+      await bus.publish(t, new Uint8Array([3]))
+      await waitFor(() => a.messages.length >= 3 && b.messages.length >= 2)
+      expect(a.bytes()).toEqual([[1], [2], [3]])
+      expect(b.bytes()).toEqual([[2], [3]])
+    })
+
+    it('stops delivering to an unsubscribed handler while others on the topic still receive', async () => {
+      const { bus, topic } = await open()
+      const t = topic('t')
+      const a = recorder()
+      const b = recorder()
+      await bus.subscribe(t, a.handler)
+      await bus.subscribe(t, b.handler)
+      await bus.publish(t, new Uint8Array([1]))
+      await waitFor(() => a.messages.length === 1 && b.messages.length === 1)
+      await bus.unsubscribe(t, a.handler)
+      await bus.publish(t, new Uint8Array([2]))
+      await waitFor(() => b.messages.length >= 2)
+      expect(a.bytes()).toEqual([[1]])
+      expect(b.bytes()).toEqual([[1], [2]])
+    })
+
+    it('stops delivering once the last handler of a topic unsubscribes, and delivers again after subscribing anew', async () => {
+      const { bus, topic } = await open()
+      const t = topic('t')
+      const mine = recorder()
+      const marker = recorder()
+      await bus.subscribe(t, mine.handler)
+      await bus.subscribe(topic('marker'), marker.handler)
+      await bus.publish(t, new Uint8Array([1]))
+      await waitFor(() => mine.messages.length === 1)
+      await bus.unsubscribe(t, mine.handler)
+      await bus.publish(t, new Uint8Array([2]))
+      await bus.publish(topic('marker'), new Uint8Array([0]))
+      await waitFor(() => marker.messages.length === 1)
+      expect(mine.bytes()).toEqual([[1]])
+
+      await bus.subscribe(t, mine.handler)
+      await bus.publish(t, new Uint8Array([3]))
+      await waitFor(() => mine.messages.length >= 2)
+      expect(mine.bytes()).toEqual([[1], [3]])
+    })
+
+    it('ignores unsubscribing a handler that is not subscribed', async () => {
+      const { bus, topic } = await open()
+      const t = topic('t')
+      const a = recorder()
+      await bus.unsubscribe(topic('never'), a.handler)
+      await bus.subscribe(t, a.handler)
+      await bus.unsubscribe(t, () => {})
+      await bus.unsubscribe(topic('other'), a.handler)
+      await bus.publish(t, new Uint8Array([1]))
+      await waitFor(() => a.messages.length >= 1)
+      expect(a.bytes()).toEqual([[1]])
+    })
+
+    it('carries binary payloads byte for byte', async () => {
+      const { bus, topic } = await open()
+      const t = topic('binary')
+      const received = recorder()
+      await bus.subscribe(t, received.handler)
+
+      const everyByte = Uint8Array.from({ length: 256 }, (_, index) => index)
+      // A view into a larger buffer, surrounded by bytes that must not leak in.
+      const backing = new Uint8Array(64).fill(0xee)
+      backing.set([0, 1, 2, 0xff, 0x80, 0x7f, 0xc3, 0x28], 13)
+      const view = new Uint8Array(backing.buffer, 13, 8)
+      const large = new Uint8Array(64 * 1024)
+      for (let index = 0; index < large.length; index++) large[index] = (index * 31 + (index >> 8)) & 0xff
+      const nodeBuffer = Buffer.from('héllo \u0000 wörld')
+      const payloads = [everyByte, view, new Uint8Array(0), large, nodeBuffer, new Uint8Array([0])]
+      const expected = payloads.map((payload) => Uint8Array.from(payload))
+
+      for (const payload of payloads) await bus.publish(t, payload)
+      await waitFor(() => received.messages.length >= payloads.length)
+      expect(received.messages).toHaveLength(payloads.length)
+      for (const [index, message] of received.messages.entries()) {
+        expect(message).toBeInstanceOf(Uint8Array)
+        expect(message.byteLength).toBe(expected[index]!.byteLength)
+        // Compared as Buffers: fast for the large payload, and blind to a different backing buffer.
+        const same = Buffer.from(message.buffer, message.byteOffset, message.byteLength).equals(expected[index]!)
+        expect(same, `payload ${index} differs`).toBe(true)
+      }
+      expect(Array.from(received.messages[1]!)).toEqual([0, 1, 2, 0xff, 0x80, 0x7f, 0xc3, 0x28])
     })
   })
 }

@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { startInstances, uniqueNamespace } from './support/cluster.js'
+import { connectClient, eventually } from './support/harness.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** Starts an instance in a child process and resolves with its port. */
+async function childInstance(env: Record<string, string>): Promise<{ port: number; kill(): Promise<void> }> {
+  // node itself runs the instance (tsx as a loader), so SIGKILL reaches the process that holds the sockets.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/instance.ts'], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  onTestFinished(async () => {
+    child.kill('SIGKILL')
+    await exited
+  })
+  let output = ''
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /PORT (\d+)/.exec(output)
+      if (match) resolve(Number(match[1]))
+    })
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    child.once('exit', (code) => reject(new Error(`instance exited with ${code}: ${output}`)))
+  })
+  return {
+    port,
+    async kill() {
+      child.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
+describe('an instance that dies without closing', () => {
+  it('is cleaned up by a survivor: rooms, metadata and routing to it are gone within the TTL bound', { timeout: 30_000 }, async () => {
+    const namespace = uniqueNamespace('death')
+    const instanceTtl = 600
+    const [survivor] = await startInstances(1, { namespace, instanceTtl })
+    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: String(instanceTtl) })
+    const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
+    const onSurvivor = await connectClient(survivor!)
+    await onDoomed.command('join', { room: 'lobby', metadata: { userId: 'doomed' } })
+    await survivor!.addToRoom('lobby', onSurvivor.id!)
+    const doomedId = onDoomed.id!
+    expect((await survivor!.getRoomMembers('lobby')).sort()).toEqual([doomedId, onSurvivor.id].sort())
+    expect(await survivor!.connectionManager.getMetadata(doomedId)).toEqual({ userId: 'doomed' })
+
+    await doomed.kill()
+    const killedAt = Date.now()
+    await eventually(async () => {
+      expect(await survivor!.getRoomMembers('lobby')).toEqual([onSurvivor.id])
+      expect(await survivor!.connectionManager.getMetadata(doomedId)).toBeNull()
+    })
+    // Liveness TTL plus one sweep period, with slack for a loaded machine.
+    expect(Date.now() - killedAt).toBeLessThan(instanceTtl * 1.5 + 2_000)
+    expect(await survivor!.store.getConnectionInstances([doomedId])).toEqual([undefined])
+    // Delivery to the dead connection is skipped, not an error; the living still receive.
+    const delivered = new Promise((resolve) => onSurvivor.once('msg', resolve))
+    await survivor!.sendTo([doomedId, onSurvivor.id!], 'msg', 'still here')
+    expect(await delivered).toBe('still here')
+  })
+})
