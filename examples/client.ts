@@ -10,6 +10,7 @@ await client.connect()
 console.log('connected as', client.id)
 console.log('echo →', await client.command('echo', 'Hello, world!'))
 console.log('shout →', await client.command('shout', { text: 'hello everyone' }))
+console.log('join →', await client.command('join', { room: 'lobby' }))
 
 try {
   await client.command('whoami', {})

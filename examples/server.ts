@@ -1,4 +1,5 @@
 // The example server: `npm start`. Runs on the embedded in-memory store, no Redis needed.
+// With REDIS_URL set, start several (PORT=4001, PORT=4002...) and they act as one server.
 import { MeshError, MeshServer, type MeshContext } from 'meshkit/server'
 
 interface User {
@@ -6,7 +7,7 @@ interface User {
 }
 
 const port = Number(process.env.PORT ?? 4000)
-const server = new MeshServer({ port })
+const server = new MeshServer({ port, redis: process.env.REDIS_URL })
 
 // Global middleware: runs before every command. Here it reads who is calling.
 server.addMiddleware((ctx) => {
@@ -24,6 +25,14 @@ server.registerCommand('shout', async (ctx: MeshContext<{ text: string }>) => {
   const text = String(ctx.payload?.text ?? '').toUpperCase()
   await server.broadcast('shouted', { by: ctx.connection.id, text })
   return text
+})
+
+// Rooms and delivery work across instances when they share Redis.
+server.registerCommand('join', async (ctx: MeshContext<{ room: string }>) => {
+  const room = String(ctx.payload?.room ?? 'lobby')
+  await server.addToRoom(room, ctx.connection)
+  await server.broadcastRoomExclude(room, 'joined', { id: ctx.connection.id, room }, ctx.connection)
+  return server.getRoomMembers(room)
 })
 
 server.onConnection((connection) => {

@@ -39,6 +39,7 @@ describe('examples (what `npm start` runs)', () => {
     expect(clientOutput()).toContain('echo → Hello, world!')
     expect(clientOutput()).toContain('whoami without a token → UNAUTHORIZED')
     expect(clientOutput()).toContain('unknown command → NOT_FOUND')
+    expect(clientOutput()).toMatch(/join → \[ '[\w-]+' \]/)
     expect(code).toBe(0)
 
     server.kill('SIGTERM')
