@@ -72,7 +72,7 @@ export class MeshServer {
       notice: (notice) => ownership.apply(notice),
     }, this.logger)
     const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster)
-    this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster)
+    this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster, backend.shared)
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
     this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, this.logger)

@@ -26,6 +26,8 @@ export class Delivery {
     private readonly live: ReadonlyMap<string, Connection>,
     private readonly store: MeshStore,
     private readonly cluster: Cluster,
+    /** False when no other instance can exist (memory store): broadcasts then skip the bus. */
+    private readonly shared: boolean,
   ) {}
 
   /** Every connection on every instance, except the excluded ids. */
@@ -34,7 +36,7 @@ export class Delivery {
     return this.inOrder(undefined, () => {
       const skip = new Set(excluded)
       for (const connection of this.live.values()) if (!skip.has(connection.id)) connection.write(frames.for(connection.codec))
-      return this.cluster.deliverAll(excluded, frames.msgpack)
+      return this.shared ? this.cluster.deliverAll(excluded, frames.msgpack) : Promise.resolve()
     })
   }
 

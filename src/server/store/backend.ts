@@ -13,6 +13,8 @@ export interface Backend {
   readonly keys: Keys
   readonly store: MeshStore
   readonly bus: MeshBus
+  /** Whether other instances can share this state; an in-process bus has no one else to tell. */
+  readonly shared: boolean
   /** Resolves once the store can be used; rejects with `UNAVAILABLE` if Redis is not reachable in time. */
   connected(): Promise<void>
 }
@@ -22,7 +24,13 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger): B
   const keys = new Keys(options.namespace)
   const redisConfig = options.redis ?? options.redisOptions
   if (redisConfig === undefined) {
-    return { keys, store: options.store ?? new MemoryStore(), bus: options.bus ?? new MemoryBus(), connected: async () => {} }
+    return {
+      keys,
+      store: options.store ?? new MemoryStore(),
+      bus: options.bus ?? new MemoryBus(),
+      shared: options.bus !== undefined,
+      connected: async () => {},
+    }
   }
   const settings = { commandTimeout: options.redisTimeout }
   const commands = createRedisClient(redisConfig, settings)
@@ -35,6 +43,7 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger): B
     keys,
     store: options.store ?? new RedisStore(commands, keys),
     bus: options.bus ?? new RedisBus(commands, subscriber, options.redisTimeout),
+    shared: true,
     connected: async () => {
       await Promise.all([whenReady(commands, options.redisTimeout), whenReady(subscriber, options.redisTimeout)])
     },
