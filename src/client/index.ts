@@ -1,5 +1,6 @@
 export { MeshClient, type ClientEvents, type ClientState } from './mesh-client.js'
 export { clientDefaults, type MeshClientOptions } from './options.js'
 export type { WebSocketConstructor, SocketLike } from './transport.js'
+export type { ChannelCallback, SubscribeOptions, SubscribeResult, RecoveryEvent } from './subscriptions.js'
 export { MeshError, ErrorCode, isMeshError } from '../shared/errors.js'
 export { CloseCode } from '../shared/protocol.js'

@@ -1,10 +1,11 @@
 import { codecByName, encodeFrame, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { Emitter } from '../shared/emitter.js'
-import { ErrorCode, MeshError } from '../shared/errors.js'
+import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, PROTOCOL_VERSION, RESERVED_EVENTS, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from './backoff.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
 import { RequestTracker } from './request-tracker.js'
+import { Subscriptions, type ChannelCallback, type RecoveryEvent, type SubscribeOptions, type SubscribeResult } from './subscriptions.js'
 import { Transport, defaultWebSocket } from './transport.js'
 
 /** `idle` before `connect()`; `closed` after `close()` or when reconnecting gave up. */
@@ -27,6 +28,8 @@ export interface ClientEvents {
   latency: number
   /** An error not tied to a command, such as the server rejecting a malformed frame. */
   error: MeshError
+  /** A channel was resumed after a reconnect (or a gap was seen); `complete: false` means messages may be missing. */
+  recovery: RecoveryEvent
 }
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
@@ -37,12 +40,17 @@ const CLOSE_HANDSHAKE_TIMEOUT = 1_000
  * reconnection. Runs on `ws` in Node and on the native WebSocket in browsers.
  */
 export class MeshClient {
-  readonly url: string
+  private readonly urls: readonly string[]
+  private urlIndex = 0
   private readonly options: ResolvedClientOptions
   private readonly codec: Codec
   private readonly lifecycle = new Emitter<ClientEvents>()
   private readonly serverEvents = new Emitter()
   private readonly requests = new RequestTracker()
+  private readonly subscriptions = new Subscriptions(
+    (name, payload) => this.command(name, payload),
+    (event) => this.lifecycle.emit('recovery', event),
+  )
   private currentState: ClientState = 'idle'
   private transport: Transport | undefined
   private connectionId: string | undefined
@@ -58,10 +66,22 @@ export class MeshClient {
   /** Whether `close` was emitted for the current session (reset by `connect()`). */
   private finished = false
 
-  constructor(url: string, options: MeshClientOptions = {}) {
-    this.url = url
+  /**
+   * @param url the server, or several instances of it: reconnect attempts go round
+   *   the list, so a client whose instance dies carries on with another.
+   */
+  constructor(url: string | readonly string[], options: MeshClientOptions = {}) {
+    this.urls = typeof url === 'string' ? [url] : [...url]
+    if (this.urls.length === 0 || this.urls.some((entry) => typeof entry !== 'string')) {
+      throw new TypeError('MeshClient needs a URL or a non-empty list of URLs')
+    }
     this.options = resolveClientOptions(options)
     this.codec = codecByName(this.options.codec)
+  }
+
+  /** The URL the client connects (or last connected) to. */
+  get url(): string {
+    return this.urls[this.urlIndex]!
   }
 
   /** The server's id for the current connection; changes on every reconnect. */
@@ -121,6 +141,32 @@ export class MeshClient {
     }
     if (this.currentState === 'open') this.sendRequest(request.id, request.frame)
     return request.reply as Promise<R>
+  }
+
+  /**
+   * Subscribes to a channel the server exposes. Resolves with the newest
+   * `historyLimit` retained messages (newest first); the callback then receives
+   * every message published after the subscription, in order, exactly once, also
+   * across reconnects (see the `recovery` event). `success: false` when the server
+   * does not expose the channel or a guard refuses.
+   */
+  subscribe<T = unknown>(channel: string, callback: ChannelCallback<T>, options?: SubscribeOptions): Promise<SubscribeResult<T>> {
+    return this.subscriptions.subscribe(channel, callback, options)
+  }
+
+  /** Stops a subscription for good; resolves true if it existed. */
+  unsubscribe(channel: string): Promise<boolean> {
+    return this.subscriptions.unsubscribe(channel)
+  }
+
+  /** Joins a room the server exposes to clients; rejoined after every reconnect. Resolves false if refused. */
+  joinRoom(room: string): Promise<boolean> {
+    return this.subscriptions.joinRoom(room)
+  }
+
+  /** Leaves a room joined with `joinRoom`; resolves true if the client was in it. */
+  leaveRoom(room: string): Promise<boolean> {
+    return this.subscriptions.leaveRoom(room)
   }
 
   /** Listens to a lifecycle event or an event the server sends; returns the function that stops listening. */
@@ -253,6 +299,9 @@ export class MeshClient {
         this.lastLatency = frame[1]
         this.lifecycle.emit('latency', frame[1])
         return
+      case FrameType.CHANNEL:
+        this.subscriptions.onMessage(frame[1], frame[2], frame[3])
+        return
       case FrameType.HELLO:
         return
     }
@@ -312,9 +361,11 @@ export class MeshClient {
       })
       this.wakeReconnect = undefined
       if (this.currentState !== 'reconnecting') return
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length
       try {
         await this.openSocket()
         this.lifecycle.emit('reconnect', { attempt })
+        this.subscriptions.replay().catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
         return
       } catch (error) {
         if (this.currentState !== 'reconnecting') return

@@ -25,6 +25,8 @@ export class Connection {
 
   /** @internal this instance's record of the rooms the connection is in (written back if the store loses it) */
   readonly rooms = new Set<string>()
+  /** @internal channels the connection is subscribed to on this instance */
+  readonly channels = new Set<string>()
   /** @internal this instance's record of the connection's encoded metadata */
   metadata: string | undefined
 

@@ -12,6 +12,9 @@ import type { CommandHandler, Middleware } from './context.js'
 import { Heartbeat } from './heartbeat.js'
 import { answerPlainHttp, listening, pathOf, pickSubprotocol, refuseUpgrade } from './http-endpoint.js'
 import { silentLogger, type Logger } from './logger.js'
+import { registerBuiltinCommands } from './builtin-commands.js'
+import { Exposure, type Guard } from './exposure.js'
+import { ChannelManager } from './managers/channel-manager.js'
 import { Cluster } from './managers/cluster.js'
 import { ConnectionManager } from './managers/connection-manager.js'
 import { Delivery } from './managers/delivery.js'
@@ -46,6 +49,8 @@ export class MeshServer {
   private readonly cluster: Cluster
   private readonly delivery: Delivery
   private readonly rooms: RoomManager
+  private readonly channels: ChannelManager
+  private readonly roomExposure = new Exposure('room')
   private readonly monitor: InstanceMonitor
   /** Connections that received their hello: the ones events, pings and lookups reach. */
   private readonly live = new Map<string, Connection>()
@@ -76,7 +81,9 @@ export class MeshServer {
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
     this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, this.logger)
+    this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger)
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests)
+    registerBuiltinCommands(this.registry, this.channels, this.rooms, this.roomExposure)
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.wss = new WebSocketServer({
       noServer: true,
@@ -191,6 +198,29 @@ export class MeshServer {
     return this.rooms.getRoomMembers(room)
   }
 
+  /**
+   * Lets clients subscribe to channels with this exact name, or matching this
+   * RegExp. A guard (sync or async) decides per connection and channel on every
+   * subscribe; returning anything but `true`, or throwing, refuses.
+   */
+  exposeChannel(pattern: string | RegExp, guard?: Guard): void {
+    this.channels.expose(pattern, guard)
+  }
+
+  /**
+   * Publishes a message to a channel's subscribers on every instance, keeping the
+   * newest `historyLimit` messages as history (0: keep none). Resolves with the
+   * message's offset once it is stored and published.
+   */
+  writeChannel(channel: string, message: unknown, historyLimit = 0): Promise<number> {
+    return this.channels.write(channel, message, historyLimit)
+  }
+
+  /** Lets clients join (and leave) rooms with this name or matching this RegExp, if the guard allows. */
+  exposeRoom(pattern: string | RegExp, guard?: Guard): void {
+    this.roomExposure.add(pattern, guard)
+  }
+
   /** Closes every socket (code 1001, so clients reconnect elsewhere), removes this instance from the store, stops timers. Idempotent. */
   close(): Promise<void> {
     this.closing ??= this.shutdown()
@@ -270,6 +300,7 @@ export class MeshServer {
     ws.on('close', () => {
       this.live.delete(connection.id)
       this.sockets.delete(connection)
+      this.channels.dropConnection(connection)
       connection.disposed()
       if (this.sockets.size === 0) this.onLastConnectionGone?.()
       const cleanup = registered

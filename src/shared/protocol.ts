@@ -29,6 +29,8 @@ export const FrameType = {
   PONG: 6,
   /** server → client: `[7, milliseconds]` */
   LATENCY: 7,
+  /** server → client: `[8, channel, offset, message]` */
+  CHANNEL: 8,
 } as const
 
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
@@ -64,9 +66,10 @@ export type EventFrame = [typeof FrameType.EVENT, string, unknown]
 export type PingFrame = [typeof FrameType.PING, number]
 export type PongFrame = [typeof FrameType.PONG, number]
 export type LatencyFrame = [typeof FrameType.LATENCY, number]
+export type ChannelFrame = [typeof FrameType.CHANNEL, string, number, unknown]
 
 export type ClientFrame = RequestFrame | PongFrame
-export type ServerFrame = HelloFrame | ResponseFrame | ErrorFrame | EventFrame | PingFrame | LatencyFrame
+export type ServerFrame = HelloFrame | ResponseFrame | ErrorFrame | EventFrame | PingFrame | LatencyFrame | ChannelFrame
 
 /**
  * Event names the client keeps for its own lifecycle; the server refuses to send
@@ -81,7 +84,16 @@ export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   'ping',
   'latency',
   'error',
+  'recovery',
 ])
+
+/** Built-in commands: the client library's side of channels and self-joined rooms. */
+export const BuiltinCommand = {
+  SUBSCRIBE: 'mesh/subscribe',
+  UNSUBSCRIBE: 'mesh/unsubscribe',
+  JOIN_ROOM: 'mesh/join-room',
+  LEAVE_ROOM: 'mesh/leave-room',
+} as const
 
 /** Largest request id; ids wrap around to 1 after it. */
 export const MAX_REQUEST_ID = 0xffffffff
@@ -125,6 +137,8 @@ export function parseServerFrame(value: unknown): ServerFrame | null {
       return isId(value[1]) ? (value as PingFrame) : null
     case FrameType.LATENCY:
       return typeof value[1] === 'number' ? (value as LatencyFrame) : null
+    case FrameType.CHANNEL:
+      return typeof value[1] === 'string' && typeof value[2] === 'number' ? (value as ChannelFrame) : null
     default:
       return null
   }

@@ -24,10 +24,11 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger): B
   const keys = new Keys(options.namespace)
   const redisConfig = options.redis ?? options.redisOptions
   if (redisConfig === undefined) {
+    const bus = options.bus ?? new MemoryBus()
     return {
       keys,
-      store: options.store ?? new MemoryStore(),
-      bus: options.bus ?? new MemoryBus(),
+      store: options.store ?? new MemoryStore({ bus, keys }),
+      bus,
       shared: options.bus !== undefined,
       connected: async () => {},
     }

@@ -57,6 +57,26 @@ export class Keys {
     return `${this.namespace}:room:`
   }
 
+  /** Counter of a channel's offsets. */
+  channelSequence(channel: string): string {
+    return `${this.namespace}:channel-seq:${channel}`
+  }
+
+  /** The offset a channel's counter started from (its first message has base + 1). */
+  channelBase(channel: string): string {
+    return `${this.namespace}:channel-base:${channel}`
+  }
+
+  /** List of a channel's retained messages, newest first. */
+  channelHistory(channel: string): string {
+    return `${this.namespace}:channel-history:${channel}`
+  }
+
+  /** Bus topic of a channel's live messages. */
+  channelTopic(channel: string): string {
+    return `${this.namespace}:bus:channel:${channel}`
+  }
+
   /** Bus topic every instance listens to (broadcasts to everyone). */
   get broadcastTopic(): string {
     return `${this.namespace}:bus:broadcast`

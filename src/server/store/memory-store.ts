@@ -1,7 +1,26 @@
-import type { MeshStore } from './types.js'
+import { encodeChannelEntry } from './channel-entry.js'
+import { Keys } from './keys.js'
+import type { ChannelSnapshot, MeshBus, MeshStore } from './types.js'
+
+interface ChannelState {
+  base: number
+  offset: number
+  /** Encoded entries, newest first. */
+  history: Uint8Array[]
+}
+
+export interface MemoryStoreOptions {
+  /** Where channel messages are published; without it they are only kept in history. */
+  bus?: MeshBus
+  /** Names the bus topics (the server passes its own). */
+  keys?: Keys
+}
 
 /** State for a single instance, kept in this process. The default when no `redis` option is given. */
 export class MemoryStore implements MeshStore {
+  private readonly bus: MeshBus | undefined
+  private readonly keys: Keys
+  private readonly channels = new Map<string, ChannelState>()
   private readonly instances = new Map<string, number>()
   private readonly cleanupLocks = new Map<string, number>()
   private readonly owners = new Map<string, string>()
@@ -9,6 +28,11 @@ export class MemoryStore implements MeshStore {
   private readonly metadata = new Map<string, string>()
   private readonly rooms = new Map<string, Set<string>>()
   private readonly roomsOf = new Map<string, Set<string>>()
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.bus = options.bus
+    this.keys = options.keys ?? new Keys('meshkit')
+  }
 
   async registerInstance(instanceId: string, ttl: number): Promise<void> {
     this.instances.set(instanceId, Date.now() + ttl)
@@ -103,12 +127,38 @@ export class MemoryStore implements MeshStore {
     return [...(this.roomsOf.get(connectionId) ?? [])]
   }
 
+  async writeChannel(channel: string, message: Uint8Array, historyLimit: number): Promise<number> {
+    let state = this.channels.get(channel)
+    if (!state) {
+      // Offsets start from the time in microseconds, as in Redis, so they never go backwards.
+      const base = Date.now() * 1000
+      this.channels.set(channel, (state = { base, offset: base, history: [] }))
+    }
+    const offset = ++state.offset
+    const entry = encodeChannelEntry(offset, message)
+    if (historyLimit > 0) {
+      state.history.unshift(entry)
+      if (state.history.length > historyLimit) state.history.length = historyLimit
+    } else {
+      state.history = []
+    }
+    await this.bus?.publish(this.keys.channelTopic(channel), entry)
+    return offset
+  }
+
+  async readChannel(channel: string, limit: number): Promise<ChannelSnapshot> {
+    const state = this.channels.get(channel)
+    if (!state) return { offset: 0, base: 0, entries: [] }
+    return { offset: state.offset, base: state.base, entries: limit < 0 ? [...state.history] : state.history.slice(0, limit) }
+  }
+
   onReconnect(): void {
     // Memory never goes away.
   }
 
   async close(): Promise<void> {
-    for (const map of [this.instances, this.cleanupLocks, this.owners, this.byInstance, this.metadata, this.rooms, this.roomsOf]) {
+    const maps = [this.instances, this.cleanupLocks, this.owners, this.byInstance, this.metadata, this.rooms, this.roomsOf, this.channels]
+    for (const map of maps) {
       map.clear()
     }
   }

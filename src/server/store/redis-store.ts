@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { Keys } from './keys.js'
 import { redisCall } from './redis-client.js'
-import type { MeshStore } from './types.js'
+import type { ChannelSnapshot, MeshStore } from './types.js'
 
 // Records a connection's owner, moving it out of a previous owner's index.
 // KEYS: connections hash. ARGV: connection id, instance id, instance-connections key prefix.
@@ -35,6 +35,32 @@ redis.call('DEL', KEYS[1])
 return rooms
 `
 
+// Assigns the next offset, keeps the newest N, publishes: one atomic step.
+// KEYS: sequence, base, history. ARGV: message bytes, history limit, bus topic.
+// A new channel's counter starts at the server time in microseconds, so offsets
+// keep increasing even if Redis restarts empty.
+// Lua 5.1 turns large numbers into strings as "%.14g" (1.7e+15): offsets are
+// formatted explicitly wherever they become strings.
+const WRITE_CHANNEL = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local now = redis.call('TIME')
+  local base = string.format('%.0f', tonumber(now[1]) * 1000000 + tonumber(now[2]))
+  redis.call('SET', KEYS[1], base)
+  redis.call('SET', KEYS[2], base)
+end
+local offset = string.format('%.0f', redis.call('INCR', KEYS[1]))
+local entry = offset .. ':' .. ARGV[1]
+local limit = tonumber(ARGV[2])
+if limit > 0 then
+  redis.call('LPUSH', KEYS[3], entry)
+  redis.call('LTRIM', KEYS[3], 0, limit - 1)
+else
+  redis.call('DEL', KEYS[3])
+end
+redis.call('PUBLISH', ARGV[3], entry)
+return offset
+`
+
 type ScriptRunner = (numberOfKeys: number, ...args: string[]) => Promise<string[]>
 
 /** A MULTI or pipeline reports failures per command instead of rejecting: surface the first. */
@@ -47,6 +73,7 @@ export class RedisStore implements MeshStore {
   private readonly addConnectionScript: ScriptRunner
   private readonly removeConnectionScript: ScriptRunner
   private readonly leaveAllRoomsScript: ScriptRunner
+  private readonly writeChannelScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly reconnectListeners = new Set<() => void>()
   private wasReady: boolean
 
@@ -57,10 +84,12 @@ export class RedisStore implements MeshStore {
     redis.defineCommand('meshAddConnection', { lua: ADD_CONNECTION })
     redis.defineCommand('meshRemoveConnection', { lua: REMOVE_CONNECTION })
     redis.defineCommand('meshLeaveAllRooms', { lua: LEAVE_ALL_ROOMS })
+    redis.defineCommand('meshWriteChannel', { lua: WRITE_CHANNEL })
     const commands = redis as unknown as Record<string, ScriptRunner>
     this.addConnectionScript = commands.meshAddConnection!.bind(redis)
     this.removeConnectionScript = commands.meshRemoveConnection!.bind(redis)
     this.leaveAllRoomsScript = commands.meshLeaveAllRooms!.bind(redis)
+    this.writeChannelScript = (commands.meshWriteChannel as unknown as RedisStore['writeChannelScript']).bind(redis)
     this.wasReady = redis.status === 'ready'
     redis.on('ready', () => {
       if (this.wasReady) for (const listener of this.reconnectListeners) listener()
@@ -173,6 +202,30 @@ export class RedisStore implements MeshStore {
 
   getConnectionRooms(connectionId: string): Promise<string[]> {
     return redisCall(() => this.redis.smembers(this.keys.connectionRooms(connectionId)))
+  }
+
+  writeChannel(channel: string, message: Uint8Array, historyLimit: number): Promise<number> {
+    const k = this.keys
+    return redisCall(async () => {
+      const bytes = Buffer.from(message.buffer, message.byteOffset, message.byteLength)
+      const offset = await this.writeChannelScript(3, k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), bytes, historyLimit, k.channelTopic(channel))
+      return Number(offset)
+    })
+  }
+
+  readChannel(channel: string, limit: number): Promise<ChannelSnapshot> {
+    const k = this.keys
+    return redisCall(async () => {
+      const replies = await this.redis
+        .multi()
+        .get(k.channelSequence(channel))
+        .get(k.channelBase(channel))
+        .lrangeBuffer(k.channelHistory(channel), 0, limit < 0 ? -1 : limit - 1)
+        .exec()
+      for (const [error] of replies ?? []) if (error) throw error
+      const [offset, base, entries] = (replies ?? []).map(([, value]) => value) as [string | null, string | null, Buffer[] | undefined]
+      return { offset: Number(offset ?? 0), base: Number(base ?? 0), entries: limit === 0 ? [] : (entries ?? []) }
+    })
   }
 
   onReconnect(listener: () => void): void {

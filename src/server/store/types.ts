@@ -41,10 +41,32 @@ export interface MeshStore {
   getRoomMembers(room: string): Promise<string[]>
   getConnectionRooms(connectionId: string): Promise<string[]>
 
+  /**
+   * Appends a message to a channel and publishes it on the channel's bus topic, in
+   * one atomic step, so that a subscriber can tell from offsets whether it missed
+   * anything. The published bus message and the history entry are both a
+   * `ChannelEntry` (see channel-entry.ts). Keeps the newest `historyLimit` messages
+   * (0 clears the history). Resolves with the message's offset.
+   */
+  writeChannel(channel: string, message: Uint8Array, historyLimit: number): Promise<number>
+  /**
+   * The channel's latest offset (0 if it never had a message), the offset its
+   * counter started from, and up to `limit` retained entries, newest first (all of
+   * them for a negative limit), read atomically.
+   */
+  readChannel(channel: string, limit: number): Promise<ChannelSnapshot>
+
   /** Subscribes to the store becoming reachable again after an outage (not called for the first connect). */
   onReconnect(listener: () => void): void
   /** Releases what the store holds open (connections, timers). */
   close(): Promise<void>
+}
+
+export interface ChannelSnapshot {
+  offset: number
+  base: number
+  /** Encoded `ChannelEntry` values, newest first. */
+  entries: Uint8Array[]
 }
 
 export type BusHandler = (message: Uint8Array) => void

@@ -1,0 +1,66 @@
+import { BuiltinCommand } from '../shared/protocol.js'
+import type { CommandRegistry } from './command-registry.js'
+import type { MeshContext } from './context.js'
+import type { Exposure } from './exposure.js'
+import type { ChannelManager } from './managers/channel-manager.js'
+import type { RoomManager } from './managers/room-manager.js'
+
+interface SubscribePayload {
+  channel?: unknown
+  historyLimit?: unknown
+  since?: unknown
+}
+
+/**
+ * The commands the client library uses for channels and self-joined rooms. They
+ * pass through global middleware like any command (so authentication middleware
+ * can gate them); their names are reserved.
+ */
+export function registerBuiltinCommands(
+  registry: CommandRegistry,
+  channels: ChannelManager,
+  rooms: RoomManager,
+  roomExposure: Exposure,
+): void {
+  registry.register(
+    BuiltinCommand.SUBSCRIBE,
+    (ctx: MeshContext<SubscribePayload | undefined>) => {
+      const { channel, historyLimit, since } = ctx.payload ?? {}
+      const limit = typeof historyLimit === 'number' && historyLimit > 0 ? Math.floor(historyLimit) : 0
+      const from = typeof since === 'number' && since >= 0 ? since : undefined
+      return channels.subscribe(ctx.connection, String(channel ?? ''), limit, from)
+    },
+    [],
+    true,
+  )
+  registry.register(
+    BuiltinCommand.UNSUBSCRIBE,
+    (ctx: MeshContext<{ channel?: unknown } | undefined>) => channels.unsubscribe(ctx.connection, String(ctx.payload?.channel ?? '')),
+    [],
+    true,
+  )
+  registry.register(
+    BuiltinCommand.JOIN_ROOM,
+    async (ctx: MeshContext<{ room?: unknown } | undefined>) => {
+      const room = String(ctx.payload?.room ?? '')
+      if (room.length === 0 || !(await roomExposure.allows(ctx.connection, room))) return false
+      await rooms.addToRoom(room, ctx.connection)
+      return true
+    },
+    [],
+    true,
+  )
+  registry.register(
+    BuiltinCommand.LEAVE_ROOM,
+    async (ctx: MeshContext<{ room?: unknown } | undefined>) => {
+      const room = String(ctx.payload?.room ?? '')
+      // Only rooms clients may join can be left by clients; a guard that would now refuse does not keep anyone in.
+      if (room.length === 0 || !roomExposure.matches(room)) return false
+      const member = await rooms.isInRoom(room, ctx.connection)
+      if (member) await rooms.removeFromRoom(room, ctx.connection)
+      return member
+    },
+    [],
+    true,
+  )
+}

@@ -1,0 +1,171 @@
+import { ErrorCode, MeshError } from '../../shared/errors.js'
+import { msgpackCodec } from '../../shared/msgpack-codec.js'
+import { FrameType } from '../../shared/protocol.js'
+import type { Connection } from '../connection.js'
+import { Exposure, type Guard } from '../exposure.js'
+import { FrameCache } from '../frame-cache.js'
+import type { Logger } from '../logger.js'
+import { decodeChannelEntry } from '../store/channel-entry.js'
+import type { Keys } from '../store/keys.js'
+import type { BusHandler, MeshBus, MeshStore } from '../store/types.js'
+
+/** What `mesh/subscribe` answers. A fresh subscription gets history; a recovery gets what it missed. */
+export type SubscribeReply =
+  | { success: false }
+  | { success: true; offset: number; history: unknown[] }
+  | { success: true; offset: number; missed: unknown[]; complete: boolean }
+
+interface Subscriber {
+  /** Live messages wait here until the snapshot that marks the subscription's start is read. */
+  buffered: Array<[offset: number, frames: FrameCache]> | undefined
+}
+
+interface LocalChannel {
+  readonly subscribers: Map<Connection, Subscriber>
+  readonly handler: BusHandler
+  /** Settles once this instance's bus subscription to the channel is active. */
+  readonly subscribed: Promise<void>
+}
+
+/**
+ * Channels: messages with per-channel offsets, kept in history and published in one
+ * atomic store step. An instance holds one bus subscription per channel that has
+ * local subscribers and drops it with the last of them.
+ *
+ * A subscription starts at the offset read together with the history, after the
+ * bus subscription is active: messages up to that offset come from history, later
+ * ones live, so none is lost or delivered twice at the boundary.
+ */
+export class ChannelManager {
+  readonly exposure = new Exposure('channel')
+  private readonly channels = new Map<string, LocalChannel>()
+
+  constructor(
+    private readonly store: MeshStore,
+    private readonly bus: MeshBus,
+    private readonly keys: Keys,
+    private readonly logger: Logger,
+  ) {}
+
+  expose(pattern: string | RegExp, guard?: Guard): void {
+    this.exposure.add(pattern, guard)
+  }
+
+  /** Publishes a message and keeps the newest `historyLimit` in history (0: none); resolves with its offset. */
+  async write(channel: string, message: unknown, historyLimit = 0): Promise<number> {
+    requireChannel(channel)
+    if (!Number.isInteger(historyLimit) || historyLimit < 0) throw new RangeError('historyLimit must be an integer, 0 or more')
+    let bytes: Uint8Array
+    try {
+      bytes = msgpackCodec.encode(message) as Uint8Array
+    } catch (error) {
+      throw new MeshError(ErrorCode.ENCODE_ERROR, 'The channel message cannot be encoded', { cause: error })
+    }
+    return this.store.writeChannel(channel, bytes, historyLimit)
+  }
+
+  /**
+   * Subscribes a connection. Without `since`: the newest `historyLimit` messages,
+   * newest first. With `since` (the last offset the client saw): every retained
+   * message after it, oldest first, and whether that is all that was published.
+   */
+  async subscribe(connection: Connection, channel: string, historyLimit: number, since?: number): Promise<SubscribeReply> {
+    if (typeof channel !== 'string' || channel.length === 0) return { success: false }
+    if (!(await this.exposure.allows(connection, channel))) return { success: false }
+    if (!connection.isOpen) return { success: false }
+    this.remove(connection, channel)
+    const local = this.channels.get(channel) ?? this.open(channel)
+    const subscriber: Subscriber = { buffered: [] }
+    local.subscribers.set(connection, subscriber)
+    connection.channels.add(channel)
+    try {
+      await local.subscribed
+      const snapshot = await this.store.readChannel(channel, since === undefined ? historyLimit : -1)
+      if (local.subscribers.get(connection) !== subscriber) return { success: false }
+      // Live messages that came in while reading: the ones after the snapshot go out now.
+      for (const [offset, frames] of subscriber.buffered ?? []) {
+        if (offset > snapshot.offset) connection.write(frames.for(connection.codec))
+      }
+      subscriber.buffered = undefined
+      const entries = snapshot.entries.map(decodeEntry)
+      if (since === undefined) return { success: true, offset: snapshot.offset, history: entries.map(([, value]) => value) }
+      const missed = entries.filter(([offset]) => offset > since).reverse()
+      return { success: true, offset: snapshot.offset, missed: missed.map(([, value]) => value), complete: isComplete(since, snapshot, missed.length) }
+    } catch (error) {
+      if (local.subscribers.get(connection) === subscriber) this.remove(connection, channel)
+      throw error
+    }
+  }
+
+  /** Resolves true if the connection was subscribed. */
+  unsubscribe(connection: Connection, channel: string): boolean {
+    return this.remove(connection, channel)
+  }
+
+  /** Ends every subscription of a closed connection. */
+  dropConnection(connection: Connection): void {
+    for (const channel of [...connection.channels]) this.remove(connection, channel)
+  }
+
+  private open(channel: string): LocalChannel {
+    const handler: BusHandler = (entry) => this.onMessage(channel, entry)
+    const subscribed = this.bus.subscribe(this.keys.channelTopic(channel), handler)
+    subscribed.catch(() => {}) // reported to the subscribers awaiting it
+    const local: LocalChannel = { subscribers: new Map(), handler, subscribed }
+    this.channels.set(channel, local)
+    return local
+  }
+
+  private remove(connection: Connection, channel: string): boolean {
+    connection.channels.delete(channel)
+    const local = this.channels.get(channel)
+    if (!local?.subscribers.delete(connection)) return false
+    if (local.subscribers.size === 0) {
+      this.channels.delete(channel)
+      this.bus.unsubscribe(this.keys.channelTopic(channel), local.handler).catch((error: unknown) => {
+        this.logger.debug?.('could not drop a channel subscription', { channel, error })
+      })
+    }
+    return true
+  }
+
+  private onMessage(channel: string, entry: Uint8Array): void {
+    const local = this.channels.get(channel)
+    const decoded = decodeChannelEntry(entry)
+    if (!local || !decoded) return
+    let frames: FrameCache
+    try {
+      frames = FrameCache.of([FrameType.CHANNEL, channel, decoded.offset, msgpackCodec.decode(decoded.message)])
+    } catch (error) {
+      this.logger.warn?.('ignored an undecodable channel message', { channel, error })
+      return
+    }
+    for (const [connection, subscriber] of local.subscribers) {
+      if (subscriber.buffered) subscriber.buffered.push([decoded.offset, frames])
+      else connection.write(frames.for(connection.codec))
+    }
+  }
+}
+
+function decodeEntry(entry: Uint8Array): [number, unknown] {
+  const decoded = decodeChannelEntry(entry)
+  if (!decoded) throw new MeshError(ErrorCode.INTERNAL_ERROR, 'A channel history entry is corrupt')
+  return [decoded.offset, msgpackCodec.decode(decoded.message)]
+}
+
+/**
+ * Whether the retained messages after `since` are all that was published after it.
+ * Offsets count up by one from the channel's base; `since` below the base but not 0
+ * belongs to an earlier life of the channel (its store lost it), so what happened
+ * in between cannot be known.
+ */
+function isComplete(since: number, snapshot: { offset: number; base: number }, retained: number): boolean {
+  if (snapshot.offset <= since) return true
+  if (since === 0) return retained === snapshot.offset - snapshot.base
+  if (since < snapshot.base) return false
+  return retained === snapshot.offset - since
+}
+
+function requireChannel(channel: string): void {
+  if (typeof channel !== 'string' || channel.length === 0) throw new TypeError('A channel name must be a non-empty string')
+}
