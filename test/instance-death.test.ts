@@ -1,38 +1,7 @@
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { describe, expect, inject, it } from 'vitest'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
+import { childInstance } from './support/child-instance.js'
 import { connectClient, eventually } from './support/harness.js'
-
-const root = fileURLToPath(new URL('..', import.meta.url))
-
-/** Starts an instance in a child process and resolves with its port. */
-async function childInstance(env: Record<string, string>): Promise<{ port: number; kill(): Promise<void> }> {
-  // node itself runs the instance (tsx as a loader), so SIGKILL reaches the process that holds the sockets.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/instance.ts'], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  onTestFinished(async () => {
-    child.kill('SIGKILL')
-    await exited
-  })
-  let output = ''
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString()
-      const match = /PORT (\d+)/.exec(output)
-      if (match) resolve(Number(match[1]))
-    })
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    child.once('exit', (code) => reject(new Error(`instance exited with ${code}: ${output}`)))
-  })
-  return {
-    port,
-    async kill() {
-      child.kill('SIGKILL')
-      await exited
-    },
-  }
-}
 
 describe('an instance that dies without closing', () => {
   it('is cleaned up by a survivor: rooms, metadata and routing to it are gone within the TTL bound', { timeout: 30_000 }, async () => {

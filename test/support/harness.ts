@@ -20,14 +20,15 @@ export function urlOf(server: MeshServer, path = ''): string {
 }
 
 /** A connected client, closed when the test ends. */
-export async function connectClient(server: MeshServer | string, options: MeshClientOptions = {}): Promise<MeshClient> {
+export async function connectClient(server: MeshServer | string | string[], options: MeshClientOptions = {}): Promise<MeshClient> {
   const client = createClient(server, options)
   await client.connect()
   return client
 }
 
-export function createClient(server: MeshServer | string, options: MeshClientOptions = {}): MeshClient {
-  const client = new MeshClient(typeof server === 'string' ? server : urlOf(server), options)
+export function createClient(server: MeshServer | string | string[], options: MeshClientOptions = {}): MeshClient {
+  const target = typeof server === 'string' || Array.isArray(server) ? server : urlOf(server)
+  const client = new MeshClient(target, options)
   onTestFinished(() => client.close())
   return client
 }
