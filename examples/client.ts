@@ -12,6 +12,20 @@ console.log('echo →', await client.command('echo', 'Hello, world!'))
 console.log('shout →', await client.command('shout', { text: 'hello everyone' }))
 console.log('join →', await client.command('join', { room: 'lobby' }))
 
+let heard!: () => void
+const arrived = new Promise<void>((resolve) => (heard = resolve))
+const { history } = await client.subscribe<{ text: string }>(
+  'chat:general',
+  (message) => {
+    console.log('chat:general ←', message.text)
+    heard()
+  },
+  { historyLimit: 5 },
+)
+console.log(`chat:general history: ${history.length} message(s)`)
+await client.command('say', { channel: 'chat:general', text: 'hello channel' })
+await arrived
+
 try {
   await client.command('whoami', {})
 } catch (error) {

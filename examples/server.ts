@@ -35,6 +35,14 @@ server.registerCommand('join', async (ctx: MeshContext<{ room: string }>) => {
   return server.getRoomMembers(room)
 })
 
+// Channels: clients subscribe to chat:* themselves; history keeps the newest 50.
+server.exposeChannel(/^chat:[\w-]+$/)
+server.exposeRoom(/^lobby/)
+server.registerCommand('say', async (ctx: MeshContext<{ channel: string; text: string }>) => {
+  const { channel, text } = ctx.payload ?? { channel: '', text: '' }
+  return server.writeChannel(channel, { from: ctx.connection.id, text: String(text) }, 50)
+})
+
 server.onConnection((connection) => {
   console.log(`+ ${connection.id} (${connection.codec.name})`)
   connection.send('welcome', { id: connection.id })
