@@ -178,3 +178,24 @@ describe('the history/live boundary', () => {
     })
   }
 })
+
+describe('subscribing while reconnecting', () => {
+  it('establishes a subscription made during a reconnect exactly once', { timeout: 20_000 }, async () => {
+    const namespace = uniqueNamespace('during')
+    const redis = inject('redisUrl')
+    const first = await startServer({ redis, namespace })
+    first.exposeChannel('c')
+    const client = await connectClient(first, { reconnectInterval: 10, maxReconnectInterval: 50 })
+    const port = first.port
+    const disconnected = nextEvent(client, 'disconnect')
+    await first.close()
+    await disconnected
+    const received: unknown[] = []
+    const subscribing = client.subscribe('c', (message) => received.push(message))
+    const second = await startServer({ redis, namespace, port })
+    second.exposeChannel('c')
+    expect((await subscribing).success).toBe(true)
+    await second.writeChannel('c', 'after', 10)
+    await eventually(async () => expect(received).toEqual(['after']))
+  })
+})

@@ -30,6 +30,8 @@ interface Wanted {
   lastOffset: number
   /** Live messages that arrived before the server's reply; delivered after it, in order. */
   buffered: Array<[number, unknown]> | undefined
+  /** Whether the server ever confirmed it; one still on its way is not replayed, its own request establishes it. */
+  started: boolean
 }
 
 type SubscribeReply =
@@ -54,7 +56,7 @@ export class Subscriptions {
 
   async subscribe<T>(channel: string, callback: ChannelCallback<T>, options: SubscribeOptions = {}): Promise<SubscribeResult<T>> {
     if (typeof callback !== 'function') throw new TypeError('subscribe() needs a callback')
-    const wanted: Wanted = { callback: callback as ChannelCallback, lastOffset: 0, buffered: [] }
+    const wanted: Wanted = { callback: callback as ChannelCallback, lastOffset: 0, buffered: [], started: false }
     // A new subscription replaces any earlier one: the old callback never fires again.
     this.channels.set(channel, wanted)
     let reply: SubscribeReply
@@ -112,6 +114,7 @@ export class Subscriptions {
   }
 
   private async resume(channel: string, wanted: Wanted): Promise<void> {
+    if (!wanted.started) return
     wanted.buffered ??= []
     let reply: SubscribeReply
     try {
@@ -134,6 +137,7 @@ export class Subscriptions {
 
   /** From `offset` on, messages go to the callback: first those that waited for the reply. */
   private start(channel: string, wanted: Wanted, offset: number): void {
+    wanted.started = true
     wanted.lastOffset = Math.max(wanted.lastOffset, offset)
     const buffered = wanted.buffered ?? []
     wanted.buffered = undefined
