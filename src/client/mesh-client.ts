@@ -1,7 +1,7 @@
 import { codecByName, encodeFrame, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { Emitter } from '../shared/emitter.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
-import { CloseCode, FrameType, PROTOCOL_VERSION, RESERVED_EVENTS, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
+import { BuiltinCommand, CloseCode, FrameType, PROTOCOL_VERSION, RESERVED_EVENTS, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from './backoff.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
 import { RequestTracker } from './request-tracker.js'
@@ -33,6 +33,8 @@ export interface ClientEvents {
 }
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
+const SEEN_IDS_KEPT = 1_000
+const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_FAILED, CloseCode.AUTH_TIMEOUT])
 
 
 /**
@@ -63,6 +65,14 @@ export class MeshClient {
   private missedPings = 0
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
   private wakeReconnect: (() => void) | undefined
+  /** The credentials of the last successful `authenticate()`, replayed after every reconnect. */
+  private credentials: { value: unknown } | undefined
+  private authenticatedUser: unknown
+  /** Ids of redelivered messages already handed to listeners (bounded), to drop repeats. */
+  private readonly seenMessageIds = new Set<string>()
+  private pendingAcks: string[] = []
+  /** Set while a reconnected socket authenticates again: other requests wait until it is done. */
+  private resuming = false
   /** Whether `close` was emitted for the current session (reset by `connect()`). */
   private finished = false
 
@@ -108,6 +118,7 @@ export class MeshClient {
     if (this.connecting) return this.connecting
     if (this.currentState === 'reconnecting') return this.nextConnect()
     this.finished = false
+    this.resuming = false
     this.setState('connecting')
     this.connecting = this.openSocket().then(
       () => {
@@ -139,7 +150,7 @@ export class MeshClient {
     } catch (error) {
       return Promise.reject(error)
     }
-    if (this.currentState === 'open') this.sendRequest(request.id, request.frame)
+    if (this.currentState === 'open' && !this.resuming) this.sendRequest(request.id, request.frame)
     return request.reply as Promise<R>
   }
 
@@ -167,6 +178,24 @@ export class MeshClient {
   /** Leaves a room joined with `joinRoom`; resolves true if the client was in it. */
   leaveRoom(room: string): Promise<boolean> {
     return this.subscriptions.leaveRoom(room)
+  }
+
+  /**
+   * Authenticates this connection (Mesa style); resolves with the user object the
+   * server returned (or `{}`), rejects with a `MeshError` on refusal. After every
+   * reconnect the client authenticates again with these credentials, before it
+   * resumes subscriptions.
+   */
+  async authenticate<U = unknown>(credentials: unknown): Promise<U> {
+    const user = await this.command<U>(BuiltinCommand.AUTHENTICATE, credentials)
+    this.credentials = { value: credentials }
+    this.authenticatedUser = user
+    return user
+  }
+
+  /** The user object of the last successful `authenticate()`. */
+  get user(): unknown {
+    return this.authenticatedUser
   }
 
   /** Listens to a lifecycle event or an event the server sends; returns the function that stops listening. */
@@ -267,7 +296,7 @@ export class MeshClient {
     this.missedPings = 0
     this.armWatchdog()
     this.setState('open')
-    for (const [requestId, frame] of this.requests.unsent()) this.sendRequest(requestId, frame)
+    if (!this.resuming) this.flushUnsent()
     this.lifecycle.emit('connect', { id })
   }
 
@@ -287,7 +316,8 @@ export class MeshClient {
         return
       }
       case FrameType.EVENT:
-        this.serverEvents.emit(frame[1], frame[2])
+        if (frame[3] === undefined) this.serverEvents.emit(frame[1], frame[2])
+        else this.onRedelivered(frame[1], frame[2], frame[3])
         return
       case FrameType.PING:
         this.transport?.send(this.codec.encode([FrameType.PONG, frame[1]]))
@@ -305,6 +335,48 @@ export class MeshClient {
       case FrameType.HELLO:
         return
     }
+  }
+
+  /** A kept message: acknowledged (always, the server may have resent it), handed on once. */
+  private onRedelivered(event: string, payload: unknown, id: string): void {
+    if (this.pendingAcks.length === 0) setTimeout(() => this.flushAcks(), 0)
+    this.pendingAcks.push(id)
+    if (this.seenMessageIds.has(id)) return
+    this.seenMessageIds.add(id)
+    if (this.seenMessageIds.size > SEEN_IDS_KEPT) this.seenMessageIds.delete(this.seenMessageIds.values().next().value as string)
+    this.serverEvents.emit(event, payload)
+  }
+
+  private flushAcks(): void {
+    const ids = this.pendingAcks
+    this.pendingAcks = []
+    // Unacknowledged messages are simply sent again after the next authentication.
+    this.command(BuiltinCommand.ACK, { ids }).catch(() => {})
+  }
+
+  private flushUnsent(): void {
+    for (const [requestId, frame] of this.requests.unsent()) this.sendRequest(requestId, frame)
+  }
+
+  /**
+   * After a reconnect: authenticate again first (requests issued meanwhile wait, so
+   * none runs unauthenticated), then resume channels and rooms.
+   */
+  private async resumeSession(): Promise<void> {
+    if (this.credentials) {
+      const request = this.requests.create(this.options.commandTimeout, (id) =>
+        encodeFrame(this.codec, [FrameType.REQUEST, id, BuiltinCommand.AUTHENTICATE, this.credentials!.value]),
+      )
+      this.sendRequest(request.id, request.frame)
+      try {
+        this.authenticatedUser = await request.reply
+      } catch (error) {
+        this.lifecycle.emit('error', toMeshError(error))
+      }
+    }
+    this.resuming = false
+    this.flushUnsent()
+    await this.subscriptions.replay()
   }
 
   private sendRequest(id: number, frame: WireData): void {
@@ -343,8 +415,8 @@ export class MeshClient {
     this.connectionId = undefined
     this.requests.rejectSent(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
     this.lifecycle.emit('disconnect', { code, reason })
-    // 1000 from the server is a deliberate end of the session, not an outage.
-    const wanted = this.currentState === 'open' && this.options.shouldReconnect && code !== CloseCode.NORMAL
+    // These end the session on purpose (1000) or would only repeat (authentication); an outage does not.
+    const wanted = this.currentState === 'open' && this.options.shouldReconnect && !TERMINAL_CLOSE_CODES.has(code)
     if (wanted) void this.reconnect()
     else if (this.currentState !== 'closed') this.finish()
   }
@@ -362,10 +434,11 @@ export class MeshClient {
       this.wakeReconnect = undefined
       if (this.currentState !== 'reconnecting') return
       this.urlIndex = (this.urlIndex + 1) % this.urls.length
+      this.resuming = this.credentials !== undefined
       try {
         await this.openSocket()
         this.lifecycle.emit('reconnect', { attempt })
-        this.subscriptions.replay().catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
+        this.resumeSession().catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
         return
       } catch (error) {
         if (this.currentState !== 'reconnecting') return

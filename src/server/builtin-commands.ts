@@ -1,8 +1,10 @@
 import { BuiltinCommand } from '../shared/protocol.js'
+import type { Authentication } from './authentication.js'
 import type { CommandRegistry } from './command-registry.js'
 import type { MeshContext } from './context.js'
 import type { Exposure } from './exposure.js'
 import type { ChannelManager } from './managers/channel-manager.js'
+import type { Redelivery } from './managers/redelivery.js'
 import type { RoomManager } from './managers/room-manager.js'
 
 interface SubscribePayload {
@@ -16,12 +18,25 @@ interface SubscribePayload {
  * pass through global middleware like any command (so authentication middleware
  * can gate them); their names are reserved.
  */
+export interface BuiltinParts {
+  channels: ChannelManager
+  rooms: RoomManager
+  roomExposure: Exposure
+  authentication: Authentication
+  redelivery: Redelivery
+}
+
 export function registerBuiltinCommands(
   registry: CommandRegistry,
-  channels: ChannelManager,
-  rooms: RoomManager,
-  roomExposure: Exposure,
+  { channels, rooms, roomExposure, authentication, redelivery }: BuiltinParts,
 ): void {
+  registry.register(BuiltinCommand.AUTHENTICATE, (ctx) => authentication.authenticate(ctx.connection, ctx.payload), [], true)
+  registry.register(
+    BuiltinCommand.ACK,
+    (ctx: MeshContext<{ ids?: unknown } | undefined>) => redelivery.acknowledge(ctx.connection, ctx.payload?.ids),
+    [],
+    true,
+  )
   registry.register(
     BuiltinCommand.SUBSCRIBE,
     (ctx: MeshContext<SubscribePayload | undefined>) => {

@@ -23,6 +23,8 @@ export class CommandRegistry {
   constructor(
     private readonly server: MeshServer,
     private readonly maxPendingRequests: number,
+    /** Refuses a request before anything else runs (authentication required, say). */
+    private readonly gate: (connection: Connection, name: string) => MeshError | undefined = () => undefined,
   ) {}
 
   register(name: string, handler: CommandHandler, middleware: readonly Middleware[] = [], internal = false): void {
@@ -49,6 +51,11 @@ export class CommandRegistry {
 
   /** Handles one request and answers it on the connection; never throws. */
   dispatch(connection: Connection, requestId: number, name: string, payload: unknown): void {
+    const refusal = this.gate(connection, name)
+    if (refusal) {
+      connection.respondError(requestId, refusal)
+      return
+    }
     const command = this.commands.get(name)
     if (!command) {
       connection.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))

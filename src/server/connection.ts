@@ -21,6 +21,7 @@ export class Connection {
   readonly connectedAt = Date.now()
 
   private lastLatency: number | undefined
+  private identity: { id: string; user: unknown } | undefined
   private closingTimer: ReturnType<typeof setTimeout> | undefined
 
   /** @internal this instance's record of the rooms the connection is in (written back if the store loses it) */
@@ -52,6 +53,28 @@ export class Connection {
     this.codec = codec
     this.remoteAddress = remoteAddress
   }
+
+  /** The authenticated user's id; `undefined` for an anonymous connection. */
+  get userId(): string | undefined {
+    return this.identity?.id
+  }
+
+  /** The authenticated user, as the authentication step returned it. */
+  get user(): unknown {
+    return this.identity?.user
+  }
+
+  get isAuthenticated(): boolean {
+    return this.identity !== undefined
+  }
+
+  /** @internal set once authentication succeeded */
+  identify(id: string, user: unknown): void {
+    this.identity = { id, user }
+  }
+
+  /** @internal closes an unauthenticated connection when authentication is required and late */
+  authTimer: ReturnType<typeof setTimeout> | undefined
 
   /** Last measured round trip to the client in milliseconds; `undefined` until the first pong. */
   get latency(): number | undefined {
@@ -145,5 +168,6 @@ export class Connection {
   /** @internal */
   disposed(): void {
     if (this.closingTimer) clearTimeout(this.closingTimer)
+    if (this.authTimer) clearTimeout(this.authTimer)
   }
 }

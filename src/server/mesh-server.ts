@@ -12,6 +12,8 @@ import type { CommandHandler, Middleware } from './context.js'
 import { Heartbeat } from './heartbeat.js'
 import { answerPlainHttp, listening, pathOf, pickSubprotocol, refuseUpgrade } from './http-endpoint.js'
 import { silentLogger, type Logger } from './logger.js'
+import { mergeOptions } from '../shared/options.js'
+import { Authentication, authenticationDefaults, type AuthenticateHandler } from './authentication.js'
 import { registerBuiltinCommands } from './builtin-commands.js'
 import { Exposure, type Guard } from './exposure.js'
 import { ChannelManager } from './managers/channel-manager.js'
@@ -19,6 +21,7 @@ import { Cluster } from './managers/cluster.js'
 import { ConnectionManager } from './managers/connection-manager.js'
 import { Delivery } from './managers/delivery.js'
 import { InstanceMonitor } from './managers/instance-monitor.js'
+import { Redelivery, syncDefaults } from './managers/redelivery.js'
 import { Ownership, idOf, type ConnectionRef } from './managers/ownership.js'
 import { RoomManager } from './managers/room-manager.js'
 import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOptions } from './options.js'
@@ -51,6 +54,7 @@ export class MeshServer {
   private readonly rooms: RoomManager
   private readonly channels: ChannelManager
   private readonly roomExposure = new Exposure('room')
+  private readonly authentication: Authentication
   private readonly monitor: InstanceMonitor
   /** Connections that received their hello: the ones events, pings and lookups reach. */
   private readonly live = new Map<string, Connection>()
@@ -74,16 +78,23 @@ export class MeshServer {
     this.cluster = new Cluster(this.bus, backend.keys, this.instanceId, {
       deliver: (ids, frame) => this.delivery.deliverLocal(ids, frame),
       deliverAll: (excluded, frame) => this.delivery.deliverAllLocal(excluded, frame),
+      deliverUsers: (excludedUsers, frame) => this.delivery.deliverUsersFromBus(excludedUsers, frame),
       notice: (notice) => ownership.apply(notice),
     }, this.logger)
     const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster)
-    this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster, backend.shared)
+    const redelivery = new Redelivery(this.store, mergeOptions(syncDefaults, this.options.sync ?? {}), this.logger)
+    const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
+    this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger)
+    this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster, backend.shared, {
+      required: authOptions.required,
+      redelivery,
+    })
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
-    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, this.logger)
+    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, this.logger)
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger)
-    this.registry = new CommandRegistry(this, this.options.maxPendingRequests)
-    registerBuiltinCommands(this.registry, this.channels, this.rooms, this.roomExposure)
+    this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name))
+    registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery })
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.wss = new WebSocketServer({
       noServer: true,
@@ -216,6 +227,33 @@ export class MeshServer {
     return this.channels.write(channel, message, historyLimit)
   }
 
+  /**
+   * Decides `client.authenticate(credentials)`: resolve `{ id, user }` to accept,
+   * `null` or a throw to refuse (a thrown `MeshError` keeps its code).
+   */
+  onAuthenticate(handler: AuthenticateHandler): void {
+    this.authentication.onAuthenticate(handler)
+  }
+
+  /**
+   * Mesa's user-addressed send: every connection of these users on any instance.
+   * `['*']` is every authenticated connection (every connection unless
+   * authentication is required); `exclude` lists users who never receive it. With
+   * `sync` enabled, users with no connection get it when they next authenticate.
+   */
+  async send(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
+    await this.delivery.sendToUsers(event, payload, userIds.map(String), exclude.map(String))
+  }
+
+  /** Users with a connection on any instance (`authentication.storeConnectedUsers`). */
+  getConnectedUsers(): Promise<string[]> {
+    return this.authentication.connectedUsers()
+  }
+
+  isUserOnline(userId: string | number): Promise<boolean> {
+    return this.authentication.isOnline(String(userId))
+  }
+
   /** Lets clients join (and leave) rooms with this name or matching this RegExp, if the guard allows. */
   exposeRoom(pattern: string | RegExp, guard?: Guard): void {
     this.roomExposure.add(pattern, guard)
@@ -265,10 +303,16 @@ export class MeshServer {
       return
     }
     socket.on('error', () => socket.destroy())
-    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, request))
+    this.authentication.atUpgrade(request).then(({ user, status }) => {
+      if (status !== undefined) refuseUpgrade(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
+      else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, request, user))
+    }, (error: unknown) => {
+      this.logger.error?.('upgrade authentication failed', { error })
+      refuseUpgrade(socket, 500, 'Internal Server Error')
+    })
   }
 
-  private accept(ws: WebSocket, request: IncomingMessage): void {
+  private accept(ws: WebSocket, request: IncomingMessage, upgradeUser?: { id: string; value: unknown }): void {
     const codec = codecForSubprotocol(ws.protocol) as Codec
     const connection = new Connection(ws, nanoid(), codec, request.socket.remoteAddress, this.options.maxBufferedBytes)
     this.sockets.add(connection)
@@ -282,8 +326,12 @@ export class MeshServer {
     // Registration failing because the store is away does not stop the connection:
     // it is served here and registered when the store is back.
     const registered = this.monitor.register(connection).then(
-      (stored) => {
+      async (stored) => {
         if (!stored) this.logger.warn?.('store unavailable; connection served locally for now', { connectionId: connection.id })
+        // Identified before the hello, so user sends reach it from its first moment.
+        await this.authentication.accepted(connection, upgradeUser).catch((error: unknown) => {
+          this.logger.warn?.('could not record the connection\'s user', { connectionId: connection.id, error })
+        })
         if (!connection.isOpen || this.closing) return
         connection.hello({ maxPayload: this.options.maxPayload, pingInterval: this.pingGap })
         this.live.set(connection.id, connection)

@@ -1,7 +1,9 @@
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
+import type { AuthenticationOptions, UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
+import type { SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 
@@ -44,6 +46,16 @@ export interface MeshServerOptions {
   instanceTtl?: number
   /** Milliseconds a Redis command may take before it fails with `UNAVAILABLE`. @default 5000 */
   redisTimeout?: number
+  /**
+   * Authenticates at the HTTP upgrade: receives the request (headers, cookies,
+   * query string) and returns the user (an object with an `id`), or `null` / a throw
+   * to refuse with 401 (or the thrown error's `status`).
+   */
+  authenticate?: UpgradeAuthenticator
+  /** Mesa's authentication options, for `client.authenticate()` and `required` gating. */
+  authentication?: AuthenticationOptions
+  /** Mesa's `sync`: keep user-addressed messages for offline users and redeliver them on authentication. */
+  sync?: SyncOptions
   /** Shared state; the in-memory store when not given (advanced: for custom stores). */
   store?: MeshStore
   /** Messages between instances; the in-process bus when not given. */
@@ -81,6 +93,9 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   requireNonNegative('closeTimeout', resolved.closeTimeout)
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${String(resolved.port)}`)
+  }
+  if (resolved.authenticate !== undefined && typeof resolved.authenticate !== 'function') {
+    throw new TypeError('authenticate must be a function')
   }
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')

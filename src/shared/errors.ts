@@ -26,6 +26,12 @@ export const ErrorCode = {
   VERSION_MISMATCH: 'VERSION_MISMATCH',
   /** A backing service (Redis) is unreachable. */
   UNAVAILABLE: 'UNAVAILABLE',
+  /** Not authenticated (authentication failed, or is required first). */
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  /** Authenticated, but not allowed (for example, re-authenticating as another user). */
+  FORBIDDEN: 'FORBIDDEN',
+  /** A feature that is switched off in the options. */
+  NOT_ENABLED: 'NOT_ENABLED',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]

@@ -21,7 +21,7 @@ export const FrameType = {
   RESPONSE: 2,
   /** server → client: `[3, requestId, code, message, data?]` (requestId 0: not tied to a request) */
   ERROR: 3,
-  /** server → client: `[4, event, payload]` */
+  /** server → client: `[4, event, payload]`, or `[4, event, payload, messageId]` for a redelivered message the client must acknowledge */
   EVENT: 4,
   /** server → client: `[5, seq]` */
   PING: 5,
@@ -49,6 +49,10 @@ export const CloseCode = {
   SLOW_CONSUMER: 4008,
   /** Client and server protocol versions differ. */
   VERSION_MISMATCH: 4009,
+  /** Authentication failed and the server is set to disconnect on failure. The client does not reconnect. */
+  AUTH_FAILED: 4001,
+  /** Authentication is required and did not happen in time. The client does not reconnect. */
+  AUTH_TIMEOUT: 4003,
 } as const
 
 export interface HelloOptions {
@@ -62,7 +66,7 @@ export type HelloFrame = [typeof FrameType.HELLO, number, string, HelloOptions]
 export type RequestFrame = [typeof FrameType.REQUEST, number, string, unknown]
 export type ResponseFrame = [typeof FrameType.RESPONSE, number, unknown]
 export type ErrorFrame = [typeof FrameType.ERROR, number, string, string, unknown?]
-export type EventFrame = [typeof FrameType.EVENT, string, unknown]
+export type EventFrame = [typeof FrameType.EVENT, string, unknown, string?]
 export type PingFrame = [typeof FrameType.PING, number]
 export type PongFrame = [typeof FrameType.PONG, number]
 export type LatencyFrame = [typeof FrameType.LATENCY, number]
@@ -93,6 +97,8 @@ export const BuiltinCommand = {
   UNSUBSCRIBE: 'mesh/unsubscribe',
   JOIN_ROOM: 'mesh/join-room',
   LEAVE_ROOM: 'mesh/leave-room',
+  AUTHENTICATE: 'mesh/authenticate',
+  ACK: 'mesh/ack',
 } as const
 
 /** Largest request id; ids wrap around to 1 after it. */

@@ -15,10 +15,12 @@ export interface ClusterHandlers {
   deliver(connectionIds: readonly string[], frame: Uint8Array): void
   /** Write a frame to every local connection except these. */
   deliverAll(excludedIds: readonly string[], frame: Uint8Array): void
+  /** Write a user send to `'*'` to the local connections it is for, except these users'. */
+  deliverUsers(excludedUserIds: readonly string[], frame: Uint8Array): void
   notice(notice: Notice): void
 }
 
-const Kind = { DELIVER: 0, DELIVER_ALL: 1, NOTICE: 2 } as const
+const Kind = { DELIVER: 0, DELIVER_ALL: 1, NOTICE: 2, DELIVER_USERS: 3 } as const
 
 /**
  * Messages between instances over the bus. Each instance listens on its own topic
@@ -60,6 +62,10 @@ export class Cluster {
     return this.bus.publish(this.keys.broadcastTopic, this.pack([Kind.DELIVER_ALL, excludedIds, frame]))
   }
 
+  deliverUsers(excludedUserIds: readonly string[], frame: Uint8Array): Promise<void> {
+    return this.bus.publish(this.keys.broadcastTopic, this.pack([Kind.DELIVER_USERS, excludedUserIds, frame]))
+  }
+
   notify(instanceId: string, notice: Notice): Promise<void> {
     return this.bus.publish(this.keys.instanceTopic(instanceId), this.pack([Kind.NOTICE, notice]))
   }
@@ -85,6 +91,8 @@ export class Cluster {
     } else if (kind === Kind.DELIVER_ALL && isStringArray(first) && second instanceof Uint8Array) {
       // Our own broadcasts were written locally already.
       if (origin !== this.instanceId) this.handlers.deliverAll(first, second)
+    } else if (kind === Kind.DELIVER_USERS && isStringArray(first) && second instanceof Uint8Array) {
+      if (origin !== this.instanceId) this.handlers.deliverUsers(first, second)
     } else if (kind === Kind.NOTICE && Array.isArray(first) && typeof first[1] === 'string') {
       this.handlers.notice(first as Notice)
     } else {

@@ -4,6 +4,15 @@ import { requireEventName } from '../event-name.js'
 import { FrameCache } from '../frame-cache.js'
 import type { MeshStore } from '../store/types.js'
 import type { Cluster } from './cluster.js'
+import type { Redelivery } from './redelivery.js'
+
+/** How user-addressed sends treat this instance's connections. */
+export interface UserDeliveryOptions {
+  /** With required authentication, `'*'` reaches only authenticated connections. */
+  readonly required: boolean
+  /** Keeps messages for users with no connection, when sync is enabled. */
+  readonly redelivery: Redelivery | undefined
+}
 
 /** Targets of one delivery: connections of this instance, and ids on each other instance. */
 interface Routes {
@@ -28,6 +37,7 @@ export class Delivery {
     private readonly cluster: Cluster,
     /** False when no other instance can exist (memory store): broadcasts then skip the bus. */
     private readonly shared: boolean,
+    private readonly users: UserDeliveryOptions,
   ) {}
 
   /** Every connection on every instance, except the excluded ids. */
@@ -54,6 +64,48 @@ export class Delivery {
   sendTo(connectionIds: readonly string[], event: string, payload: unknown): Promise<void> {
     const frames = eventFrame(event, payload)
     return this.inOrder(this.route([...new Set(connectionIds)]), (resolved) => this.send(resolved, frames))
+  }
+
+  /**
+   * Mesa's user-addressed send: every connection of the given users, on any
+   * instance; `'*'` means every authenticated connection (every connection unless
+   * authentication is required). Connections of excluded users never receive it;
+   * anonymous connections are reached only through `'*'`. With sync enabled, a
+   * message for a user with no connection is kept for redelivery.
+   */
+  sendToUsers(event: string, payload: unknown, userIds: readonly string[], excludedUserIds: readonly string[] = []): Promise<void> {
+    const frames = eventFrame(event, payload)
+    const excluded = new Set(excludedUserIds)
+    if (userIds.includes('*')) {
+      return this.inOrder(undefined, () => {
+        this.deliverUsersLocal(excludedUserIds, frames)
+        return this.shared ? this.cluster.deliverUsers(excludedUserIds, frames.msgpack) : Promise.resolve()
+      })
+    }
+    const targets = [...new Set(userIds)].filter((id) => !excluded.has(id))
+    const routes = this.store.getUserConnections(targets).then(async (lists) => {
+      const offline = targets.filter((_, index) => lists[index]!.length === 0)
+      const { redelivery } = this.users
+      if (redelivery?.enabled && offline.length > 0) {
+        await Promise.all(offline.map((userId) => redelivery.queue(userId, event, payload)))
+      }
+      return this.route(lists.flat())
+    })
+    return this.inOrder(routes, (resolved) => this.send(resolved, frames))
+  }
+
+  /** A user send to `'*'` that arrived from another instance. */
+  deliverUsersFromBus(excludedUserIds: readonly string[], frame: Uint8Array): void {
+    this.deliverUsersLocal(excludedUserIds, FrameCache.fromMsgpack(frame))
+  }
+
+  private deliverUsersLocal(excludedUserIds: readonly string[], frames: FrameCache): void {
+    const excluded = new Set(excludedUserIds)
+    for (const connection of this.live.values()) {
+      const userId = connection.userId
+      if (userId === undefined ? this.users.required : excluded.has(userId)) continue
+      connection.write(frames.for(connection.codec))
+    }
   }
 
   /** Writes a frame that arrived from another instance to some local connections. */

@@ -13,7 +13,7 @@ import type { MeshStore } from '../store/types.js'
  *   outright is cleaned up within about 1.5 × `instanceTtl`.
  * - Outages: registrations and removals that failed while the store was away are
  *   retried when it is back; if it came back empty, everything this instance owns
- *   (liveness, connections, their metadata and rooms) is written again.
+ *   (liveness, connections, their users, metadata and rooms) is written again.
  */
 export class InstanceMonitor {
   private refreshTimer: ReturnType<typeof setInterval> | undefined
@@ -30,6 +30,7 @@ export class InstanceMonitor {
     private readonly live: ReadonlyMap<string, Connection>,
     private readonly store: MeshStore,
     private readonly ttl: number,
+    private readonly trackOnlineUsers: boolean,
     private readonly logger: Logger,
   ) {}
 
@@ -112,9 +113,10 @@ export class InstanceMonitor {
     if (emptied) this.logger.info?.('store came back empty; restored this instance', { connections: toRegister.length })
   }
 
-  /** Writes a connection's registration and, if the store lost it, its metadata and rooms. */
+  /** Writes a connection's registration and user and, if the store lost them, its metadata and rooms. */
   private async writeBack(connection: Connection, withState: boolean): Promise<void> {
     const writes = [this.store.addConnection(connection.id, this.instanceId)]
+    if (connection.userId !== undefined) writes.push(this.store.addUserConnection(connection.userId, connection.id, this.trackOnlineUsers))
     if (withState) {
       if (connection.metadata !== undefined) writes.push(this.store.setMetadata(connection.id, connection.metadata))
       for (const room of connection.rooms) writes.push(this.store.addToRoom(room, connection.id))

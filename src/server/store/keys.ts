@@ -52,9 +52,34 @@ export class Keys {
     return `${this.namespace}:connection-rooms:${connectionId}`
   }
 
+  /** Prefix of user connection sets (for scripts that build them from a user id). */
+  get userConnectionsPrefix(): string {
+    return this.userConnections('')
+  }
+
   /** Prefix of room keys, stripped from reverse-index entries. */
   get roomPrefix(): string {
     return `${this.namespace}:room:`
+  }
+
+  /** Set of a user's connection ids. */
+  userConnections(userId: string): string {
+    return `${this.namespace}:user-connections:${userId}`
+  }
+
+  /** Hash: connection id → user id, for the connections that authenticated. */
+  get connectionUsers(): string {
+    return `${this.namespace}:connection-users`
+  }
+
+  /** Set of users with at least one connection (kept with `storeConnectedUsers`). */
+  get usersOnline(): string {
+    return `${this.namespace}:users-online`
+  }
+
+  /** Stream of messages kept for a user who was offline when they were sent. */
+  userPending(userId: string): string {
+    return `${this.namespace}:user-pending:${userId}`
   }
 
   /** Counter of a channel's offsets. */

@@ -21,6 +21,11 @@ export class MemoryStore implements MeshStore {
   private readonly bus: MeshBus | undefined
   private readonly keys: Keys
   private readonly channels = new Map<string, ChannelState>()
+  private readonly userConnections = new Map<string, Set<string>>()
+  private readonly connectionUsers = new Map<string, string>()
+  private readonly usersOnline = new Set<string>()
+  private readonly pending = new Map<string, Array<{ id: string; at: number; message: Uint8Array }>>()
+  private pendingSequence = 0
   private readonly instances = new Map<string, number>()
   private readonly cleanupLocks = new Map<string, number>()
   private readonly owners = new Map<string, string>()
@@ -75,7 +80,51 @@ export class MemoryStore implements MeshStore {
     if (instanceId !== undefined) this.byInstance.get(instanceId)?.delete(connectionId)
     this.owners.delete(connectionId)
     this.metadata.delete(connectionId)
+    const userId = this.connectionUsers.get(connectionId)
+    if (userId !== undefined) {
+      this.connectionUsers.delete(connectionId)
+      deleteFrom(this.userConnections, userId, connectionId)
+      if (!this.userConnections.has(userId)) this.usersOnline.delete(userId)
+    }
     await this.removeFromAllRooms(connectionId)
+  }
+
+  async addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<void> {
+    setOf(this.userConnections, userId).add(connectionId)
+    this.connectionUsers.set(connectionId, userId)
+    if (trackOnline) this.usersOnline.add(userId)
+  }
+
+  async getUserConnections(userIds: readonly string[]): Promise<string[][]> {
+    return userIds.map((id) => [...(this.userConnections.get(id) ?? [])])
+  }
+
+  async getOnlineUsers(): Promise<string[]> {
+    return [...this.usersOnline]
+  }
+
+  async queueForOfflineUser(userId: string, message: Uint8Array, maxMessages: number, maxAge: number): Promise<boolean> {
+    if (this.userConnections.has(userId)) return false
+    const now = Date.now()
+    const list = (this.pending.get(userId) ?? []).filter((entry) => entry.at > now - maxAge)
+    list.push({ id: `${now}-${++this.pendingSequence}`, at: now, message })
+    if (list.length > maxMessages) list.splice(0, list.length - maxMessages)
+    this.pending.set(userId, list)
+    return true
+  }
+
+  async getPendingMessages(userId: string, maxAge: number): Promise<Array<[string, Uint8Array]>> {
+    const oldest = Date.now() - maxAge
+    return (this.pending.get(userId) ?? []).filter((entry) => entry.at > oldest).map((entry) => [entry.id, entry.message])
+  }
+
+  async deletePendingMessages(userId: string, ids: readonly string[]): Promise<void> {
+    const list = this.pending.get(userId)
+    if (!list) return
+    const drop = new Set(ids)
+    const kept = list.filter((entry) => !drop.has(entry.id))
+    if (kept.length === 0) this.pending.delete(userId)
+    else this.pending.set(userId, kept)
   }
 
   async getConnectionInstances(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
@@ -157,7 +206,11 @@ export class MemoryStore implements MeshStore {
   }
 
   async close(): Promise<void> {
-    const maps = [this.instances, this.cleanupLocks, this.owners, this.byInstance, this.metadata, this.rooms, this.roomsOf, this.channels]
+    this.usersOnline.clear()
+    const maps = [
+      this.instances, this.cleanupLocks, this.owners, this.byInstance, this.metadata, this.rooms, this.roomsOf,
+      this.channels, this.userConnections, this.connectionUsers, this.pending,
+    ]
     for (const map of maps) {
       map.clear()
     }

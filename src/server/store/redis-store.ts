@@ -13,18 +13,38 @@ redis.call('SADD', ARGV[3] .. ARGV[2], ARGV[1])
 return 1
 `
 
-// Removes a connection everywhere in one step: owner, instance index, metadata, rooms.
-// KEYS: connections hash, metadata hash, the connection's rooms set.
-// ARGV: connection id, instance-connections key prefix, room key prefix.
+// Removes a connection everywhere in one step: owner, instance index, metadata,
+// rooms, and its user (who goes offline with their last connection).
+// KEYS: connections hash, metadata hash, the connection's rooms set, connection-users hash, online users set.
+// ARGV: connection id, instance-connections key prefix, room key prefix, user-connections key prefix.
 const REMOVE_CONNECTION = `
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if owner then redis.call('SREM', ARGV[2] .. owner, ARGV[1]) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+local user = redis.call('HGET', KEYS[4], ARGV[1])
+if user then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('SREM', ARGV[4] .. user, ARGV[1])
+  if redis.call('SCARD', ARGV[4] .. user) == 0 then redis.call('SREM', KEYS[5], user) end
+end
 local rooms = redis.call('SMEMBERS', KEYS[3])
 for _, room in ipairs(rooms) do redis.call('SREM', ARGV[3] .. room, ARGV[1]) end
 redis.call('DEL', KEYS[3])
 return rooms
+`
+
+// Keeps a message for a user only if the user has no connection: checked and
+// written in one step, so a user who connects meanwhile is never skipped.
+// KEYS: the user's connections set, the user's pending stream. ARGV: message, max messages, max age (ms).
+const QUEUE_FOR_OFFLINE_USER = `
+if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
+local now = redis.call('TIME')
+local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '*', 'm', ARGV[1])
+redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', oldest))
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
 `
 
 // KEYS: the connection's rooms set. ARGV: connection id, room key prefix.
@@ -73,6 +93,7 @@ export class RedisStore implements MeshStore {
   private readonly addConnectionScript: ScriptRunner
   private readonly removeConnectionScript: ScriptRunner
   private readonly leaveAllRoomsScript: ScriptRunner
+  private readonly queueForOfflineUserScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly writeChannelScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly reconnectListeners = new Set<() => void>()
   private wasReady: boolean
@@ -85,10 +106,12 @@ export class RedisStore implements MeshStore {
     redis.defineCommand('meshRemoveConnection', { lua: REMOVE_CONNECTION })
     redis.defineCommand('meshLeaveAllRooms', { lua: LEAVE_ALL_ROOMS })
     redis.defineCommand('meshWriteChannel', { lua: WRITE_CHANNEL })
+    redis.defineCommand('meshQueueForOfflineUser', { lua: QUEUE_FOR_OFFLINE_USER })
     const commands = redis as unknown as Record<string, ScriptRunner>
     this.addConnectionScript = commands.meshAddConnection!.bind(redis)
     this.removeConnectionScript = commands.meshRemoveConnection!.bind(redis)
     this.leaveAllRoomsScript = commands.meshLeaveAllRooms!.bind(redis)
+    this.queueForOfflineUserScript = (commands.meshQueueForOfflineUser as unknown as RedisStore['queueForOfflineUserScript']).bind(redis)
     this.writeChannelScript = (commands.meshWriteChannel as unknown as RedisStore['writeChannelScript']).bind(redis)
     this.wasReady = redis.status === 'ready'
     redis.on('ready', () => {
@@ -141,13 +164,16 @@ export class RedisStore implements MeshStore {
   removeConnection(connectionId: string): Promise<void> {
     return redisCall(async () => {
       await this.removeConnectionScript(
-        3,
+        5,
         this.keys.connections,
         this.keys.metadata,
         this.keys.connectionRooms(connectionId),
+        this.keys.connectionUsers,
+        this.keys.usersOnline,
         connectionId,
         this.keys.instanceConnections(''),
         this.keys.roomPrefix,
+        this.keys.userConnectionsPrefix,
       )
     })
   }
@@ -159,6 +185,56 @@ export class RedisStore implements MeshStore {
 
   getInstanceConnections(instanceId: string): Promise<string[]> {
     return redisCall(() => this.redis.smembers(this.keys.instanceConnections(instanceId)))
+  }
+
+  addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<void> {
+    return redisCall(async () => {
+      const batch = this.redis
+        .multi()
+        .sadd(this.keys.userConnections(userId), connectionId)
+        .hset(this.keys.connectionUsers, connectionId, userId)
+      if (trackOnline) batch.sadd(this.keys.usersOnline, userId)
+      await exec(batch)
+    })
+  }
+
+  getUserConnections(userIds: readonly string[]): Promise<string[][]> {
+    if (userIds.length === 0) return Promise.resolve([])
+    return redisCall(async () => {
+      const pipeline = this.redis.pipeline()
+      for (const id of userIds) pipeline.smembers(this.keys.userConnections(id))
+      const replies = (await pipeline.exec()) ?? []
+      return replies.map(([error, members]) => {
+        if (error) throw error
+        return members as string[]
+      })
+    })
+  }
+
+  getOnlineUsers(): Promise<string[]> {
+    return redisCall(() => this.redis.smembers(this.keys.usersOnline))
+  }
+
+  queueForOfflineUser(userId: string, message: Uint8Array, maxMessages: number, maxAge: number): Promise<boolean> {
+    return redisCall(async () => {
+      const bytes = Buffer.from(message.buffer, message.byteOffset, message.byteLength)
+      const queued = await this.queueForOfflineUserScript(2, this.keys.userConnections(userId), this.keys.userPending(userId), bytes, maxMessages, maxAge)
+      return queued === 1
+    })
+  }
+
+  getPendingMessages(userId: string): Promise<Array<[string, Uint8Array]>> {
+    return redisCall(async () => {
+      const entries = await this.redis.xrangeBuffer(this.keys.userPending(userId), '-', '+')
+      return entries.map(([id, fields]) => [id.toString(), fields[1] ?? Buffer.alloc(0)] as [string, Uint8Array])
+    })
+  }
+
+  deletePendingMessages(userId: string, ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return Promise.resolve()
+    return redisCall(async () => {
+      await this.redis.xdel(this.keys.userPending(userId), ...ids)
+    })
   }
 
   setMetadata(connectionId: string, metadata: string): Promise<void> {

@@ -19,12 +19,32 @@ export interface MeshStore {
 
   /** Records which instance owns a connection. */
   addConnection(connectionId: string, instanceId: string): Promise<void>
-  /** Forgets a connection: its owner, metadata and room memberships. Unknown ids are a no-op. */
+  /** Forgets a connection: its owner, metadata, room memberships and user. Unknown ids are a no-op. */
   removeConnection(connectionId: string): Promise<void>
   /** Owning instance of each connection, `undefined` for unknown ones, in the order given. */
   getConnectionInstances(connectionIds: readonly string[]): Promise<Array<string | undefined>>
   /** Ids of the connections an instance owns. */
   getInstanceConnections(instanceId: string): Promise<string[]>
+
+  /**
+   * Records that a connection belongs to a user. With `trackOnline`, the user is
+   * also listed among the online users until its last connection goes.
+   */
+  addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<void>
+  /** Connection ids of each user, in the order given. */
+  getUserConnections(userIds: readonly string[]): Promise<string[][]>
+  /** Users listed as online. */
+  getOnlineUsers(): Promise<string[]>
+  /**
+   * Keeps a message for a user who has no connection anywhere, atomically with that
+   * check; resolves false (and keeps nothing) if the user has a connection. Keeps at
+   * most `maxMessages` per user, none older than `maxAge` ms.
+   */
+  queueForOfflineUser(userId: string, message: Uint8Array, maxMessages: number, maxAge: number): Promise<boolean>
+  /** A user's kept messages, oldest first, as `[id, message]`; ids increase. */
+  getPendingMessages(userId: string, maxAge: number): Promise<Array<[string, Uint8Array]>>
+  /** Forgets kept messages the client acknowledged. */
+  deletePendingMessages(userId: string, ids: readonly string[]): Promise<void>
 
   /** Stores a connection's encoded metadata, replacing what was there. */
   setMetadata(connectionId: string, metadata: string): Promise<void>

@@ -1,0 +1,177 @@
+import type { IncomingMessage } from 'node:http'
+import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
+import { BuiltinCommand, CloseCode } from '../shared/protocol.js'
+import type { Connection } from './connection.js'
+import type { Logger } from './logger.js'
+import type { Redelivery } from './managers/redelivery.js'
+import type { MeshStore } from './store/types.js'
+
+export interface AuthenticationOptions {
+  /** Milliseconds a connection has to authenticate when authentication is `required`; then it is closed with 4003. @default 10000 */
+  timeout?: number
+  /** Unauthenticated connections get no user sends and may run no command but authentication. @default false */
+  required?: boolean
+  /** `client.authenticate()` resolves with the user object (otherwise with `{}`). @default true */
+  sendUserObject?: boolean
+  /** Close the connection (4001) after a failed authentication. @default true */
+  disconnectOnFail?: boolean
+  /** Keep the set of online users (`getConnectedUsers`, `isUserOnline`). @default true */
+  storeConnectedUsers?: boolean
+}
+
+export const authenticationDefaults = {
+  timeout: 10_000,
+  required: false,
+  sendUserObject: true,
+  disconnectOnFail: true,
+  storeConnectedUsers: true,
+}
+
+export type ResolvedAuthenticationOptions = typeof authenticationDefaults
+
+/** Decides a Mesa-style authentication: the user's id and object, or `null` (or a throw) to refuse. */
+export type AuthenticateHandler = (
+  credentials: unknown,
+  connection: Connection,
+) => { id: string | number; user?: unknown } | null | undefined | Promise<{ id: string | number; user?: unknown } | null | undefined>
+
+/** Authenticates the HTTP upgrade: a user object with an `id`, or `null` (or a throw) to refuse with 401 or the thrown `status`. */
+export type UpgradeAuthenticator = (request: IncomingMessage) => unknown
+
+/** Commands an unauthenticated connection may run when authentication is required. */
+const OPEN_COMMANDS = new Set<string>([BuiltinCommand.AUTHENTICATE])
+
+/**
+ * Who a connection is: at the upgrade (`authenticate` option) or afterwards with
+ * `client.authenticate()` (Mesa's way). An authenticated connection is indexed
+ * under its user in the store, so user-addressed sends reach it on any instance.
+ */
+export class Authentication {
+  private handler: AuthenticateHandler | undefined
+
+  constructor(
+    private readonly options: ResolvedAuthenticationOptions,
+    private readonly upgradeAuthenticator: UpgradeAuthenticator | undefined,
+    private readonly store: MeshStore,
+    private readonly redelivery: Redelivery,
+    private readonly logger: Logger,
+  ) {}
+
+  get required(): boolean {
+    return this.options.required
+  }
+
+  get tracksOnlineUsers(): boolean {
+    return this.options.storeConnectedUsers
+  }
+
+  onAuthenticate(handler: AuthenticateHandler): void {
+    if (typeof handler !== 'function') throw new TypeError('onAuthenticate needs a function')
+    this.handler = handler
+  }
+
+  /** Runs the upgrade authenticator: the user to attach, or the HTTP status to refuse with. */
+  async atUpgrade(request: IncomingMessage): Promise<{ user?: { id: string; value: unknown }; status?: number }> {
+    if (!this.upgradeAuthenticator) return {}
+    try {
+      const user = await this.upgradeAuthenticator(request)
+      if (user === null || user === undefined) return { status: 401 }
+      const id = idOf((user as { id?: unknown }).id)
+      if (id === undefined) {
+        this.logger.error?.('authenticate() must return a user with a string or number id')
+        return { status: 500 }
+      }
+      return { user: { id, value: user } }
+    } catch (error) {
+      const status = (error as { status?: unknown; statusCode?: unknown }).status ?? (error as { statusCode?: unknown }).statusCode
+      return { status: typeof status === 'number' && status >= 400 && status < 600 ? status : 401 }
+    }
+  }
+
+  /** A new connection: identify it if the upgrade did, else start the clock when authentication is required. */
+  async accepted(connection: Connection, upgradeUser: { id: string; value: unknown } | undefined): Promise<void> {
+    if (upgradeUser) {
+      // The upgrade already proved who this is: the connection is that user even if
+      // the store is away now (its index is written back when the store returns).
+      connection.identify(upgradeUser.id, upgradeUser.value)
+      await this.identify(connection, upgradeUser.id, upgradeUser.value)
+      return
+    }
+    if (this.options.required) {
+      connection.authTimer = setTimeout(() => {
+        if (!connection.isAuthenticated) connection.close(CloseCode.AUTH_TIMEOUT, 'authentication timeout')
+      }, this.options.timeout)
+    }
+  }
+
+  /** `UNAUTHORIZED` for commands of an unauthenticated connection when authentication is required. */
+  gate(connection: Connection, command: string): MeshError | undefined {
+    if (!this.options.required || connection.isAuthenticated || OPEN_COMMANDS.has(command)) return undefined
+    return new MeshError(ErrorCode.UNAUTHORIZED, 'Authenticate first')
+  }
+
+  /** The `mesh/authenticate` command: resolves with what the client receives. */
+  async authenticate(connection: Connection, credentials: unknown): Promise<unknown> {
+    let result: Awaited<ReturnType<AuthenticateHandler>>
+    try {
+      if (!this.handler) throw new MeshError(ErrorCode.UNAUTHORIZED, 'This server does not authenticate with credentials')
+      result = await this.handler(credentials, connection)
+    } catch (error) {
+      // An application's MeshError keeps its code; any other throw is a refusal.
+      const refusal = error instanceof MeshError ? error : new MeshError(ErrorCode.UNAUTHORIZED, toMeshError(error).message, { cause: error })
+      throw this.failed(connection, refusal)
+    }
+    const id = idOf(result?.id)
+    if (!result || id === undefined) throw this.failed(connection, new MeshError(ErrorCode.UNAUTHORIZED, 'Authentication failed'))
+    const user = result.user ?? { id: result.id }
+    if (connection.isAuthenticated) {
+      // One connection, one user: switching would leave the old user marked online through it.
+      if (connection.userId !== id) throw new MeshError(ErrorCode.FORBIDDEN, 'This connection is authenticated as another user')
+    } else {
+      await this.identify(connection, id, user)
+    }
+    return this.options.sendUserObject ? user : {}
+  }
+
+  /** Users with at least one connection on any instance. */
+  async connectedUsers(): Promise<string[]> {
+    this.requireTracking()
+    return this.store.getOnlineUsers()
+  }
+
+  async isOnline(userId: string): Promise<boolean> {
+    this.requireTracking()
+    const [connections] = await this.store.getUserConnections([String(userId)])
+    return (connections?.length ?? 0) > 0
+  }
+
+  private async identify(connection: Connection, id: string, user: unknown): Promise<void> {
+    await this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers)
+    connection.identify(id, user)
+    clearTimeout(connection.authTimer)
+    if (this.redelivery.enabled) {
+      // After the reply to the authentication has gone out.
+      setImmediate(() => {
+        this.redelivery.deliver(connection).catch((error: unknown) => this.logger.warn?.('redelivery failed', { userId: id, error }))
+      })
+    }
+  }
+
+  private failed(connection: Connection, error: MeshError): MeshError {
+    // The close goes out after the error reply, which is written first.
+    if (this.options.disconnectOnFail) setImmediate(() => connection.close(CloseCode.AUTH_FAILED, 'authentication failed'))
+    return error
+  }
+
+  private requireTracking(): void {
+    if (!this.options.storeConnectedUsers) {
+      throw new MeshError(ErrorCode.NOT_ENABLED, 'Online users are not tracked (authentication.storeConnectedUsers is false)')
+    }
+  }
+}
+
+function idOf(value: unknown): string | undefined {
+  if (typeof value === 'string' && value.length > 0) return value
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value)
+  return undefined
+}

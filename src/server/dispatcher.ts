@@ -1,0 +1,70 @@
+import { nanoid } from 'nanoid'
+import { mergeOptions, requirePositive } from '../shared/options.js'
+import type { Logger } from './logger.js'
+import { silentLogger } from './logger.js'
+import { Cluster } from './managers/cluster.js'
+import { Delivery } from './managers/delivery.js'
+import { Redelivery, syncDefaults, type SyncOptions } from './managers/redelivery.js'
+import { Keys } from './store/keys.js'
+import { RedisBus } from './store/redis-bus.js'
+import { createRedisClient, whenReady, type RedisConfig } from './store/redis-client.js'
+import { RedisStore } from './store/redis-store.js'
+
+export interface DispatcherOptions {
+  /** The servers' namespace. @default 'meshkit' */
+  namespace?: string
+  /** Keep messages for users with no connection (the servers' `sync`, which redelivers them). */
+  sync?: SyncOptions
+  /** Milliseconds a Redis command may take before it fails with `UNAVAILABLE`. @default 5000 */
+  redisTimeout?: number
+  logger?: Logger
+}
+
+const noLocalConnections = new Map<string, never>()
+
+/**
+ * Sends user-addressed messages from any process (a worker, an API server) to users
+ * connected to any instance, with the same recipients as `server.send`. Messages
+ * from one dispatcher arrive in the order dispatched.
+ */
+export class Dispatcher {
+  private readonly redis
+  private readonly store: RedisStore
+  private readonly bus: RedisBus
+  private readonly delivery: Delivery
+  private readonly timeout: number
+  private closing: Promise<void> | undefined
+
+  constructor(redis: RedisConfig, options: DispatcherOptions = {}) {
+    const timeout = options.redisTimeout ?? 5_000
+    requirePositive('redisTimeout', timeout)
+    this.timeout = timeout
+    const logger = options.logger ?? silentLogger
+    const keys = new Keys(options.namespace ?? 'meshkit')
+    this.redis = createRedisClient(redis, { commandTimeout: timeout })
+    this.redis.on('error', (error: Error) => logger.debug?.('dispatcher redis connection error', { error }))
+    this.store = new RedisStore(this.redis, keys)
+    // Publishing only: the dispatcher never subscribes, so one connection serves both roles.
+    this.bus = new RedisBus(this.redis, this.redis, timeout)
+    const id = `dispatcher-${nanoid()}`
+    const cluster = new Cluster(this.bus, keys, id, { deliver() {}, deliverAll() {}, deliverUsers() {}, notice() {} }, logger)
+    const redelivery = new Redelivery(this.store, mergeOptions(syncDefaults, options.sync ?? {}), logger)
+    this.delivery = new Delivery(id, noLocalConnections, this.store, cluster, true, { required: false, redelivery })
+  }
+
+  /**
+   * Sends to every connection of these users (`['*']`: everyone the servers count as
+   * reachable), except the excluded users. Resolves once the message is handed to Redis.
+   */
+  async dispatch(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
+    // Waits (bounded) for Redis while it connects or reconnects, instead of failing at once.
+    await whenReady(this.redis, this.timeout)
+    await this.delivery.sendToUsers(event, payload, userIds.map(String), exclude.map(String))
+  }
+
+  /** Closes the Redis connection, so the process can exit. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.store.close()
+    return this.closing
+  }
+}
