@@ -6,11 +6,16 @@ import { Keys } from '../src/server/store/keys.js'
 import { RedisBus } from '../src/server/store/redis-bus.js'
 import { createRedisClient, whenReady } from '../src/server/store/redis-client.js'
 import { RedisStore } from '../src/server/store/redis-store.js'
-import { describeBusContract, describeStoreContract } from './support/store-contract.js'
+import { describeBusContract, describeChannelPublishContract, describeStoreContract } from './support/store-contract.js'
 
 // Memory stores ignore the namespace: two MemoryStore objects never share state anyway.
 describeStoreContract('memory', () => new MemoryStore())
 describeBusContract('memory', () => new MemoryBus())
+describeChannelPublishContract('memory', async () => {
+  const bus = new MemoryBus()
+  const keys = new Keys(`test-store-${randomUUID()}`)
+  return { store: new MemoryStore({ bus, keys }), bus, keys }
+})
 
 const redisUrl = inject('redisUrl')
 
@@ -56,4 +61,16 @@ describeBusContract('redis', async () => {
   })
   const subscriber = await openClient()
   return new RedisBus(publisher, subscriber)
+})
+
+// RedisStore publishes on its own connection; a RedisBus on other connections listens.
+describeChannelPublishContract('redis', async () => {
+  const namespace = `test-store-${randomUUID()}`
+  onTestFinished(() => deleteKeys(namespace))
+  const keys = new Keys(namespace)
+  const publisher = await openClient()
+  onTestFinished(async () => {
+    await publisher.quit()
+  })
+  return { store: new RedisStore(await openClient(), keys), bus: new RedisBus(publisher, await openClient()), keys }
 })

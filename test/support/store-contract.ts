@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import type { BusHandler, MeshBus, MeshStore } from 'meshkit/server'
+import { decodeChannelEntry } from '../../src/server/store/channel-entry.js'
+import type { Keys } from '../../src/server/store/keys.js'
 import { waitFor } from './harness.js'
 
 /**
@@ -438,6 +440,114 @@ export function describeStoreContract(name: string, create: CreateStore): void {
       })
     })
 
+    describe('channels', () => {
+      const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
+      /** Offsets and messages of a snapshot's entries, in the order returned. */
+      function decoded(entries: readonly Uint8Array[]): Array<[number, number[]]> {
+        return entries.map((entry) => {
+          expect(entry).toBeInstanceOf(Uint8Array)
+          const parsed = decodeChannelEntry(entry)
+          expect(parsed, 'an entry that does not decode').toBeDefined()
+          return [parsed!.offset, Array.from(parsed!.message)]
+        })
+      }
+      const text = (entries: readonly Uint8Array[]): string[] => decoded(entries).map(([, message]) => new TextDecoder().decode(Uint8Array.from(message)))
+
+      it('reads an unknown channel as empty, at offset 0', async () => {
+        const store = await open()
+        for (const limit of [-1, 0, 10]) expect(await store.readChannel('never', limit)).toEqual({ offset: 0, base: 0, entries: [] })
+      })
+
+      it('gives offsets that count up by one per channel, above the base, as safe integers', async () => {
+        const store = await open()
+        const a: number[] = []
+        const b: number[] = []
+        for (let n = 0; n < 4; n++) {
+          a.push(await store.writeChannel('a', bytes(`a${n}`), 10))
+          if (n % 2 === 0) b.push(await store.writeChannel('b', bytes(`b${n}`), 10))
+        }
+        for (const offsets of [a, b]) {
+          for (const offset of offsets) expect(Number.isSafeInteger(offset) && offset > 0).toBe(true)
+          expect(offsets.map((offset) => offset - offsets[0]!)).toEqual(offsets.map((_, index) => index))
+        }
+        const snapshot = await store.readChannel('a', -1)
+        expect(snapshot.offset).toBe(a[3])
+        expect(Number.isSafeInteger(snapshot.base)).toBe(true)
+        expect(snapshot.base).toBeLessThan(a[0]!)
+        // The first message has base + 1, so offset - base counts every message ever written.
+        expect(snapshot.offset - snapshot.base).toBe(4)
+        expect(decoded(snapshot.entries).map(([offset]) => offset)).toEqual([...a].reverse())
+        expect((await store.readChannel('b', -1)).offset).toBe(b[1])
+      })
+
+      it('reads newest first, up to the limit; a negative limit reads all retained, 0 none', async () => {
+        const store = await open()
+        const offsets: number[] = []
+        for (const n of [1, 2, 3, 4, 5]) offsets.push(await store.writeChannel('c', bytes(`m${n}`), 10))
+        const three = await store.readChannel('c', 3)
+        expect(text(three.entries)).toEqual(['m5', 'm4', 'm3'])
+        expect(decoded(three.entries).map(([offset]) => offset)).toEqual([offsets[4], offsets[3], offsets[2]])
+        expect(three.offset).toBe(offsets[4])
+        expect(text((await store.readChannel('c', -1)).entries)).toEqual(['m5', 'm4', 'm3', 'm2', 'm1'])
+        expect(text((await store.readChannel('c', 50)).entries)).toEqual(['m5', 'm4', 'm3', 'm2', 'm1'])
+        const none = await store.readChannel('c', 0)
+        expect(none).toEqual({ offset: offsets[4], base: three.base, entries: [] })
+      })
+
+      it('keeps exactly the newest historyLimit messages; 0 clears the history but not the offsets', async () => {
+        const store = await open()
+        for (const n of [1, 2, 3, 4, 5]) await store.writeChannel('r', bytes(`m${n}`), 3)
+        expect(text((await store.readChannel('r', -1)).entries)).toEqual(['m5', 'm4', 'm3'])
+        await store.writeChannel('r', bytes('m6'), 2)
+        expect(text((await store.readChannel('r', 10)).entries)).toEqual(['m6', 'm5'])
+        const cleared = await store.writeChannel('r', bytes('m7'), 0)
+        expect(await store.readChannel('r', -1)).toEqual({ offset: cleared, base: cleared - 7, entries: [] })
+        const next = await store.writeChannel('r', bytes('m8'), 5)
+        expect(next).toBe(cleared + 1)
+        expect(decoded((await store.readChannel('r', -1)).entries)).toEqual([[next, Array.from(bytes('m8'))]])
+      })
+
+      it('keeps channels apart, including names that extend one another', async () => {
+        const store = await open()
+        const names = ['x', 'x:y', 'x y', '__proto__', 'ünï']
+        for (const [index, name] of names.entries()) await store.writeChannel(name, bytes(`${index}`), index === 2 ? 0 : 10)
+        await store.writeChannel('x', bytes('again'), 10)
+        for (const [index, name] of names.entries()) {
+          const snapshot = await store.readChannel(name, -1)
+          expect(text(snapshot.entries)).toEqual(name === 'x' ? ['again', '0'] : index === 2 ? [] : [`${index}`])
+          expect(snapshot.offset - snapshot.base).toBe(name === 'x' ? 2 : 1)
+        }
+        expect(await store.readChannel('x:', -1)).toEqual({ offset: 0, base: 0, entries: [] })
+      })
+
+      it('keeps every byte of a message, colons and all', async () => {
+        const store = await open()
+        const messages = [
+          Uint8Array.from([0x3a]),
+          Uint8Array.from([0x31, 0x3a, 0x32, 0x3a, 0x00, 0xff, 0x3a]),
+          new Uint8Array(0),
+          Uint8Array.from({ length: 256 }, (_, index) => index),
+          new Uint8Array(new Uint8Array(32).fill(0x3a).buffer, 5, 10), // a view into a larger buffer
+        ]
+        const offsets: number[] = []
+        for (const message of messages) offsets.push(await store.writeChannel('bin', message, 10))
+        const expected = messages.map((message, index) => [offsets[index], Array.from(message)]).reverse()
+        expect(decoded((await store.readChannel('bin', -1)).entries)).toEqual(expected)
+      })
+
+      it('keeps channels of different namespaces apart', async () => {
+        const suffix = randomUUID()
+        const a = await open(`contract-a-${suffix}`)
+        const b = await open(`contract-b-${suffix}`)
+        await a.writeChannel('c', bytes('from a'), 10)
+        expect(await b.readChannel('c', -1)).toEqual({ offset: 0, base: 0, entries: [] })
+        const first = await b.writeChannel('c', bytes('from b'), 10)
+        expect(text((await b.readChannel('c', -1)).entries)).toEqual(['from b'])
+        expect(text((await a.readChannel('c', -1)).entries)).toEqual(['from a'])
+        expect((await b.readChannel('c', 0)).offset).toBe(first)
+      })
+    })
+
     describe('lifecycle', () => {
       it('accepts reconnect listeners and closes', async () => {
         const store = await create()
@@ -617,6 +727,52 @@ export function describeBusContract(name: string, create: CreateBus): void {
         expect(same, `payload ${index} differs`).toBe(true)
       }
       expect(Array.from(received.messages[1]!)).toEqual([0, 1, 2, 0xff, 0x80, 0x7f, 0xc3, 0x28])
+    })
+  })
+}
+
+/** A store that publishes channel messages, the bus it publishes on and the keys that name its topics. */
+export interface PublishingStore {
+  store: MeshStore
+  bus: MeshBus
+  keys: Keys
+}
+
+/** writeChannel's bus side: each message is published on the channel's topic as the same entry history holds. */
+export function describeChannelPublishContract(name: string, create: () => Promise<PublishingStore>): void {
+  describe(`${name} store publishes channel messages`, () => {
+    it('publishes each entry on its channel topic, byte for byte as kept, also when none is kept', async () => {
+      const { store, bus, keys } = await create()
+      onTestFinished(async () => {
+        await store.close()
+        await bus.close()
+      })
+      const channels = ['p', 'p:q']
+      const received = new Map(channels.map((channel) => [channel, recorder()]))
+      for (const [channel, { handler }] of received) await bus.subscribe(keys.channelTopic(channel), handler)
+      const writes: Array<[string, Uint8Array, number]> = [
+        ['p', Uint8Array.from([0x3a, 0x00, 0x3a]), 5],
+        ['p:q', Uint8Array.from([1, 2, 3]), 5],
+        ['p', Uint8Array.from([0xff, 0x3a]), 5],
+        ['p', new Uint8Array(0), 0],
+      ]
+      const offsets: number[] = []
+      const kept = new Map<string, number[][]>()
+      for (const [channel, message, limit] of writes) {
+        offsets.push(await store.writeChannel(channel, message, limit))
+        if (limit > 0) kept.set(channel, [...(kept.get(channel) ?? []), ...(await store.readChannel(channel, 1)).entries.map((entry) => Array.from(entry))])
+      }
+      // A closing marker per topic: one publisher's order means nothing published before it is still coming.
+      const ends = new Map<string, number>()
+      for (const channel of channels) ends.set(channel, await store.writeChannel(channel, Uint8Array.from([0x65]), 0))
+      const last = (channel: string): number | undefined => decodeChannelEntry(received.get(channel)!.messages.at(-1) ?? new Uint8Array(0))?.offset
+      await waitFor(() => channels.every((channel) => last(channel) === ends.get(channel)))
+      // What was kept is exactly what was published.
+      expect(received.get('p')!.bytes().slice(0, 2)).toEqual(kept.get('p'))
+      expect(received.get('p:q')!.bytes().slice(0, -1)).toEqual(kept.get('p:q'))
+      const published = received.get('p')!.messages.map((entry) => decodeChannelEntry(entry)!)
+      expect(published.map(({ offset }) => offset)).toEqual([offsets[0], offsets[2], offsets[3], ends.get('p')])
+      expect(published.map(({ message }) => Array.from(message))).toEqual([[0x3a, 0x00, 0x3a], [0xff, 0x3a], [], [0x65]])
     })
   })
 }

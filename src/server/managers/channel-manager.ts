@@ -39,6 +39,12 @@ interface LocalChannel {
 export class ChannelManager {
   readonly exposure = new Exposure('channel')
   private readonly channels = new Map<string, LocalChannel>()
+  /**
+   * The latest subscribe of each connection to each channel while its guard decides:
+   * an unsubscribe (or a newer subscribe) meanwhile replaces it, and the older one
+   * then ends without subscribing.
+   */
+  private readonly attempts = new WeakMap<Connection, Map<string, symbol>>()
 
   constructor(
     private readonly store: MeshStore,
@@ -71,9 +77,14 @@ export class ChannelManager {
    */
   async subscribe(connection: Connection, channel: string, historyLimit: number, since?: number): Promise<SubscribeReply> {
     if (typeof channel !== 'string' || channel.length === 0) return { success: false }
-    if (!(await this.exposure.allows(connection, channel))) return { success: false }
-    if (!connection.isOpen) return { success: false }
+    const attempt = Symbol(channel)
+    this.attemptsOf(connection).set(channel, attempt)
+    const allowed = await this.exposure.allows(connection, channel)
+    if (this.attemptsOf(connection).get(channel) !== attempt) return { success: false }
+    this.attemptsOf(connection).delete(channel)
+    // A refused subscribe also ends an earlier subscription: the client dropped it when it asked again.
     this.remove(connection, channel)
+    if (!allowed || !connection.isOpen) return { success: false }
     const local = this.channels.get(channel) ?? this.open(channel)
     const subscriber: Subscriber = { buffered: [] }
     local.subscribers.set(connection, subscriber)
@@ -97,9 +108,16 @@ export class ChannelManager {
     }
   }
 
-  /** Resolves true if the connection was subscribed. */
+  /** True if the connection was subscribed (or about to be: a subscribe still deciding is cancelled). */
   unsubscribe(connection: Connection, channel: string): boolean {
-    return this.remove(connection, channel)
+    const cancelled = this.attemptsOf(connection).delete(channel)
+    return this.remove(connection, channel) || cancelled
+  }
+
+  private attemptsOf(connection: Connection): Map<string, symbol> {
+    let attempts = this.attempts.get(connection)
+    if (!attempts) this.attempts.set(connection, (attempts = new Map()))
+    return attempts
   }
 
   /** Ends every subscription of a closed connection. */
