@@ -16,14 +16,14 @@ function tokenOf(request: IncomingMessage): string | null {
 }
 
 /** A server whose `mesh/authenticate` accepts `{ token }` and answers `whoami` with the connection's user id. */
-async function authServer(options: MeshServerOptions = {}) {
-  const server = await startServer(options)
-  server.onAuthenticate(async (credentials) => {
-    const user = users[(credentials as { token?: string } | undefined)?.token ?? '']
-    return user ? { id: user.id, user } : null
+function authServer(options: MeshServerOptions = {}) {
+  return startServer(options, (server) => {
+    server.onAuthenticate(async (credentials) => {
+      const user = users[(credentials as { token?: string } | undefined)?.token ?? '']
+      return user ? { id: user.id, user } : null
+    })
+    server.registerCommand('whoami', (ctx) => ctx.connection.userId ?? null)
   })
-  server.registerCommand('whoami', (ctx) => ctx.connection.userId ?? null)
-  return server
 }
 
 describe('authentication at the upgrade', () => {

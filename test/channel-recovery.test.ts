@@ -37,8 +37,7 @@ describe('channel recovery after reconnect', () => {
     // Published while the client has no server at all: only recovery can deliver these.
     await writeAll(writer, 'chat:1', range(4, 8))
     const recovered = nextEvent<RecoveryEvent>(client, 'recovery', 10_000)
-    const rescue = await startServer({ redis, namespace, port: rescuePort })
-    rescue.exposeChannel(/^chat:/)
+    const rescue = await startServer({ redis, namespace, port: rescuePort }, (server) => server.exposeChannel(/^chat:/))
     expect(await recovered).toEqual({ channel: 'chat:1', complete: true, missed: 5, subscribed: true })
     expect(rescue.connections.has(client.id!)).toBe(true)
 
@@ -64,8 +63,7 @@ describe('channel recovery after reconnect', () => {
     await disconnected
     await writeAll(writer, 'feed', range(2, 10), 3) // only m8, m9, m10 are kept
     const recovered = nextEvent<RecoveryEvent>(client, 'recovery', 10_000)
-    const second = await startServer({ redis, namespace, port })
-    second.exposeChannel('feed')
+    await startServer({ redis, namespace, port }, (server) => server.exposeChannel('feed'))
     expect(await recovered).toEqual({ channel: 'feed', complete: false, missed: 3, subscribed: true })
     expect(received).toEqual(['m1', 'm8', 'm9', 'm10'])
   })
@@ -83,8 +81,7 @@ describe('channel recovery after reconnect', () => {
     const port = first.port
     await first.close()
     const recovered = nextEvent<RecoveryEvent>(client, 'recovery', 10_000)
-    const second = await startServer({ redis, namespace, port })
-    second.exposeChannel('quiet')
+    const second = await startServer({ redis, namespace, port }, (server) => server.exposeChannel('quiet'))
     expect(await recovered).toEqual({ channel: 'quiet', complete: true, missed: 0, subscribed: true })
     await writeAll(second, 'quiet', ['m2'], 0)
     await eventually(async () => expect(received).toEqual(['m1', 'm2']))
@@ -192,8 +189,7 @@ describe('subscribing while reconnecting', () => {
     await disconnected
     const received: unknown[] = []
     const subscribing = client.subscribe('c', (message) => received.push(message))
-    const second = await startServer({ redis, namespace, port })
-    second.exposeChannel('c')
+    const second = await startServer({ redis, namespace, port }, (server) => server.exposeChannel('c'))
     expect((await subscribing).success).toBe(true)
     await second.writeChannel('c', 'after', 10)
     await eventually(async () => expect(received).toEqual(['after']))

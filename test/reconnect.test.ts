@@ -19,9 +19,7 @@ async function clientOfStoppedServer(options: MeshClientOptions): Promise<{ clie
 async function restartOnSamePort(server: MeshServer): Promise<MeshServer> {
   const port = server.port
   await server.close()
-  const next = await startServer({ port })
-  next.registerCommand('echo', (ctx) => ctx.payload)
-  return next
+  return startServer({ port }, (next) => next.registerCommand('echo', (ctx) => ctx.payload))
 }
 
 describe('reconnection', () => {
@@ -44,8 +42,7 @@ describe('reconnection', () => {
     const { client, port } = await clientOfStoppedServer({ reconnectInterval: 20 })
     expect(client.state).toBe('reconnecting')
     const waiting = client.command('echo', 'queued')
-    const second = await startServer({ port })
-    second.registerCommand('echo', (ctx) => ctx.payload)
+    await startServer({ port }, (second) => second.registerCommand('echo', (ctx) => ctx.payload))
     expect(await waiting).toBe('queued')
   })
 

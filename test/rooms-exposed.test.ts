@@ -5,13 +5,15 @@ import { connectClient, eventually, nextEvent, startServer } from './support/har
 
 /** A server whose clients may join rooms starting with "lobby", except "lobby-vip"; the guard records who asked for what. */
 async function lobbyServer(port = 0): Promise<{ server: MeshServer; asked: string[] }> {
-  const server = await startServer({ port })
   const asked: string[] = []
-  server.exposeRoom(/^lobby/, async (connection, room) => {
-    asked.push(`${connection.id} ${room}`)
-    if (room === 'lobby-boom') throw new Error('guard failed')
-    return room !== 'lobby-vip'
-  })
+  // Exposed before the server accepts anyone: clients reconnecting to a restarted server rejoin at once.
+  const server = await startServer({ port }, (created) =>
+    created.exposeRoom(/^lobby/, async (connection, room) => {
+      asked.push(`${connection.id} ${room}`)
+      if (room === 'lobby-boom') throw new Error('guard failed')
+      return room !== 'lobby-vip'
+    }),
+  )
   return { server, asked }
 }
 

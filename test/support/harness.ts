@@ -7,10 +7,15 @@ import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { codecByName, type Codec } from '../../src/shared/codec.js'
 import { FrameType, Subprotocol, type CodecName } from '../../src/shared/protocol.js'
 
-/** A server on a free loopback port, closed when the test ends. */
-export async function startServer(options: MeshServerOptions = {}): Promise<MeshServer> {
+/**
+ * A server on a free loopback port, closed when the test ends. `configure` runs
+ * before it can accept anyone: a restarted server must know its commands and
+ * channels before reconnecting clients arrive.
+ */
+export async function startServer(options: MeshServerOptions = {}, configure?: (server: MeshServer) => void): Promise<MeshServer> {
   const server = new MeshServer({ host: '127.0.0.1', port: 0, ...options })
   onTestFinished(() => server.close())
+  configure?.(server)
   await server.ready()
   return server
 }
