@@ -4,6 +4,8 @@ import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode, FrameType, PROTOCOL_VERSION, RESERVED_EVENTS, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from './backoff.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
+import { PingWatchdog } from './ping-watchdog.js'
+import { RedeliveredMessages } from './redelivered-messages.js'
 import { RequestTracker } from './request-tracker.js'
 import { Subscriptions, type ChannelCallback, type RecoveryEvent, type SubscribeOptions, type SubscribeResult } from './subscriptions.js'
 import { Transport, defaultWebSocket } from './transport.js'
@@ -33,7 +35,6 @@ export interface ClientEvents {
 }
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
-const SEEN_IDS_KEPT = 1_000
 const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_FAILED, CloseCode.AUTH_TIMEOUT])
 
 
@@ -49,6 +50,7 @@ export class MeshClient {
   private readonly lifecycle = new Emitter<ClientEvents>()
   private readonly serverEvents = new Emitter()
   private readonly requests = new RequestTracker()
+  private readonly watchdog: PingWatchdog
   private readonly subscriptions = new Subscriptions(
     (name, payload) => this.command(name, payload),
     (event) => this.lifecycle.emit('recovery', event),
@@ -57,20 +59,18 @@ export class MeshClient {
   private transport: Transport | undefined
   private connectionId: string | undefined
   private serverMaxPayload = Infinity
-  /** The server's announced longest gap between pings; the watchdog never waits less. */
-  private serverPingGap = 0
   private lastLatency: number | undefined
   private connecting: Promise<void> | undefined
-  private watchdog: ReturnType<typeof setTimeout> | undefined
-  private missedPings = 0
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
   private wakeReconnect: (() => void) | undefined
   /** The credentials of the last successful `authenticate()`, replayed after every reconnect. */
   private credentials: { value: unknown } | undefined
   private authenticatedUser: unknown
-  /** Ids of redelivered messages already handed to listeners (bounded), to drop repeats. */
-  private readonly seenMessageIds = new Set<string>()
-  private pendingAcks: string[] = []
+  private readonly redelivered = new RedeliveredMessages(
+    // Unacknowledged messages are simply sent again after the next authentication.
+    (ids) => void this.command(BuiltinCommand.ACK, { ids }).catch(() => {}),
+    (event, payload) => this.serverEvents.emit(event, payload),
+  )
   /** Set while a reconnected socket authenticates again: other requests wait until it is done. */
   private resuming = false
   /** Whether `close` was emitted for the current session (reset by `connect()`). */
@@ -87,6 +87,9 @@ export class MeshClient {
     }
     this.options = resolveClientOptions(options)
     this.codec = codecByName(this.options.codec)
+    this.watchdog = new PingWatchdog(this.options.pingTimeout, this.options.maxMissedPings, () =>
+      this.transport?.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no ping from server'),
+    )
   }
 
   /** The URL the client connects (or last connected) to. */
@@ -292,9 +295,7 @@ export class MeshClient {
     this.transport = transport
     this.connectionId = id
     this.serverMaxPayload = typeof options.maxPayload === 'number' ? options.maxPayload : Infinity
-    this.serverPingGap = typeof options.pingInterval === 'number' ? options.pingInterval : 0
-    this.missedPings = 0
-    this.armWatchdog()
+    this.watchdog.start(typeof options.pingInterval === 'number' ? options.pingInterval : 0)
     this.setState('open')
     if (!this.resuming) this.flushUnsent()
     this.lifecycle.emit('connect', { id })
@@ -317,12 +318,11 @@ export class MeshClient {
       }
       case FrameType.EVENT:
         if (frame[3] === undefined) this.serverEvents.emit(frame[1], frame[2])
-        else this.onRedelivered(frame[1], frame[2], frame[3])
+        else this.redelivered.receive(frame[1], frame[2], frame[3])
         return
       case FrameType.PING:
         this.transport?.send(this.codec.encode([FrameType.PONG, frame[1]]))
-        this.missedPings = 0
-        this.armWatchdog()
+        this.watchdog.onPing()
         this.lifecycle.emit('ping')
         return
       case FrameType.LATENCY:
@@ -335,23 +335,6 @@ export class MeshClient {
       case FrameType.HELLO:
         return
     }
-  }
-
-  /** A kept message: acknowledged (always, the server may have resent it), handed on once. */
-  private onRedelivered(event: string, payload: unknown, id: string): void {
-    if (this.pendingAcks.length === 0) setTimeout(() => this.flushAcks(), 0)
-    this.pendingAcks.push(id)
-    if (this.seenMessageIds.has(id)) return
-    this.seenMessageIds.add(id)
-    if (this.seenMessageIds.size > SEEN_IDS_KEPT) this.seenMessageIds.delete(this.seenMessageIds.values().next().value as string)
-    this.serverEvents.emit(event, payload)
-  }
-
-  private flushAcks(): void {
-    const ids = this.pendingAcks
-    this.pendingAcks = []
-    // Unacknowledged messages are simply sent again after the next authentication.
-    this.command(BuiltinCommand.ACK, { ids }).catch(() => {})
   }
 
   private flushUnsent(): void {
@@ -390,27 +373,8 @@ export class MeshClient {
     if (this.transport?.send(frame)) this.requests.markSent(id)
   }
 
-  /**
-   * No ping for `pingTimeout`, more than `maxMissedPings` times in a row: the server
-   * is gone. The wait is never shorter than 1.5 times the gap the server announced,
-   * so that a ping sent exactly on time cannot race the timer.
-   */
-  private armWatchdog(): void {
-    clearTimeout(this.watchdog)
-    const wait = Math.max(this.options.pingTimeout, this.serverPingGap * 1.5)
-    this.watchdog = setTimeout(() => {
-      this.missedPings++
-      if (this.missedPings > this.options.maxMissedPings) {
-        this.transport?.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no ping from server')
-      } else {
-        this.armWatchdog()
-      }
-    }, wait)
-    ;(this.watchdog as { unref?: () => void }).unref?.()
-  }
-
   private onSocketGone(code: number, reason: string): void {
-    clearTimeout(this.watchdog)
+    this.watchdog.stop()
     this.transport = undefined
     this.connectionId = undefined
     this.requests.rejectSent(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
@@ -452,7 +416,7 @@ export class MeshClient {
 
   /** The end of the client: everything still waiting is rejected, `close` is emitted once. */
   private finish(): void {
-    clearTimeout(this.watchdog)
+    this.watchdog.stop()
     clearTimeout(this.reconnectTimer)
     this.transport = undefined
     this.connectionId = undefined
