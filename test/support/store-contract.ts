@@ -3,7 +3,7 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import type { BusHandler, MeshBus, MeshStore } from 'meshkit/server'
 import { decodeChannelEntry } from '../../src/server/store/channel-entry.js'
 import type { Keys } from '../../src/server/store/keys.js'
-import { waitFor } from './harness.js'
+import { eventually, waitFor } from './harness.js'
 
 /**
  * Makes a store. Without a namespace the store must be private to the calling test
@@ -398,6 +398,296 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         for (const room of awkwardIds) expect(await store.isInRoom(room, 'with space')).toBe(false)
         expect(await store.getConnectionRooms('x:rooms')).toHaveLength(awkwardIds.length)
         expect(sorted(await store.getRoomMembers('x:rooms'))).toEqual(sorted(awkwardIds.filter((id) => id !== 'constructor' && id !== 'with space')))
+      })
+    })
+
+    describe('users', () => {
+      it('records the connections of each user, in the order asked', async () => {
+        const store = await open()
+        await store.addUserConnection('u1', 'c1', true)
+        await store.addUserConnection('u2', 'c3', true)
+        await store.addUserConnection('u1', 'c2', true)
+        const [u2, nobody, u1, again] = await store.getUserConnections(['u2', 'nobody', 'u1', 'u2'])
+        expect(u2).toEqual(['c3'])
+        expect(nobody).toEqual([])
+        expect(sorted(u1!)).toEqual(['c1', 'c2'])
+        expect(again).toEqual(['c3'])
+        expect(await store.getUserConnections(['nobody'])).toEqual([[]])
+        expect(await store.getUserConnections([])).toEqual([])
+        // Connections are not users: asking for a connection id as a user finds nothing.
+        expect(await store.getUserConnections(['c1'])).toEqual([[]])
+      })
+
+      it('counts a connection added twice to a user once', async () => {
+        const store = await open()
+        await store.addUserConnection('u1', 'c1', true)
+        await store.addUserConnection('u1', 'c1', true)
+        expect(await store.getUserConnections(['u1'])).toEqual([['c1']])
+        expect(await store.getOnlineUsers()).toEqual(['u1'])
+        // One removal is enough to take the user offline: nothing was counted twice.
+        await store.removeConnection('c1')
+        expect(await store.getUserConnections(['u1'])).toEqual([[]])
+        expect(await store.getOnlineUsers()).toEqual([])
+      })
+
+      it('lists online only the users added with trackOnline, yet knows the connections of all', async () => {
+        const store = await open()
+        expect(await store.getOnlineUsers()).toEqual([])
+        await store.addUserConnection('tracked', 'c1', true)
+        await store.addUserConnection('untracked', 'c2', false)
+        await store.addUserConnection('untracked', 'c3', false)
+        expect(await store.getOnlineUsers()).toEqual(['tracked'])
+        const [connections] = await store.getUserConnections(['untracked'])
+        expect(sorted(connections!)).toEqual(['c2', 'c3'])
+        // Untracked still counts as connected: nothing is kept for it.
+        expect(await store.queueForOfflineUser('untracked', Uint8Array.from([1]), 10, 60_000)).toBe(false)
+        expect(await store.getPendingMessages('untracked', 60_000)).toEqual([])
+        await store.removeConnection('c2')
+        await store.removeConnection('c3')
+        expect(await store.getUserConnections(['untracked'])).toEqual([[]])
+        expect(await store.getOnlineUsers()).toEqual(['tracked'])
+      })
+
+      it('takes a removed connection away from its user, who goes offline with the last one', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        await store.addConnection('c2', 'i2')
+        await store.addConnection('c3', 'i2')
+        await store.addUserConnection('u1', 'c1', true)
+        await store.addUserConnection('u1', 'c2', true)
+        await store.addUserConnection('u2', 'c3', true)
+
+        await store.removeConnection('c1')
+        expect(await store.getUserConnections(['u1', 'u2'])).toEqual([['c2'], ['c3']])
+        expect(sorted(await store.getOnlineUsers())).toEqual(['u1', 'u2'])
+        expect(await store.queueForOfflineUser('u1', Uint8Array.from([1]), 10, 60_000)).toBe(false)
+
+        await store.removeConnection('c2')
+        expect(await store.getUserConnections(['u1', 'u2'])).toEqual([[], ['c3']])
+        expect(await store.getOnlineUsers()).toEqual(['u2'])
+        expect(await store.getConnectionInstances(['c1', 'c2', 'c3'])).toEqual([undefined, undefined, 'i2'])
+        // Offline now: messages are kept for the user.
+        expect(await store.queueForOfflineUser('u1', Uint8Array.from([2]), 10, 60_000)).toBe(true)
+        expect((await store.getPendingMessages('u1', 60_000)).map(([, message]) => Array.from(message))).toEqual([[2]])
+
+        // Removing again changes nothing; a new connection brings the user back.
+        await store.removeConnection('c2')
+        expect(await store.getOnlineUsers()).toEqual(['u2'])
+        await store.addUserConnection('u1', 'c4', true)
+        expect(sorted(await store.getOnlineUsers())).toEqual(['u1', 'u2'])
+        expect(await store.getUserConnections(['u1'])).toEqual([['c4']])
+      })
+
+      it('changes no user when an anonymous or unknown connection is removed', async () => {
+        const store = await open()
+        await store.addConnection('anon', 'i1')
+        await store.addConnection('c1', 'i1')
+        await store.addUserConnection('u1', 'c1', true)
+        await store.addUserConnection('quiet', 'c2', false)
+        await store.removeConnection('anon')
+        await store.removeConnection('nobody')
+        expect(await store.getConnectionInstances(['anon', 'c1'])).toEqual([undefined, 'i1'])
+        expect(await store.getUserConnections(['u1', 'quiet'])).toEqual([['c1'], ['c2']])
+        expect(await store.getOnlineUsers()).toEqual(['u1'])
+        expect(await store.queueForOfflineUser('u1', Uint8Array.from([1]), 10, 60_000)).toBe(false)
+      })
+    })
+
+    describe('pending messages', () => {
+      const texts = (pending: ReadonlyArray<[string, Uint8Array]>): string[] => pending.map(([, message]) => new TextDecoder().decode(message))
+      const encode = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+      it('keeps nothing for a user who has a connection, and keeps once the last one is gone', async () => {
+        const store = await open()
+        await store.addUserConnection('u1', 'c1', true)
+        expect(await store.queueForOfflineUser('u1', encode('lost'), 10, 60_000)).toBe(false)
+        expect(await store.getPendingMessages('u1', 60_000)).toEqual([])
+        await store.removeConnection('c1')
+        expect(await store.queueForOfflineUser('u1', encode('kept'), 10, 60_000)).toBe(true)
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['kept'])
+        // A user never seen is offline too.
+        expect(await store.queueForOfflineUser('never-seen', encode('x'), 10, 60_000)).toBe(true)
+        expect(texts(await store.getPendingMessages('never-seen', 60_000))).toEqual(['x'])
+        expect(await store.getPendingMessages('nobody', 60_000)).toEqual([])
+      })
+
+      it('returns kept messages oldest first, byte for byte, with distinct ids', async () => {
+        const store = await open()
+        // A view into a larger buffer, surrounded by bytes that must not leak in.
+        const backing = new Uint8Array(32).fill(0xee)
+        backing.set([0x3a, 0x00, 0xff, 0x3a], 7)
+        const messages = [
+          Uint8Array.from([0x00]),
+          Uint8Array.from([0x3a, 0x00, 0x3a]),
+          Uint8Array.from({ length: 256 }, (_, index) => index),
+          new Uint8Array(backing.buffer, 7, 4),
+          Uint8Array.from([0xff, 0xfe, 0xc3, 0x28]),
+          Buffer.from('m:1\u0000ünï'),
+          new Uint8Array(0),
+        ]
+        const expected = messages.map((message) => Array.from(message))
+        for (const message of messages) expect(await store.queueForOfflineUser('u1', message, 100, 60_000)).toBe(true)
+        const pending = await store.getPendingMessages('u1', 60_000)
+        for (const [id, message] of pending) {
+          expect(typeof id).toBe('string')
+          expect(id.length).toBeGreaterThan(0)
+          expect(message).toBeInstanceOf(Uint8Array)
+        }
+        expect(pending.map(([, message]) => Array.from(message))).toEqual(expected)
+        expect(new Set(pending.map(([id]) => id)).size).toBe(messages.length)
+        // Reading does not consume.
+        expect(await store.getPendingMessages('u1', 60_000)).toEqual(pending)
+      })
+
+      it('keeps only the newest maxMessages, under their original ids', async () => {
+        const store = await open()
+        for (let n = 1; n <= 5; n++) await store.queueForOfflineUser('u1', encode(`m${n}`), 3, 60_000)
+        const first = await store.getPendingMessages('u1', 60_000)
+        expect(texts(first)).toEqual(['m3', 'm4', 'm5'])
+        await store.queueForOfflineUser('u1', encode('m6'), 3, 60_000)
+        const second = await store.getPendingMessages('u1', 60_000)
+        expect(texts(second)).toEqual(['m4', 'm5', 'm6'])
+        expect(second.slice(0, 2).map(([id]) => id)).toEqual(first.slice(1).map(([id]) => id))
+        await store.queueForOfflineUser('u1', encode('m7'), 1, 60_000)
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m7'])
+      })
+
+      it('deletes exactly the given ids, ignoring unknown ones and an empty list', async () => {
+        const store = await open()
+        for (let n = 1; n <= 5; n++) await store.queueForOfflineUser('u1', encode(`m${n}`), 100, 60_000)
+        const pending = await store.getPendingMessages('u1', 60_000)
+        const ids = pending.map(([id]) => id)
+        await store.deletePendingMessages('u1', [])
+        expect(await store.getPendingMessages('u1', 60_000)).toEqual(pending)
+        await store.deletePendingMessages('u1', [ids[3]!, ids[1]!])
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m1', 'm3', 'm5'])
+        // Ids already deleted, or that never were, change nothing.
+        await store.deletePendingMessages('u1', [ids[1]!, '1-0', ids[3]!])
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m1', 'm3', 'm5'])
+        await store.deletePendingMessages('nobody', [ids[0]!])
+        await store.deletePendingMessages('nobody', [])
+        expect((await store.getPendingMessages('u1', 60_000)).map(([id]) => id)).toEqual([ids[0], ids[2], ids[4]])
+        await store.deletePendingMessages('u1', [ids[0]!, ids[2]!, ids[4]!])
+        expect(await store.getPendingMessages('u1', 60_000)).toEqual([])
+        // Still usable afterwards.
+        expect(await store.queueForOfflineUser('u1', encode('m6'), 100, 60_000)).toBe(true)
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m6'])
+      })
+
+      it('ignores ids it never gave out, and still deletes the real ones asked with them', async () => {
+        // Ids come back from clients (mesh/ack): any string may arrive.
+        const store = await open()
+        await store.queueForOfflineUser('u1', encode('m1'), 100, 60_000)
+        await store.queueForOfflineUser('u1', encode('m2'), 100, 60_000)
+        const [[firstId]] = (await store.getPendingMessages('u1', 60_000)) as [[string, Uint8Array]]
+        await store.deletePendingMessages('u1', ['nope', '', 'x:y', '-', '+'])
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m1', 'm2'])
+        await store.deletePendingMessages('u1', [firstId, 'nope'])
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m2'])
+      })
+
+      it('does not return a message older than maxAge', async () => {
+        const store = await open()
+        await store.queueForOfflineUser('u1', encode('short-lived'), 100, 300)
+        expect(texts(await store.getPendingMessages('u1', 300))).toEqual(['short-lived'])
+        await eventually(async () => expect(await store.getPendingMessages('u1', 300)).toEqual([]), 3_000)
+      })
+
+      it('drops an old message even while newer ones keep arriving', async () => {
+        const store = await open()
+        const maxAge = 400
+        await store.queueForOfflineUser('u1', encode('old'), 100, maxAge)
+        const oldQueuedBy = Date.now()
+        // Time passing is the event here: 'new' must be at least half maxAge younger than 'old'.
+        await until(async () => Date.now() - oldQueuedBy, (age) => age >= maxAge / 2)
+        await store.queueForOfflineUser('u1', encode('new'), 100, maxAge)
+        expect(texts(await store.getPendingMessages('u1', maxAge))).toEqual(['old', 'new'])
+        // Read until 'old' is gone or certainly older than maxAge ('age' is taken before the read).
+        const last = await until(
+          async () => ({ age: Date.now() - oldQueuedBy, kept: texts(await store.getPendingMessages('u1', maxAge)) }),
+          ({ age, kept }) => age > maxAge || !kept.includes('old'),
+        )
+        // 'new' is at most about maxAge / 2 old here: it must still be there, alone.
+        expect(last.kept).toEqual(['new'])
+      })
+
+      it('applies the maxAge it is given when reading', async () => {
+        const store = await open()
+        await store.queueForOfflineUser('u1', encode('m1'), 100, 60_000)
+        const queuedBy = Date.now()
+        const last = await until(
+          async () => ({ age: Date.now() - queuedBy, kept: texts(await store.getPendingMessages('u1', 100)) }),
+          ({ age, kept }) => age > 100 || kept.length === 0,
+        )
+        expect(last.kept).toEqual([])
+        // Kept all the same: a reader with a longer maxAge still gets it.
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m1'])
+      })
+
+      it('keeps users apart: their connections, queues and deletions', async () => {
+        const store = await open()
+        await store.addUserConnection('u', 'c1', true)
+        // 'u' being connected does not make 'u:x' or 'u2' connected.
+        expect(await store.queueForOfflineUser('u:x', encode('for u:x'), 100, 60_000)).toBe(true)
+        expect(await store.queueForOfflineUser('u2', encode('for u2'), 100, 60_000)).toBe(true)
+        expect(await store.queueForOfflineUser('u', encode('for u'), 100, 60_000)).toBe(false)
+        expect(await store.queueForOfflineUser('u2', encode('for u2 again'), 100, 60_000)).toBe(true)
+        expect(await store.getPendingMessages('u', 60_000)).toEqual([])
+        expect(texts(await store.getPendingMessages('u:x', 60_000))).toEqual(['for u:x'])
+        expect(texts(await store.getPendingMessages('u2', 60_000))).toEqual(['for u2', 'for u2 again'])
+        // maxMessages counts per user.
+        await store.queueForOfflineUser('u:x', encode('trim'), 1, 60_000)
+        expect(texts(await store.getPendingMessages('u:x', 60_000))).toEqual(['trim'])
+        expect(texts(await store.getPendingMessages('u2', 60_000))).toEqual(['for u2', 'for u2 again'])
+        // Deleting one user's messages leaves another's alone.
+        const [[u2First]] = (await store.getPendingMessages('u2', 60_000)) as [[string, Uint8Array]]
+        await store.deletePendingMessages('u:x', (await store.getPendingMessages('u:x', 60_000)).map(([id]) => id))
+        expect(await store.getPendingMessages('u:x', 60_000)).toEqual([])
+        expect(texts(await store.getPendingMessages('u2', 60_000))).toEqual(['for u2', 'for u2 again'])
+        await store.deletePendingMessages('u2', [u2First])
+        expect(texts(await store.getPendingMessages('u2', 60_000))).toEqual(['for u2 again'])
+        expect(await store.getUserConnections(['u', 'u:x', 'u2'])).toEqual([['c1'], [], []])
+      })
+
+      it('keeps awkward names as ordinary user ids', async () => {
+        const store = await open()
+        for (const [index, id] of awkwardIds.entries()) await store.addUserConnection(id, `c${index}`, true)
+        expect(await store.getUserConnections(awkwardIds)).toEqual(awkwardIds.map((_, index) => [`c${index}`]))
+        expect(sorted(await store.getOnlineUsers())).toEqual(sorted(awkwardIds))
+        expect(await store.getUserConnections(['valueOf', 'a', 'b', 'x', '__proto__x'])).toEqual([[], [], [], [], []])
+        for (const id of awkwardIds) expect(await store.queueForOfflineUser(id, encode(id), 100, 60_000)).toBe(false)
+        expect(await store.queueForOfflineUser('valueOf', encode('valueOf'), 100, 60_000)).toBe(true)
+
+        for (const [index] of awkwardIds.entries()) await store.removeConnection(`c${index}`)
+        expect(await store.getOnlineUsers()).toEqual([])
+        expect(await store.getUserConnections(awkwardIds)).toEqual(awkwardIds.map(() => []))
+        for (const id of awkwardIds) expect(await store.queueForOfflineUser(id, encode(`for ${id}`), 100, 60_000)).toBe(true)
+        for (const id of awkwardIds) expect(texts(await store.getPendingMessages(id, 60_000))).toEqual([`for ${id}`])
+        expect(texts(await store.getPendingMessages('valueOf', 60_000))).toEqual(['valueOf'])
+        const [[protoId]] = (await store.getPendingMessages('__proto__', 60_000)) as [[string, Uint8Array]]
+        await store.deletePendingMessages('__proto__', [protoId])
+        expect(await store.getPendingMessages('__proto__', 60_000)).toEqual([])
+        expect(texts(await store.getPendingMessages('a:b', 60_000))).toEqual(['for a:b'])
+        expect(texts(await store.getPendingMessages('with space', 60_000))).toEqual(['for with space'])
+      })
+
+      it('keeps users and kept messages of different namespaces apart', async () => {
+        const suffix = randomUUID()
+        const a = await open(`contract-users-a-${suffix}`)
+        const b = await open(`contract-users-b-${suffix}`)
+        await a.addUserConnection('u1', 'c1', true)
+        await a.queueForOfflineUser('u2', encode('in a'), 100, 60_000)
+        expect(await b.getUserConnections(['u1'])).toEqual([[]])
+        expect(await b.getOnlineUsers()).toEqual([])
+        expect(await b.getPendingMessages('u2', 60_000)).toEqual([])
+        // u1 is connected in a only.
+        expect(await b.queueForOfflineUser('u1', encode('in b'), 100, 60_000)).toBe(true)
+        await b.addUserConnection('u1', 'c1', true)
+        await b.removeConnection('c1')
+        expect(await a.getUserConnections(['u1'])).toEqual([['c1']])
+        expect(await a.getOnlineUsers()).toEqual(['u1'])
+        expect(await a.getPendingMessages('u1', 60_000)).toEqual([])
+        expect(texts(await a.getPendingMessages('u2', 60_000))).toEqual(['in a'])
       })
     })
 

@@ -81,6 +81,8 @@ redis.call('PUBLISH', ARGV[3], entry)
 return offset
 `
 
+const STREAM_ID = /^\d{1,20}-\d{1,20}$/
+
 type ScriptRunner = (numberOfKeys: number, ...args: string[]) => Promise<string[]>
 
 /** A MULTI or pipeline reports failures per command instead of rejecting: surface the first. */
@@ -223,17 +225,22 @@ export class RedisStore implements MeshStore {
     })
   }
 
-  getPendingMessages(userId: string): Promise<Array<[string, Uint8Array]>> {
+  getPendingMessages(userId: string, maxAge: number): Promise<Array<[string, Uint8Array]>> {
     return redisCall(async () => {
-      const entries = await this.redis.xrangeBuffer(this.keys.userPending(userId), '-', '+')
+      // Stream ids start with their time in milliseconds: reading from now − maxAge skips
+      // messages that aged out since the last write trimmed the stream.
+      const oldest = String(Math.max(0, Date.now() - maxAge))
+      const entries = await this.redis.xrangeBuffer(this.keys.userPending(userId), oldest, '+')
       return entries.map(([id, fields]) => [id.toString(), fields[1] ?? Buffer.alloc(0)] as [string, Uint8Array])
     })
   }
 
   deletePendingMessages(userId: string, ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return Promise.resolve()
+    // Ids come from clients: one that is not a stream id would make Redis refuse the whole XDEL.
+    const valid = ids.filter((id) => STREAM_ID.test(id))
+    if (valid.length === 0) return Promise.resolve()
     return redisCall(async () => {
-      await this.redis.xdel(this.keys.userPending(userId), ...ids)
+      await this.redis.xdel(this.keys.userPending(userId), ...valid)
     })
   }
 
