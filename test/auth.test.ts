@@ -142,6 +142,14 @@ describe('authentication by message', () => {
     expect(await second.isUserOnline('bob')).toBe(true)
   })
 
+  it('refuses bad authentication and sync options at construction', async () => {
+    const { MeshServer } = await import('meshkit/server')
+    expect(() => new MeshServer({ port: 0, authentication: { timeout: -1 } })).toThrow(RangeError)
+    expect(() => new MeshServer({ port: 0, sync: { enabled: true, maxMessages: 0 } })).toThrow(RangeError)
+    expect(() => new MeshServer({ port: 0, sync: { enabled: true, redeliveryInterval: -5 } })).toThrow(RangeError)
+    expect(() => new MeshServer({ port: 0, authenticate: 'yes' as never })).toThrow(TypeError)
+  })
+
   it('reports NOT_ENABLED for online users when they are not tracked', async () => {
     const server = await authServer({ authentication: { storeConnectedUsers: false } })
     expect((await rejectionOf(server.getConnectedUsers())).code).toBe(ErrorCode.NOT_ENABLED)

@@ -94,6 +94,11 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${String(resolved.port)}`)
   }
+  const { authentication, sync } = resolved
+  if (authentication?.timeout !== undefined) requirePositive('authentication.timeout', authentication.timeout)
+  if (sync?.maxMessages !== undefined) requirePositive('sync.maxMessages', sync.maxMessages)
+  if (sync?.maxAge !== undefined) requirePositive('sync.maxAge', sync.maxAge)
+  if (sync?.redeliveryInterval !== undefined) requireNonNegative('sync.redeliveryInterval', sync.redeliveryInterval)
   if (resolved.authenticate !== undefined && typeof resolved.authenticate !== 'function') {
     throw new TypeError('authenticate must be a function')
   }
