@@ -21,13 +21,23 @@ export class Connection {
   readonly connectedAt = Date.now()
 
   private lastLatency: number | undefined
+  /** @internal whether writes are being held until the end of this tick */
+  corked = false
   private identity: { id: string; user: unknown } | undefined
   private closingTimer: ReturnType<typeof setTimeout> | undefined
 
+  // Most connections never join a room or channel: their sets are made on first use.
+  private roomSet: Set<string> | undefined
+  private channelSet: Set<string> | undefined
+
   /** @internal this instance's record of the rooms the connection is in (written back if the store loses it) */
-  readonly rooms = new Set<string>()
+  get rooms(): Set<string> {
+    return (this.roomSet ??= new Set())
+  }
   /** @internal channels the connection is subscribed to on this instance */
-  readonly channels = new Set<string>()
+  get channels(): Set<string> {
+    return (this.channelSet ??= new Set())
+  }
   /** @internal this instance's record of the connection's encoded metadata */
   metadata: string | undefined
 
@@ -120,6 +130,7 @@ export class Connection {
    */
   write(data: WireData): boolean {
     if (this.socket.readyState !== OPEN) return false
+    if (!this.corked) this.cork()
     this.socket.send(data, { binary: this.codec.binary })
     if (this.socket.bufferedAmount > this.maxBufferedBytes) {
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer')
@@ -127,6 +138,20 @@ export class Connection {
       return false
     }
     return true
+  }
+
+  /**
+   * Holds this socket's writes until the current turn of the event loop is done,
+   * so that a burst of frames (a fan-out, pipelined replies) leaves in one write
+   * instead of one system call per frame. `ws` exposes no public way to do this;
+   * its socket is `_socket` throughout the 8.x line.
+   */
+  private cork(): void {
+    const raw = (this.socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket
+    if (!raw) return
+    this.corked = true
+    raw.cork()
+    process.nextTick(uncork, this, raw)
   }
 
   /** @internal */
@@ -170,4 +195,9 @@ export class Connection {
     if (this.closingTimer) clearTimeout(this.closingTimer)
     if (this.authTimer) clearTimeout(this.authTimer)
   }
+}
+
+function uncork(connection: Connection, raw: { uncork(): void }): void {
+  connection.corked = false
+  raw.uncork()
 }

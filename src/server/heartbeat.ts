@@ -60,16 +60,33 @@ export class Heartbeat {
     this.pingAll()
   }
 
+  /**
+   * Pings in chunks, yielding to the event loop between them: with tens of thousands
+   * of connections one synchronous loop would stall everything else for its length.
+   */
   private pingAll(): void {
     this.seq = this.seq >= MAX_REQUEST_ID ? 1 : this.seq + 1
-    const now = performance.now()
+    const seq = this.seq
+    const connections = [...this.connections.values()]
     const encoded = new Map<Connection['codec'], ReturnType<Connection['codec']['encode']>>()
-    for (const connection of this.connections.values()) {
-      let data = encoded.get(connection.codec)
-      if (data === undefined) encoded.set(connection.codec, (data = connection.codec.encode([FrameType.PING, this.seq])))
-      connection.pingSeq = this.seq
-      connection.pingSentAt = now
-      connection.write(data)
+    let index = 0
+    const pingChunk = (): void => {
+      const now = performance.now()
+      const end = Math.min(index + PING_CHUNK, connections.length)
+      for (; index < end; index++) {
+        const connection = connections[index]!
+        if (!connection.isOpen) continue
+        let data = encoded.get(connection.codec)
+        if (data === undefined) encoded.set(connection.codec, (data = connection.codec.encode([FrameType.PING, seq])))
+        connection.pingSeq = seq
+        connection.pingSentAt = now
+        connection.write(data)
+      }
+      if (index < connections.length) setImmediate(pingChunk)
     }
+    pingChunk()
   }
 }
+
+/** Connections pinged per turn of the event loop. */
+const PING_CHUNK = 500
