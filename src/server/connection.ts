@@ -15,8 +15,6 @@ export class Connection {
   readonly id: string
   /** The codec negotiated at the upgrade: `msgpack` (binary) or `json` (text). */
   readonly codec: Codec
-  /** Remote address as the socket saw it (a proxy's, behind one). */
-  readonly remoteAddress: string | undefined
   /** When the connection was accepted, in milliseconds since the epoch. */
   readonly connectedAt = Date.now()
 
@@ -56,12 +54,15 @@ export class Connection {
     private readonly socket: WebSocket,
     id: string,
     codec: Codec,
-    remoteAddress: string | undefined,
     private readonly maxBufferedBytes: number,
   ) {
     this.id = id
     this.codec = codec
-    this.remoteAddress = remoteAddress
+  }
+
+  /** Remote address as the socket saw it (a proxy's, behind one); read on demand, not kept per connection. */
+  get remoteAddress(): string | undefined {
+    return (this.socket as unknown as { _socket?: { remoteAddress?: string } })._socket?.remoteAddress
   }
 
   /** The authenticated user's id; `undefined` for an anonymous connection. */

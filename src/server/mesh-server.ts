@@ -292,6 +292,9 @@ export class MeshServer {
     await Promise.allSettled([this.bus.close(), this.store.close()])
   }
 
+  /** One listener for every socket, rather than a closure per connection. */
+  private readonly onSocketError = (error: Error): void => this.logger.debug?.('socket error', { error })
+
   private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (pathOf(request.url) !== this.options.path) {
       // On a server of the user's, other handlers may own other paths.
@@ -302,7 +305,9 @@ export class MeshServer {
       refuseUpgrade(socket, 503, 'Service Unavailable')
       return
     }
-    socket.on('error', () => socket.destroy())
+    // A module-level listener: a closure here would share this scope and keep the
+    // request and its headers alive for as long as the socket lives.
+    socket.on('error', destroySocket)
     this.authentication.atUpgrade(request).then(({ user, status }) => {
       if (status !== undefined) refuseUpgrade(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
       else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, request, user))
@@ -314,13 +319,13 @@ export class MeshServer {
 
   private accept(ws: WebSocket, request: IncomingMessage, upgradeUser?: { id: string; value: unknown }): void {
     const codec = codecForSubprotocol(ws.protocol) as Codec
-    const connection = new Connection(ws, nanoid(), codec, request.socket.remoteAddress, this.options.maxBufferedBytes)
+    const connection = new Connection(ws, nanoid(), codec, this.options.maxBufferedBytes)
     this.sockets.add(connection)
     // Nothing is read until the hello is out, so no reply, ping or event can precede it.
     ws.pause()
     ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary))
     // Socket errors (resets, bad frames) are followed by 'close', where cleanup happens.
-    ws.on('error', (error) => this.logger.debug?.('socket error', { connectionId: connection.id, error }))
+    ws.on('error', this.onSocketError)
 
     let announced = false
     // Registration failing because the store is away does not stop the connection:
@@ -394,6 +399,10 @@ export class MeshServer {
   private reportListenerError(hook: string, error: unknown): void {
     this.logger.error?.(`${hook} listener failed`, { error })
   }
+}
+
+function destroySocket(this: Duplex): void {
+  this.destroy()
 }
 
 function idsOf(refs: ConnectionRef | readonly ConnectionRef[]): string[] {
