@@ -1,34 +1,104 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+// Shared helpers of the orchestrator: server processes, a control channel to them,
+// statistics, bounded waits and the Markdown table.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+
+export const repoRoot = fileURLToPath(new URL('..', import.meta.url))
+
+/** Options for every server process of this run (set once by run.ts). */
+export const processOptions = { fileLimit: 0, cpuProfDir: undefined as string | undefined }
 
 export interface ServerProcess {
   readonly port: number
   readonly child: ChildProcess
+  /** Asks the server's control channel (stdin/stdout, outside the target's protocol). */
+  control<T = Record<string, number>>(command: string): Promise<T>
   stop(): Promise<void>
 }
 
-/** Starts a bench server in its own process and reads the port it prints. */
-export function startServerProcess(script: string): Promise<ServerProcess> {
+const running = new Set<ChildProcess>()
+
+/** The soft and hard limits on open files of processes this one starts. */
+export function fileLimits(): { soft: number; hard: number } {
+  const read = (flag: string): number => {
+    const value = execFileSync('bash', ['-c', `ulimit ${flag}`]).toString().trim()
+    return value === 'unlimited' ? Infinity : Number(value)
+  }
+  return { soft: read('-Sn'), hard: read('-Hn') }
+}
+
+/**
+ * Starts `bench/servers/<script>` in its own process (with `--expose-gc` and any other
+ * node `flags`, and the open-files limit raised when processOptions.fileLimit asks), and
+ * resolves once it prints its port.
+ */
+export function startServer(script: string, env: Record<string, string> = {}, flags: readonly string[] = []): Promise<ServerProcess> {
   const file = fileURLToPath(new URL(`./servers/${script}`, import.meta.url))
-  const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const profile = processOptions.cpuProfDir && script === 'meshkit.ts' ? ['--cpu-prof', '--cpu-prof-dir', processOptions.cpuProfDir] : []
+  const nodeArgs = ['--expose-gc', ...flags, ...profile, '--import', 'tsx', file]
+  const limit = processOptions.fileLimit > 0 ? `ulimit -n ${processOptions.fileLimit} || exit 90; ` : ''
+  const child = spawn('bash', ['-c', `${limit}exec "$0" "$@"`, process.execPath, ...nodeArgs], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  running.add(child)
+  const exited = new Promise<void>((resolve) => child.once('exit', () => (running.delete(child), resolve())))
+  const replies = new Map<number, { resolve: (value: any) => void; reject: (error: Error) => void }>()
+  let nextId = 0
   return new Promise((resolve, reject) => {
-    let output = ''
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString()
-      const match = /PORT (\d+)/.exec(output)
-      if (!match) return
+    child.once('exit', (code, signal) => {
+      const error = new Error(`server ${script} exited (code ${code}, signal ${signal})`)
+      for (const reply of replies.values()) reply.reject(error)
+      reject(error)
+    })
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('REPLY ')) {
+        const { id, result } = JSON.parse(line.slice(6)) as { id: number; result: unknown }
+        replies.get(id)?.resolve(result)
+        replies.delete(id)
+        return
+      }
+      const match = /^PORT (\d+)$/.exec(line)
+      if (!match) return void console.log(`[${script}] ${line}`)
       resolve({
         port: Number(match[1]),
         child,
-        stop: () =>
-          new Promise<void>((done) => {
-            child.once('exit', () => done())
-            child.kill('SIGTERM')
-          }),
+        control: (command) =>
+          withTimeout(new Promise((done, fail) => {
+            const id = ++nextId
+            replies.set(id, { resolve: done, reject: fail })
+            child.stdin!.write(`${JSON.stringify({ id, command })}\n`)
+          }), 30_000, `control ${command} of ${script}`),
+        stop: async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+          const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
+          await exited
+          clearTimeout(timer)
+        },
       })
     })
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)))
   })
+}
+
+/** Starts servers, runs `body`, and stops every one of them however `body` ends. */
+export async function withServers<T>(
+  specs: readonly { script: string; env?: Record<string, string>; flags?: readonly string[] }[],
+  body: (servers: ServerProcess[]) => Promise<T>,
+): Promise<T> {
+  const started: ServerProcess[] = []
+  try {
+    for (const spec of specs) started.push(await startServer(spec.script, spec.env, spec.flags))
+    return await body(started)
+  } finally {
+    await Promise.all(started.map((server) => server.stop()))
+  }
+}
+
+/** Last resort on exit or failure: every server process still running is killed. */
+export function killAllServers(): void {
+  for (const child of running) child.kill('SIGKILL')
 }
 
 export function percentile(sorted: readonly number[], p: number): number {
@@ -38,5 +108,73 @@ export function percentile(sorted: readonly number[], p: number): number {
 
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
-  return percentile(sorted, 50)
+  if (sorted.length % 2 === 1 || sorted.length === 0) return percentile(sorted, 50)
+  return (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2
 }
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Runs `task(i)` for i in [0, count) with at most `concurrency` running at once. */
+export async function inBatches<T>(count: number, concurrency: number, task: (index: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = new Array(count)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const index = next++
+      results[index] = await task(index)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
+  return results
+}
+
+/** Polls `condition` every 50 ms for at most `ms`; false if it never held. */
+export async function waitUntil(condition: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (await condition()) return true
+    await sleep(50)
+  }
+  return false
+}
+
+/** A Markdown table. */
+export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n')
+}
+
+/** Sizes of one run; `--quick` shortens durations and repetitions, never the workloads' shape. */
+export interface BenchConfig {
+  rounds: number
+  rpcSeconds: number
+  fanoutRepetitions: number
+  broadcasts: number
+  holdSeconds: number
+}
+
+/** What a workload gets from the orchestrator. */
+export interface BenchContext {
+  readonly config: BenchConfig
+  /** The bench's own redis-server. */
+  readonly redisUrl: string
+  /** A namespace (Redis key prefix) no earlier run used. */
+  namespace(): string
+}
+
+/** One run's figures, by metric name. */
+export type Metrics = Record<string, number>

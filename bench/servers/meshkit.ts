@@ -1,7 +1,27 @@
-// meshkit on the in-memory default, answering `echo`.
+// meshkit (msgpack): in memory by default; with BENCH_REDIS_URL, on Redis under
+// BENCH_NAMESPACE. BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat.
 import { MeshServer } from 'meshkit/server'
+import { serveControl } from './control.js'
 
-const server = new MeshServer({ host: '127.0.0.1', port: 0 })
+const env = process.env
+const server = new MeshServer({
+  host: '127.0.0.1',
+  port: 0,
+  ...(env.BENCH_REDIS_URL ? { redis: env.BENCH_REDIS_URL, namespace: env.BENCH_NAMESPACE } : {}),
+  ...(env.BENCH_PING_INTERVAL ? { pingInterval: Number(env.BENCH_PING_INTERVAL) } : {}),
+  ...(env.BENCH_LATENCY_INTERVAL ? { latencyInterval: Number(env.BENCH_LATENCY_INTERVAL) } : {}),
+})
 server.registerCommand('echo', (ctx) => ctx.payload)
+server.registerCommand<string>('join', async (ctx) => {
+  await server.addToRoom(ctx.payload, ctx.connection)
+  return true
+})
+server.registerCommand<{ room: string; count: number; tag: number }>('fanout', async (ctx) => {
+  const { room, count, tag } = ctx.payload
+  const sent: Promise<void>[] = []
+  for (let seq = 0; seq < count; seq++) sent.push(server.broadcastRoom(room, 'tick', { seq, tag, text: 'hello, room' }))
+  await Promise.all(sent)
+  return count
+})
 await server.ready()
-console.log(`PORT ${server.port}`)
+serveControl(server.port, () => server.connections.size)

@@ -1,0 +1,142 @@
+// The final table: medians per target, ratios to raw ws and Socket.IO, and the targets.
+import { median, markdownTable, type BenchConfig } from './support.js'
+import type { TargetKey } from './targets.js'
+
+/** Every round's figure, by `workload:metric` and target. */
+export type Samples = Map<string, Partial<Record<TargetKey, number[]>>>
+
+type Medians = Partial<Record<TargetKey, number>>
+
+interface Row {
+  workload: string
+  metric: string
+  key: string
+  format: (value: number) => string
+  target?: string
+  met?: (m: Medians, samples: Samples) => boolean | undefined
+}
+
+const integer = (value: number): string => Math.round(value).toLocaleString('en-US')
+const decimals = (value: number): string => value.toFixed(2)
+const times = (value: number | undefined): string => (value === undefined || !Number.isFinite(value) ? '—' : `${value.toFixed(2)}×`)
+const all = (...checks: (boolean | undefined)[]): boolean | undefined => (checks.includes(undefined) ? undefined : checks.every(Boolean))
+const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined ? undefined : a / b)
+const atLeast = (value: number | undefined, bound: number): boolean | undefined => (value === undefined ? undefined : value >= bound)
+const atMost = (value: number | undefined, bound: number): boolean | undefined => (value === undefined ? undefined : value <= bound)
+
+function worst(samples: Samples, key: string, pick: (values: number[]) => number): number | undefined {
+  const values = samples.get(key)?.mesh
+  return values && values.length > 0 ? pick(values) : undefined
+}
+
+const rows: Row[] = [
+  { workload: '1. RPC', metric: 'round-trips/s', key: 'rpc:rps', format: integer, target: '≥1.0× raw ws, ≥1.5× Socket.IO',
+    met: (m) => all(atLeast(ratio(m.mesh, m.raw), 1.0), atLeast(ratio(m.mesh, m.sio), 1.5)) },
+  { workload: '1. RPC', metric: 'p50 ms', key: 'rpc:p50', format: decimals },
+  { workload: '1. RPC', metric: 'p99 ms', key: 'rpc:p99', format: decimals, target: '≤1.2× raw ws', met: (m) => atMost(ratio(m.mesh, m.raw), 1.2) },
+  { workload: '2. Fan-out, 1 instance', metric: 'deliveries/s', key: 'fanout:deliveriesPerSecond', format: integer, target: '≥1.2× raw ws, ≥1.3× Socket.IO',
+    met: (m) => all(atLeast(ratio(m.mesh, m.raw), 1.2), atLeast(ratio(m.mesh, m.sio), 1.3)) },
+  { workload: '3. Fan-out, 2 instances + Redis', metric: 'deliveries/s', key: 'fanoutCluster:deliveriesPerSecond', format: integer, target: '≥1.2× Socket.IO',
+    met: (m) => atLeast(ratio(m.mesh, m.sio), 1.2) },
+  { workload: '4. Memory, 2,000 idle in a room', metric: 'RSS bytes/connection', key: 'memory:rssPerConnection', format: integer, target: '≤1.2× raw ws, ≤0.5× Socket.IO',
+    met: (m) => all(atMost(ratio(m.mesh, m.raw), 1.2), atMost(ratio(m.mesh, m.sio), 0.5)) },
+  { workload: '4. Memory, 2,000 idle in a room', metric: 'heap bytes/connection', key: 'memory:heapPerConnection', format: integer },
+  { workload: '4. Memory, young generation fixed at 1 MiB', metric: 'RSS bytes/connection (diagnostic)', key: 'memoryFixedYoung:rssPerConnection', format: integer },
+  { workload: '4. Memory, young generation fixed at 1 MiB', metric: 'heap bytes/connection (diagnostic)', key: 'memoryFixedYoung:heapPerConnection', format: integer },
+  { workload: '5. Broadcast to 10, 2 instances', metric: 'ms, no bystanders', key: 'broadcastCost:aloneMs', format: decimals },
+  { workload: '5. Broadcast to 10, 2 instances', metric: 'ms, 5,000 bystanders', key: 'broadcastCost:crowdedMs', format: decimals, target: '≤1.2× no bystanders',
+    met: (_, s) => atMost(worst(s, 'broadcastCost:ratio', median), 1.2) },
+  { workload: '5. Broadcast to 10, 2 instances', metric: 'with / without bystanders', key: 'broadcastCost:ratio', format: (v) => `${v.toFixed(2)}×` },
+  { workload: '6. 10,000 connections, heartbeats on', metric: 'held by server (worst round)', key: 'connections:held', format: integer, target: 'all 10,000 held',
+    met: (_, s) => all(atLeast(worst(s, 'connections:held', (v) => Math.min(...v)), 10_000), atLeast(worst(s, 'connections:open', (v) => Math.min(...v)), 10_000), atMost(worst(s, 'connections:dropped', (v) => Math.max(...v)), 0)) },
+  { workload: '6. 10,000 connections, heartbeats on', metric: 'open / dropped at load side (worst round)', key: 'connections:open', format: integer },
+  { workload: '6. 10,000 connections, heartbeats on', metric: 'event-loop delay p99 ms', key: 'connections:loopP99', format: decimals, target: '< 100 ms',
+    met: (m) => (m.mesh === undefined ? undefined : m.mesh < 100) },
+  { workload: '6. 10,000 connections, heartbeats on', metric: 'server RSS MiB', key: 'connections:rssMB', format: decimals },
+]
+
+const columns: TargetKey[] = ['raw', 'sio', 'mesh']
+
+export function finalTable(samples: Samples): string {
+  const header = ['workload', 'metric', 'raw ws', 'Socket.IO', 'meshkit', 'meshkit/raw ws', 'meshkit/Socket.IO', 'target', 'met?']
+  const body = rows.map((row) => {
+    const perTarget = samples.get(row.key) ?? {}
+    const m: Medians = {}
+    for (const key of columns) {
+      const values = perTarget[key]
+      if (values && values.length > 0) m[key] = median(values)
+    }
+    let cells = columns.map((key) => (m[key] === undefined ? (perTarget[key] ? 'failed' : '—') : row.format(m[key]!)))
+    if (row.key === 'connections:held' || row.key === 'connections:open') {
+      const worstValue = worst(samples, row.key, (v) => Math.min(...v))
+      const dropped = worst(samples, 'connections:dropped', (v) => Math.max(...v))
+      cells = ['—', '—', worstValue === undefined ? '—' : row.key === 'connections:open' ? `${integer(worstValue)} / ${integer(dropped ?? NaN)}` : integer(worstValue)]
+    }
+    const met = row.met?.(m, samples)
+    const workload = row.key.split(':')[0]!
+    const ran = [...samples.keys()].some((key) => key.startsWith(`${workload}:`))
+    const verdict = met === undefined ? (!row.target ? '' : ran ? 'failed' : 'not run') : met ? 'yes' : '**NO**'
+    return [row.workload, row.metric, ...cells, times(ratio(m.mesh, m.raw)), times(ratio(m.mesh, m.sio)), row.target ?? '—', verdict]
+  })
+  return markdownTable(header, body)
+}
+
+/** Every round's figures, for the record. */
+export function roundsTable(samples: Samples): string {
+  const body = [...samples].flatMap(([key, perTarget]) =>
+    columns.filter((target) => perTarget[target]).map((target) => [key, target, perTarget[target]!.map((v) => (Math.abs(v) >= 100 ? integer(v) : decimals(v))).join(', ')]),
+  )
+  return markdownTable(['workload:metric', 'target', 'per round'], body)
+}
+
+export interface RunRecord {
+  command: string
+  machine: string
+  revision: string
+  limitNote: string
+  seconds: number
+  config: BenchConfig
+  samples: Samples
+  failures: string[]
+}
+
+/** bench/results.md: the table, how it was made, and every round's figures. */
+export function resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures }: RunRecord): string {
+  const { rounds, rpcSeconds, fanoutRepetitions, broadcasts, holdSeconds } = config
+  return `# Benchmark results
+
+Command: \`${command}\` (${rounds} round(s), ${seconds.toFixed(0)} s in all), ${new Date().toISOString().slice(0, 10)}, ${revision}.
+Machine: ${machine}. ${limitNote}.
+
+Each target's server runs in its own process (\`node --expose-gc --import tsx bench/servers/<target>.ts\`); the
+load runs in the orchestrator process with each target's own client (\`ws\` + JSON; socket.io-client with
+acknowledgements over the websocket transport; MeshClient with msgpack), on the same two cores, so absolute
+figures say more about the machine than about the targets: compare the ratios. Targets are interleaved in every
+round; the table shows medians over rounds (the worst round for connections held).
+
+${finalTable(samples)}
+
+Workloads:
+
+1. RPC: 50 clients × 10 requests in flight, small object payload, ${rpcSeconds} s after a 0.5 s warm-up.
+2. Fan-out: 200 clients in a room; one request makes the server broadcast 300 messages to the room (raw ws:
+   a loop over a Set, JSON encoded once per message; Socket.IO: \`io.to(room).emit\`; meshkit:
+   \`broadcastRoom\`); timed from the request until every client has all 300, in order; median of
+   ${fanoutRepetitions} after one warm-up.
+3. The same with the clients split over two server processes on one Redis (Socket.IO with
+   @socket.io/redis-adapter over ioredis, meshkit with \`redis\` and one namespace), started on the first.
+4. Server memory after \`global.gc()\` before and after 2,000 clients connect and join a room (after a 50-client
+   warm-up). With default V8 flags the RSS growth mostly reflects how far V8 grows the young generation
+   during the burst, so it is measured again with \`--max-semi-space-size=1\` (diagnostic rows).
+5. meshkit, two instances on Redis, heartbeats every 60 s: end-to-end time of back-to-back \`broadcastRoom\`
+   calls to a 10-member room (5 per instance) with no other connection, with 5,000 idle ones (in 100 rooms), and
+   with none again (the time without is the mean of before and after); each time is the best of 5 blocks'
+   medians of ${broadcasts} broadcasts.
+6. 10,000 MeshClients on one meshkit instance with pingInterval 2000 and latencyInterval 1000, held ${holdSeconds} s
+   while the server samples its event-loop delay (\`monitorEventLoopDelay\`, 10 ms resolution).
+${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
+## Every round
+
+${roundsTable(samples)}
+`
+}

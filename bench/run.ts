@@ -1,0 +1,138 @@
+// The benchmark: every workload for every target, targets interleaved in rounds, each
+// target's server in its own process and the load here; medians and ratios at the end.
+//   npm run bench                full run (4 rounds, about 6 minutes), writes bench/results.md
+//   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md (as does --only)
+//   options: --rounds N, --only rpc,fanout,..., --cpu-prof (meshkit servers, into /tmp)
+import { execFileSync, spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { cpus, release, totalmem, type } from 'node:os'
+import { startRedisServer, type RedisProcess } from '../test/support/redis-server.js'
+import { finalTable, resultsMarkdown, type Samples } from './report.js'
+import { fileLimits, killAllServers, processOptions, repoRoot, withTimeout, type BenchConfig, type BenchContext, type Metrics } from './support.js'
+import { targets, type Target, type TargetKey } from './targets.js'
+import { broadcastCost } from './workloads/broadcast-cost.js'
+import { CONNECTIONS, connections } from './workloads/connections.js'
+import { fanoutCluster } from './workloads/fanout-cluster.js'
+import { fanout } from './workloads/fanout.js'
+import { memory, memoryFixedYoung } from './workloads/memory.js'
+import { rpc } from './workloads/rpc.js'
+
+interface Workload {
+  name: string
+  run: (target: Target, context: BenchContext) => Promise<Metrics>
+  targets: TargetKey[]
+  redis?: boolean
+}
+
+const workloads: Workload[] = [
+  { name: 'rpc', run: rpc, targets: ['raw', 'sio', 'mesh'] },
+  { name: 'fanout', run: fanout, targets: ['raw', 'sio', 'mesh'] },
+  { name: 'fanoutCluster', run: fanoutCluster, targets: ['sio', 'mesh'], redis: true },
+  { name: 'memory', run: memory, targets: ['raw', 'sio', 'mesh'] },
+  { name: 'memoryFixedYoung', run: memoryFixedYoung, targets: ['raw', 'sio', 'mesh'] },
+  { name: 'broadcastCost', run: broadcastCost, targets: ['mesh'], redis: true },
+  { name: 'connections', run: connections, targets: ['mesh'] },
+]
+
+const args = process.argv.slice(2)
+const option = (name: string): string | undefined => {
+  const index = args.indexOf(name)
+  return index >= 0 ? args[index + 1] : undefined
+}
+const quick = args.includes('--quick')
+const config: BenchConfig = quick
+  ? { rounds: 1, rpcSeconds: 1, fanoutRepetitions: 2, broadcasts: 50, holdSeconds: 3 }
+  : { rounds: 4, rpcSeconds: 3, fanoutRepetitions: 5, broadcasts: 200, holdSeconds: 10 }
+if (option('--rounds')) config.rounds = Number(option('--rounds'))
+const only = option('--only')?.split(',')
+const selected = workloads.filter((workload) => !only || only.includes(workload.name))
+if (args.includes('--cpu-prof')) processOptions.cpuProfDir = '/tmp/meshkit-bench-profiles'
+
+// Open files: the load side and the many-connections server each hold 10,000 sockets.
+const needed = CONNECTIONS + 1_000
+const limits = fileLimits()
+if (limits.soft < needed && limits.hard >= needed && !process.env.BENCH_RAISED_LIMIT) {
+  // This process cannot raise its own limit: run again under a shell that does.
+  const raised = Math.min(limits.hard, 65_536)
+  console.log(`open files: soft limit ${limits.soft} is too low; running again with ${raised}`)
+  const again = spawnSync('bash', ['-c', `ulimit -n ${raised} && exec "$0" "$@"`, process.execPath, ...process.execArgv, process.argv[1]!, ...args], {
+    stdio: 'inherit',
+    env: { ...process.env, BENCH_RAISED_LIMIT: '1' },
+  })
+  process.exit(again.status ?? 1)
+}
+processOptions.fileLimit = limits.hard > limits.soft ? Math.min(limits.hard, 65_536) : 0
+const limitNote = `open files: soft ${limits.soft}, hard ${limits.hard}; ${needed} needed per process for workload 6` +
+  (limits.soft < needed ? ' — NOT AVAILABLE: workload 6 will fail to hold its connections' : '')
+console.log(limitNote)
+
+let redis: RedisProcess | undefined
+const stopEverything = (): void => {
+  killAllServers()
+  redis?.child.kill('SIGKILL')
+}
+process.on('exit', stopEverything)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAllServers()
+    setTimeout(() => process.exit(130), 2_000).unref()
+    void (redis?.stop() ?? Promise.resolve()).finally(() => process.exit(130))
+  })
+}
+
+const samples: Samples = new Map()
+const failures: string[] = []
+const startedAt = Date.now()
+let namespaces = 0
+try {
+  if (selected.some((workload) => workload.redis)) redis = await startRedisServer()
+  const context: BenchContext = {
+    config,
+    redisUrl: redis?.url ?? '',
+    namespace: () => `bench-${process.pid}-${++namespaces}`,
+  }
+  for (let round = 1; round <= config.rounds; round++) {
+    for (const workload of selected) {
+      for (const key of workload.targets) {
+        const target = targets[key]
+        const runStarted = Date.now()
+        try {
+          const metrics = await withTimeout(workload.run(target, context), 180_000, `${workload.name} on ${target.label}`)
+          for (const [metric, value] of Object.entries(metrics)) {
+            const perTarget = samples.get(`${workload.name}:${metric}`) ?? {}
+            ;(perTarget[key] ??= []).push(value)
+            samples.set(`${workload.name}:${metric}`, perTarget)
+          }
+          const shown = Object.entries(metrics).map(([metric, value]) => `${metric} ${Number.isInteger(value) ? value : value.toFixed(2)}`)
+          console.log(`round ${round} ${workload.name} ${target.label}: ${shown.join(', ')} (${((Date.now() - runStarted) / 1000).toFixed(1)} s)`)
+        } catch (error) {
+          killAllServers()
+          const message = `round ${round} ${workload.name} ${target.label}: ${(error as Error).message}`
+          failures.push(message)
+          console.log(`FAILED ${message}`)
+          const perTarget = samples.get(`${workload.name}:failed`) ?? {}
+          ;(perTarget[key] ??= []).push(round)
+          samples.set(`${workload.name}:failed`, perTarget)
+        }
+      }
+    }
+  }
+} finally {
+  killAllServers()
+  await redis?.stop()
+}
+
+const seconds = (Date.now() - startedAt) / 1000
+const command = `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`
+const machine = `${type()} ${release()}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
+const git = (...gitArgs: string[]): string => execFileSync('git', gitArgs, { cwd: repoRoot }).toString().trim()
+const dirty = git('status', '--porcelain', '--', 'src').length > 0 ? ' with uncommitted changes in src/' : ''
+const revision = `meshkit at ${git('rev-parse', '--short', 'HEAD')}${dirty}`
+const table = finalTable(samples)
+console.log(`\n${table}\n\n${machine}; ${config.rounds} round(s) in ${seconds.toFixed(0)} s`)
+const markdown = resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures })
+// Only a full run of every workload replaces the committed results.
+const file = quick || only ? 'bench/results-quick.md' : 'bench/results.md'
+writeFileSync(`${repoRoot}${file}`, markdown)
+console.log(`written to ${file}`)
+process.exit(failures.length > 0 ? 1 : 0)

@@ -1,0 +1,53 @@
+// The control channel every bench server offers the orchestrator, outside the target's
+// own protocol: one JSON request a line on stdin, `REPLY {...}` lines on stdout.
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+
+const gc = (globalThis as { gc?: () => void }).gc
+
+/** Serves the control commands, then prints the port the orchestrator waits for. */
+export function serveControl(port: number, connections: () => number): void {
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+  const commands: Record<string, () => unknown> = {
+    connections: () => ({ connections: connections() }),
+    /** CPU time used so far, in milliseconds (user + system). */
+    cpu: () => {
+      const { user, system } = process.cpuUsage()
+      return { cpuMs: (user + system) / 1000 }
+    },
+    /** Memory after a full collection (the server runs with --expose-gc). */
+    memory: () => {
+      if (!gc) throw new Error('start the server with --expose-gc')
+      gc()
+      gc()
+      return { ...process.memoryUsage(), connections: connections() }
+    },
+    'loop-start': () => {
+      loopDelay.reset()
+      loopDelay.enable()
+      return {}
+    },
+    'loop-stop': () => {
+      loopDelay.disable()
+      return {
+        connections: connections(),
+        rss: process.memoryUsage().rss,
+        loopP50: loopDelay.percentile(50) / 1e6,
+        loopP99: loopDelay.percentile(99) / 1e6,
+        loopMax: loopDelay.max / 1e6,
+      }
+    },
+  }
+  createInterface({ input: process.stdin })
+    .on('line', (line) => {
+      const { id, command } = JSON.parse(line) as { id: number; command: string }
+      const handler = commands[command]
+      const result = handler ? handler() : { error: `unknown control command ${command}` }
+      process.stdout.write(`REPLY ${JSON.stringify({ id, result })}\n`)
+    })
+    // The orchestrator is gone (or done): nothing is left to serve.
+    .on('close', () => process.exit(0))
+  // A normal exit, so that --cpu-prof writes its profile.
+  process.on('SIGTERM', () => process.exit(0))
+  console.log(`PORT ${port}`)
+}

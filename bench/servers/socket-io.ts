@@ -1,0 +1,33 @@
+// Socket.IO with acknowledgements; with BENCH_REDIS_URL, @socket.io/redis-adapter over
+// ioredis so that instances share rooms. Broadcasts use io.to(room).emit.
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import { createAdapter } from '@socket.io/redis-adapter'
+import { Redis } from 'ioredis'
+import { Server } from 'socket.io'
+import { serveControl } from './control.js'
+
+type Ack = (reply: unknown) => void
+
+const http = createServer()
+const io = new Server(http, { serveClient: false, perMessageDeflate: false })
+const redisUrl = process.env.BENCH_REDIS_URL
+if (redisUrl) {
+  const pub = new Redis(redisUrl)
+  const sub = pub.duplicate()
+  await Promise.all([once(pub, 'ready'), once(sub, 'ready')])
+  io.adapter(createAdapter(pub, sub, { key: process.env.BENCH_NAMESPACE ?? 'socket.io' }))
+}
+
+io.on('connection', (socket) => {
+  socket.on('echo', (data: unknown, ack: Ack) => ack(data))
+  socket.on('join', (room: string, ack: Ack) => {
+    void socket.join(room)
+    ack(true)
+  })
+  socket.on('fanout', ({ room, count, tag }: { room: string; count: number; tag: number }, ack: Ack) => {
+    for (let seq = 0; seq < count; seq++) io.to(room).emit('tick', { seq, tag, text: 'hello, room' })
+    ack(count)
+  })
+})
+http.listen(0, '127.0.0.1', () => serveControl((http.address() as { port: number }).port, () => io.engine.clientsCount))

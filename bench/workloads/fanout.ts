@@ -1,0 +1,67 @@
+// 2. Room fan-out on one instance: 200 clients in a room; one request makes the server
+// broadcast 300 messages to it; timed from the request until every client has all 300.
+import { median, withServers, withTimeout, type BenchContext, type Metrics } from '../support.js'
+import { closeAll, connectMany, type BenchClient, type Target } from '../targets.js'
+
+export const MEMBERS = 200
+export const MESSAGES = 300
+const ROOM = 'room'
+
+/**
+ * Prepares timed broadcasts to `members` (already in `room`), started by `trigger`:
+ * each call of the returned function asks for `count` messages and resolves with the
+ * milliseconds until the last member received the last one (in order, or it throws).
+ */
+export function broadcaster(trigger: BenchClient, members: readonly BenchClient[], room: string) {
+  const received = new Array<number>(members.length).fill(0)
+  let current: { tag: number; count: number; pending: number; done: (at: number) => void } | undefined
+  let outOfOrder = 0
+  members.forEach((member, index) => {
+    member.on('tick', (data: { seq: number; tag: number }) => {
+      if (!current || data.tag !== current.tag) return
+      if (data.seq !== received[index]) outOfOrder++
+      if (++received[index]! === current.count && --current.pending === 0) current.done(performance.now())
+    })
+  })
+  let tag = 0
+  return async (count: number): Promise<number> => {
+    received.fill(0)
+    const finished = new Promise<number>((done) => (current = { tag: ++tag, count, pending: members.length, done }))
+    const startedAt = performance.now()
+    const [, finishedAt] = await withTimeout(
+      Promise.all([trigger.call('fanout', { room, count, tag }), finished]),
+      30_000,
+      `broadcast of ${count} to ${members.length} clients`,
+    )
+    current = undefined
+    if (outOfOrder > 0) throw new Error(`${outOfOrder} messages arrived out of order`)
+    return finishedAt - startedAt
+  }
+}
+
+/** Deliveries per second of `repetitions` fan-outs (after one warm-up), median. */
+export async function measureFanout(trigger: BenchClient, members: readonly BenchClient[], repetitions: number): Promise<Metrics> {
+  const broadcast = broadcaster(trigger, members, ROOM)
+  await broadcast(MESSAGES)
+  const times: number[] = []
+  for (let i = 0; i < repetitions; i++) times.push(await broadcast(MESSAGES))
+  const ms = median(times)
+  return { deliveriesPerSecond: (members.length * MESSAGES) / (ms / 1000), ms }
+}
+
+export async function joinRoom(clients: readonly BenchClient[], room = ROOM): Promise<void> {
+  await Promise.all(clients.map((client) => client.call('join', room)))
+}
+
+export async function fanout(target: Target, context: BenchContext): Promise<Metrics> {
+  return withServers([{ script: target.script }], async ([server]) => {
+    const members = await connectMany(target, server!.port, MEMBERS)
+    const [trigger] = await connectMany(target, server!.port, 1)
+    try {
+      await joinRoom(members)
+      return await measureFanout(trigger!, members, context.config.fanoutRepetitions)
+    } finally {
+      await closeAll([...members, trigger!])
+    }
+  })
+}
