@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
@@ -62,7 +63,7 @@ export class Connection {
 
   /** Remote address as the socket saw it (a proxy's, behind one); read on demand, not kept per connection. */
   get remoteAddress(): string | undefined {
-    return (this.socket as unknown as { _socket?: { remoteAddress?: string } })._socket?.remoteAddress
+    return this.rawSocket?.remoteAddress
   }
 
   /** The authenticated user's id; `undefined` for an anonymous connection. */
@@ -144,15 +145,19 @@ export class Connection {
   /**
    * Holds this socket's writes until the current turn of the event loop is done,
    * so that a burst of frames (a fan-out, pipelined replies) leaves in one write
-   * instead of one system call per frame. `ws` exposes no public way to do this;
-   * its socket is `_socket` throughout the 8.x line.
+   * instead of one system call per frame.
    */
   private cork(): void {
-    const raw = (this.socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket
+    const raw = this.rawSocket
     if (!raw) return
     this.corked = true
     raw.cork()
     process.nextTick(uncork, this, raw)
+  }
+
+  /** The TCP socket under `ws` (its `_socket`, stable across the 8.x line; no public accessor exists). */
+  private get rawSocket(): Socket | undefined {
+    return (this.socket as unknown as { _socket?: Socket })._socket
   }
 
   /** @internal */
@@ -198,7 +203,7 @@ export class Connection {
   }
 }
 
-function uncork(connection: Connection, raw: { uncork(): void }): void {
+function uncork(connection: Connection, raw: Socket): void {
   connection.corked = false
   raw.uncork()
 }

@@ -310,14 +310,14 @@ export class MeshServer {
     socket.on('error', destroySocket)
     this.authentication.atUpgrade(request).then(({ user, status }) => {
       if (status !== undefined) refuseUpgrade(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
-      else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, request, user))
+      else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, user))
     }, (error: unknown) => {
       this.logger.error?.('upgrade authentication failed', { error })
       refuseUpgrade(socket, 500, 'Internal Server Error')
     })
   }
 
-  private accept(ws: WebSocket, request: IncomingMessage, upgradeUser?: { id: string; value: unknown }): void {
+  private accept(ws: WebSocket, upgradeUser?: { id: string; value: unknown }): void {
     const codec = codecForSubprotocol(ws.protocol) as Codec
     const connection = new Connection(ws, nanoid(), codec, this.options.maxBufferedBytes)
     this.sockets.add(connection)

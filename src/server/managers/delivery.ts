@@ -44,8 +44,7 @@ export class Delivery {
   broadcast(event: string, payload: unknown, excluded: readonly string[] = []): Promise<void> {
     const frames = eventFrame(event, payload)
     return this.inOrder(undefined, () => {
-      const skip = new Set(excluded)
-      for (const connection of this.live.values()) if (!skip.has(connection.id)) connection.write(frames.for(connection.codec))
+      this.writeAllExcept(excluded, frames)
       return this.shared ? this.cluster.deliverAll(excluded, frames.msgpack) : Promise.resolve()
     })
   }
@@ -119,7 +118,10 @@ export class Delivery {
 
   /** Writes a broadcast that arrived from another instance to every local connection but the excluded. */
   deliverAllLocal(excludedIds: readonly string[], frame: Uint8Array): void {
-    const frames = FrameCache.fromMsgpack(frame)
+    this.writeAllExcept(excludedIds, FrameCache.fromMsgpack(frame))
+  }
+
+  private writeAllExcept(excludedIds: readonly string[], frames: FrameCache): void {
     const skip = new Set(excludedIds)
     for (const connection of this.live.values()) if (!skip.has(connection.id)) connection.write(frames.for(connection.codec))
   }

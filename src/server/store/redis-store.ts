@@ -85,9 +85,11 @@ const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 
 type ScriptRunner = (numberOfKeys: number, ...args: string[]) => Promise<string[]>
 
-/** A MULTI or pipeline reports failures per command instead of rejecting: surface the first. */
-async function exec(batch: ReturnType<Redis['multi']>): Promise<void> {
-  for (const [error] of (await batch.exec()) ?? []) if (error) throw error
+/** A MULTI or pipeline reports failures per command instead of rejecting: surface the first, else the replies. */
+async function exec(batch: ReturnType<Redis['multi']>): Promise<unknown[]> {
+  const replies = (await batch.exec()) ?? []
+  for (const [error] of replies) if (error) throw error
+  return replies.map(([, value]) => value)
 }
 
 /** Shared state in Redis, for many instances. Key layout: see keys.ts. */
@@ -148,8 +150,8 @@ export class RedisStore implements MeshStore {
       if (instances.length === 0) return []
       const pipeline = this.redis.pipeline()
       for (const id of instances) pipeline.exists(this.keys.instance(id))
-      const alive = (await pipeline.exec()) ?? []
-      return instances.filter((_, index) => alive[index]?.[1] === 0)
+      const alive = await exec(pipeline)
+      return instances.filter((_, index) => alive[index] === 0)
     })
   }
 
@@ -205,11 +207,7 @@ export class RedisStore implements MeshStore {
     return redisCall(async () => {
       const pipeline = this.redis.pipeline()
       for (const id of userIds) pipeline.smembers(this.keys.userConnections(id))
-      const replies = (await pipeline.exec()) ?? []
-      return replies.map(([error, members]) => {
-        if (error) throw error
-        return members as string[]
-      })
+      return (await exec(pipeline)) as string[][]
     })
   }
 
@@ -299,14 +297,13 @@ export class RedisStore implements MeshStore {
   readChannel(channel: string, limit: number): Promise<ChannelSnapshot> {
     const k = this.keys
     return redisCall(async () => {
-      const replies = await this.redis
-        .multi()
-        .get(k.channelSequence(channel))
-        .get(k.channelBase(channel))
-        .lrangeBuffer(k.channelHistory(channel), 0, limit < 0 ? -1 : limit - 1)
-        .exec()
-      for (const [error] of replies ?? []) if (error) throw error
-      const [offset, base, entries] = (replies ?? []).map(([, value]) => value) as [string | null, string | null, Buffer[] | undefined]
+      const [offset, base, entries] = (await exec(
+        this.redis
+          .multi()
+          .get(k.channelSequence(channel))
+          .get(k.channelBase(channel))
+          .lrangeBuffer(k.channelHistory(channel), 0, limit < 0 ? -1 : limit - 1),
+      )) as [string | null, string | null, Buffer[] | undefined]
       return { offset: Number(offset ?? 0), base: Number(base ?? 0), entries: limit === 0 ? [] : (entries ?? []) }
     })
   }
