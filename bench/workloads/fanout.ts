@@ -54,9 +54,18 @@ export async function joinRoom(clients: readonly BenchClient[], room = ROOM): Pr
 }
 
 export async function fanout(target: Target, context: BenchContext): Promise<Metrics> {
-  return withServers([{ script: target.script }], async ([server]) => {
-    const members = await connectMany(target, server!.port, MEMBERS)
-    const [trigger] = await connectMany(target, server!.port, 1)
+  return fanoutAcross(target, [{ script: target.script }], context)
+}
+
+/**
+ * The room's members split evenly across the given servers of one target; the
+ * broadcast is started on the first server.
+ */
+export async function fanoutAcross(target: Target, servers: Array<{ script: string; env?: Record<string, string> }>, context: BenchContext): Promise<Metrics> {
+  return withServers(servers, async (started) => {
+    const members: BenchClient[] = []
+    for (const server of started) members.push(...(await connectMany(target, server!.port, MEMBERS / started.length)))
+    const [trigger] = await connectMany(target, started[0]!.port, 1)
     try {
       await joinRoom(members)
       return await measureFanout(trigger!, members, context.config.fanoutRepetitions)
