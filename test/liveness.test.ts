@@ -1,9 +1,11 @@
-import { describe, expect, it } from 'vitest'
+import { once } from 'node:events'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { WebSocket } from 'ws'
 import type { Connection } from 'meshkit/server'
 import { codecByName } from '../src/shared/codec.js'
 import { FrameType } from '../src/shared/protocol.js'
 import { fakeServer } from './support/fake-server.js'
-import { RawClient, connectClient, deferred, nextEvent, startServer } from './support/harness.js'
+import { RawClient, connectClient, deferred, nextEvent, startServer, urlOf } from './support/harness.js'
 
 describe('liveness and latency', () => {
   it('pings the client and reports the measured latency on both sides', async () => {
@@ -54,6 +56,39 @@ describe('liveness and latency', () => {
     raw.socket.on('message', () => pings++)
     await raw.closed
     expect(pings).toBeGreaterThanOrEqual(4)
+  })
+
+  it('pings every connection when there are more than one chunk of them, and cuts none that answer', { timeout: 30_000 }, async () => {
+    // Pings go out in chunks of 500 per turn of the event loop; 1,100 needs three.
+    const server = await startServer({ pingInterval: 100, latencyInterval: 60_000, maxMissedPongs: 1 })
+    const count = 1_100
+    const codec = codecByName('msgpack')
+    const pinged = new Set<WebSocket>()
+    let closed = 0
+    const allPinged = deferred()
+    // Each socket answers pings from its first moment: connecting 1,100 spans several sweeps.
+    const sockets = await Promise.all(
+      Array.from({ length: count }, async () => {
+        const socket = new WebSocket(urlOf(server), ['meshkit.msgpack'])
+        socket.on('error', () => {})
+        socket.on('close', () => closed++)
+        socket.on('message', (data: Buffer) => {
+          const frame = codec.decode(new Uint8Array(data)) as unknown[]
+          if (frame[0] !== FrameType.PING) return
+          socket.send(codec.encode([FrameType.PONG, frame[1]]))
+          pinged.add(socket)
+          if (pinged.size === count) allPinged.resolve()
+        })
+        onTestFinished(() => socket.terminate())
+        await once(socket, 'open')
+        return socket
+      }),
+    )
+    await allPinged.promise
+    // Two more sweeps: a connection the sweep missed would now count as silent and be cut.
+    for (let sweep = 0; sweep < 3; sweep++) await new Promise((resolve) => sockets[count - 1]!.once('message', resolve))
+    expect(closed).toBe(0)
+    expect(server.connections.size).toBe(count)
   })
 
   it('treats a server that stops pinging as dead, and reconnects', async () => {
