@@ -60,7 +60,8 @@ describe('liveness and latency', () => {
 
   it('pings every connection when there are more than one chunk of them, and cuts none that answer', { timeout: 30_000 }, async () => {
     // Pings go out in chunks of 500 per turn of the event loop; 1,100 needs three.
-    const server = await startServer({ pingInterval: 100, latencyInterval: 60_000, maxMissedPongs: 1 })
+    // Generous tolerance: the test process itself is busy with 1,100 sockets, and may answer late.
+    const server = await startServer({ pingInterval: 300, latencyInterval: 60_000, maxMissedPongs: 3 })
     const count = 1_100
     const codec = codecByName('msgpack')
     const pinged = new Set<WebSocket>()
