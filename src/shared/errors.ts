@@ -32,6 +32,10 @@ export const ErrorCode = {
   FORBIDDEN: 'FORBIDDEN',
   /** A feature that is switched off in the options. */
   NOT_ENABLED: 'NOT_ENABLED',
+  /** A per-connection limit was reached (rooms, subscriptions, name length); see the server's options. */
+  LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
+  /** Another authentication of this connection is still being decided; only one runs at a time. */
+  AUTH_IN_PROGRESS: 'AUTH_IN_PROGRESS',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
