@@ -34,6 +34,35 @@ redis.call('DEL', KEYS[3])
 return rooms
 `
 
+// Per-connection writes happen only while the connection is registered, checked in
+// the same step: a write that arrives after REMOVE_CONNECTION (a socket that closed
+// while its authentication or a merge was running) is a no-op, whatever the timing.
+// Each returns 1 if it wrote, 0 if the connection has no owner.
+// KEYS: connections hash, the user's connections set, connection-users hash, online users set.
+// ARGV: connection id, user id, "1" to list the user online.
+const ADD_USER_CONNECTION = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+if ARGV[3] == '1' then redis.call('SADD', KEYS[4], ARGV[2]) end
+return 1
+`
+
+// KEYS: connections hash, metadata hash. ARGV: connection id, encoded metadata.
+const SET_METADATA = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`
+
+// KEYS: connections hash, room set, the connection's rooms set. ARGV: connection id, room.
+const ADD_TO_ROOM = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1
+`
+
 // Keeps a message for a user only if the user has no connection: checked and
 // written in one step, so a user who connects meanwhile is never skipped.
 // KEYS: the user's connections set, the user's pending stream. ARGV: message, max messages, max age (ms).
@@ -97,6 +126,7 @@ export class RedisStore implements MeshStore {
   private readonly addConnectionScript: ScriptRunner
   private readonly removeConnectionScript: ScriptRunner
   private readonly leaveAllRoomsScript: ScriptRunner
+  private readonly conditionalWriteScripts: Record<'user' | 'metadata' | 'room', (numberOfKeys: number, ...args: string[]) => Promise<number>>
   private readonly queueForOfflineUserScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly writeChannelScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly reconnectListeners = new Set<() => void>()
@@ -115,6 +145,15 @@ export class RedisStore implements MeshStore {
     this.addConnectionScript = commands.meshAddConnection!.bind(redis)
     this.removeConnectionScript = commands.meshRemoveConnection!.bind(redis)
     this.leaveAllRoomsScript = commands.meshLeaveAllRooms!.bind(redis)
+    redis.defineCommand('meshAddUserConnection', { lua: ADD_USER_CONNECTION })
+    redis.defineCommand('meshSetMetadata', { lua: SET_METADATA })
+    redis.defineCommand('meshAddToRoom', { lua: ADD_TO_ROOM })
+    const counting = commands as unknown as Record<string, (numberOfKeys: number, ...args: string[]) => Promise<number>>
+    this.conditionalWriteScripts = {
+      user: counting.meshAddUserConnection!.bind(redis),
+      metadata: counting.meshSetMetadata!.bind(redis),
+      room: counting.meshAddToRoom!.bind(redis),
+    }
     this.queueForOfflineUserScript = (commands.meshQueueForOfflineUser as unknown as RedisStore['queueForOfflineUserScript']).bind(redis)
     this.writeChannelScript = (commands.meshWriteChannel as unknown as RedisStore['writeChannelScript']).bind(redis)
     this.wasReady = redis.status === 'ready'
@@ -191,14 +230,11 @@ export class RedisStore implements MeshStore {
     return redisCall(() => this.redis.smembers(this.keys.instanceConnections(instanceId)))
   }
 
-  addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<void> {
+  addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<boolean> {
+    const k = this.keys
     return redisCall(async () => {
-      const batch = this.redis
-        .multi()
-        .sadd(this.keys.userConnections(userId), connectionId)
-        .hset(this.keys.connectionUsers, connectionId, userId)
-      if (trackOnline) batch.sadd(this.keys.usersOnline, userId)
-      await exec(batch)
+      const written = await this.conditionalWriteScripts.user(4, k.connections, k.userConnections(userId), k.connectionUsers, k.usersOnline, connectionId, userId, trackOnline ? '1' : '0')
+      return written === 1
     })
   }
 
@@ -242,10 +278,8 @@ export class RedisStore implements MeshStore {
     })
   }
 
-  setMetadata(connectionId: string, metadata: string): Promise<void> {
-    return redisCall(async () => {
-      await this.redis.hset(this.keys.metadata, connectionId, metadata)
-    })
+  setMetadata(connectionId: string, metadata: string): Promise<boolean> {
+    return redisCall(async () => (await this.conditionalWriteScripts.metadata(2, this.keys.connections, this.keys.metadata, connectionId, metadata)) === 1)
   }
 
   getMetadata(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
@@ -257,10 +291,9 @@ export class RedisStore implements MeshStore {
     return redisCall(async () => new Map(Object.entries(await this.redis.hgetall(this.keys.metadata))))
   }
 
-  addToRoom(room: string, connectionId: string): Promise<void> {
-    return redisCall(async () => {
-      await exec(this.redis.multi().sadd(this.keys.room(room), connectionId).sadd(this.keys.connectionRooms(connectionId), room))
-    })
+  addToRoom(room: string, connectionId: string): Promise<boolean> {
+    const k = this.keys
+    return redisCall(async () => (await this.conditionalWriteScripts.room(3, k.connections, k.room(room), k.connectionRooms(connectionId), connectionId, room)) === 1)
   }
 
   removeFromRoom(room: string, connectionId: string): Promise<void> {
