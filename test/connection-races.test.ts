@@ -137,6 +137,38 @@ describe('a socket cut while its authentication is decided', () => {
     expect(await b.getConnectedUsers()).toEqual([])
     expect(await leftovers(namespace)).toEqual({})
   })
+
+  it('leaves no ghost when a 20 ms onAuthenticate meets sockets cut right after they ask', { timeout: 30_000 }, async () => {
+    const decided: Array<Promise<unknown>> = []
+    const { namespace, servers } = await twoInstances((server) =>
+      server.onAuthenticate((credentials) => {
+        // A database lookup of 20 ms.
+        const lookup = new Promise((resolve) => setTimeout(resolve, 20)).then(() => ({ id: (credentials as { user: string }).user }))
+        decided.push(lookup)
+        return lookup
+      }),
+    )
+    const [a, b] = servers
+    const disconnected = deferred()
+    let left = 100
+    a.onDisconnection(() => {
+      if (--left === 0) disconnected.resolve()
+    })
+    const clients = await openRaw(a, 100)
+    for (const [index, { raw }] of clients.entries()) {
+      raw.send([FrameType.REQUEST, 1, 'mesh/authenticate', { user: `u${index}` }])
+      raw.socket.terminate()
+    }
+    // Frames are handled before their socket's close: every lookup has started by now.
+    await disconnected.promise
+    await Promise.all(decided)
+    await turn()
+    expect(decided.length).toBeGreaterThan(0)
+    const online = await Promise.all(clients.map((_, index) => a.isUserOnline(`u${index}`)))
+    expect(online.filter(Boolean)).toHaveLength(0)
+    expect(await b.getConnectedUsers()).toEqual([])
+    expect(await leftovers(namespace)).toEqual({})
+  })
 })
 
 describe('one authentication at a time per connection', () => {
