@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Keys } from './keys.js'
+import { CONDITIONAL_WRITES } from './conditional-writes.js'
 import { redisCall } from './redis-client.js'
 import type { ChannelSnapshot, MeshStore } from './types.js'
 
@@ -32,35 +33,6 @@ local rooms = redis.call('SMEMBERS', KEYS[3])
 for _, room in ipairs(rooms) do redis.call('SREM', ARGV[3] .. room, ARGV[1]) end
 redis.call('DEL', KEYS[3])
 return rooms
-`
-
-// Per-connection writes happen only while the connection is registered, checked in
-// the same step: a write that arrives after REMOVE_CONNECTION (a socket that closed
-// while its authentication or a merge was running) is a no-op, whatever the timing.
-// Each returns 1 if it wrote, 0 if the connection has no owner.
-// KEYS: connections hash, the user's connections set, connection-users hash, online users set.
-// ARGV: connection id, user id, "1" to list the user online.
-const ADD_USER_CONNECTION = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-if ARGV[3] == '1' then redis.call('SADD', KEYS[4], ARGV[2]) end
-return 1
-`
-
-// KEYS: connections hash, metadata hash. ARGV: connection id, encoded metadata.
-const SET_METADATA = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-`
-
-// KEYS: connections hash, room set, the connection's rooms set. ARGV: connection id, room.
-const ADD_TO_ROOM = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[2])
-return 1
 `
 
 // Keeps a message for a user only if the user has no connection: checked and
@@ -145,9 +117,9 @@ export class RedisStore implements MeshStore {
     this.addConnectionScript = commands.meshAddConnection!.bind(redis)
     this.removeConnectionScript = commands.meshRemoveConnection!.bind(redis)
     this.leaveAllRoomsScript = commands.meshLeaveAllRooms!.bind(redis)
-    redis.defineCommand('meshAddUserConnection', { lua: ADD_USER_CONNECTION })
-    redis.defineCommand('meshSetMetadata', { lua: SET_METADATA })
-    redis.defineCommand('meshAddToRoom', { lua: ADD_TO_ROOM })
+    redis.defineCommand('meshAddUserConnection', { lua: CONDITIONAL_WRITES.addUserConnection })
+    redis.defineCommand('meshSetMetadata', { lua: CONDITIONAL_WRITES.setMetadata })
+    redis.defineCommand('meshAddToRoom', { lua: CONDITIONAL_WRITES.addToRoom })
     const counting = commands as unknown as Record<string, (numberOfKeys: number, ...args: string[]) => Promise<number>>
     this.conditionalWriteScripts = {
       user: counting.meshAddUserConnection!.bind(redis),
