@@ -94,7 +94,10 @@ export class Authentication {
       // The upgrade already proved who this is: the connection is that user even if
       // the store is away now (its index is written back when the store returns).
       connection.identify(upgradeUser.id, upgradeUser.value)
-      await this.identify(connection, upgradeUser.id, upgradeUser.value)
+      await this.identify(connection, upgradeUser.id, upgradeUser.value).catch((error: unknown) => {
+        // A socket that closed meanwhile has nothing left to record.
+        if (!(error instanceof MeshError && error.code === ErrorCode.CONNECTION_CLOSED)) throw error
+      })
       return
     }
     if (this.options.required) {
@@ -110,8 +113,24 @@ export class Authentication {
     return new MeshError(ErrorCode.UNAUTHORIZED, 'Authenticate first')
   }
 
-  /** The `mesh/authenticate` command: resolves with what the client receives. */
+  /**
+   * The `mesh/authenticate` command: resolves with what the client receives. One
+   * attempt at a time per connection: another one while it runs is refused with
+   * `AUTH_IN_PROGRESS` without reaching the handler (pipelined guesses cannot
+   * outrun the 4001 close), and after a failure that closes the connection none is.
+   */
   async authenticate(connection: Connection, credentials: unknown): Promise<unknown> {
+    if (connection.authRefused) throw new MeshError(ErrorCode.UNAUTHORIZED, 'Authentication failed; the connection is closing')
+    if (connection.authenticating) throw new MeshError(ErrorCode.AUTH_IN_PROGRESS, 'Another authentication of this connection is running')
+    connection.authenticating = true
+    try {
+      return await this.decide(connection, credentials)
+    } finally {
+      connection.authenticating = false
+    }
+  }
+
+  private async decide(connection: Connection, credentials: unknown): Promise<unknown> {
     let result: Awaited<ReturnType<AuthenticateHandler>>
     try {
       if (!this.handler) throw new MeshError(ErrorCode.UNAUTHORIZED, 'This server does not authenticate with credentials')
@@ -128,7 +147,12 @@ export class Authentication {
       // One connection, one user: switching would leave the old user marked online through it.
       if (connection.userId !== id) throw new MeshError(ErrorCode.FORBIDDEN, 'This connection is authenticated as another user')
     } else {
-      await this.identify(connection, id, user)
+      try {
+        await this.identify(connection, id, user)
+      } catch (error) {
+        connection.forget()
+        throw error
+      }
     }
     return this.options.sendUserObject ? user : {}
   }
@@ -145,9 +169,24 @@ export class Authentication {
     return (connections?.length ?? 0) > 0
   }
 
+  /**
+   * Indexes the connection under its user. The socket may have closed while the
+   * handler ran, and its removal from the store may already be done: the store
+   * writes only for a registered connection, so a late write leaves no ghost user.
+   * The local identity is set first, so that the instance monitor, writing back a
+   * registration that was pending (store outage), sees the user whatever the order.
+   */
   private async identify(connection: Connection, id: string, user: unknown): Promise<void> {
-    await this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers)
+    if (connection.isClosed) throw closed()
     connection.identify(id, user)
+    // Not written while still open means the registration is pending after an
+    // outage; the monitor then writes the user with it.
+    await this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers)
+    if (connection.isClosed) {
+      // Gone meanwhile: whatever was written is (or will be) undone by its removal.
+      connection.forget()
+      throw closed()
+    }
     clearTimeout(connection.authTimer)
     if (this.redelivery.enabled) {
       // After the reply to the authentication has gone out.
@@ -158,8 +197,11 @@ export class Authentication {
   }
 
   private failed(connection: Connection, error: MeshError): MeshError {
-    // The close goes out after the error reply, which is written first.
-    if (this.options.disconnectOnFail) setImmediate(() => connection.close(CloseCode.AUTH_FAILED, 'authentication failed'))
+    if (this.options.disconnectOnFail) {
+      connection.authRefused = true
+      // The close goes out after the error reply, which is written first.
+      setImmediate(() => connection.close(CloseCode.AUTH_FAILED, 'authentication failed'))
+    }
     return error
   }
 
@@ -168,6 +210,10 @@ export class Authentication {
       throw new MeshError(ErrorCode.NOT_ENABLED, 'Online users are not tracked (authentication.storeConnectedUsers is false)')
     }
   }
+}
+
+function closed(): MeshError {
+  return new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed during authentication')
 }
 
 function idOf(value: unknown): string | undefined {

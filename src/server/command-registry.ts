@@ -1,7 +1,7 @@
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { isThenable, runChain } from './compose.js'
 import type { Connection } from './connection.js'
-import type { CommandHandler, MeshContext, Middleware } from './context.js'
+import { RequestContext, type CommandHandler, type MeshContext, type Middleware } from './context.js'
 import type { MeshServer } from './mesh-server.js'
 
 /** Command names under this prefix belong to meshkit's built-in commands. */
@@ -68,7 +68,7 @@ export class CommandRegistry {
       )
       return
     }
-    const ctx: MeshContext = { command: name, payload, connection, server: this.server }
+    const ctx: MeshContext = new RequestContext(name, payload, connection, this.server)
     let result: unknown
     try {
       result = runChain(command.chain, command.handler, ctx)

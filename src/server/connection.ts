@@ -24,6 +24,9 @@ export class Connection {
   corked = false
   private identity: { id: string; user: unknown } | undefined
   private closingTimer: ReturnType<typeof setTimeout> | undefined
+  private closed = false
+  /** Made on the first read of `signal`: connections whose handlers never look cost nothing. */
+  private abortController: AbortController | undefined
 
   // Most connections never join a room or channel: their sets are made on first use.
   private roomSet: Set<string> | undefined
@@ -80,10 +83,20 @@ export class Connection {
     return this.identity !== undefined
   }
 
-  /** @internal set once authentication succeeded */
+  /** @internal set once authentication succeeded; cleared again if the store refused it */
   identify(id: string, user: unknown): void {
     this.identity = { id, user }
   }
+
+  /** @internal */
+  forget(): void {
+    this.identity = undefined
+  }
+
+  /** @internal an authentication of this connection is being decided (one at a time) */
+  authenticating = false
+  /** @internal an authentication failed with `disconnectOnFail`: no other attempt reaches the handler */
+  authRefused = false
 
   /** @internal closes an unauthenticated connection when authentication is required and late */
   authTimer: ReturnType<typeof setTimeout> | undefined
@@ -95,6 +108,24 @@ export class Connection {
 
   get isOpen(): boolean {
     return this.socket.readyState === OPEN
+  }
+
+  /** True once the socket has closed and the server let go of the connection; it never reopens. */
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /**
+   * Aborts when the connection closes, so that work done for it (a slow query, a
+   * handler waiting on something) can stop: `fetch(url, { signal: ctx.signal })`.
+   * The reason is a `MeshError` with code `CONNECTION_CLOSED`.
+   */
+  get signal(): AbortSignal {
+    if (!this.abortController) {
+      this.abortController = new AbortController()
+      if (this.closed) this.abortController.abort(closedReason())
+    }
+    return this.abortController.signal
   }
 
   /** Bytes written to this connection that its reader has not taken yet. */
@@ -198,9 +229,15 @@ export class Connection {
 
   /** @internal */
   disposed(): void {
+    this.closed = true
     if (this.closingTimer) clearTimeout(this.closingTimer)
     if (this.authTimer) clearTimeout(this.authTimer)
+    this.abortController?.abort(closedReason())
   }
+}
+
+function closedReason(): MeshError {
+  return new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed')
 }
 
 function uncork(connection: Connection, raw: Socket): void {

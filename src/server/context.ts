@@ -15,7 +15,32 @@ export interface MeshContext<P = unknown> {
   readonly connection: Connection
   /** The server handling the request. */
   readonly server: MeshServer
+  /**
+   * Aborts when the connection closes (reason: a `MeshError` with code
+   * `CONNECTION_CLOSED`); pass it to whatever the handler waits on, so that work for
+   * a client that is gone stops and its memory is freed. One per connection, made on
+   * first read.
+   */
+  readonly signal: AbortSignal
   [field: string]: unknown
+}
+
+/**
+ * The context object of one request. A class, not a literal: `signal` is a getter
+ * on the prototype, so a request costs one object whether or not anyone reads it.
+ */
+export class RequestContext<P = unknown> implements MeshContext<P> {
+  [field: string]: unknown
+  constructor(
+    readonly command: string,
+    public payload: P,
+    readonly connection: Connection,
+    readonly server: MeshServer,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.connection.signal
+  }
 }
 
 /** Runs before a handler; throwing stops the chain and the client's `command()` rejects. */

@@ -81,7 +81,7 @@ export class MeshServer {
       deliverUsers: (excludedUsers, frame) => this.delivery.deliverUsersFromBus(excludedUsers, frame),
       notice: (notice) => ownership.apply(notice),
     }, this.logger)
-    const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster)
+    const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection))
     const redelivery = new Redelivery(this.store, mergeOptions(syncDefaults, this.options.sync ?? {}), this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
     this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger)

@@ -33,6 +33,11 @@ export async function until<T>(probe: () => Promise<T>, accept: (value: T) => bo
 
 const sorted = (values: readonly string[]): string[] => [...values].sort()
 
+/** Per-connection writes need a registered connection: registers these under one instance. */
+async function registered(store: MeshStore, ids: readonly string[], instanceId = 'i1'): Promise<void> {
+  for (const id of ids) await store.addConnection(id, instanceId)
+}
+
 /** The behaviour every MeshStore must share; run against each implementation. */
 export function describeStoreContract(name: string, create: CreateStore): void {
   describe(`${name} store contract`, () => {
@@ -220,14 +225,39 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(await store.removeFromAllRooms('c1')).toEqual([])
       })
 
-      it('forgets metadata and rooms of a connection that has no owner', async () => {
+      it('writes no metadata, room or user for a connection that has no owner, and says so', async () => {
         const store = await open()
-        await store.setMetadata('c1', 'm')
-        await store.addToRoom('r1', 'c1')
-        await store.removeConnection('c1')
+        expect(await store.setMetadata('c1', 'm')).toBe(false)
+        expect(await store.addToRoom('r1', 'c1')).toBe(false)
+        expect(await store.addUserConnection('u1', 'c1', true)).toBe(false)
         expect(await store.getMetadata(['c1'])).toEqual([undefined])
+        expect(await store.getAllMetadata()).toEqual(new Map())
         expect(await store.getRoomMembers('r1')).toEqual([])
         expect(await store.getConnectionRooms('c1')).toEqual([])
+        expect(await store.getUserConnections(['u1'])).toEqual([[]])
+        expect(await store.getOnlineUsers()).toEqual([])
+      })
+
+      it('ignores writes that arrive after a connection was removed (a socket closed mid-way)', async () => {
+        const store = await open()
+        await store.addConnection('c1', 'i1')
+        expect(await store.setMetadata('c1', 'before')).toBe(true)
+        expect(await store.addToRoom('r1', 'c1')).toBe(true)
+        expect(await store.addUserConnection('u1', 'c1', true)).toBe(true)
+        await store.removeConnection('c1')
+        // The late writes of an authentication, a merge or a join that were still running.
+        const late = await Promise.all([store.addUserConnection('u1', 'c1', true), store.setMetadata('c1', 'after'), store.addToRoom('r2', 'c1')])
+        expect(late).toEqual([false, false, false])
+        expect(await store.getUserConnections(['u1'])).toEqual([[]])
+        expect(await store.getOnlineUsers()).toEqual([])
+        expect(await store.getAllMetadata()).toEqual(new Map())
+        expect(await store.getRoomMembers('r1')).toEqual([])
+        expect(await store.getRoomMembers('r2')).toEqual([])
+        expect(await store.getConnectionRooms('c1')).toEqual([])
+        // Registered again (the monitor writing back after an outage), it takes writes again.
+        await store.addConnection('c1', 'i1')
+        expect(await store.addUserConnection('u1', 'c1', true)).toBe(true)
+        expect(await store.getOnlineUsers()).toEqual(['u1'])
       })
 
       it('treats removing an unknown connection as a no-op', async () => {
@@ -262,6 +292,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
     describe('metadata', () => {
       it('stores, replaces and reads metadata, in the order asked', async () => {
         const store = await open()
+        await registered(store, ['c1', 'c2', 'c3'])
         await store.setMetadata('c1', '{"n":1}')
         await store.setMetadata('c2', '')
         await store.setMetadata('c3', 'ünï 😀 "quoted" \n line')
@@ -276,6 +307,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         const empty = await store.getAllMetadata()
         expect(empty).toBeInstanceOf(Map)
         expect(empty.size).toBe(0)
+        await registered(store, ['c1', 'c2'])
         await store.setMetadata('c1', 'a')
         await store.setMetadata('c2', 'b')
         await store.setMetadata('c1', 'c')
@@ -296,6 +328,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('keeps awkward names as ordinary connection ids', async () => {
         const store = await open()
+        await registered(store, awkwardIds)
         for (const [index, id] of awkwardIds.entries()) await store.setMetadata(id, `m${index}`)
         expect(await store.getMetadata(awkwardIds)).toEqual(awkwardIds.map((_, index) => `m${index}`))
         const all = await store.getAllMetadata()
@@ -309,6 +342,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
     describe('rooms', () => {
       it('adds, checks and lists members both ways', async () => {
         const store = await open()
+        await registered(store, ['c1', 'c2'])
         await store.addToRoom('r1', 'c1')
         await store.addToRoom('r1', 'c2')
         await store.addToRoom('r2', 'c1')
@@ -327,6 +361,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('removes a connection from one room only', async () => {
         const store = await open()
+        await registered(store, ['c1', 'c2'])
         await store.addToRoom('r1', 'c1')
         await store.addToRoom('r2', 'c1')
         await store.addToRoom('r1', 'c2')
@@ -349,6 +384,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('removes a connection from every room and resolves with the rooms it left', async () => {
         const store = await open()
+        await registered(store, ['c1', 'c2'])
         await store.addToRoom('r1', 'c1')
         await store.addToRoom('r2', 'c1')
         await store.addToRoom('r3', 'c1')
@@ -378,6 +414,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('keeps awkward names as ordinary room names and connection ids', async () => {
         const store = await open()
+        await registered(store, awkwardIds)
         for (const room of awkwardIds) for (const id of awkwardIds) await store.addToRoom(room, id)
         for (const room of awkwardIds) {
           expect(sorted(await store.getRoomMembers(room))).toEqual(sorted(awkwardIds))
@@ -404,6 +441,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
     describe('users', () => {
       it('records the connections of each user, in the order asked', async () => {
         const store = await open()
+        await registered(store, ['c1', 'c2', 'c3'])
         await store.addUserConnection('u1', 'c1', true)
         await store.addUserConnection('u2', 'c3', true)
         await store.addUserConnection('u1', 'c2', true)
@@ -420,6 +458,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('counts a connection added twice to a user once', async () => {
         const store = await open()
+        await registered(store, ['c1'])
         await store.addUserConnection('u1', 'c1', true)
         await store.addUserConnection('u1', 'c1', true)
         expect(await store.getUserConnections(['u1'])).toEqual([['c1']])
@@ -433,6 +472,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
       it('lists online only the users added with trackOnline, yet knows the connections of all', async () => {
         const store = await open()
         expect(await store.getOnlineUsers()).toEqual([])
+        await registered(store, ['c1', 'c2', 'c3'])
         await store.addUserConnection('tracked', 'c1', true)
         await store.addUserConnection('untracked', 'c2', false)
         await store.addUserConnection('untracked', 'c3', false)
@@ -473,6 +513,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         // Removing again changes nothing; a new connection brings the user back.
         await store.removeConnection('c2')
         expect(await store.getOnlineUsers()).toEqual(['u2'])
+        await store.addConnection('c4', 'i1')
         await store.addUserConnection('u1', 'c4', true)
         expect(sorted(await store.getOnlineUsers())).toEqual(['u1', 'u2'])
         expect(await store.getUserConnections(['u1'])).toEqual([['c4']])
@@ -482,6 +523,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         const store = await open()
         await store.addConnection('anon', 'i1')
         await store.addConnection('c1', 'i1')
+        await store.addConnection('c2', 'i2')
         await store.addUserConnection('u1', 'c1', true)
         await store.addUserConnection('quiet', 'c2', false)
         await store.removeConnection('anon')
@@ -499,6 +541,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('keeps nothing for a user who has a connection, and keeps once the last one is gone', async () => {
         const store = await open()
+        await registered(store, ['c1'])
         await store.addUserConnection('u1', 'c1', true)
         expect(await store.queueForOfflineUser('u1', encode('lost'), 10, 60_000)).toBe(false)
         expect(await store.getPendingMessages('u1', 60_000)).toEqual([])
@@ -626,6 +669,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('keeps users apart: their connections, queues and deletions', async () => {
         const store = await open()
+        await registered(store, ['c1'])
         await store.addUserConnection('u', 'c1', true)
         // 'u' being connected does not make 'u:x' or 'u2' connected.
         expect(await store.queueForOfflineUser('u:x', encode('for u:x'), 100, 60_000)).toBe(true)
@@ -651,6 +695,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('keeps awkward names as ordinary user ids', async () => {
         const store = await open()
+        await registered(store, awkwardIds.map((_, index) => `c${index}`))
         for (const [index, id] of awkwardIds.entries()) await store.addUserConnection(id, `c${index}`, true)
         expect(await store.getUserConnections(awkwardIds)).toEqual(awkwardIds.map((_, index) => [`c${index}`]))
         expect(sorted(await store.getOnlineUsers())).toEqual(sorted(awkwardIds))
@@ -675,6 +720,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         const suffix = randomUUID()
         const a = await open(`contract-users-a-${suffix}`)
         const b = await open(`contract-users-b-${suffix}`)
+        await a.addConnection('c1', 'i1')
         await a.addUserConnection('u1', 'c1', true)
         await a.queueForOfflineUser('u2', encode('in a'), 100, 60_000)
         expect(await b.getUserConnections(['u1'])).toEqual([[]])
@@ -682,6 +728,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(await b.getPendingMessages('u2', 60_000)).toEqual([])
         // u1 is connected in a only.
         expect(await b.queueForOfflineUser('u1', encode('in b'), 100, 60_000)).toBe(true)
+        await b.addConnection('c1', 'i1')
         await b.addUserConnection('u1', 'c1', true)
         await b.removeConnection('c1')
         expect(await a.getUserConnections(['u1'])).toEqual([['c1']])

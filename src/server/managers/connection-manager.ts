@@ -19,7 +19,8 @@ export class ConnectionManager {
   ) {}
 
   /**
-   * Sets a connection's metadata. `merge` reads, merges and writes: two concurrent
+   * Sets a connection's metadata; `NOT_FOUND` if no instance holds it, also when it
+   * closes while this runs (nothing is then left in the store). `merge` reads, merges and writes: two concurrent
    * merges for the same connection from different instances may lose one's keys.
    */
   async setMetadata(connection: ConnectionRef, metadata: unknown, options: SetMetadataOptions = {}): Promise<void> {
@@ -32,8 +33,8 @@ export class ConnectionManager {
       if (isPlainObject(previous) && isPlainObject(metadata)) value = { ...previous, ...metadata }
     }
     const encoded = encode(value)
-    await this.store.setMetadata(id, encoded)
-    await this.ownership.record(owner, ['meta', id, encoded])
+    // The connection may have closed since ownerOf: the write is then refused, not left behind.
+    await this.ownership.write(id, owner, ['meta', id, encoded], () => this.store.setMetadata(id, encoded))
   }
 
   /** A connection's metadata, from any instance; `null` when none was set. */

@@ -70,6 +70,22 @@ export class InstanceMonitor {
     }
   }
 
+  /**
+   * Writes a live connection's registration and record (user, metadata, rooms) to
+   * the store: at recovery, or at once when a change finds its registration pending.
+   * It leaves the pending set first, so that a close from now on removes it from the
+   * store rather than assuming it was never written.
+   */
+  async registerNow(connection: Connection): Promise<void> {
+    this.unregistered.delete(connection)
+    try {
+      await this.writeBack(connection)
+    } catch (error) {
+      if (!connection.isClosed) this.unregistered.add(connection)
+      throw error
+    }
+  }
+
   /** Stops the timers and removes this instance's own entries. */
   async stop(): Promise<void> {
     this.stopped = true
@@ -102,8 +118,7 @@ export class InstanceMonitor {
     const emptied = !(await this.store.refreshInstance(this.instanceId, this.ttl))
     if (emptied) await this.store.registerInstance(this.instanceId, this.ttl)
     const toRegister = emptied ? [...this.live.values()] : [...this.unregistered]
-    await Promise.all(toRegister.map((connection) => this.writeBack(connection, emptied)))
-    for (const connection of toRegister) this.unregistered.delete(connection)
+    await Promise.all(toRegister.map((connection) => this.registerNow(connection)))
     await Promise.all(
       [...this.orphans].map(async (id) => {
         await this.store.removeConnection(id)
@@ -113,14 +128,24 @@ export class InstanceMonitor {
     if (emptied) this.logger.info?.('store came back empty; restored this instance', { connections: toRegister.length })
   }
 
-  /** Writes a connection's registration and user and, if the store lost them, its metadata and rooms. */
-  private async writeBack(connection: Connection, withState: boolean): Promise<void> {
-    const writes = [this.store.addConnection(connection.id, this.instanceId)]
-    if (connection.userId !== undefined) writes.push(this.store.addUserConnection(connection.userId, connection.id, this.trackOnlineUsers))
-    if (withState) {
-      if (connection.metadata !== undefined) writes.push(this.store.setMetadata(connection.id, connection.metadata))
-      for (const room of connection.rooms) writes.push(this.store.addToRoom(room, connection.id))
+  /**
+   * Writes a connection's registration, then its user, metadata and rooms as this
+   * instance recorded them. The registration goes first because every other
+   * per-connection write is conditional on it; the record is read after it landed,
+   * so a change that saw the connection unregistered meanwhile is in the record
+   * (see Ownership.write). A connection that closed meanwhile is removed again: its
+   * `unregister` may have run before this registration landed.
+   */
+  private async writeBack(connection: Connection): Promise<void> {
+    await this.store.addConnection(connection.id, this.instanceId)
+    if (connection.isClosed) {
+      await this.store.removeConnection(connection.id)
+      return
     }
+    const writes: Array<Promise<unknown>> = []
+    if (connection.userId !== undefined) writes.push(this.store.addUserConnection(connection.userId, connection.id, this.trackOnlineUsers))
+    if (connection.metadata !== undefined) writes.push(this.store.setMetadata(connection.id, connection.metadata))
+    for (const room of connection.rooms) writes.push(this.store.addToRoom(room, connection.id))
     await Promise.all(writes)
   }
 

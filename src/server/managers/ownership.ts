@@ -23,14 +23,38 @@ export class Ownership {
     private readonly live: ReadonlyMap<string, Connection>,
     private readonly store: MeshStore,
     private readonly cluster: Cluster,
+    /** Writes a live connection's registration and record to the store (InstanceMonitor.registerNow). */
+    private readonly registerPending: (connection: Connection) => Promise<void>,
   ) {}
 
   /** The owning instance; `NOT_FOUND` for a connection no instance holds. */
   async ownerOf(connectionId: string): Promise<string> {
     if (this.live.has(connectionId)) return this.instanceId
     const [owner] = await this.store.getConnectionInstances([connectionId])
-    if (owner === undefined) throw new MeshError(ErrorCode.NOT_FOUND, `No connection "${connectionId}"`)
+    if (owner === undefined) throw notFound(connectionId)
     return owner
+  }
+
+  /**
+   * Makes a per-connection change: `attempt` writes it to the store only if the
+   * connection is still registered there (atomically), then the owner records it.
+   * `NOT_FOUND` if the connection is gone by then, so nothing outlives it, here or
+   * in the store. An open connection of this instance that the store does not know
+   * is one whose registration is pending (the store was away when it connected):
+   * the change goes into its record, and the record is written back with the
+   * registration now rather than at the monitor's next recovery.
+   */
+  async write(connectionId: string, owner: string, notice: Notice, attempt: () => Promise<boolean>): Promise<void> {
+    // `=== false`: a custom store written before writes were conditional resolves undefined.
+    if ((await attempt()) !== false) {
+      await this.record(owner, notice)
+      return
+    }
+    const local = this.live.get(connectionId)
+    if (!local || local.isClosed) throw notFound(connectionId)
+    this.apply(notice)
+    await this.registerPending(local)
+    if (local.isClosed) throw notFound(connectionId)
   }
 
   /** Tells the owner about a change already written to the store. */
@@ -58,4 +82,8 @@ export class Ownership {
         return
     }
   }
+}
+
+function notFound(connectionId: string): MeshError {
+  return new MeshError(ErrorCode.NOT_FOUND, `No connection "${connectionId}"`)
 }

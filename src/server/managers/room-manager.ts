@@ -8,13 +8,15 @@ export class RoomManager {
     private readonly ownership: Ownership,
   ) {}
 
-  /** Adds a connection (of any instance) to a room; `NOT_FOUND` if no instance holds it. */
+  /**
+   * Adds a connection (of any instance) to a room; `NOT_FOUND` if no instance holds
+   * it, also when it closes while this runs (it is then in no room).
+   */
   async addToRoom(room: string, connection: ConnectionRef): Promise<void> {
     requireRoom(room)
     const id = idOf(connection)
     const owner = await this.ownership.ownerOf(id)
-    await this.store.addToRoom(room, id)
-    await this.ownership.record(owner, ['room+', id, room])
+    await this.ownership.write(id, owner, ['room+', id, room], () => this.store.addToRoom(room, id))
   }
 
   async removeFromRoom(room: string, connection: ConnectionRef): Promise<void> {

@@ -89,10 +89,12 @@ export class MemoryStore implements MeshStore {
     await this.removeFromAllRooms(connectionId)
   }
 
-  async addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<void> {
+  async addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<boolean> {
+    if (!this.owners.has(connectionId)) return false
     setOf(this.userConnections, userId).add(connectionId)
     this.connectionUsers.set(connectionId, userId)
     if (trackOnline) this.usersOnline.add(userId)
+    return true
   }
 
   async getUserConnections(userIds: readonly string[]): Promise<string[][]> {
@@ -135,8 +137,10 @@ export class MemoryStore implements MeshStore {
     return [...(this.byInstance.get(instanceId) ?? [])]
   }
 
-  async setMetadata(connectionId: string, metadata: string): Promise<void> {
+  async setMetadata(connectionId: string, metadata: string): Promise<boolean> {
+    if (!this.owners.has(connectionId)) return false
     this.metadata.set(connectionId, metadata)
+    return true
   }
 
   async getMetadata(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
@@ -147,9 +151,11 @@ export class MemoryStore implements MeshStore {
     return new Map(this.metadata)
   }
 
-  async addToRoom(room: string, connectionId: string): Promise<void> {
+  async addToRoom(room: string, connectionId: string): Promise<boolean> {
+    if (!this.owners.has(connectionId)) return false
     setOf(this.rooms, room).add(connectionId)
     setOf(this.roomsOf, connectionId).add(room)
+    return true
   }
 
   async removeFromRoom(room: string, connectionId: string): Promise<void> {

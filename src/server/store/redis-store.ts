@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Keys } from './keys.js'
+import { CONDITIONAL_WRITES } from './conditional-writes.js'
 import { redisCall } from './redis-client.js'
 import type { ChannelSnapshot, MeshStore } from './types.js'
 
@@ -97,6 +98,7 @@ export class RedisStore implements MeshStore {
   private readonly addConnectionScript: ScriptRunner
   private readonly removeConnectionScript: ScriptRunner
   private readonly leaveAllRoomsScript: ScriptRunner
+  private readonly conditionalWriteScripts: Record<'user' | 'metadata' | 'room', (numberOfKeys: number, ...args: string[]) => Promise<number>>
   private readonly queueForOfflineUserScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly writeChannelScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly reconnectListeners = new Set<() => void>()
@@ -115,6 +117,15 @@ export class RedisStore implements MeshStore {
     this.addConnectionScript = commands.meshAddConnection!.bind(redis)
     this.removeConnectionScript = commands.meshRemoveConnection!.bind(redis)
     this.leaveAllRoomsScript = commands.meshLeaveAllRooms!.bind(redis)
+    redis.defineCommand('meshAddUserConnection', { lua: CONDITIONAL_WRITES.addUserConnection })
+    redis.defineCommand('meshSetMetadata', { lua: CONDITIONAL_WRITES.setMetadata })
+    redis.defineCommand('meshAddToRoom', { lua: CONDITIONAL_WRITES.addToRoom })
+    const counting = commands as unknown as Record<string, (numberOfKeys: number, ...args: string[]) => Promise<number>>
+    this.conditionalWriteScripts = {
+      user: counting.meshAddUserConnection!.bind(redis),
+      metadata: counting.meshSetMetadata!.bind(redis),
+      room: counting.meshAddToRoom!.bind(redis),
+    }
     this.queueForOfflineUserScript = (commands.meshQueueForOfflineUser as unknown as RedisStore['queueForOfflineUserScript']).bind(redis)
     this.writeChannelScript = (commands.meshWriteChannel as unknown as RedisStore['writeChannelScript']).bind(redis)
     this.wasReady = redis.status === 'ready'
@@ -191,14 +202,11 @@ export class RedisStore implements MeshStore {
     return redisCall(() => this.redis.smembers(this.keys.instanceConnections(instanceId)))
   }
 
-  addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<void> {
+  addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<boolean> {
+    const k = this.keys
     return redisCall(async () => {
-      const batch = this.redis
-        .multi()
-        .sadd(this.keys.userConnections(userId), connectionId)
-        .hset(this.keys.connectionUsers, connectionId, userId)
-      if (trackOnline) batch.sadd(this.keys.usersOnline, userId)
-      await exec(batch)
+      const written = await this.conditionalWriteScripts.user(4, k.connections, k.userConnections(userId), k.connectionUsers, k.usersOnline, connectionId, userId, trackOnline ? '1' : '0')
+      return written === 1
     })
   }
 
@@ -242,10 +250,8 @@ export class RedisStore implements MeshStore {
     })
   }
 
-  setMetadata(connectionId: string, metadata: string): Promise<void> {
-    return redisCall(async () => {
-      await this.redis.hset(this.keys.metadata, connectionId, metadata)
-    })
+  setMetadata(connectionId: string, metadata: string): Promise<boolean> {
+    return redisCall(async () => (await this.conditionalWriteScripts.metadata(2, this.keys.connections, this.keys.metadata, connectionId, metadata)) === 1)
   }
 
   getMetadata(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
@@ -257,10 +263,9 @@ export class RedisStore implements MeshStore {
     return redisCall(async () => new Map(Object.entries(await this.redis.hgetall(this.keys.metadata))))
   }
 
-  addToRoom(room: string, connectionId: string): Promise<void> {
-    return redisCall(async () => {
-      await exec(this.redis.multi().sadd(this.keys.room(room), connectionId).sadd(this.keys.connectionRooms(connectionId), room))
-    })
+  addToRoom(room: string, connectionId: string): Promise<boolean> {
+    const k = this.keys
+    return redisCall(async () => (await this.conditionalWriteScripts.room(3, k.connections, k.room(room), k.connectionRooms(connectionId), connectionId, room)) === 1)
   }
 
   removeFromRoom(room: string, connectionId: string): Promise<void> {

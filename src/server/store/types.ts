@@ -28,9 +28,12 @@ export interface MeshStore {
 
   /**
    * Records that a connection belongs to a user. With `trackOnline`, the user is
-   * also listed among the online users until its last connection goes.
+   * also listed among the online users until its last connection goes. Like every
+   * per-connection write, it writes only if the connection is registered (has an
+   * owner), checked atomically with the write, and resolves whether it wrote: a
+   * write that arrives after `removeConnection` leaves nothing behind.
    */
-  addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<void>
+  addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<boolean>
   /** Connection ids of each user, in the order given. */
   getUserConnections(userIds: readonly string[]): Promise<string[][]>
   /** Users listed as online. */
@@ -46,14 +49,15 @@ export interface MeshStore {
   /** Forgets kept messages the client acknowledged. */
   deletePendingMessages(userId: string, ids: readonly string[]): Promise<void>
 
-  /** Stores a connection's encoded metadata, replacing what was there. */
-  setMetadata(connectionId: string, metadata: string): Promise<void>
+  /** Stores a registered connection's encoded metadata, replacing what was there; false (nothing written) for an unregistered one. */
+  setMetadata(connectionId: string, metadata: string): Promise<boolean>
   /** Encoded metadata of each connection, `undefined` where none, in the order given. */
   getMetadata(connectionIds: readonly string[]): Promise<Array<string | undefined>>
   /** Every connection's encoded metadata, by connection id. */
   getAllMetadata(): Promise<Map<string, string>>
 
-  addToRoom(room: string, connectionId: string): Promise<void>
+  /** Adds a registered connection to a room; false (nothing written) for an unregistered one. */
+  addToRoom(room: string, connectionId: string): Promise<boolean>
   removeFromRoom(room: string, connectionId: string): Promise<void>
   /** Removes a connection from every room; resolves with the rooms it left. */
   removeFromAllRooms(connectionId: string): Promise<string[]>
