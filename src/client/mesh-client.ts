@@ -3,36 +3,15 @@ import { Emitter } from '../shared/emitter.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode, FrameType, PROTOCOL_VERSION, RESERVED_EVENTS, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from './backoff.js'
+import type { ClientEvents, ClientState } from './client-events.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
 import { PingWatchdog } from './ping-watchdog.js'
+import { Reauthentication } from './reauthentication.js'
 import { RedeliveredMessages } from './redelivered-messages.js'
 import { RequestTracker } from './request-tracker.js'
-import { Subscriptions, type ChannelCallback, type RecoveryEvent, type SubscribeOptions, type SubscribeResult } from './subscriptions.js'
+import { RetryScope } from './retry-scope.js'
+import { Subscriptions, type ChannelCallback, type SubscribeOptions, type SubscribeResult } from './subscriptions.js'
 import { Transport, defaultWebSocket } from './transport.js'
-
-/** `idle` before `connect()`; `closed` after `close()` or when reconnecting gave up. */
-export type ClientState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'
-
-export interface ClientEvents {
-  /** A connection is established (first time and after each reconnect). */
-  connect: { id: string }
-  /** An established connection dropped. */
-  disconnect: { code: number; reason: string }
-  /** A reconnect succeeded after `attempt` attempts. */
-  reconnect: { attempt: number }
-  /** Reconnecting gave up after `maxReconnectAttempts`. */
-  reconnectfailed: { attempts: number }
-  /** The client is closed for good (explicitly, or after `reconnectfailed`). */
-  close: undefined
-  /** The server pinged. */
-  ping: undefined
-  /** The round trip the server measured, in milliseconds. */
-  latency: number
-  /** An error not tied to a command, such as the server rejecting a malformed frame. */
-  error: MeshError
-  /** A channel was resumed after a reconnect (or a gap was seen); `complete: false` means messages may be missing. */
-  recovery: RecoveryEvent
-}
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
 const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_FAILED, CloseCode.AUTH_TIMEOUT])
@@ -51,10 +30,12 @@ export class MeshClient {
   private readonly serverEvents = new Emitter()
   private readonly requests = new RequestTracker()
   private readonly watchdog: PingWatchdog
-  private readonly subscriptions = new Subscriptions(
-    (name, payload) => this.command(name, payload),
-    (event) => this.lifecycle.emit('recovery', event),
-  )
+  private readonly subscriptions = new Subscriptions((name, payload) => this.command(name, payload), {
+    recovery: (event) => this.lifecycle.emit('recovery', event),
+    rejoin: (event) => this.lifecycle.emit('rejoin', event),
+  })
+  /** The retries of the current socket; ended when it closes, so none outlives it. */
+  private scope: RetryScope | undefined
   private currentState: ClientState = 'idle'
   private transport: Transport | undefined
   private connectionId: string | undefined
@@ -63,9 +44,11 @@ export class MeshClient {
   private connecting: Promise<void> | undefined
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
   private wakeReconnect: (() => void) | undefined
-  /** The credentials of the last successful `authenticate()`, replayed after every reconnect. */
-  private credentials: { value: unknown } | undefined
-  private authenticatedUser: unknown
+  /** The credentials of the last successful `authenticate()`, presented again after every reconnect. */
+  private readonly reauthentication = new Reauthentication(
+    (event) => this.lifecycle.emit('reauthenticate', event),
+    (error) => this.lifecycle.emit('error', error),
+  )
   private readonly redelivered = new RedeliveredMessages(
     // Unacknowledged messages are simply sent again after the next authentication.
     (ids) => void this.command(BuiltinCommand.ACK, { ids }).catch(() => {}),
@@ -147,14 +130,33 @@ export class MeshClient {
     if (this.currentState === 'idle' || this.currentState === 'closed') {
       return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.currentState}`))
     }
+    return this.request(name, payload, timeout, false) as Promise<R>
+  }
+
+  /**
+   * Queues a request (behind earlier ones and the server's in-flight limit) and sends
+   * what may go; an `urgent` one (re-authentication) goes out at once, ahead of all.
+   */
+  private request(name: string, payload: unknown, timeout: number, bound: boolean, urgent = false): Promise<unknown> {
     let request: ReturnType<RequestTracker['create']>
     try {
-      request = this.requests.create(timeout, (id) => encodeFrame(this.codec, [FrameType.REQUEST, id, name, payload]))
+      request = this.requests.create(timeout, (id) => encodeFrame(this.codec, [FrameType.REQUEST, id, name, payload]), bound)
     } catch (error) {
       return Promise.reject(error)
     }
-    if (this.currentState === 'open' && !this.resuming) this.sendRequest(request.id, request.frame)
-    return request.reply as Promise<R>
+    if (urgent) this.sendRequest(request.id, request.frame)
+    else if (this.currentState === 'open' && !this.resuming) this.flushUnsent()
+    return request.reply
+  }
+
+  /** Commands for one socket only: they fail once it is gone, so a retry never leaks onto the next socket. */
+  private commandOn(scope: RetryScope, urgent = false): (name: string, payload: unknown) => Promise<unknown> {
+    return (name, payload) => {
+      if (scope !== this.scope || !scope.active) {
+        return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The socket of this request is gone'))
+      }
+      return this.request(name, payload, this.options.commandTimeout, true, urgent)
+    }
   }
 
   /**
@@ -191,14 +193,13 @@ export class MeshClient {
    */
   async authenticate<U = unknown>(credentials: unknown): Promise<U> {
     const user = await this.command<U>(BuiltinCommand.AUTHENTICATE, credentials)
-    this.credentials = { value: credentials }
-    this.authenticatedUser = user
+    this.reauthentication.remember(credentials, user)
     return user
   }
 
   /** The user object of the last successful `authenticate()`. */
   get user(): unknown {
-    return this.authenticatedUser
+    return this.reauthentication.user
   }
 
   /** Listens to a lifecycle event or an event the server sends; returns the function that stops listening. */
@@ -219,6 +220,7 @@ export class MeshClient {
     const previous = this.currentState
     this.setState('closed')
     if (previous === 'idle' || previous === 'closed') return
+    this.scope?.end()
     clearTimeout(this.reconnectTimer)
     this.wakeReconnect?.()
     const transport = this.transport
@@ -295,6 +297,10 @@ export class MeshClient {
     this.transport = transport
     this.connectionId = id
     this.serverMaxPayload = typeof options.maxPayload === 'number' ? options.maxPayload : Infinity
+    // A server that announces no limit (an older one, or none set) gets no pacing.
+    this.requests.limit = isPositive(options.maxPendingRequests) ? options.maxPendingRequests : Infinity
+    this.scope?.end()
+    this.scope = new RetryScope(this.options.reconnectInterval, this.options.maxReconnectInterval)
     this.watchdog.start(typeof options.pingInterval === 'number' ? options.pingInterval : 0)
     this.setState('open')
     if (!this.resuming) this.flushUnsent()
@@ -309,11 +315,13 @@ export class MeshClient {
     switch (frame[0]) {
       case FrameType.RESPONSE:
         this.requests.resolve(frame[1], frame[2])
+        this.onSlotFreed()
         return
       case FrameType.ERROR: {
         const error = new MeshError(frame[2], frame[3], { data: frame[4] })
         if (frame[1] === 0) this.lifecycle.emit('error', error)
         else this.requests.reject(frame[1], error)
+        this.onSlotFreed()
         return
       }
       case FrameType.EVENT:
@@ -337,43 +345,46 @@ export class MeshClient {
     }
   }
 
+  /** A reply freed a slot of the server's in-flight limit: the next queued request may go. */
+  private onSlotFreed(): void {
+    if (this.requests.hasQueued && this.currentState === 'open' && !this.resuming) this.flushUnsent()
+  }
+
   private flushUnsent(): void {
-    for (const [requestId, frame] of this.requests.unsent()) this.sendRequest(requestId, frame)
+    for (const [requestId, frame] of this.requests.sendable()) if (!this.sendRequest(requestId, frame)) return
   }
 
   /**
    * After a reconnect: authenticate again first (requests issued meanwhile wait, so
-   * none runs unauthenticated), then resume channels and rooms.
+   * none runs unauthenticated), then resume channels and rooms. All of it is retried
+   * on transient failures within the socket's scope; a drop ends the scope, and the
+   * next socket's session starts over.
    */
-  private async resumeSession(): Promise<void> {
-    if (this.credentials) {
-      const request = this.requests.create(this.options.commandTimeout, (id) =>
-        encodeFrame(this.codec, [FrameType.REQUEST, id, BuiltinCommand.AUTHENTICATE, this.credentials!.value]),
-      )
-      this.sendRequest(request.id, request.frame)
-      try {
-        this.authenticatedUser = await request.reply
-      } catch (error) {
-        this.lifecycle.emit('error', toMeshError(error))
-      }
-    }
+  private async resumeSession(scope: RetryScope): Promise<void> {
+    await this.reauthentication.run(scope, this.commandOn(scope, true))
+    if (scope !== this.scope || !scope.active) return
     this.resuming = false
     this.flushUnsent()
-    await this.subscriptions.replay()
+    await this.subscriptions.replay(scope, this.commandOn(scope))
   }
 
-  private sendRequest(id: number, frame: WireData): void {
+  /** Writes a request; false when the socket could not take it (it stays queued). */
+  private sendRequest(id: number, frame: WireData): boolean {
     if (exceeds(frame, this.serverMaxPayload)) {
-      this.requests.reject(
+      this.requests.fail(
         id,
         new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.serverMaxPayload} bytes`),
       )
-      return
+      return true
     }
-    if (this.transport?.send(frame)) this.requests.markSent(id)
+    if (!this.transport?.send(frame)) return false
+    this.requests.markSent(id)
+    return true
   }
 
   private onSocketGone(code: number, reason: string): void {
+    // First, so that retries failing below see their scope ended and stop.
+    this.scope?.end()
     this.watchdog.stop()
     this.transport = undefined
     this.connectionId = undefined
@@ -398,11 +409,11 @@ export class MeshClient {
       this.wakeReconnect = undefined
       if (this.currentState !== 'reconnecting') return
       this.urlIndex = (this.urlIndex + 1) % this.urls.length
-      this.resuming = this.credentials !== undefined
+      this.resuming = this.reauthentication.wanted
       try {
         await this.openSocket()
         this.lifecycle.emit('reconnect', { attempt })
-        this.resumeSession().catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
+        this.resumeSession(this.scope!).catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
         return
       } catch (error) {
         if (this.currentState !== 'reconnecting') return
@@ -416,6 +427,7 @@ export class MeshClient {
 
   /** The end of the client: everything still waiting is rejected, `close` is emitted once. */
   private finish(): void {
+    this.scope?.end()
     this.watchdog.stop()
     clearTimeout(this.reconnectTimer)
     this.transport = undefined
@@ -426,6 +438,10 @@ export class MeshClient {
     this.finished = true
     this.lifecycle.emit('close')
   }
+}
+
+function isPositive(value: unknown): value is number {
+  return typeof value === 'number' && value > 0
 }
 
 function exceeds(frame: WireData, limit: number): boolean {

@@ -1,4 +1,6 @@
+import { ErrorCode, MeshError } from '../shared/errors.js'
 import { BuiltinCommand } from '../shared/protocol.js'
+import type { RetryScope } from './retry-scope.js'
 
 export type ChannelCallback<T = unknown> = (message: T) => void
 
@@ -20,8 +22,32 @@ export interface RecoveryEvent {
   complete: boolean
   /** Messages replayed through the callback. */
   missed: number
-  /** False when the server refused the subscription on reconnect (a guard now denies); it is dropped. */
+  /**
+   * False when the subscription is not live: with `retrying: true` its resume failed
+   * for now and is being retried (another `recovery` follows); otherwise the server
+   * refused it (a guard now denies, or `error` says why) and it is dropped.
+   */
   subscribed: boolean
+  /** Present (true) while a failed resume is being retried. */
+  retrying?: true
+  /** Why the subscription is not live (`FORBIDDEN` when the server answered `success: false`). */
+  error?: MeshError
+}
+
+/** How a room the client joined itself fared after a reconnect. */
+export interface RejoinEvent {
+  room: string
+  /** True once rejoined. False while retrying (`retrying: true`) or when refused: the room is then dropped. */
+  joined: boolean
+  /** Present (true) while a failed rejoin is being retried. */
+  retrying?: true
+  /** Why the room is not joined (`FORBIDDEN` when the server answered `false`). */
+  error?: MeshError
+}
+
+export interface SubscriptionEvents {
+  recovery(event: RecoveryEvent): void
+  rejoin(event: RejoinEvent): void
 }
 
 interface Wanted {
@@ -44,6 +70,8 @@ type Command = (name: string, payload: unknown) => Promise<unknown>
  * The channels and rooms the application wants, kept across reconnects. After a
  * reconnect, `replay()` subscribes again from the last offset seen and rejoins
  * rooms; messages missed meanwhile go through the callback once, in order.
+ * Transient failures are retried within the socket's `RetryScope`; a wanted
+ * channel or room is only ever dropped with an event saying so.
  */
 export class Subscriptions {
   private readonly channels = new Map<string, Wanted>()
@@ -51,7 +79,7 @@ export class Subscriptions {
 
   constructor(
     private readonly command: Command,
-    private readonly onRecovery: (event: RecoveryEvent) => void,
+    private readonly events: SubscriptionEvents,
   ) {}
 
   async subscribe<T>(channel: string, callback: ChannelCallback<T>, options: SubscribeOptions = {}): Promise<SubscribeResult<T>> {
@@ -103,36 +131,63 @@ export class Subscriptions {
     else this.deliver(channel, wanted, offset, message)
   }
 
-  /** After a reconnect: subscribe again from where each channel left off, then rejoin rooms. */
-  async replay(): Promise<void> {
-    await Promise.all([...this.channels].map(([channel, wanted]) => this.resume(channel, wanted)))
-    await Promise.all(
-      [...this.rooms].map(async (room) => {
-        if ((await this.command(BuiltinCommand.JOIN_ROOM, { room })) !== true) this.rooms.delete(room)
-      }),
-    )
+  /**
+   * After a reconnect: subscribe again from where each channel left off, and rejoin
+   * rooms, each retried on transient failures until it succeeds, is refused, or the
+   * scope (the socket) ends. `command` fails at once once that socket is gone.
+   */
+  async replay(scope: RetryScope, command: Command): Promise<void> {
+    await Promise.all([
+      ...[...this.channels].map(([channel, wanted]) => this.resume(scope, command, channel, wanted)),
+      ...[...this.rooms].map((room) => this.rejoin(scope, command, room)),
+    ])
   }
 
-  private async resume(channel: string, wanted: Wanted): Promise<void> {
+  private async resume(scope: RetryScope, command: Command, channel: string, wanted: Wanted): Promise<void> {
     if (!wanted.started) return
+    // Live messages wait here until the reply says where the missed ones end; kept across retries and sockets.
     wanted.buffered ??= []
-    let reply: SubscribeReply
-    try {
-      reply = (await this.command(BuiltinCommand.SUBSCRIBE, { channel, since: wanted.lastOffset })) as SubscribeReply
-    } catch {
-      // Not resumed on this socket (it dropped again, or the server could not): the next reconnect tries again.
-      return
-    }
-    if (this.channels.get(channel) !== wanted) return
-    if (!reply.success) {
+    const current = (): boolean => this.channels.get(channel) === wanted
+    const outcome = await scope.retry(
+      // Each attempt asks from the last offset delivered, which is where the next socket would start too.
+      async () => (await command(BuiltinCommand.SUBSCRIBE, { channel, since: wanted.lastOffset })) as SubscribeReply,
+      {
+        wanted: current,
+        onRetry: (error, attempt) => {
+          if (attempt === 1) this.events.recovery({ channel, complete: false, missed: 0, subscribed: false, retrying: true, error })
+        },
+      },
+    )
+    // Abandoned: the socket dropped (the next one resumes from the same offset) or the app let go.
+    if (outcome.status === 'abandoned' || !current()) return
+    if (outcome.status === 'refused' || !outcome.value.success) {
       this.forget(channel, wanted)
-      this.onRecovery({ channel, complete: false, missed: 0, subscribed: false })
+      const error = outcome.status === 'refused' ? outcome.error : new MeshError(ErrorCode.FORBIDDEN, `The server refused to resume "${channel}"`)
+      this.events.recovery({ channel, complete: false, missed: 0, subscribed: false, error })
       return
     }
+    const reply = outcome.value
     const missed = reply.missed ?? []
     for (const message of missed) wanted.callback(message)
     this.start(channel, wanted, reply.offset)
-    this.onRecovery({ channel, complete: reply.complete === true, missed: missed.length, subscribed: true })
+    this.events.recovery({ channel, complete: reply.complete === true, missed: missed.length, subscribed: true })
+  }
+
+  private async rejoin(scope: RetryScope, command: Command, room: string): Promise<void> {
+    const outcome = await scope.retry(async () => (await command(BuiltinCommand.JOIN_ROOM, { room })) === true, {
+      wanted: () => this.rooms.has(room),
+      onRetry: (error, attempt) => {
+        if (attempt === 1) this.events.rejoin({ room, joined: false, retrying: true, error })
+      },
+    })
+    if (outcome.status === 'abandoned' || !this.rooms.has(room)) return
+    if (outcome.status === 'done' && outcome.value) {
+      this.events.rejoin({ room, joined: true })
+      return
+    }
+    this.rooms.delete(room)
+    const error = outcome.status === 'refused' ? outcome.error : new MeshError(ErrorCode.FORBIDDEN, `The server refused to rejoin "${room}"`)
+    this.events.rejoin({ room, joined: false, error })
   }
 
   /** From `offset` on, messages go to the callback: first those that waited for the reply. */
@@ -149,7 +204,7 @@ export class Subscriptions {
     // Offsets count up by one; a jump means messages were lost (the store restarted empty, say).
     const gap = wanted.lastOffset > 0 && offset > wanted.lastOffset + 1
     wanted.lastOffset = offset
-    if (gap) this.onRecovery({ channel, complete: false, missed: 0, subscribed: true })
+    if (gap) this.events.recovery({ channel, complete: false, missed: 0, subscribed: true })
     wanted.callback(message)
   }
 

@@ -338,7 +338,12 @@ export class MeshServer {
           this.logger.warn?.('could not record the connection\'s user', { connectionId: connection.id, error })
         })
         if (!connection.isOpen || this.closing) return
-        connection.hello({ maxPayload: this.options.maxPayload, pingInterval: this.pingGap })
+        connection.hello({
+          maxPayload: this.options.maxPayload,
+          pingInterval: this.pingGap,
+          // Lets the client hold excess requests itself instead of earning TOO_MANY_REQUESTS; JSON has no Infinity.
+          ...(Number.isFinite(this.options.maxPendingRequests) ? { maxPendingRequests: this.options.maxPendingRequests } : {}),
+        })
         this.live.set(connection.id, connection)
         ws.resume()
         announced = true

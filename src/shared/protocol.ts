@@ -13,7 +13,7 @@ export const Subprotocol = {
 export type CodecName = keyof typeof Subprotocol
 
 export const FrameType = {
-  /** server → client: `[0, version, connectionId, { maxPayload, pingInterval }]` */
+  /** server → client: `[0, version, connectionId, { maxPayload, pingInterval, maxPendingRequests? }]` */
   HELLO: 0,
   /** client → server: `[1, requestId, command, payload]` */
   REQUEST: 1,
@@ -60,6 +60,11 @@ export interface HelloOptions {
   maxPayload: number
   /** Longest gap between two pings from the server, in milliseconds. */
   pingInterval: number
+  /**
+   * Requests one connection may have in flight before the server answers
+   * `TOO_MANY_REQUESTS`; clients keep at most this many outstanding. Absent: no limit.
+   */
+  maxPendingRequests?: number
 }
 
 export type HelloFrame = [typeof FrameType.HELLO, number, string, HelloOptions]
@@ -89,6 +94,8 @@ export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   'latency',
   'error',
   'recovery',
+  'rejoin',
+  'reauthenticate',
 ])
 
 /** Built-in commands: the client library's side of channels and self-joined rooms. */

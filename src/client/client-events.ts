@@ -1,0 +1,34 @@
+import type { MeshError } from '../shared/errors.js'
+import type { ReauthenticateEvent } from './reauthentication.js'
+import type { RecoveryEvent, RejoinEvent } from './subscriptions.js'
+
+/** `idle` before `connect()`; `closed` after `close()` or when reconnecting gave up. */
+export type ClientState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+export interface ClientEvents {
+  /** A connection is established (first time and after each reconnect). */
+  connect: { id: string }
+  /** An established connection dropped. */
+  disconnect: { code: number; reason: string }
+  /** A reconnect succeeded after `attempt` attempts. */
+  reconnect: { attempt: number }
+  /** Reconnecting gave up after `maxReconnectAttempts`. */
+  reconnectfailed: { attempts: number }
+  /** The client is closed for good (explicitly, or after `reconnectfailed`). */
+  close: undefined
+  /** The server pinged. */
+  ping: undefined
+  /** The round trip the server measured, in milliseconds. */
+  latency: number
+  /** An error not tied to a command, such as the server rejecting a malformed frame. */
+  error: MeshError
+  /**
+   * A channel was resumed after a reconnect (or a gap was seen); `complete: false` means
+   * messages may be missing. `subscribed: false` with `retrying: true`: not live, being retried.
+   */
+  recovery: RecoveryEvent
+  /** A room joined with `joinRoom` after a reconnect: rejoined, being retried, or refused and dropped. */
+  rejoin: RejoinEvent
+  /** The automatic re-authentication after a reconnect: succeeded, being retried, or refused. */
+  reauthenticate: ReauthenticateEvent
+}
