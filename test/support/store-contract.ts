@@ -825,6 +825,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(await after(0, 3)).toEqual(['m12', 'm11', 'm10'])
         expect(await after(1, 100)).toHaveLength(10)
         expect(await after(offsets[8]!, -1)).toEqual(['m12', 'm11', 'm10'])
+        expect(await after(offsets[8]!, Infinity)).toEqual(['m12', 'm11', 'm10'])
         const snapshot = await store.readChannel('s', 100, { after: offsets[10]! })
         expect({ offset: snapshot.offset, entries: decoded(snapshot.entries).map(([offset]) => offset) }).toEqual({ offset: offsets[11], entries: [offsets[11]] })
         expect(snapshot.offset - snapshot.base).toBe(12)

@@ -333,10 +333,11 @@ export class RedisStore implements MeshStore {
 
   readChannel(channel: string, limit: number, range: ChannelRange = {}): Promise<ChannelSnapshot> {
     const k = this.keys
+    const count = Number.isFinite(limit) ? limit : -1 // Lua would not read "Infinity" as a number everywhere
     const after = range.after === undefined ? '' : String(range.after)
     const maxBytes = range.maxBytes === undefined || range.maxBytes === Infinity ? '' : String(range.maxBytes)
     return redisCall(async () => {
-      const [offset, base, ...entries] = await this.readChannelScript(3, k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), limit, after, maxBytes)
+      const [offset, base, ...entries] = await this.readChannelScript(3, k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), count, after, maxBytes)
       return { offset: Number(offset?.toString() ?? 0), base: Number(base?.toString() ?? 0), entries }
     })
   }
