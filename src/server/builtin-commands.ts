@@ -45,7 +45,7 @@ export function registerBuiltinCommands(
       const { channel, historyLimit, since } = ctx.payload ?? {}
       const name = String(channel ?? '')
       limits.requireName('channel', name)
-      // The channel manager lowers the limit to maxHistoryLimit; Infinity stays a number until then.
+      // Any size is taken here: the channel manager lowers it to maxHistoryLimit.
       const limit = typeof historyLimit === 'number' && historyLimit > 0 ? Math.floor(historyLimit) : 0
       const from = typeof since === 'number' && since >= 0 ? since : undefined
       return channels.subscribe(ctx.connection, name, limit, from)
