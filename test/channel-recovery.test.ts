@@ -2,7 +2,7 @@ import { describe, expect, inject, it, onTestFinished } from 'vitest'
 import type { RecoveryEvent } from 'meshkit/client'
 import { MemoryBus, MemoryStore, type MeshServer } from 'meshkit/server'
 import { Keys } from '../src/server/store/keys.js'
-import type { ChannelSnapshot } from '../src/server/store/types.js'
+import type { ChannelRange, ChannelSnapshot } from '../src/server/store/types.js'
 import { childInstance } from './support/child-instance.js'
 import { uniqueNamespace } from './support/cluster.js'
 import { connectClient, deferred, eventually, nextEvent, startServer } from './support/harness.js'
@@ -116,8 +116,8 @@ describe('channel recovery after reconnect', () => {
 class SlowSnapshotStore extends MemoryStore {
   readonly read = deferred()
   readonly release = deferred()
-  override async readChannel(channel: string, limit: number): Promise<ChannelSnapshot> {
-    const snapshot = await super.readChannel(channel, limit)
+  override async readChannel(channel: string, limit: number, range?: ChannelRange): Promise<ChannelSnapshot> {
+    const snapshot = await super.readChannel(channel, limit, range)
     this.read.resolve()
     await this.release.promise
     return snapshot
@@ -145,7 +145,9 @@ describe('the history/live boundary', () => {
 
   for (const backend of ['memory', 'redis'] as const) {
     it(`never loses or repeats a message when subscribing mid-stream (${backend})`, { timeout: 30_000 }, async () => {
-      const options = backend === 'redis' ? { redis: inject('redisUrl'), namespace: uniqueNamespace('boundary') } : {}
+      // The whole stream must fit in the history the subscription asks for.
+      const cap = { maxHistoryLimit: 10_000 }
+      const options = backend === 'redis' ? { ...cap, redis: inject('redisUrl'), namespace: uniqueNamespace('boundary') } : cap
       const writer = await startServer(options)
       const reader = backend === 'redis' ? await startServer(options) : writer
       reader.exposeChannel('stream')

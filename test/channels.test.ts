@@ -234,8 +234,8 @@ describe('channels on one instance', () => {
     })
     const memoryStore = new MemoryStore({ bus, keys })
     const store = Object.assign(Object.create(memoryStore) as MemoryStore, {
-      readChannel: async (channel: string, limit: number) => {
-        const snapshot = await memoryStore.readChannel(channel, limit)
+      readChannel: async (...args: Parameters<MemoryStore['readChannel']>) => {
+        const snapshot = await memoryStore.readChannel(...args)
         read.resolve()
         await readGate?.promise
         return snapshot

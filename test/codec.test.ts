@@ -35,6 +35,17 @@ describe('codecs', () => {
     expect([...encoded]).toEqual([0x93, 0x02, 0x01, 0xc0])
   })
 
+  it('msgpack decodes the timestamp extension as a Date and refuses a frame with an unknown extension type', () => {
+    const codec = codecByName('msgpack')
+    const request = [0x94, 0x01, 0x05, 0xa4, 0x65, 0x63, 0x68, 0x6f] // [1, 5, "echo", <payload>]
+    expect(codec.decode(new Uint8Array([...request, 0xd6, 0xff, 0, 0, 0, 1]))).toEqual([1, 5, 'echo', new Date(1_000)])
+    // Never a silent nil in place of the value: the whole frame is unreadable (and answered BAD_REQUEST).
+    for (const extension of [[0xd4, 0x05, 0x01], [0xc7, 0x03, 0x10, 1, 2, 3], [0x81, 0xa1, 0x61, 0xd5, 0x7f, 1, 2]]) {
+      expect(() => codec.decode(new Uint8Array([...request, ...extension]))).toThrow()
+      expect(tryDecode(codec, new Uint8Array([...request, ...extension]))).toBeUndefined()
+    }
+  })
+
   it('picks the codec from the subprotocol, msgpack when none', () => {
     expect(codecForSubprotocol('meshkit.json')?.name).toBe('json')
     expect(codecForSubprotocol('meshkit.msgpack')?.name).toBe('msgpack')

@@ -80,6 +80,9 @@ describe('malformed frames', () => {
     ['[99, 1]', () => pack([99, 1]), 0],
     ['[6]', () => pack([6]), 0],
     ['an empty binary frame', () => Buffer.alloc(0), 0],
+    // An unknown extension type in the payload refuses the whole frame (never a silent nil).
+    ['a payload holding extension type 5 (fixext 1)', () => Buffer.from([0x94, 0x01, 0x05, 0xa4, 0x65, 0x63, 0x68, 0x6f, 0xd4, 0x05, 0x01]), 0],
+    ['a payload map holding extension type 0x10 (ext 8)', () => Buffer.from([0x94, 0x01, 0x05, 0xa4, 0x65, 0x63, 0x68, 0x6f, 0x81, 0xa1, 0x61, 0xc7, 0x03, 0x10, 1, 2, 3]), 0],
   ]
   const jsonGarbage: Array<[string, string, number]> = [
     ['invalid JSON text', '{"not json', 0],

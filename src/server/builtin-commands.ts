@@ -1,6 +1,7 @@
 import { BuiltinCommand } from '../shared/protocol.js'
 import type { Authentication } from './authentication.js'
 import type { CommandRegistry } from './command-registry.js'
+import type { ConnectionLimits } from './connection-limits.js'
 import type { MeshContext } from './context.js'
 import type { Exposure } from './exposure.js'
 import type { ChannelManager } from './managers/channel-manager.js'
@@ -24,11 +25,12 @@ export interface BuiltinParts {
   roomExposure: Exposure
   authentication: Authentication
   redelivery: Redelivery
+  limits: ConnectionLimits
 }
 
 export function registerBuiltinCommands(
   registry: CommandRegistry,
-  { channels, rooms, roomExposure, authentication, redelivery }: BuiltinParts,
+  { channels, rooms, roomExposure, authentication, redelivery, limits }: BuiltinParts,
 ): void {
   registry.register(BuiltinCommand.AUTHENTICATE, (ctx) => authentication.authenticate(ctx.connection, ctx.payload), [], true)
   registry.register(
@@ -41,16 +43,23 @@ export function registerBuiltinCommands(
     BuiltinCommand.SUBSCRIBE,
     (ctx: MeshContext<SubscribePayload | undefined>) => {
       const { channel, historyLimit, since } = ctx.payload ?? {}
+      const name = String(channel ?? '')
+      limits.requireName('channel', name)
+      // Any size is taken here: the channel manager lowers it to maxHistoryLimit.
       const limit = typeof historyLimit === 'number' && historyLimit > 0 ? Math.floor(historyLimit) : 0
       const from = typeof since === 'number' && since >= 0 ? since : undefined
-      return channels.subscribe(ctx.connection, String(channel ?? ''), limit, from)
+      return channels.subscribe(ctx.connection, name, limit, from)
     },
     [],
     true,
   )
   registry.register(
     BuiltinCommand.UNSUBSCRIBE,
-    (ctx: MeshContext<{ channel?: unknown } | undefined>) => channels.unsubscribe(ctx.connection, String(ctx.payload?.channel ?? '')),
+    (ctx: MeshContext<{ channel?: unknown } | undefined>) => {
+      const name = String(ctx.payload?.channel ?? '')
+      // A name too long to subscribe to cannot be subscribed.
+      return limits.fits(name) && channels.unsubscribe(ctx.connection, name)
+    },
     [],
     true,
   )
@@ -58,9 +67,13 @@ export function registerBuiltinCommands(
     BuiltinCommand.JOIN_ROOM,
     async (ctx: MeshContext<{ room?: unknown } | undefined>) => {
       const room = String(ctx.payload?.room ?? '')
-      if (room.length === 0 || !(await roomExposure.allows(ctx.connection, room))) return false
-      await rooms.addToRoom(room, ctx.connection)
-      return true
+      if (room.length === 0) return false
+      limits.requireName('room', room)
+      return limits.join(ctx.connection, room, async () => {
+        if (!(await roomExposure.allows(ctx.connection, room))) return false
+        await rooms.addToRoom(room, ctx.connection)
+        return true
+      })
     },
     [],
     true,
@@ -70,7 +83,7 @@ export function registerBuiltinCommands(
     async (ctx: MeshContext<{ room?: unknown } | undefined>) => {
       const room = String(ctx.payload?.room ?? '')
       // Only rooms clients may join can be left by clients; a guard that would now refuse does not keep anyone in.
-      if (room.length === 0 || !roomExposure.matches(room)) return false
+      if (room.length === 0 || !limits.fits(room) || !roomExposure.matches(room)) return false
       const member = await rooms.isInRoom(room, ctx.connection)
       if (member) await rooms.removeFromRoom(room, ctx.connection)
       return member

@@ -8,6 +8,7 @@ import { ErrorCode, MeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol.js'
 import { CommandRegistry } from './command-registry.js'
 import { Connection } from './connection.js'
+import { ConnectionLimits } from './connection-limits.js'
 import type { CommandHandler, Middleware } from './context.js'
 import { Heartbeat } from './heartbeat.js'
 import { answerPlainHttp, listening, pathOf, pickSubprotocol, refuseUpgrade } from './http-endpoint.js'
@@ -92,9 +93,9 @@ export class MeshServer {
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
     this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, this.logger)
-    this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger)
+    this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name))
-    registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery })
+    registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options) })
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.wss = new WebSocketServer({
       noServer: true,

@@ -28,6 +28,35 @@ export interface MeshServerOptions {
   maxBufferedBytes?: number
   /** Requests one connection may have in flight; more are refused with `TOO_MANY_REQUESTS`. @default 256 */
   maxPendingRequests?: number
+  /**
+   * Most channel messages one subscribe reply carries: a larger `historyLimit` is
+   * lowered to this, and a resume that missed more gets the newest this many with
+   * `complete: false`. @default 1000
+   */
+  maxHistoryLimit?: number
+  /**
+   * Most message bytes (as stored: msgpack) the `history` or `missed` of one
+   * subscribe reply holds: the newest messages that fit; a resume that could not
+   * get them all gets `complete: false`. @default 1048576 (1 MiB)
+   */
+  maxHistoryBytes?: number
+  /**
+   * Channel history reads (subscribes and resumes) this instance runs at once;
+   * more wait their turn, so that a wave of resumes cannot crowd out the
+   * instance's other store calls. One that waits longer than `redisTimeout` fails
+   * with `UNAVAILABLE`. @default 16
+   */
+  maxConcurrentHistoryReads?: number
+  /** Channels one connection may be subscribed to; one more gets `LIMIT_EXCEEDED`. @default 1000 */
+  maxChannelsPerConnection?: number
+  /**
+   * Rooms a connection may be in when it asks to join another (`mesh/join-room`);
+   * one more gets `LIMIT_EXCEEDED`. Rooms the server adds it to count, but
+   * `server.addToRoom` itself is never refused. @default 1000
+   */
+  maxRoomsPerConnection?: number
+  /** Longest room or channel name a client may use, in UTF-8 bytes; a longer one gets `LIMIT_EXCEEDED`. @default 255 */
+  maxNameLength?: number
   /** Milliseconds `close()` waits for sockets to finish their close handshake before cutting them. @default 2000 */
   closeTimeout?: number
   /** Compress messages (costly in CPU and memory per connection). @default false */
@@ -75,6 +104,12 @@ export const serverDefaults = {
   maxBufferedBytes: 8 * 1024 * 1024,
   maxPendingRequests: 256,
   closeTimeout: 2_000,
+  maxHistoryLimit: 1_000,
+  maxHistoryBytes: 1024 * 1024,
+  maxConcurrentHistoryReads: 16,
+  maxChannelsPerConnection: 1_000,
+  maxRoomsPerConnection: 1_000,
+  maxNameLength: 255,
   perMessageDeflate: false,
   namespace: 'meshkit',
   instanceTtl: 20_000,
@@ -88,6 +123,10 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   const numeric = ['pingInterval', 'latencyInterval', 'maxPayload', 'maxBufferedBytes', 'maxPendingRequests', 'instanceTtl', 'redisTimeout'] as const
   for (const key of numeric) {
     requirePositive(key, resolved[key])
+  }
+  const counts = ['maxHistoryLimit', 'maxHistoryBytes', 'maxConcurrentHistoryReads', 'maxChannelsPerConnection', 'maxRoomsPerConnection', 'maxNameLength'] as const
+  for (const key of counts) {
+    if (!Number.isSafeInteger(resolved[key]) || resolved[key] < 1) throw new RangeError(`${key} must be an integer, 1 or more, got ${String(resolved[key])}`)
   }
   requireNonNegative('maxMissedPongs', resolved.maxMissedPongs)
   requireNonNegative('closeTimeout', resolved.closeTimeout)

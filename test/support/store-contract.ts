@@ -857,6 +857,58 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(await store.readChannel('x:', -1)).toEqual({ offset: 0, base: 0, entries: [] })
       })
 
+      it('reads only the entries after an offset, newest first, capped by the limit', async () => {
+        const store = await open()
+        const offsets: number[] = []
+        for (let n = 1; n <= 12; n++) offsets.push(await store.writeChannel('s', bytes(`m${n}`), 10)) // m3..m12 kept
+        const after = async (since: number, limit: number): Promise<string[]> => text((await store.readChannel('s', limit, { after: since })).entries)
+        expect(await after(offsets[8]!, 100)).toEqual(['m12', 'm11', 'm10'])
+        expect(await after(offsets[8]!, 2)).toEqual(['m12', 'm11'])
+        expect(await after(offsets[11]!, 100)).toEqual([])
+        expect(await after(offsets[11]! + 5, 100)).toEqual([]) // ahead of the channel
+        expect(await after(offsets[0]!, 100)).toEqual(['m12', 'm11', 'm10', 'm9', 'm8', 'm7', 'm6', 'm5', 'm4', 'm3']) // m2 is gone
+        expect(await after(offsets[0]!, 4)).toEqual(['m12', 'm11', 'm10', 'm9'])
+        // 0 and offsets below the base read from the channel's first message.
+        expect(await after(0, 3)).toEqual(['m12', 'm11', 'm10'])
+        expect(await after(1, 100)).toHaveLength(10)
+        expect(await after(offsets[8]!, -1)).toEqual(['m12', 'm11', 'm10'])
+        expect(await after(offsets[8]!, Infinity)).toEqual(['m12', 'm11', 'm10'])
+        const snapshot = await store.readChannel('s', 100, { after: offsets[10]! })
+        expect({ offset: snapshot.offset, entries: decoded(snapshot.entries).map(([offset]) => offset) }).toEqual({ offset: offsets[11], entries: [offsets[11]] })
+        expect(snapshot.offset - snapshot.base).toBe(12)
+        expect(await store.readChannel('never', 10, { after: 5 })).toEqual({ offset: 0, base: 0, entries: [] })
+      })
+
+      it('reads after an offset by position, whatever the history holds before it', async () => {
+        const store = await open()
+        await store.writeChannel('p', bytes('old'), 0) // cleared history, offsets go on
+        const kept: number[] = []
+        for (let n = 1; n <= 300; n++) kept.push(await store.writeChannel('p', bytes(`m${n}`), 1_000))
+        const tail = await store.readChannel('p', 1_000, { after: kept[296]! })
+        expect(text(tail.entries)).toEqual(['m300', 'm299', 'm298'])
+        // More than one chunk of a chunked read, and the exact start of history.
+        const all = await store.readChannel('p', 1_000, { after: kept[0]! - 1 })
+        expect(decoded(all.entries).map(([offset]) => offset)).toEqual([...kept].reverse())
+      })
+
+      it('keeps a read within a byte budget: the newest messages that fit, stopping at the first that does not', async () => {
+        const store = await open()
+        const sizes = [10, 30, 20, 5, 40] // oldest to newest
+        const offsets: number[] = []
+        for (const [index, size] of sizes.entries()) offsets.push(await store.writeChannel('b', new Uint8Array(size).fill(0x61 + index), 10))
+        const lengths = async (limit: number, range: { after?: number; maxBytes?: number }): Promise<number[]> =>
+          decoded((await store.readChannel('b', limit, range)).entries).map(([, message]) => message.length)
+        expect(await lengths(10, { maxBytes: 65 })).toEqual([40, 5, 20]) // the offset prefixes do not count
+        expect(await lengths(10, { maxBytes: 64 })).toEqual([40, 5])
+        expect(await lengths(10, { maxBytes: 45 })).toEqual([40, 5])
+        expect(await lengths(10, { maxBytes: 39 })).toEqual([]) // the newest alone is too big: nothing, not an older one
+        expect(await lengths(-1, { maxBytes: 1_000 })).toEqual([40, 5, 20, 30, 10])
+        expect(await lengths(10, { after: offsets[1]!, maxBytes: 60 })).toEqual([40, 5])
+        expect(await lengths(2, { after: offsets[0]!, maxBytes: 1_000 })).toEqual([40, 5])
+        const empty = await store.writeChannel('b', new Uint8Array(0), 10)
+        expect(decoded((await store.readChannel('b', 10, { maxBytes: 0 })).entries)).toEqual([[empty, []]])
+      })
+
       it('keeps every byte of a message, colons and all', async () => {
         const store = await open()
         const messages = [

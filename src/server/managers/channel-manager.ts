@@ -2,18 +2,30 @@ import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { msgpackCodec } from '../../shared/msgpack-codec.js'
 import { FrameType } from '../../shared/protocol.js'
 import type { Connection } from '../connection.js'
+import { limitExceeded } from '../connection-limits.js'
 import { Exposure, type Guard } from '../exposure.js'
 import { FrameCache } from '../frame-cache.js'
 import type { Logger } from '../logger.js'
 import { decodeChannelEntry } from '../store/channel-entry.js'
 import type { Keys } from '../store/keys.js'
 import type { BusHandler, MeshBus, MeshStore } from '../store/types.js'
+import { ConcurrencyLimit } from './concurrency-limit.js'
 
 /** What `mesh/subscribe` answers. A fresh subscription gets history; a recovery gets what it missed. */
 export type SubscribeReply =
   | { success: false }
   | { success: true; offset: number; history: unknown[] }
   | { success: true; offset: number; missed: unknown[]; complete: boolean }
+
+/** The bounds a ChannelManager keeps: the server options of the same names. */
+export interface ChannelLimits {
+  maxHistoryLimit: number
+  maxHistoryBytes: number
+  maxConcurrentHistoryReads: number
+  maxChannelsPerConnection: number
+  /** How long a history read may wait for its turn. */
+  redisTimeout: number
+}
 
 interface Subscriber {
   /** Live messages wait here until the snapshot that marks the subscription's start is read. */
@@ -45,13 +57,18 @@ export class ChannelManager {
    * then ends without subscribing.
    */
   private readonly attempts = new WeakMap<Connection, Map<string, symbol>>()
+  /** History reads in flight: each is bounded, and so is how many run at once. */
+  private readonly historyReads: ConcurrencyLimit
 
   constructor(
     private readonly store: MeshStore,
     private readonly bus: MeshBus,
     private readonly keys: Keys,
     private readonly logger: Logger,
-  ) {}
+    private readonly limits: ChannelLimits,
+  ) {
+    this.historyReads = new ConcurrencyLimit(limits.maxConcurrentHistoryReads, limits.redisTimeout)
+  }
 
   expose(pattern: string | RegExp, guard?: Guard): void {
     this.exposure.add(pattern, guard)
@@ -72,8 +89,10 @@ export class ChannelManager {
 
   /**
    * Subscribes a connection. Without `since`: the newest `historyLimit` messages,
-   * newest first. With `since` (the last offset the client saw): every retained
-   * message after it, oldest first, and whether that is all that was published.
+   * newest first. With `since` (the last offset the client saw): the retained
+   * messages after it, oldest first, and whether that is all that was published.
+   * Either way at most `maxHistoryLimit` messages and `maxHistoryBytes`, the
+   * newest that fit, read at a cost of what is returned.
    */
   async subscribe(connection: Connection, channel: string, historyLimit: number, since?: number): Promise<SubscribeReply> {
     if (typeof channel !== 'string' || channel.length === 0) return { success: false }
@@ -85,14 +104,20 @@ export class ChannelManager {
     // A refused subscribe also ends an earlier subscription: the client dropped it when it asked again.
     this.remove(connection, channel)
     if (!allowed || !connection.isOpen) return { success: false }
+    const max = this.limits.maxChannelsPerConnection
+    if (connection.channels.size >= max) throw limitExceeded('maxChannelsPerConnection', max, `A connection may subscribe to at most ${max} channels`)
     const local = this.channels.get(channel) ?? this.open(channel)
     const subscriber: Subscriber = { buffered: [] }
     local.subscribers.set(connection, subscriber)
     connection.channels.add(channel)
     try {
       await local.subscribed
-      const snapshot = await this.store.readChannel(channel, since === undefined ? historyLimit : -1)
-      if (local.subscribers.get(connection) !== subscriber) return { success: false }
+      const current = (): boolean => local.subscribers.get(connection) === subscriber
+      const limit = Math.min(since === undefined ? historyLimit : Infinity, this.limits.maxHistoryLimit)
+      const range = { after: since, maxBytes: this.limits.maxHistoryBytes }
+      // A subscription ended while waiting for its turn needs no read at all.
+      const snapshot = await this.historyReads.run(async () => (current() ? this.store.readChannel(channel, limit, range) : undefined))
+      if (!snapshot || !current()) return { success: false }
       // Live messages that came in while reading: the ones after the snapshot go out now.
       for (const [offset, frames] of subscriber.buffered ?? []) {
         if (offset > snapshot.offset) connection.write(frames.for(connection.codec))

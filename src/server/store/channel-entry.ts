@@ -25,3 +25,20 @@ export function decodeChannelEntry(entry: Uint8Array): { offset: number; message
   }
   return { offset, message: entry.subarray(colon + 1) }
 }
+
+/**
+ * The first `count` entries (of a newest-first history) whose messages, without
+ * their offset prefixes, total at most `maxBytes`; it stops at the first entry
+ * that does not fit, so what it returns is always the newest run.
+ */
+export function newestWithin(history: readonly Uint8Array[], count: number, maxBytes = Infinity): Uint8Array[] {
+  const entries: Uint8Array[] = []
+  let budget = maxBytes
+  for (const entry of history) {
+    if (entries.length >= count) break
+    budget -= entry.byteLength - entry.indexOf(COLON) - 1
+    if (budget < 0) break
+    entries.push(entry)
+  }
+  return entries
+}

@@ -1,6 +1,6 @@
-import { encodeChannelEntry } from './channel-entry.js'
+import { encodeChannelEntry, newestWithin } from './channel-entry.js'
 import { Keys } from './keys.js'
-import type { ChannelSnapshot, MeshBus, MeshStore } from './types.js'
+import type { ChannelRange, ChannelSnapshot, MeshBus, MeshStore } from './types.js'
 
 interface ChannelState {
   base: number
@@ -201,10 +201,12 @@ export class MemoryStore implements MeshStore {
     return offset
   }
 
-  async readChannel(channel: string, limit: number): Promise<ChannelSnapshot> {
+  async readChannel(channel: string, limit: number, range: ChannelRange = {}): Promise<ChannelSnapshot> {
     const state = this.channels.get(channel)
     if (!state) return { offset: 0, base: 0, entries: [] }
-    return { offset: state.offset, base: state.base, entries: limit < 0 ? [...state.history] : state.history.slice(0, limit) }
+    let count = limit < 0 ? state.history.length : limit
+    if (range.after !== undefined) count = Math.min(count, state.offset - Math.max(range.after, state.base))
+    return { offset: state.offset, base: state.base, entries: newestWithin(state.history, count, range.maxBytes) }
   }
 
   onReconnect(): void {

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Keys } from './keys.js'
 import { CONDITIONAL_WRITES } from './conditional-writes.js'
 import { redisCall } from './redis-client.js'
-import type { ChannelSnapshot, MeshStore } from './types.js'
+import type { ChannelRange, ChannelSnapshot, MeshStore } from './types.js'
 
 // Records a connection's owner, moving it out of a previous owner's index.
 // KEYS: connections hash. ARGV: connection id, instance id, instance-connections key prefix.
@@ -82,6 +82,39 @@ redis.call('PUBLISH', ARGV[3], entry)
 return offset
 `
 
+// The latest offset, the base, and the newest retained entries a reader asks for, in
+// one atomic step. Offsets are contiguous and history keeps the newest, so the
+// entries after `after` are the first offset − max(after, base) of the list: found by
+// position, never by scanning. Entries are read in chunks so that a byte budget
+// stops the read early instead of loading every candidate first.
+// KEYS: sequence, base, history. ARGV: limit (negative: all), after ('' for none), max message bytes ('' for no cap).
+// Replies [offset, base, entry...], or [] for a channel that never had a message.
+const READ_CHANNEL = `
+local offset = redis.call('GET', KEYS[1])
+if not offset then return {} end
+local base = redis.call('GET', KEYS[2]) or '0'
+local count = tonumber(ARGV[1])
+if count < 0 then count = redis.call('LLEN', KEYS[3]) end
+if ARGV[2] ~= '' then count = math.min(count, tonumber(offset) - math.max(tonumber(ARGV[2]), tonumber(base))) end
+local budget = tonumber(ARGV[3])
+local result = {offset, base}
+local index = 0
+while index < count do
+  local wanted = math.min(count - index, 128)
+  local batch = redis.call('LRANGE', KEYS[3], index, index + wanted - 1)
+  for _, entry in ipairs(batch) do
+    if budget then
+      budget = budget - (#entry - string.find(entry, ':', 1, true))
+      if budget < 0 then return result end
+    end
+    result[#result + 1] = entry
+  end
+  if #batch < wanted then break end
+  index = index + wanted
+end
+return result
+`
+
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 
 type ScriptRunner = (numberOfKeys: number, ...args: string[]) => Promise<string[]>
@@ -101,6 +134,7 @@ export class RedisStore implements MeshStore {
   private readonly conditionalWriteScripts: Record<'user' | 'metadata' | 'room', (numberOfKeys: number, ...args: string[]) => Promise<number>>
   private readonly queueForOfflineUserScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly writeChannelScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
+  private readonly readChannelScript: (numberOfKeys: number, ...args: Array<string | number>) => Promise<Buffer[]>
   private readonly reconnectListeners = new Set<() => void>()
   private wasReady: boolean
 
@@ -113,6 +147,7 @@ export class RedisStore implements MeshStore {
     redis.defineCommand('meshLeaveAllRooms', { lua: LEAVE_ALL_ROOMS })
     redis.defineCommand('meshWriteChannel', { lua: WRITE_CHANNEL })
     redis.defineCommand('meshQueueForOfflineUser', { lua: QUEUE_FOR_OFFLINE_USER })
+    redis.defineCommand('meshReadChannel', { lua: READ_CHANNEL })
     const commands = redis as unknown as Record<string, ScriptRunner>
     this.addConnectionScript = commands.meshAddConnection!.bind(redis)
     this.removeConnectionScript = commands.meshRemoveConnection!.bind(redis)
@@ -128,6 +163,8 @@ export class RedisStore implements MeshStore {
     }
     this.queueForOfflineUserScript = (commands.meshQueueForOfflineUser as unknown as RedisStore['queueForOfflineUserScript']).bind(redis)
     this.writeChannelScript = (commands.meshWriteChannel as unknown as RedisStore['writeChannelScript']).bind(redis)
+    // ioredis adds a Buffer-replying twin of every defined command: entries are bytes.
+    this.readChannelScript = (commands.meshReadChannelBuffer as unknown as RedisStore['readChannelScript']).bind(redis)
     this.wasReady = redis.status === 'ready'
     redis.on('ready', () => {
       if (this.wasReady) for (const listener of this.reconnectListeners) listener()
@@ -299,17 +336,14 @@ export class RedisStore implements MeshStore {
     })
   }
 
-  readChannel(channel: string, limit: number): Promise<ChannelSnapshot> {
+  readChannel(channel: string, limit: number, range: ChannelRange = {}): Promise<ChannelSnapshot> {
     const k = this.keys
+    const count = Number.isFinite(limit) ? limit : -1 // Lua would not read "Infinity" as a number everywhere
+    const after = range.after === undefined ? '' : String(range.after)
+    const maxBytes = range.maxBytes === undefined || range.maxBytes === Infinity ? '' : String(range.maxBytes)
     return redisCall(async () => {
-      const [offset, base, entries] = (await exec(
-        this.redis
-          .multi()
-          .get(k.channelSequence(channel))
-          .get(k.channelBase(channel))
-          .lrangeBuffer(k.channelHistory(channel), 0, limit < 0 ? -1 : limit - 1),
-      )) as [string | null, string | null, Buffer[] | undefined]
-      return { offset: Number(offset ?? 0), base: Number(base ?? 0), entries: limit === 0 ? [] : (entries ?? []) }
+      const [offset, base, ...entries] = await this.readChannelScript(3, k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), count, after, maxBytes)
+      return { offset: Number(offset?.toString() ?? 0), base: Number(base?.toString() ?? 0), entries }
     })
   }
 

@@ -76,14 +76,32 @@ export interface MeshStore {
   /**
    * The channel's latest offset (0 if it never had a message), the offset its
    * counter started from, and up to `limit` retained entries, newest first (all of
-   * them for a negative limit), read atomically.
+   * them for a negative limit), read atomically. `range` narrows the entries to
+   * those after an offset and within a byte budget; the read then costs what it
+   * returns, never a walk over the whole history (see `ChannelRange`).
    */
-  readChannel(channel: string, limit: number): Promise<ChannelSnapshot>
+  readChannel(channel: string, limit: number, range?: ChannelRange): Promise<ChannelSnapshot>
 
   /** Subscribes to the store becoming reachable again after an outage (not called for the first connect). */
   onReconnect(listener: () => void): void
   /** Releases what the store holds open (connections, timers). */
   close(): Promise<void>
+}
+
+/**
+ * Which retained entries a `readChannel` returns, beyond its `limit`. Offsets are
+ * contiguous and history keeps the newest entries, so the entries after `after`
+ * are the newest `offset − max(after, base)`: a store finds them by position.
+ */
+export interface ChannelRange {
+  /** Only entries with an offset above this one (a resume's `since`). */
+  after?: number
+  /**
+   * Most message bytes (the stored msgpack, without the offset prefix) the
+   * returned entries may hold together: the newest ones that fit, stopping at
+   * the first that does not, even if that leaves none.
+   */
+  maxBytes?: number
 }
 
 export interface ChannelSnapshot {
