@@ -146,15 +146,17 @@ export class Authentication {
   }
 
   private async identify(connection: Connection, id: string, user: unknown): Promise<void> {
-    await this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers)
+    // Live sends that find the new registration wait behind the messages kept before it.
+    this.redelivery.hold(connection)
+    try {
+      await this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers)
+    } catch (error) {
+      this.redelivery.release(connection)
+      throw error
+    }
     connection.identify(id, user)
     clearTimeout(connection.authTimer)
-    if (this.redelivery.enabled) {
-      // After the reply to the authentication has gone out.
-      setImmediate(() => {
-        this.redelivery.deliver(connection).catch((error: unknown) => this.logger.warn?.('redelivery failed', { userId: id, error }))
-      })
-    }
+    this.redelivery.start(connection)
   }
 
   private failed(connection: Connection, error: MeshError): MeshError {
