@@ -14,7 +14,9 @@ export interface SyncOptions {
    * Keep every user-addressed message (not only those for offline users) until a
    * connection of the user acknowledges it, so that messages written into a socket
    * that turns out to be dead come again with the next session. Needs `enabled`.
-   * @default false
+   * `false` keeps only messages for users with no connection (cheaper, but a message
+   * written into a socket that is dead and not yet detected is lost).
+   * @default true
    */
   keepUntilAcknowledged?: boolean
   /** Milliseconds between redelivered messages; 0 sends them as fast as the socket takes them. @default 0 */
@@ -25,7 +27,7 @@ export interface SyncOptions {
   maxAge?: number
 }
 
-export const syncDefaults = { enabled: false, keepUntilAcknowledged: false, redeliveryInterval: 0, maxMessages: 100, maxAge: 86_400_000 }
+export const syncDefaults = { enabled: false, keepUntilAcknowledged: true, redeliveryInterval: 0, maxMessages: 100, maxAge: 86_400_000 }
 
 export type ResolvedSyncOptions = typeof syncDefaults
 
