@@ -168,6 +168,26 @@ describe('acknowledged mode (sync.keepUntilAcknowledged)', () => {
     await eventually(async () => expect(inbox).toEqual(['m2', 'm3']))
   })
 
+  it('a client closed right after receiving acknowledges first: the next session does not get those again', { timeout: 30_000 }, async () => {
+    const { a, b } = await twoInstances({ sync })
+    const client = await connectClient(a)
+    await client.authenticate({ user: 'u1' })
+    const closed = deferred<Promise<void>>()
+    let count = 0
+    client.on('msg', () => {
+      // Closed in the same turn as the last message arrived: its acknowledgement is still batched.
+      if (++count === 3) closed.resolve(client.close())
+    })
+    for (const message of ['m1', 'm2', 'm3']) await b.send('msg', message, ['u1'])
+    await (await closed.promise)
+    await eventually(async () => expect(await a.store.getPendingMessages('u1', 60_000)).toEqual([]))
+    const next = await connectClient(b)
+    const inbox = collect(next, 'msg')
+    await next.authenticate({ user: 'u1' })
+    await b.send('msg', 'm4', ['u1'])
+    await eventually(async () => expect(inbox).toEqual(['m4']))
+  })
+
   it('a reconnecting client whose sockets are cut mid-stream receives every number once, in order', { timeout: 60_000 }, async () => {
     // Room for every unacknowledged message: past maxMessages the oldest are dropped (a documented loss).
     const paced = { ...sync, redeliveryInterval: 1, maxMessages: 10_000 }

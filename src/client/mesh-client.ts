@@ -216,6 +216,8 @@ export class MeshClient {
 
   /** Closes the connection for good: no reconnect follows. Pending commands reject with `CONNECTION_CLOSED`. */
   async close(): Promise<void> {
+    // Acknowledged before the close frame, so the next session is not sent them again.
+    if (this.currentState === 'open') this.redelivered.flush()
     const previous = this.currentState
     this.setState('closed')
     if (previous === 'idle' || previous === 'closed') return
