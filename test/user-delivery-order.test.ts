@@ -188,6 +188,32 @@ describe('acknowledged mode (sync.keepUntilAcknowledged)', () => {
     await eventually(async () => expect(inbox).toEqual(['m4']))
   })
 
+  it('separate sessions that close while messages keep coming receive every number once, in order, between them', { timeout: 60_000 }, async () => {
+    const roomy = { ...sync, maxMessages: 10_000 }
+    const { a, b, namespace } = await twoInstances({ sync: roomy })
+    const pump = numberPump(openDispatcher(namespace, roomy), 'u1')
+    const received: number[] = []
+    const session = async (round: number): Promise<MeshClient> => {
+      const client = createClient(round % 2 === 0 ? a : b)
+      client.on<number>('n', (n) => received.push(n))
+      await client.connect()
+      await client.authenticate({ user: 'u1' })
+      return client
+    }
+    for (let round = 0; round < 10; round++) {
+      const client = await session(round)
+      const target = received.length + 20
+      await waitFor(() => received.length >= target, 10_000)
+      // Closed with messages in flight: what it could not acknowledge goes to a later session.
+      await client.close()
+    }
+    await pump.stop()
+    const last = await session(10)
+    const expected = range(pump.sent)
+    await eventually(async () => expect(received).toEqual(expected), 10_000)
+    await last.close()
+  })
+
   it('a reconnecting client whose sockets are cut mid-stream receives every number once, in order', { timeout: 60_000 }, async () => {
     // Room for every unacknowledged message: past maxMessages the oldest are dropped (a documented loss).
     const paced = { ...sync, redeliveryInterval: 1, maxMessages: 10_000 }

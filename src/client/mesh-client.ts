@@ -320,7 +320,8 @@ export class MeshClient {
       }
       case FrameType.EVENT:
         if (frame[3] === undefined) this.serverEvents.emit(frame[1], frame[2])
-        else this.redelivered.receive(frame[1], frame[2], frame[3])
+        // After close() it could no longer be acknowledged: left for the next session, not shown twice.
+        else if (this.currentState !== 'closed') this.redelivered.receive(frame[1], frame[2], frame[3])
         return
       case FrameType.PING:
         this.transport?.send(this.codec.encode([FrameType.PONG, frame[1]]))
