@@ -217,6 +217,8 @@ export class MeshClient {
 
   /** Closes the connection for good: no reconnect follows. Pending commands reject with `CONNECTION_CLOSED`. */
   async close(): Promise<void> {
+    // Acknowledged before the close frame, so the next session is not sent them again.
+    if (this.currentState === 'open') this.redelivered.flush()
     const previous = this.currentState
     this.setState('closed')
     if (previous === 'idle' || previous === 'closed') return
@@ -326,7 +328,8 @@ export class MeshClient {
       }
       case FrameType.EVENT:
         if (frame[3] === undefined) this.serverEvents.emit(frame[1], frame[2])
-        else this.redelivered.receive(frame[1], frame[2], frame[3])
+        // After close() it could no longer be acknowledged: left for the next session, not shown twice.
+        else if (this.currentState !== 'closed') this.redelivered.receive(frame[1], frame[2], frame[3])
         return
       case FrameType.PING:
         this.transport?.send(this.codec.encode([FrameType.PONG, frame[1]]))

@@ -23,7 +23,9 @@ export class RedeliveredMessages {
     this.deliver(event, payload)
   }
 
-  private flush(): void {
+  /** Acknowledges what was received so far now (also done by itself once per turn of the event loop). */
+  flush(): void {
+    if (this.pending.length === 0) return
     const ids = this.pending
     this.pending = []
     this.acknowledge(ids)

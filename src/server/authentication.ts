@@ -179,21 +179,24 @@ export class Authentication {
   private async identify(connection: Connection, id: string, user: unknown): Promise<void> {
     if (connection.isClosed) throw closed()
     connection.identify(id, user)
-    // Not written while still open means the registration is pending after an
-    // outage; the monitor then writes the user with it.
-    await this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers)
+    // Live sends that find the new registration wait behind the messages kept before it.
+    this.redelivery.hold(connection)
+    try {
+      // Not written while still open means the registration is pending after an
+      // outage; the monitor then writes the user with it.
+      await this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers)
+    } catch (error) {
+      this.redelivery.release(connection)
+      throw error
+    }
     if (connection.isClosed) {
       // Gone meanwhile: whatever was written is (or will be) undone by its removal.
+      this.redelivery.release(connection)
       connection.forget()
       throw closed()
     }
     clearTimeout(connection.authTimer)
-    if (this.redelivery.enabled) {
-      // After the reply to the authentication has gone out.
-      setImmediate(() => {
-        this.redelivery.deliver(connection).catch((error: unknown) => this.logger.warn?.('redelivery failed', { userId: id, error }))
-      })
-    }
+    this.redelivery.start(connection)
   }
 
   private failed(connection: Connection, error: MeshError): MeshError {

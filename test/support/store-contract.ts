@@ -38,6 +38,13 @@ async function registered(store: MeshStore, ids: readonly string[], instanceId =
   for (const id of ids) await store.addConnection(id, instanceId)
 }
 
+/** Keeps a message only for an offline user (sync without keepUntilAcknowledged): whether it was kept. */
+async function keptIfOffline(store: MeshStore, userId: string, message: Uint8Array, maxMessages: number, maxAge: number): Promise<boolean> {
+  const kept = await store.keepUserMessage(userId, message, true, maxMessages, maxAge)
+  expect(kept.id === undefined).toBe(kept.connections.length > 0)
+  return kept.id !== undefined
+}
+
 /** The behaviour every MeshStore must share; run against each implementation. */
 export function describeStoreContract(name: string, create: CreateStore): void {
   describe(`${name} store contract`, () => {
@@ -480,7 +487,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         const [connections] = await store.getUserConnections(['untracked'])
         expect(sorted(connections!)).toEqual(['c2', 'c3'])
         // Untracked still counts as connected: nothing is kept for it.
-        expect(await store.queueForOfflineUser('untracked', Uint8Array.from([1]), 10, 60_000)).toBe(false)
+        expect(await keptIfOffline(store, 'untracked', Uint8Array.from([1]), 10, 60_000)).toBe(false)
         expect(await store.getPendingMessages('untracked', 60_000)).toEqual([])
         await store.removeConnection('c2')
         await store.removeConnection('c3')
@@ -500,14 +507,14 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         await store.removeConnection('c1')
         expect(await store.getUserConnections(['u1', 'u2'])).toEqual([['c2'], ['c3']])
         expect(sorted(await store.getOnlineUsers())).toEqual(['u1', 'u2'])
-        expect(await store.queueForOfflineUser('u1', Uint8Array.from([1]), 10, 60_000)).toBe(false)
+        expect(await keptIfOffline(store, 'u1', Uint8Array.from([1]), 10, 60_000)).toBe(false)
 
         await store.removeConnection('c2')
         expect(await store.getUserConnections(['u1', 'u2'])).toEqual([[], ['c3']])
         expect(await store.getOnlineUsers()).toEqual(['u2'])
         expect(await store.getConnectionInstances(['c1', 'c2', 'c3'])).toEqual([undefined, undefined, 'i2'])
         // Offline now: messages are kept for the user.
-        expect(await store.queueForOfflineUser('u1', Uint8Array.from([2]), 10, 60_000)).toBe(true)
+        expect(await keptIfOffline(store, 'u1', Uint8Array.from([2]), 10, 60_000)).toBe(true)
         expect((await store.getPendingMessages('u1', 60_000)).map(([, message]) => Array.from(message))).toEqual([[2]])
 
         // Removing again changes nothing; a new connection brings the user back.
@@ -531,7 +538,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(await store.getConnectionInstances(['anon', 'c1'])).toEqual([undefined, 'i1'])
         expect(await store.getUserConnections(['u1', 'quiet'])).toEqual([['c1'], ['c2']])
         expect(await store.getOnlineUsers()).toEqual(['u1'])
-        expect(await store.queueForOfflineUser('u1', Uint8Array.from([1]), 10, 60_000)).toBe(false)
+        expect(await keptIfOffline(store, 'u1', Uint8Array.from([1]), 10, 60_000)).toBe(false)
       })
     })
 
@@ -543,15 +550,42 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         const store = await open()
         await registered(store, ['c1'])
         await store.addUserConnection('u1', 'c1', true)
-        expect(await store.queueForOfflineUser('u1', encode('lost'), 10, 60_000)).toBe(false)
+        expect(await keptIfOffline(store, 'u1', encode('lost'), 10, 60_000)).toBe(false)
         expect(await store.getPendingMessages('u1', 60_000)).toEqual([])
         await store.removeConnection('c1')
-        expect(await store.queueForOfflineUser('u1', encode('kept'), 10, 60_000)).toBe(true)
+        expect(await keptIfOffline(store, 'u1', encode('kept'), 10, 60_000)).toBe(true)
         expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['kept'])
         // A user never seen is offline too.
-        expect(await store.queueForOfflineUser('never-seen', encode('x'), 10, 60_000)).toBe(true)
+        expect(await keptIfOffline(store, 'never-seen', encode('x'), 10, 60_000)).toBe(true)
         expect(texts(await store.getPendingMessages('never-seen', 60_000))).toEqual(['x'])
         expect(await store.getPendingMessages('nobody', 60_000)).toEqual([])
+      })
+
+      it('answers with the user\'s connections at the moment it keeps, or instead of keeping', async () => {
+        const store = await open()
+        await registered(store, ['c1', 'c2'])
+        await store.addUserConnection('u1', 'c1', true)
+        await store.addUserConnection('u1', 'c2', true)
+        const skipped = await store.keepUserMessage('u1', encode('live only'), true, 10, 60_000)
+        expect({ ...skipped, connections: sorted(skipped.connections) }).toEqual({ id: undefined, connections: ['c1', 'c2'], dropped: 0 })
+        // Kept whatever the connections (acknowledged mode), ids increasing in order of keeping.
+        const first = await store.keepUserMessage('u1', encode('a'), false, 10, 60_000)
+        const second = await store.keepUserMessage('u1', encode('b'), false, 10, 60_000)
+        expect(sorted(first.connections)).toEqual(['c1', 'c2'])
+        const pending = await store.getPendingMessages('u1', 60_000)
+        expect(texts(pending)).toEqual(['a', 'b'])
+        expect(pending.map(([id]) => id)).toEqual([first.id, second.id])
+        await store.removeConnection('c1')
+        await store.removeConnection('c2')
+        expect(await store.keepUserMessage('u1', encode('c'), false, 10, 60_000)).toMatchObject({ connections: [], dropped: 0 })
+      })
+
+      it('counts the older messages a keep drops for maxMessages', async () => {
+        const store = await open()
+        for (let n = 1; n <= 3; n++) expect((await store.keepUserMessage('u1', encode(`m${n}`), true, 3, 60_000)).dropped).toBe(0)
+        expect((await store.keepUserMessage('u1', encode('m4'), true, 3, 60_000)).dropped).toBe(1)
+        expect((await store.keepUserMessage('u1', encode('m5'), false, 1, 60_000)).dropped).toBe(3)
+        expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m5'])
       })
 
       it('returns kept messages oldest first, byte for byte, with distinct ids', async () => {
@@ -569,7 +603,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
           new Uint8Array(0),
         ]
         const expected = messages.map((message) => Array.from(message))
-        for (const message of messages) expect(await store.queueForOfflineUser('u1', message, 100, 60_000)).toBe(true)
+        for (const message of messages) expect(await keptIfOffline(store, 'u1', message, 100, 60_000)).toBe(true)
         const pending = await store.getPendingMessages('u1', 60_000)
         for (const [id, message] of pending) {
           expect(typeof id).toBe('string')
@@ -584,20 +618,20 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('keeps only the newest maxMessages, under their original ids', async () => {
         const store = await open()
-        for (let n = 1; n <= 5; n++) await store.queueForOfflineUser('u1', encode(`m${n}`), 3, 60_000)
+        for (let n = 1; n <= 5; n++) await keptIfOffline(store, 'u1', encode(`m${n}`), 3, 60_000)
         const first = await store.getPendingMessages('u1', 60_000)
         expect(texts(first)).toEqual(['m3', 'm4', 'm5'])
-        await store.queueForOfflineUser('u1', encode('m6'), 3, 60_000)
+        await keptIfOffline(store, 'u1', encode('m6'), 3, 60_000)
         const second = await store.getPendingMessages('u1', 60_000)
         expect(texts(second)).toEqual(['m4', 'm5', 'm6'])
         expect(second.slice(0, 2).map(([id]) => id)).toEqual(first.slice(1).map(([id]) => id))
-        await store.queueForOfflineUser('u1', encode('m7'), 1, 60_000)
+        await keptIfOffline(store, 'u1', encode('m7'), 1, 60_000)
         expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m7'])
       })
 
       it('deletes exactly the given ids, ignoring unknown ones and an empty list', async () => {
         const store = await open()
-        for (let n = 1; n <= 5; n++) await store.queueForOfflineUser('u1', encode(`m${n}`), 100, 60_000)
+        for (let n = 1; n <= 5; n++) await keptIfOffline(store, 'u1', encode(`m${n}`), 100, 60_000)
         const pending = await store.getPendingMessages('u1', 60_000)
         const ids = pending.map(([id]) => id)
         await store.deletePendingMessages('u1', [])
@@ -613,15 +647,15 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         await store.deletePendingMessages('u1', [ids[0]!, ids[2]!, ids[4]!])
         expect(await store.getPendingMessages('u1', 60_000)).toEqual([])
         // Still usable afterwards.
-        expect(await store.queueForOfflineUser('u1', encode('m6'), 100, 60_000)).toBe(true)
+        expect(await keptIfOffline(store, 'u1', encode('m6'), 100, 60_000)).toBe(true)
         expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m6'])
       })
 
       it('ignores ids it never gave out, and still deletes the real ones asked with them', async () => {
         // Ids come back from clients (mesh/ack): any string may arrive.
         const store = await open()
-        await store.queueForOfflineUser('u1', encode('m1'), 100, 60_000)
-        await store.queueForOfflineUser('u1', encode('m2'), 100, 60_000)
+        await keptIfOffline(store, 'u1', encode('m1'), 100, 60_000)
+        await keptIfOffline(store, 'u1', encode('m2'), 100, 60_000)
         const [[firstId]] = (await store.getPendingMessages('u1', 60_000)) as [[string, Uint8Array]]
         await store.deletePendingMessages('u1', ['nope', '', 'x:y', '-', '+'])
         expect(texts(await store.getPendingMessages('u1', 60_000))).toEqual(['m1', 'm2'])
@@ -631,7 +665,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('does not return a message older than maxAge', async () => {
         const store = await open()
-        await store.queueForOfflineUser('u1', encode('short-lived'), 100, 300)
+        await keptIfOffline(store, 'u1', encode('short-lived'), 100, 300)
         expect(texts(await store.getPendingMessages('u1', 300))).toEqual(['short-lived'])
         await eventually(async () => expect(await store.getPendingMessages('u1', 300)).toEqual([]), 3_000)
       })
@@ -639,11 +673,11 @@ export function describeStoreContract(name: string, create: CreateStore): void {
       it('drops an old message even while newer ones keep arriving', async () => {
         const store = await open()
         const maxAge = 400
-        await store.queueForOfflineUser('u1', encode('old'), 100, maxAge)
+        await keptIfOffline(store, 'u1', encode('old'), 100, maxAge)
         const oldQueuedBy = Date.now()
         // Time passing is the event here: 'new' must be at least half maxAge younger than 'old'.
         await until(async () => Date.now() - oldQueuedBy, (age) => age >= maxAge / 2)
-        await store.queueForOfflineUser('u1', encode('new'), 100, maxAge)
+        await keptIfOffline(store, 'u1', encode('new'), 100, maxAge)
         expect(texts(await store.getPendingMessages('u1', maxAge))).toEqual(['old', 'new'])
         // Read until 'old' is gone or certainly older than maxAge ('age' is taken before the read).
         const last = await until(
@@ -656,7 +690,7 @@ export function describeStoreContract(name: string, create: CreateStore): void {
 
       it('applies the maxAge it is given when reading', async () => {
         const store = await open()
-        await store.queueForOfflineUser('u1', encode('m1'), 100, 60_000)
+        await keptIfOffline(store, 'u1', encode('m1'), 100, 60_000)
         const queuedBy = Date.now()
         const last = await until(
           async () => ({ age: Date.now() - queuedBy, kept: texts(await store.getPendingMessages('u1', 100)) }),
@@ -672,15 +706,15 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         await registered(store, ['c1'])
         await store.addUserConnection('u', 'c1', true)
         // 'u' being connected does not make 'u:x' or 'u2' connected.
-        expect(await store.queueForOfflineUser('u:x', encode('for u:x'), 100, 60_000)).toBe(true)
-        expect(await store.queueForOfflineUser('u2', encode('for u2'), 100, 60_000)).toBe(true)
-        expect(await store.queueForOfflineUser('u', encode('for u'), 100, 60_000)).toBe(false)
-        expect(await store.queueForOfflineUser('u2', encode('for u2 again'), 100, 60_000)).toBe(true)
+        expect(await keptIfOffline(store, 'u:x', encode('for u:x'), 100, 60_000)).toBe(true)
+        expect(await keptIfOffline(store, 'u2', encode('for u2'), 100, 60_000)).toBe(true)
+        expect(await keptIfOffline(store, 'u', encode('for u'), 100, 60_000)).toBe(false)
+        expect(await keptIfOffline(store, 'u2', encode('for u2 again'), 100, 60_000)).toBe(true)
         expect(await store.getPendingMessages('u', 60_000)).toEqual([])
         expect(texts(await store.getPendingMessages('u:x', 60_000))).toEqual(['for u:x'])
         expect(texts(await store.getPendingMessages('u2', 60_000))).toEqual(['for u2', 'for u2 again'])
         // maxMessages counts per user.
-        await store.queueForOfflineUser('u:x', encode('trim'), 1, 60_000)
+        await keptIfOffline(store, 'u:x', encode('trim'), 1, 60_000)
         expect(texts(await store.getPendingMessages('u:x', 60_000))).toEqual(['trim'])
         expect(texts(await store.getPendingMessages('u2', 60_000))).toEqual(['for u2', 'for u2 again'])
         // Deleting one user's messages leaves another's alone.
@@ -700,13 +734,13 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(await store.getUserConnections(awkwardIds)).toEqual(awkwardIds.map((_, index) => [`c${index}`]))
         expect(sorted(await store.getOnlineUsers())).toEqual(sorted(awkwardIds))
         expect(await store.getUserConnections(['valueOf', 'a', 'b', 'x', '__proto__x'])).toEqual([[], [], [], [], []])
-        for (const id of awkwardIds) expect(await store.queueForOfflineUser(id, encode(id), 100, 60_000)).toBe(false)
-        expect(await store.queueForOfflineUser('valueOf', encode('valueOf'), 100, 60_000)).toBe(true)
+        for (const id of awkwardIds) expect(await keptIfOffline(store, id, encode(id), 100, 60_000)).toBe(false)
+        expect(await keptIfOffline(store, 'valueOf', encode('valueOf'), 100, 60_000)).toBe(true)
 
         for (const [index] of awkwardIds.entries()) await store.removeConnection(`c${index}`)
         expect(await store.getOnlineUsers()).toEqual([])
         expect(await store.getUserConnections(awkwardIds)).toEqual(awkwardIds.map(() => []))
-        for (const id of awkwardIds) expect(await store.queueForOfflineUser(id, encode(`for ${id}`), 100, 60_000)).toBe(true)
+        for (const id of awkwardIds) expect(await keptIfOffline(store, id, encode(`for ${id}`), 100, 60_000)).toBe(true)
         for (const id of awkwardIds) expect(texts(await store.getPendingMessages(id, 60_000))).toEqual([`for ${id}`])
         expect(texts(await store.getPendingMessages('valueOf', 60_000))).toEqual(['valueOf'])
         const [[protoId]] = (await store.getPendingMessages('__proto__', 60_000)) as [[string, Uint8Array]]
@@ -722,12 +756,12 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         const b = await open(`contract-users-b-${suffix}`)
         await a.addConnection('c1', 'i1')
         await a.addUserConnection('u1', 'c1', true)
-        await a.queueForOfflineUser('u2', encode('in a'), 100, 60_000)
+        await keptIfOffline(a, 'u2', encode('in a'), 100, 60_000)
         expect(await b.getUserConnections(['u1'])).toEqual([[]])
         expect(await b.getOnlineUsers()).toEqual([])
         expect(await b.getPendingMessages('u2', 60_000)).toEqual([])
         // u1 is connected in a only.
-        expect(await b.queueForOfflineUser('u1', encode('in b'), 100, 60_000)).toBe(true)
+        expect(await keptIfOffline(b, 'u1', encode('in b'), 100, 60_000)).toBe(true)
         await b.addConnection('c1', 'i1')
         await b.addUserConnection('u1', 'c1', true)
         await b.removeConnection('c1')

@@ -70,7 +70,9 @@ export class Delivery {
    * instance; `'*'` means every authenticated connection (every connection unless
    * authentication is required). Connections of excluded users never receive it;
    * anonymous connections are reached only through `'*'`. With sync enabled, a
-   * message for a user with no connection is kept for redelivery.
+   * message for a user with no connection is kept for redelivery (with
+   * `keepUntilAcknowledged`, every message for a named user is, and goes out with
+   * its id); `'*'` sends are never kept.
    */
   sendToUsers(event: string, payload: unknown, userIds: readonly string[], excludedUserIds: readonly string[] = []): Promise<void> {
     const frames = eventFrame(event, payload)
@@ -82,15 +84,27 @@ export class Delivery {
       })
     }
     const targets = [...new Set(userIds)].filter((id) => !excluded.has(id))
-    const routes = this.store.getUserConnections(targets).then(async (lists) => {
-      const offline = targets.filter((_, index) => lists[index]!.length === 0)
-      const { redelivery } = this.users
-      if (redelivery?.enabled && offline.length > 0) {
-        await Promise.all(offline.map((userId) => redelivery.queue(userId, event, payload)))
-      }
-      return this.route(lists.flat())
-    })
-    return this.inOrder(routes, (resolved) => this.send(resolved, frames))
+    const routes = this.userRoutes(targets, event, payload, frames)
+    return this.inOrder(routes, (resolved) => Promise.all(resolved.map(([route, frame]) => this.send(route, frame))))
+  }
+
+  /**
+   * Where a user send goes, and with which frame. With sync, the keep step itself
+   * reads the user's connections (atomically with keeping): routing with an earlier
+   * lookup would skip a user who connected in between, who then neither gets the
+   * message live nor finds it kept.
+   */
+  private async userRoutes(targets: string[], event: string, payload: unknown, frames: FrameCache): Promise<Array<[Routes, FrameCache]>> {
+    const { redelivery } = this.users
+    if (!redelivery?.enabled) {
+      const lists = await this.store.getUserConnections(targets)
+      return [[await this.route(lists.flat()), frames]]
+    }
+    const kept = await Promise.all(targets.map((userId) => redelivery.keep(userId, event, payload)))
+    if (!redelivery.acknowledged) return [[await this.route(kept.flatMap(({ connections }) => connections)), frames]]
+    // Each user's stream gives the message its own id, so each user gets its own frame.
+    const reached = kept.filter(({ connections }) => connections.length > 0)
+    return Promise.all(reached.map(async ({ id, connections }): Promise<[Routes, FrameCache]> => [await this.route(connections), eventFrame(event, payload, id)]))
   }
 
   /** A user send to `'*'` that arrived from another instance. */
@@ -103,7 +117,7 @@ export class Delivery {
     for (const connection of this.live.values()) {
       const userId = connection.userId
       if (userId === undefined ? this.users.required : excluded.has(userId)) continue
-      connection.write(frames.for(connection.codec))
+      this.write(connection, frames)
     }
   }
 
@@ -112,7 +126,7 @@ export class Delivery {
     const frames = FrameCache.fromMsgpack(frame)
     for (const id of connectionIds) {
       const connection = this.live.get(id)
-      connection?.write(frames.for(connection.codec))
+      if (connection) this.write(connection, frames)
     }
   }
 
@@ -123,7 +137,13 @@ export class Delivery {
 
   private writeAllExcept(excludedIds: readonly string[], frames: FrameCache): void {
     const skip = new Set(excludedIds)
-    for (const connection of this.live.values()) if (!skip.has(connection.id)) connection.write(frames.for(connection.codec))
+    for (const connection of this.live.values()) if (!skip.has(connection.id)) this.write(connection, frames)
+  }
+
+  /** Every event goes out here: one held for a connection whose kept messages are being redelivered waits behind them. */
+  private write(connection: Connection, frames: FrameCache): void {
+    const data = frames.for(connection.codec)
+    if (!this.users.redelivery?.holds(connection, data)) connection.write(data)
   }
 
   /** Local connections need no lookup; only ids held elsewhere are asked of the store. */
@@ -149,7 +169,7 @@ export class Delivery {
   }
 
   private send({ local, remote }: Routes, frames: FrameCache): Promise<unknown> {
-    for (const connection of local) connection.write(frames.for(connection.codec))
+    for (const connection of local) this.write(connection, frames)
     if (remote.size === 0) return Promise.resolve()
     return Promise.all([...remote].map(([instanceId, ids]) => this.cluster.deliver(instanceId, ids, frames.msgpack)))
   }
@@ -169,7 +189,8 @@ export class Delivery {
   }
 }
 
-function eventFrame(event: string, payload: unknown): FrameCache {
+/** An event frame; with a kept message's id, one the client acknowledges. */
+function eventFrame(event: string, payload: unknown, id?: string): FrameCache {
   requireEventName(event)
-  return FrameCache.of([FrameType.EVENT, event, payload])
+  return FrameCache.of(id === undefined ? [FrameType.EVENT, event, payload] : [FrameType.EVENT, event, payload, id])
 }

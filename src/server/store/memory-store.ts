@@ -1,6 +1,6 @@
 import { encodeChannelEntry, newestWithin } from './channel-entry.js'
 import { Keys } from './keys.js'
-import type { ChannelRange, ChannelSnapshot, MeshBus, MeshStore } from './types.js'
+import type { ChannelRange, ChannelSnapshot, KeptUserMessage, MeshBus, MeshStore } from './types.js'
 
 interface ChannelState {
   base: number
@@ -105,14 +105,18 @@ export class MemoryStore implements MeshStore {
     return [...this.usersOnline]
   }
 
-  async queueForOfflineUser(userId: string, message: Uint8Array, maxMessages: number, maxAge: number): Promise<boolean> {
-    if (this.userConnections.has(userId)) return false
+  async keepUserMessage(userId: string, message: Uint8Array, onlyIfOffline: boolean, maxMessages: number, maxAge: number): Promise<KeptUserMessage> {
+    const connections = [...(this.userConnections.get(userId) ?? [])]
+    if (onlyIfOffline && connections.length > 0) return { id: undefined, connections, dropped: 0 }
     const now = Date.now()
-    const list = (this.pending.get(userId) ?? []).filter((entry) => entry.at > now - maxAge)
-    list.push({ id: `${now}-${++this.pendingSequence}`, at: now, message })
-    if (list.length > maxMessages) list.splice(0, list.length - maxMessages)
+    const previous = this.pending.get(userId) ?? []
+    const list = previous.filter((entry) => entry.at > now - maxAge)
+    const id = `${now}-${++this.pendingSequence}`
+    list.push({ id, at: now, message })
+    let dropped = previous.length - (list.length - 1)
+    if (list.length > maxMessages) dropped += list.splice(0, list.length - maxMessages).length
     this.pending.set(userId, list)
-    return true
+    return { id, connections, dropped }
   }
 
   async getPendingMessages(userId: string, maxAge: number): Promise<Array<[string, Uint8Array]>> {

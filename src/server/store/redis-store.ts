@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Keys } from './keys.js'
 import { CONDITIONAL_WRITES } from './conditional-writes.js'
 import { redisCall } from './redis-client.js'
-import type { ChannelRange, ChannelSnapshot, MeshStore } from './types.js'
+import type { ChannelRange, ChannelSnapshot, KeptUserMessage, MeshStore } from './types.js'
 
 // Records a connection's owner, moving it out of a previous owner's index.
 // KEYS: connections hash. ARGV: connection id, instance id, instance-connections key prefix.
@@ -35,17 +35,23 @@ redis.call('DEL', KEYS[3])
 return rooms
 `
 
-// Keeps a message for a user only if the user has no connection: checked and
-// written in one step, so a user who connects meanwhile is never skipped.
-// KEYS: the user's connections set, the user's pending stream. ARGV: message, max messages, max age (ms).
-const QUEUE_FOR_OFFLINE_USER = `
-if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
+// Keeps a message in a user's stream and reads the user's connections in one step:
+// a connection registered afterwards finds the message when it reads the stream,
+// one registered before is in the reply, so no connection misses it. With
+// ARGV[4] = '1' the message is kept only if the user has no connection.
+// KEYS: the user's connections set, the user's pending stream.
+// ARGV: message, max messages, max age (ms), only if offline ('1' or '0').
+// Replies [id or '', dropped count, connection ids].
+const KEEP_USER_MESSAGE = `
+local connections = redis.call('SMEMBERS', KEYS[1])
+if ARGV[4] == '1' and #connections > 0 then return {'', 0, connections} end
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '*', 'm', ARGV[1])
-redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', oldest))
+local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
+local dropped = redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[2])
+dropped = dropped + redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', oldest))
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 1
+return {id, dropped, connections}
 `
 
 // KEYS: the connection's rooms set. ARGV: connection id, room key prefix.
@@ -132,7 +138,7 @@ export class RedisStore implements MeshStore {
   private readonly removeConnectionScript: ScriptRunner
   private readonly leaveAllRoomsScript: ScriptRunner
   private readonly conditionalWriteScripts: Record<'user' | 'metadata' | 'room', (numberOfKeys: number, ...args: string[]) => Promise<number>>
-  private readonly queueForOfflineUserScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
+  private readonly keepUserMessageScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<[string, number, string[]]>
   private readonly writeChannelScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
   private readonly readChannelScript: (numberOfKeys: number, ...args: Array<string | number>) => Promise<Buffer[]>
   private readonly reconnectListeners = new Set<() => void>()
@@ -146,7 +152,7 @@ export class RedisStore implements MeshStore {
     redis.defineCommand('meshRemoveConnection', { lua: REMOVE_CONNECTION })
     redis.defineCommand('meshLeaveAllRooms', { lua: LEAVE_ALL_ROOMS })
     redis.defineCommand('meshWriteChannel', { lua: WRITE_CHANNEL })
-    redis.defineCommand('meshQueueForOfflineUser', { lua: QUEUE_FOR_OFFLINE_USER })
+    redis.defineCommand('meshKeepUserMessage', { lua: KEEP_USER_MESSAGE })
     redis.defineCommand('meshReadChannel', { lua: READ_CHANNEL })
     const commands = redis as unknown as Record<string, ScriptRunner>
     this.addConnectionScript = commands.meshAddConnection!.bind(redis)
@@ -161,7 +167,7 @@ export class RedisStore implements MeshStore {
       metadata: counting.meshSetMetadata!.bind(redis),
       room: counting.meshAddToRoom!.bind(redis),
     }
-    this.queueForOfflineUserScript = (commands.meshQueueForOfflineUser as unknown as RedisStore['queueForOfflineUserScript']).bind(redis)
+    this.keepUserMessageScript = (commands.meshKeepUserMessage as unknown as RedisStore['keepUserMessageScript']).bind(redis)
     this.writeChannelScript = (commands.meshWriteChannel as unknown as RedisStore['writeChannelScript']).bind(redis)
     // ioredis adds a Buffer-replying twin of every defined command: entries are bytes.
     this.readChannelScript = (commands.meshReadChannelBuffer as unknown as RedisStore['readChannelScript']).bind(redis)
@@ -260,11 +266,12 @@ export class RedisStore implements MeshStore {
     return redisCall(() => this.redis.smembers(this.keys.usersOnline))
   }
 
-  queueForOfflineUser(userId: string, message: Uint8Array, maxMessages: number, maxAge: number): Promise<boolean> {
+  keepUserMessage(userId: string, message: Uint8Array, onlyIfOffline: boolean, maxMessages: number, maxAge: number): Promise<KeptUserMessage> {
     return redisCall(async () => {
       const bytes = Buffer.from(message.buffer, message.byteOffset, message.byteLength)
-      const queued = await this.queueForOfflineUserScript(2, this.keys.userConnections(userId), this.keys.userPending(userId), bytes, maxMessages, maxAge)
-      return queued === 1
+      const keys = [this.keys.userConnections(userId), this.keys.userPending(userId)]
+      const [id, dropped, connections] = await this.keepUserMessageScript(2, ...keys, bytes, maxMessages, maxAge, onlyIfOffline ? '1' : '0')
+      return { id: id === '' ? undefined : id, connections, dropped }
     })
   }
 

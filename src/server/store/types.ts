@@ -39,11 +39,13 @@ export interface MeshStore {
   /** Users listed as online. */
   getOnlineUsers(): Promise<string[]>
   /**
-   * Keeps a message for a user who has no connection anywhere, atomically with that
-   * check; resolves false (and keeps nothing) if the user has a connection. Keeps at
-   * most `maxMessages` per user, none older than `maxAge` ms.
+   * Keeps a message in the user's stream and reads the user's connections, in one
+   * atomic step, so that every connection registered later finds the message among
+   * the kept ones. With `onlyIfOffline`, nothing is kept when the user has a
+   * connection (`id` is then `undefined`). Keeps at most `maxMessages` per user,
+   * none older than `maxAge` ms; `dropped` counts older messages this removed.
    */
-  queueForOfflineUser(userId: string, message: Uint8Array, maxMessages: number, maxAge: number): Promise<boolean>
+  keepUserMessage(userId: string, message: Uint8Array, onlyIfOffline: boolean, maxMessages: number, maxAge: number): Promise<KeptUserMessage>
   /** A user's kept messages, oldest first, as `[id, message]`; ids increase. */
   getPendingMessages(userId: string, maxAge: number): Promise<Array<[string, Uint8Array]>>
   /** Forgets kept messages the client acknowledged. */
@@ -102,6 +104,13 @@ export interface ChannelRange {
    * the first that does not, even if that leaves none.
    */
   maxBytes?: number
+}
+
+/** What `keepUserMessage` did: the kept message's id, the user's connections at that moment, and how many older messages it dropped. */
+export interface KeptUserMessage {
+  id: string | undefined
+  connections: string[]
+  dropped: number
 }
 
 export interface ChannelSnapshot {
