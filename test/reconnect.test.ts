@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
 import type { MeshClient, MeshClientOptions } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
-import { backoffDelay } from '../src/client/backoff.js'
+import { backoffDelay } from '../src/shared/backoff.js'
 import { connectClient, nextEvent, startServer } from './support/harness.js'
 
 /** A client connected to a server that then stops; resolves once the client knows, with the freed port. */

@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http'
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
 import type { MeshClient } from 'meshkit/client'
+import { ErrorCode, MeshError } from 'meshkit'
 import { Dispatcher, type MeshServer, type MeshServerOptions, type MeshStore } from 'meshkit/server'
-import { FrameType } from '../src/shared/protocol.js'
+import { CloseCode, FrameType } from '../src/shared/protocol.js'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
-import { RawClient, connectClient, createClient, deferred, type Deferred, eventually, urlOf, waitFor } from './support/harness.js'
+import { RawClient, connectClient, createClient, deferred, type Deferred, eventually, nextEvent, urlOf, waitFor } from './support/harness.js'
 import { openNonReadingWebSocket } from './support/wire.js'
 
 /** Two instances sharing Redis; `mesh/authenticate` accepts `{ user }`. */
@@ -235,6 +236,42 @@ describe('acknowledged mode (sync.keepUntilAcknowledged)', () => {
     const expected = range(pump.sent)
     await eventually(async () => expect(received).toEqual(expected), 10_000)
     await eventually(async () => expect(await a.store.getPendingMessages('u1', 60_000)).toEqual([]))
+  })
+})
+
+describe('a redelivery whose read fails', () => {
+  it('is retried while the connection is open, and newer live messages still wait behind the kept ones', { timeout: 30_000 }, async () => {
+    const { a } = await twoInstances({ sync: { enabled: true } })
+    for (const message of ['k1', 'k2', 'k3']) await a.send('msg', message, ['u1'])
+    // The first reads fail as they do while Redis is away; a live message arrives meanwhile.
+    const read = a.store.getPendingMessages.bind(a.store)
+    const failures = deferred()
+    let failed = 0
+    a.store.getPendingMessages = async (...args) => {
+      if (failed < 3) {
+        if (++failed === 3) failures.resolve()
+        throw new MeshError(ErrorCode.UNAVAILABLE, 'store away')
+      }
+      return read(...args)
+    }
+    const client = await connectClient(a)
+    const inbox = collect(client, 'msg')
+    await client.authenticate({ user: 'u1' })
+    await a.send('msg', 'live', ['u1'])
+    await failures.promise
+    await eventually(async () => expect(inbox).toEqual(['k1', 'k2', 'k3', 'live']), 10_000)
+  })
+
+  it('closes with 1013 a connection whose held events outgrow maxBufferedBytes while the read keeps failing', async () => {
+    const { a } = await twoInstances({ sync: { enabled: true }, maxBufferedBytes: 4_096 })
+    a.store.getPendingMessages = async () => {
+      throw new MeshError(ErrorCode.UNAVAILABLE, 'store away')
+    }
+    const client = await connectClient(a, { shouldReconnect: false })
+    const disconnected = nextEvent<{ code: number }>(client, 'disconnect')
+    await client.authenticate({ user: 'u1' })
+    for (let i = 0; i < 8; i++) await a.broadcast('big', 'x'.repeat(1_024))
+    expect((await disconnected).code).toBe(CloseCode.TRY_AGAIN_LATER)
   })
 })
 

@@ -1,5 +1,5 @@
 import { ErrorCode, toMeshError, type MeshError } from '../shared/errors.js'
-import { backoffDelay } from './backoff.js'
+import { backoffDelay } from '../shared/backoff.js'
 
 /**
  * Codes that say "not now" rather than "no": the server or its store is away or

@@ -43,6 +43,9 @@ export class Connection {
   /** @internal this instance's record of the connection's encoded metadata */
   metadata: string | undefined
 
+  /** @internal closed (4008) for falling more than `maxBufferedBytes` behind; its client may see 1006 instead */
+  slowConsumer = false
+
   /** @internal requests being handled right now */
   pendingRequests = 0
   /** @internal liveness bookkeeping, owned by the heartbeat */
@@ -58,7 +61,8 @@ export class Connection {
     private readonly socket: WebSocket,
     id: string,
     codec: Codec,
-    private readonly maxBufferedBytes: number,
+    /** @internal bytes that may wait for this reader before it is closed with 4008 */
+    readonly maxBufferedBytes: number,
   ) {
     this.id = id
     this.codec = codec
@@ -166,6 +170,7 @@ export class Connection {
     if (!this.corked) this.cork()
     this.socket.send(data, { binary: this.codec.binary })
     if (this.socket.bufferedAmount > this.maxBufferedBytes) {
+      this.slowConsumer = true
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer')
       this.closingTimer ??= setTimeout(() => this.socket.terminate(), 1_000)
       return false

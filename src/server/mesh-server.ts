@@ -357,6 +357,8 @@ export class MeshServer {
     )
 
     ws.on('close', () => {
+      // Its client may only see 1006: the close frame queued behind what it did not read.
+      if (connection.slowConsumer) this.logger.warn?.('closed a slow consumer (4008)', { connectionId: connection.id, maxBufferedBytes: this.options.maxBufferedBytes })
       this.live.delete(connection.id)
       this.sockets.delete(connection)
       this.channels.dropConnection(connection)

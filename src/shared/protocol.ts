@@ -43,6 +43,8 @@ export const CloseCode = {
   GOING_AWAY: 1001,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
+  /** The server cannot serve this connection right now (its kept messages could not be read for too long); clients reconnect. */
+  TRY_AGAIN_LATER: 1013,
   /** Reported by the client when the server stopped pinging (or never said hello); never sent. */
   HEARTBEAT_TIMEOUT: 4000,
   /** The server stopped writing to a reader that fell too far behind. */

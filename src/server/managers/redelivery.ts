@@ -1,8 +1,8 @@
-import type { WireData } from '../../shared/codec.js'
-import { encodeFrame } from '../../shared/codec.js'
+import { backoffDelay } from '../../shared/backoff.js'
+import { encodeFrame, type WireData } from '../../shared/codec.js'
 import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { msgpackCodec } from '../../shared/msgpack-codec.js'
-import { FrameType } from '../../shared/protocol.js'
+import { CloseCode, FrameType } from '../../shared/protocol.js'
 import type { Connection } from '../connection.js'
 import type { Logger } from '../logger.js'
 import type { KeptUserMessage, MeshStore } from '../store/types.js'
@@ -31,6 +31,15 @@ export const syncDefaults = { enabled: false, keepUntilAcknowledged: true, redel
 
 export type ResolvedSyncOptions = typeof syncDefaults
 
+/** Backoff of a redelivery whose read failed (the store is away): from 100 ms up to 5 s between tries. */
+const RETRY_BASE = 100
+const RETRY_CAP = 5_000
+
+interface Held {
+  frames: WireData[]
+  bytes: number
+}
+
 /**
  * Messages for users who were offline (Mesa's `sync`): kept in the store when sent,
  * sent again with an id when the user next authenticates, and removed only when the
@@ -43,7 +52,7 @@ export type ResolvedSyncOptions = typeof syncDefaults
  */
 export class Redelivery {
   /** Events for connections whose kept messages are still being written, in arrival order. */
-  private readonly held = new Map<Connection, WireData[]>()
+  private readonly held = new Map<Connection, Held>()
 
   constructor(
     private readonly store: MeshStore,
@@ -78,33 +87,60 @@ export class Redelivery {
    * until `start` has written its kept messages (or `release`).
    */
   hold(connection: Connection): void {
-    if (this.options.enabled && !this.held.has(connection)) this.held.set(connection, [])
+    if (this.options.enabled && !this.held.has(connection)) this.held.set(connection, { frames: [], bytes: 0 })
   }
 
-  /** True if the frame was held for the connection (it is written after the kept messages). */
+  /**
+   * True if the frame was held for the connection (it is written after the kept
+   * messages). Held frames are bounded like a socket's buffer: past
+   * `maxBufferedBytes` the connection is closed with 1013 (try again later), and its
+   * client reconnects; what was kept for it comes again then.
+   */
   holds(connection: Connection, data: WireData): boolean {
-    const queue = this.held.get(connection)
-    if (queue === undefined) return false
-    queue.push(data)
+    const held = this.held.get(connection)
+    if (held === undefined) return false
+    held.bytes += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
+    if (held.bytes > connection.maxBufferedBytes) {
+      this.held.delete(connection)
+      this.logger.warn?.('closed a connection whose held events outgrew maxBufferedBytes while its kept messages could not be read', { connectionId: connection.id })
+      connection.close(CloseCode.TRY_AGAIN_LATER, 'redelivery delayed')
+      return true
+    }
+    held.frames.push(data)
     return true
   }
 
   /** Stops holding: writes what was held (registration failed, or redelivery is done). */
   release(connection: Connection): void {
-    const queue = this.held.get(connection)
+    const held = this.held.get(connection)
     this.held.delete(connection)
-    if (queue) for (const data of queue) connection.write(data)
+    if (held) for (const data of held.frames) connection.write(data)
   }
 
-  /** The connection is registered under its user: redeliver, then write what was held meanwhile. */
+  /**
+   * The connection is registered under its user: redeliver, then write what was
+   * held meanwhile. A read that fails (the store is away) is retried with backoff
+   * while the connection is open, its events still held behind it, so that the
+   * kept messages neither wait for the next session nor arrive after newer ones.
+   */
   start(connection: Connection): void {
     if (!this.options.enabled) return
     // After the reply to the authentication has gone out.
-    setImmediate(() => {
-      this.deliver(connection)
-        .catch((error: unknown) => this.logger.warn?.('redelivery failed', { userId: connection.userId, error }))
-        .finally(() => this.release(connection))
-    })
+    setImmediate(() => void this.deliverUntilDone(connection).finally(() => this.release(connection)))
+  }
+
+  private async deliverUntilDone(connection: Connection): Promise<void> {
+    for (let attempt = 1; connection.isOpen; attempt++) {
+      try {
+        await this.deliver(connection)
+        return
+      } catch (error) {
+        const log = attempt === 1 ? this.logger.warn : this.logger.debug
+        log?.call(this.logger, 'redelivery failed; retrying', { userId: connection.userId, attempt, error })
+      }
+      if (!this.held.has(connection)) return
+      await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, RETRY_BASE, RETRY_CAP)))
+    }
   }
 
   /** Sends a newly authenticated connection everything kept for its user, in order. */

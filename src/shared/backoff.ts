@@ -1,5 +1,5 @@
 /**
- * Delay before reconnect attempt `attempt` (1-based): "full jitter", a uniform
+ * Delay before retry `attempt` (1-based: reconnects, resumes, redelivery): "full jitter", a uniform
  * random delay between 0 and an exponentially growing ceiling, so that clients
  * dropped together do not return together.
  */
