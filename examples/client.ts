@@ -5,6 +5,12 @@ const client = new MeshClient(process.env.MESH_URL ?? 'ws://localhost:4000')
 client.on('welcome', (payload) => console.log('welcome', payload))
 client.on('shouted', (payload) => console.log('shouted', payload))
 client.on('latency', (ms) => console.log(`latency ${ms} ms`))
+// After a reconnect the client resumes channels, rejoins rooms and re-authenticates by itself,
+// retrying while the server cannot; these events say how it went (nothing is dropped silently).
+client.on('recovery', ({ channel, complete, missed, subscribed, retrying, error }) =>
+  console.log('recovery', { channel, complete, missed, subscribed, retrying, code: error?.code }),
+)
+client.on('rejoin', ({ room, joined, retrying }) => console.log('rejoin', { room, joined, retrying }))
 
 await client.connect()
 console.log('connected as', client.id)
