@@ -61,7 +61,10 @@ export class InstanceMonitor {
 
   /** Forgets a closed connection: owner, metadata, rooms. Retried later if the store is away. */
   async unregister(connection: Connection): Promise<void> {
-    if (this.unregistered.delete(connection)) return
+    // Removed from the store even if its registration failed: a registration that
+    // timed out is not withdrawn, Redis may still have run it (and later writes
+    // for the connection, such as its user, then landed too).
+    this.unregistered.delete(connection)
     try {
       await this.store.removeConnection(connection.id)
     } catch (error) {
