@@ -2,7 +2,9 @@ import { Redis } from 'ioredis'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import type { MeshServer } from 'meshkit/server'
 import { Keys } from '../src/server/store/keys.js'
-import { uniqueNamespace } from './support/cluster.js'
+import { createRedisClient, whenReady } from '../src/server/store/redis-client.js'
+import { RedisStore } from '../src/server/store/redis-store.js'
+import { collect, uniqueNamespace } from './support/cluster.js'
 import { connectClient, deferred, eventually, startServer } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
 
@@ -47,5 +49,52 @@ describe('a registration that timed out and landed late', () => {
     await gone.promise
     expect(await server.isUserOnline('u1')).toBe(false)
     expect(await probe.hexists(keys.connections, client.id!)).toBe(0)
+  })
+})
+
+/** A real Redis store whose `addUserConnection` can be held by the test before it writes. */
+class GatedRedisStore extends RedisStore {
+  gate: (() => Promise<void>) | undefined
+
+  override async addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<boolean> {
+    await this.gate?.()
+    return super.addUserConnection(userId, connectionId, trackOnline)
+  }
+}
+
+describe('a user written back after the store lost it', () => {
+  it('gets the messages kept for it while it was missing, in this session', { timeout: 30_000 }, async () => {
+    const redis = await startRedisServer()
+    onTestFinished(() => redis.stop())
+    const namespace = uniqueNamespace('user-write-back')
+    const connection = createRedisClient(redis.url, { commandTimeout: 2_000 })
+    connection.on('error', () => {})
+    await whenReady(connection, 5_000)
+    const store = new GatedRedisStore(connection, new Keys(namespace))
+    const options = { redis: redis.url, namespace, store, instanceTtl: 600, sync: { enabled: true } }
+    const server = await startServer(options, acceptUsers)
+    const client = await connectClient(server)
+    await client.authenticate({ user: 'u1' })
+    const inbox = collect(client, 'msg')
+    await server.send('msg', 'live', ['u1'])
+    await eventually(async () => expect(inbox).toEqual(['live']))
+
+    // The store comes back empty: the monitor writes the connection and its user back.
+    const writingBack = deferred()
+    const release = deferred()
+    store.gate = () => {
+      writingBack.resolve()
+      return release.promise
+    }
+    const admin = new Redis(redis.url)
+    onTestFinished(() => void admin.quit())
+    await admin.flushall()
+    await writingBack.promise
+    // Until the user is written back it has no connection: the message is kept for it.
+    await server.send('msg', 'while missing', ['u1'])
+    store.gate = undefined
+    release.resolve()
+    await eventually(async () => expect(await server.isUserOnline('u1')).toBe(true))
+    await eventually(async () => expect(inbox).toEqual(['live', 'while missing']))
   })
 })

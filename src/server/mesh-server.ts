@@ -92,7 +92,7 @@ export class MeshServer {
     })
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
-    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, this.logger)
+    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, redelivery, this.logger)
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name))
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options) })

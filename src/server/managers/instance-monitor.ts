@@ -1,6 +1,7 @@
 import { ErrorCode, MeshError } from '../../shared/errors.js'
 import type { Connection } from '../connection.js'
 import type { Logger } from '../logger.js'
+import type { Redelivery } from './redelivery.js'
 import type { MeshStore } from '../store/types.js'
 
 /**
@@ -31,6 +32,7 @@ export class InstanceMonitor {
     private readonly store: MeshStore,
     private readonly ttl: number,
     private readonly trackOnlineUsers: boolean,
+    private readonly redelivery: Redelivery,
     private readonly logger: Logger,
   ) {}
 
@@ -146,10 +148,26 @@ export class InstanceMonitor {
       return
     }
     const writes: Array<Promise<unknown>> = []
-    if (connection.userId !== undefined) writes.push(this.store.addUserConnection(connection.userId, connection.id, this.trackOnlineUsers))
+    if (connection.userId !== undefined) writes.push(this.writeBackUser(connection, connection.userId))
     if (connection.metadata !== undefined) writes.push(this.store.setMetadata(connection.id, connection.metadata))
     for (const room of connection.rooms) writes.push(this.store.addToRoom(room, connection.id))
     await Promise.all(writes)
+  }
+
+  /**
+   * While the user's registration was missing, messages for it found no connection
+   * and were kept (with sync): redelivered now, as after an authentication, and
+   * live ones that find the registration wait behind them.
+   */
+  private async writeBackUser(connection: Connection, userId: string): Promise<void> {
+    this.redelivery.hold(connection)
+    try {
+      await this.store.addUserConnection(userId, connection.id, this.trackOnlineUsers)
+    } catch (error) {
+      this.redelivery.release(connection)
+      throw error
+    }
+    this.redelivery.start(connection)
   }
 
   private async sweep(): Promise<void> {
