@@ -5,7 +5,7 @@ import { Keys } from '../src/server/store/keys.js'
 import { createRedisClient, whenReady } from '../src/server/store/redis-client.js'
 import { RedisStore } from '../src/server/store/redis-store.js'
 import { collect, uniqueNamespace } from './support/cluster.js'
-import { connectClient, deferred, eventually, startServer } from './support/harness.js'
+import { connectClient, deferred, eventually, startServer, waitFor } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
 
 // A Redis command that times out (`redisTimeout`) is not withdrawn: Redis runs it
@@ -96,5 +96,38 @@ describe('a user written back after the store lost it', () => {
     release.resolve()
     await eventually(async () => expect(await server.isUserOnline('u1')).toBe(true))
     await eventually(async () => expect(inbox).toEqual(['live', 'while missing']))
+  })
+})
+
+describe('a connection authenticated at the upgrade whose user could not be written', () => {
+  it('is written under its user when the store is back', { timeout: 30_000 }, async () => {
+    const redis = await startRedisServer()
+    onTestFinished(() => redis.stop())
+    const namespace = uniqueNamespace('upgrade-user-write-back')
+    const connection = createRedisClient(redis.url, { commandTimeout: 2_000 })
+    connection.on('error', () => {})
+    await whenReady(connection, 5_000)
+    const store = new GatedRedisStore(connection, new Keys(namespace))
+    const server = await startServer({ redis: redis.url, namespace, store, authenticate: () => ({ id: 'u1' }) })
+    const writing = deferred()
+    const release = deferred()
+    store.gate = () => {
+      writing.resolve()
+      return release.promise
+    }
+    const connecting = connectClient(server)
+    await writing.promise
+    // The store's connection drops while the user is being written: the write fails.
+    const admin = new Redis(redis.url)
+    onTestFinished(() => void admin.quit())
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')
+    await waitFor(() => connection.status !== 'ready')
+    store.gate = undefined
+    release.resolve()
+    const client = await connecting
+    const inbox = collect(client, 'msg')
+    await eventually(async () => expect(await server.isUserOnline('u1')).toBe(true))
+    await server.send('msg', 'reached', ['u1'])
+    await eventually(async () => expect(inbox).toEqual(['reached']))
   })
 })

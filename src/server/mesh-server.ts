@@ -337,6 +337,7 @@ export class MeshServer {
         // Identified before the hello, so user sends reach it from its first moment.
         await this.authentication.accepted(connection, upgradeUser).catch((error: unknown) => {
           this.logger.warn?.('could not record the connection\'s user', { connectionId: connection.id, error })
+          this.monitor.registerLater(connection)
         })
         if (!connection.isOpen || this.closing) return
         connection.hello({

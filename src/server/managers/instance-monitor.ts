@@ -19,7 +19,7 @@ import type { MeshStore } from '../store/types.js'
 export class InstanceMonitor {
   private refreshTimer: ReturnType<typeof setInterval> | undefined
   private sweepTimer: ReturnType<typeof setInterval> | undefined
-  /** Live connections whose registration failed; registered when the store is back. */
+  /** Live connections whose registration (or their user's) failed; written back when the store is back. */
   private readonly unregistered = new Set<Connection>()
   /** Closed connections whose removal failed; removed when the store is back. */
   private readonly orphans = new Set<string>()
@@ -59,6 +59,11 @@ export class InstanceMonitor {
       this.unregistered.add(connection)
       return false
     }
+  }
+
+  /** A live connection whose user could not be written: written back with its registration when the store is back. */
+  registerLater(connection: Connection): void {
+    if (!connection.isClosed) this.unregistered.add(connection)
   }
 
   /** Forgets a closed connection: owner, metadata, rooms. Retried later if the store is away. */
