@@ -1,11 +1,12 @@
 import { Redis } from 'ioredis'
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { ErrorCode } from 'meshkit'
 import type { MeshServer } from 'meshkit/server'
 import { Keys } from '../src/server/store/keys.js'
 import { createRedisClient, whenReady } from '../src/server/store/redis-client.js'
 import { RedisStore } from '../src/server/store/redis-store.js'
 import { collect, uniqueNamespace } from './support/cluster.js'
-import { connectClient, deferred, eventually, startServer, waitFor } from './support/harness.js'
+import { connectClient, deferred, eventually, rejectionOf, startServer, waitFor } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
 
 // A Redis command that times out (`redisTimeout`) is not withdrawn: Redis runs it
@@ -129,5 +130,26 @@ describe('a connection authenticated at the upgrade whose user could not be writ
     await eventually(async () => expect(await server.isUserOnline('u1')).toBe(true))
     await server.send('msg', 'reached', ['u1'])
     await eventually(async () => expect(inbox).toEqual(['reached']))
+  })
+})
+
+describe('an authentication whose user write timed out', () => {
+  it('leaves the connection to that user only: the write may land late, and another user must not share its messages', { timeout: 30_000 }, async () => {
+    const redis = await startRedisServer()
+    onTestFinished(() => redis.stop())
+    const options = { redis: redis.url, namespace: uniqueNamespace('late-user'), redisTimeout: 200, authentication: { required: true } }
+    const server = await startServer(options, acceptUsers)
+    const client = await connectClient(server)
+    await pauseRedis(redis.url, 600)
+    expect((await rejectionOf(client.authenticate({ user: 'alice' }))).code).toBe(ErrorCode.UNAVAILABLE)
+    // Redis runs the write once the pause is over: the connection is listed under alice.
+    await eventually(async () => expect(await server.isUserOnline('alice')).toBe(true))
+    expect((await rejectionOf(client.authenticate({ user: 'bob' }))).code).toBe(ErrorCode.FORBIDDEN)
+    expect(await server.isUserOnline('bob')).toBe(false)
+    // Trying again as alice completes the authentication.
+    await client.authenticate({ user: 'alice' })
+    const inbox = collect(client, 'msg')
+    await server.send('msg', 'for alice', ['alice'])
+    await eventually(async () => expect(inbox).toEqual(['for alice']))
   })
 })
