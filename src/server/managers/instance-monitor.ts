@@ -1,8 +1,8 @@
 import { ErrorCode, MeshError } from '../../shared/errors.js'
 import type { Connection } from '../connection.js'
 import type { Logger } from '../logger.js'
-import type { Redelivery } from './redelivery.js'
 import type { MeshStore } from '../store/types.js'
+import type { Redelivery } from './redelivery.js'
 
 /**
  * This instance's place in the store: its liveness entry, its connections'
