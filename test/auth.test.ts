@@ -148,6 +148,16 @@ describe('authentication by message', () => {
     expect(() => new MeshServer({ port: 0, sync: { enabled: true, maxMessages: 0 } })).toThrow(RangeError)
     expect(() => new MeshServer({ port: 0, sync: { enabled: true, redeliveryInterval: -5 } })).toThrow(RangeError)
     expect(() => new MeshServer({ port: 0, authenticate: 'yes' as never })).toThrow(TypeError)
+    // Accepted before, then every kept message failed in Redis (XTRIM and PEXPIRE take whole numbers).
+    expect(() => new MeshServer({ port: 0, sync: { enabled: true, maxMessages: 1.5 } })).toThrow(RangeError)
+    expect(() => new MeshServer({ port: 0, sync: { enabled: true, maxAge: Infinity } })).toThrow(RangeError)
+    expect(() => new MeshServer({ port: 0, sync: { enabled: true, keepUntilAcknowledged: 'no' as never } })).toThrow(TypeError)
+  })
+
+  it('refuses bad sync options of a Dispatcher at construction', async () => {
+    const { Dispatcher } = await import('meshkit/server')
+    expect(() => new Dispatcher('redis://127.0.0.1:1', { sync: { enabled: true, maxMessages: -1 } })).toThrow(RangeError)
+    expect(() => new Dispatcher('redis://127.0.0.1:1', { sync: { enabled: true, maxAge: 0.5 } })).toThrow(RangeError)
   })
 
   it('reports NOT_ENABLED for online users when they are not tracked', async () => {

@@ -145,12 +145,15 @@ export class Authentication {
     const user = result.user ?? { id: result.id }
     if (connection.isAuthenticated) {
       // One connection, one user: switching would leave the old user marked online through it.
-      if (connection.userId !== id) throw new MeshError(ErrorCode.FORBIDDEN, 'This connection is authenticated as another user')
+      if (connection.userId !== id) throw anotherUser()
     } else {
+      // Another user would share the first one's messages if its write landed after all.
+      if (connection.claimedUserId !== undefined && connection.claimedUserId !== id) throw anotherUser()
       try {
         await this.identify(connection, id, user)
       } catch (error) {
         connection.forget()
+        if (!(error instanceof MeshError && error.code === ErrorCode.CONNECTION_CLOSED)) connection.claimedUserId = id
         throw error
       }
     }
@@ -213,6 +216,10 @@ export class Authentication {
       throw new MeshError(ErrorCode.NOT_ENABLED, 'Online users are not tracked (authentication.storeConnectedUsers is false)')
     }
   }
+}
+
+function anotherUser(): MeshError {
+  return new MeshError(ErrorCode.FORBIDDEN, 'This connection is authenticated as another user')
 }
 
 function closed(): MeshError {

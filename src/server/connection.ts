@@ -101,6 +101,8 @@ export class Connection {
   authenticating = false
   /** @internal an authentication failed with `disconnectOnFail`: no other attempt reaches the handler */
   authRefused = false
+  /** @internal a user whose store write failed but may still land (a timed-out command runs late): the only user this connection may become */
+  claimedUserId: string | undefined
 
   /** @internal closes an unauthenticated connection when authentication is required and late */
   authTimer: ReturnType<typeof setTimeout> | undefined

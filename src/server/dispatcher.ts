@@ -1,10 +1,10 @@
 import { nanoid } from 'nanoid'
-import { mergeOptions, requirePositive } from '../shared/options.js'
+import { requirePositive } from '../shared/options.js'
 import type { Logger } from './logger.js'
 import { silentLogger } from './logger.js'
 import { Cluster } from './managers/cluster.js'
 import { Delivery } from './managers/delivery.js'
-import { Redelivery, syncDefaults, type SyncOptions } from './managers/redelivery.js'
+import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import { Keys } from './store/keys.js'
 import { RedisBus } from './store/redis-bus.js'
 import { createRedisClient, whenReady, type RedisConfig } from './store/redis-client.js'
@@ -39,6 +39,7 @@ export class Dispatcher {
     const timeout = options.redisTimeout ?? 5_000
     requirePositive('redisTimeout', timeout)
     this.timeout = timeout
+    const sync = resolveSyncOptions(options.sync)
     const logger = options.logger ?? silentLogger
     const keys = new Keys(options.namespace ?? 'meshkit')
     this.redis = createRedisClient(redis, { commandTimeout: timeout })
@@ -48,7 +49,7 @@ export class Dispatcher {
     this.bus = new RedisBus(this.redis, this.redis, timeout)
     const id = `dispatcher-${nanoid()}`
     const cluster = new Cluster(this.bus, keys, id, { deliver() {}, deliverAll() {}, deliverUsers() {}, notice() {} }, logger)
-    const redelivery = new Redelivery(this.store, mergeOptions(syncDefaults, options.sync ?? {}), logger)
+    const redelivery = new Redelivery(this.store, sync, logger)
     this.delivery = new Delivery(id, noLocalConnections, this.store, cluster, true, { required: false, redelivery })
   }
 

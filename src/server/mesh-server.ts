@@ -22,7 +22,7 @@ import { Cluster } from './managers/cluster.js'
 import { ConnectionManager } from './managers/connection-manager.js'
 import { Delivery } from './managers/delivery.js'
 import { InstanceMonitor } from './managers/instance-monitor.js'
-import { Redelivery, syncDefaults } from './managers/redelivery.js'
+import { Redelivery, resolveSyncOptions } from './managers/redelivery.js'
 import { Ownership, idOf, type ConnectionRef } from './managers/ownership.js'
 import { RoomManager } from './managers/room-manager.js'
 import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOptions } from './options.js'
@@ -83,7 +83,7 @@ export class MeshServer {
       notice: (notice) => ownership.apply(notice),
     }, this.logger)
     const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection))
-    const redelivery = new Redelivery(this.store, mergeOptions(syncDefaults, this.options.sync ?? {}), this.logger)
+    const redelivery = new Redelivery(this.store, resolveSyncOptions(this.options.sync), this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
     this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger)
     this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster, backend.shared, {
@@ -92,7 +92,7 @@ export class MeshServer {
     })
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
-    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, this.logger)
+    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, redelivery, this.logger)
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name))
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options) })
@@ -337,6 +337,7 @@ export class MeshServer {
         // Identified before the hello, so user sends reach it from its first moment.
         await this.authentication.accepted(connection, upgradeUser).catch((error: unknown) => {
           this.logger.warn?.('could not record the connection\'s user', { connectionId: connection.id, error })
+          this.monitor.registerLater(connection)
         })
         if (!connection.isOpen || this.closing) return
         connection.hello({

@@ -3,7 +3,7 @@ import type { Server as HttpsServer } from 'node:https'
 import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
 import type { AuthenticationOptions, UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
-import type { SyncOptions } from './managers/redelivery.js'
+import { resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 
@@ -135,9 +135,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   }
   const { authentication, sync } = resolved
   if (authentication?.timeout !== undefined) requirePositive('authentication.timeout', authentication.timeout)
-  if (sync?.maxMessages !== undefined) requirePositive('sync.maxMessages', sync.maxMessages)
-  if (sync?.maxAge !== undefined) requirePositive('sync.maxAge', sync.maxAge)
-  if (sync?.redeliveryInterval !== undefined) requireNonNegative('sync.redeliveryInterval', sync.redeliveryInterval)
+  resolveSyncOptions(sync)
   if (resolved.authenticate !== undefined && typeof resolved.authenticate !== 'function') {
     throw new TypeError('authenticate must be a function')
   }

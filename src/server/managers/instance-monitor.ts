@@ -2,6 +2,7 @@ import { ErrorCode, MeshError } from '../../shared/errors.js'
 import type { Connection } from '../connection.js'
 import type { Logger } from '../logger.js'
 import type { MeshStore } from '../store/types.js'
+import type { Redelivery } from './redelivery.js'
 
 /**
  * This instance's place in the store: its liveness entry, its connections'
@@ -18,7 +19,7 @@ import type { MeshStore } from '../store/types.js'
 export class InstanceMonitor {
   private refreshTimer: ReturnType<typeof setInterval> | undefined
   private sweepTimer: ReturnType<typeof setInterval> | undefined
-  /** Live connections whose registration failed; registered when the store is back. */
+  /** Live connections whose registration (or their user's) failed; written back when the store is back. */
   private readonly unregistered = new Set<Connection>()
   /** Closed connections whose removal failed; removed when the store is back. */
   private readonly orphans = new Set<string>()
@@ -31,6 +32,7 @@ export class InstanceMonitor {
     private readonly store: MeshStore,
     private readonly ttl: number,
     private readonly trackOnlineUsers: boolean,
+    private readonly redelivery: Redelivery,
     private readonly logger: Logger,
   ) {}
 
@@ -59,9 +61,17 @@ export class InstanceMonitor {
     }
   }
 
+  /** A live connection whose user could not be written: written back with its registration when the store is back. */
+  registerLater(connection: Connection): void {
+    if (!connection.isClosed) this.unregistered.add(connection)
+  }
+
   /** Forgets a closed connection: owner, metadata, rooms. Retried later if the store is away. */
   async unregister(connection: Connection): Promise<void> {
-    if (this.unregistered.delete(connection)) return
+    // Removed from the store even if its registration failed: a registration that
+    // timed out is not withdrawn, Redis may still have run it (and later writes
+    // for the connection, such as its user, then landed too).
+    this.unregistered.delete(connection)
     try {
       await this.store.removeConnection(connection.id)
     } catch (error) {
@@ -143,10 +153,26 @@ export class InstanceMonitor {
       return
     }
     const writes: Array<Promise<unknown>> = []
-    if (connection.userId !== undefined) writes.push(this.store.addUserConnection(connection.userId, connection.id, this.trackOnlineUsers))
+    if (connection.userId !== undefined) writes.push(this.writeBackUser(connection, connection.userId))
     if (connection.metadata !== undefined) writes.push(this.store.setMetadata(connection.id, connection.metadata))
     for (const room of connection.rooms) writes.push(this.store.addToRoom(room, connection.id))
     await Promise.all(writes)
+  }
+
+  /**
+   * While the user's registration was missing, messages for it found no connection
+   * and were kept (with sync): redelivered now, as after an authentication, and
+   * live ones that find the registration wait behind them.
+   */
+  private async writeBackUser(connection: Connection, userId: string): Promise<void> {
+    this.redelivery.hold(connection)
+    try {
+      await this.store.addUserConnection(userId, connection.id, this.trackOnlineUsers)
+    } catch (error) {
+      this.redelivery.release(connection)
+      throw error
+    }
+    this.redelivery.start(connection)
   }
 
   private async sweep(): Promise<void> {

@@ -2,6 +2,7 @@ import { backoffDelay } from '../../shared/backoff.js'
 import { encodeFrame, type WireData } from '../../shared/codec.js'
 import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { msgpackCodec } from '../../shared/msgpack-codec.js'
+import { mergeOptions, requireNonNegative } from '../../shared/options.js'
 import { CloseCode, FrameType } from '../../shared/protocol.js'
 import type { Connection } from '../connection.js'
 import type { Logger } from '../logger.js'
@@ -30,6 +31,19 @@ export interface SyncOptions {
 export const syncDefaults = { enabled: false, keepUntilAcknowledged: true, redeliveryInterval: 0, maxMessages: 100, maxAge: 86_400_000 }
 
 export type ResolvedSyncOptions = typeof syncDefaults
+
+/** Sync options over their defaults. Bad ones throw here: Redis would refuse every kept message (XTRIM and PEXPIRE take whole numbers). */
+export function resolveSyncOptions(options: SyncOptions = {}): ResolvedSyncOptions {
+  const resolved = mergeOptions(syncDefaults, options)
+  for (const key of ['enabled', 'keepUntilAcknowledged'] as const) {
+    if (typeof resolved[key] !== 'boolean') throw new TypeError(`sync.${key} must be a boolean, got ${String(resolved[key])}`)
+  }
+  for (const key of ['maxMessages', 'maxAge'] as const) {
+    if (!Number.isSafeInteger(resolved[key]) || resolved[key] < 1) throw new RangeError(`sync.${key} must be an integer, 1 or more, got ${String(resolved[key])}`)
+  }
+  requireNonNegative('sync.redeliveryInterval', resolved.redeliveryInterval)
+  return resolved
+}
 
 /** Backoff of a redelivery whose read failed (the store is away): from 100 ms up to 5 s between tries. */
 const RETRY_BASE = 100
