@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
 import { RequestTracker } from '../src/client/request-tracker.js'
-import type { MeshServer } from 'meshkit/server'
+import { MeshServer } from 'meshkit/server'
 import { connectClient, RawClient, rejectionOf, startServer } from './support/harness.js'
 
 /** A server answering `slow` a millisecond later, recording the order of requests and how many ran at once. */
@@ -27,6 +27,10 @@ describe('the client keeps within the server\'s maxPendingRequests', () => {
     expect((await (await RawClient.open(limited)).hello())[3]).toMatchObject({ maxPendingRequests: 4 })
     const unlimited = await startServer({ maxPendingRequests: Infinity })
     expect((await (await RawClient.open(unlimited, 'json')).hello())[3]).not.toHaveProperty('maxPendingRequests')
+  })
+
+  it('refuses at construction a limit clients could not pace by', () => {
+    expect(() => new MeshServer({ maxPendingRequests: 1.5 })).toThrow(RangeError)
   })
 
   it('200 commands fired at once against a limit of 4 all succeed, in order, none refused', async () => {

@@ -124,6 +124,10 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   for (const key of numeric) {
     requirePositive(key, resolved[key])
   }
+  // Announced in the hello, where clients pace their requests by it: a whole number (or Infinity, announced as none).
+  if (Number.isFinite(resolved.maxPendingRequests) && !Number.isInteger(resolved.maxPendingRequests)) {
+    throw new RangeError(`maxPendingRequests must be a whole number, got ${String(resolved.maxPendingRequests)}`)
+  }
   const counts = ['maxHistoryLimit', 'maxHistoryBytes', 'maxConcurrentHistoryReads', 'maxChannelsPerConnection', 'maxRoomsPerConnection', 'maxNameLength'] as const
   for (const key of counts) {
     if (!Number.isSafeInteger(resolved[key]) || resolved[key] < 1) throw new RangeError(`${key} must be an integer, 1 or more, got ${String(resolved[key])}`)
