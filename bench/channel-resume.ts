@@ -9,50 +9,17 @@
 // (perf_hooks.monitorEventLoopDelay). Run: node --expose-gc --import tsx bench/channel-resume.ts
 // With REDIS_URL it uses that Redis instead and fills only with FILL=1, so that two
 // checkouts (before and after a change) can be measured on one filled channel.
-import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { pack, unpack } from 'msgpackr'
 import { WebSocket } from 'ws'
 import { MeshServer } from 'meshkit/server'
+import { startRedisServer } from '../test/support/redis-server.js'
 
 const MESSAGES = Number(process.env.MESSAGES ?? 1_000_000)
 const CONCURRENT = Number(process.env.CONCURRENT ?? 10)
 const CHANNEL = 'long'
 const REQUEST = 1
 const RESPONSE = 2
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer().once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address()
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
-    })
-  })
-}
-
-async function startRedis(): Promise<{ url: string; stop(): void }> {
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'))
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir])
-  await new Promise<void>((resolve, reject) => {
-    child.once('error', reject)
-    child.stdout.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('Ready to accept connections')) resolve()
-    })
-  })
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    stop: () => {
-      child.kill('SIGKILL')
-      rmSync(dir, { recursive: true, force: true })
-    },
-  }
-}
 
 /** A bare msgpack WebSocket client: requests by id, replies with their size on the wire. */
 async function rawClient(port: number): Promise<{ request(command: string, payload: unknown): Promise<{ reply: any; bytes: number }>; close(): void }> {
@@ -108,7 +75,7 @@ async function measure<T>(work: () => Promise<T>): Promise<Measured<T>> {
 
 async function main(): Promise<void> {
   const given = process.env.REDIS_URL
-  const redis = given ? { url: given, stop: () => {} } : await startRedis()
+  const redis = given ? { url: given, stop: async () => {} } : await startRedisServer()
   const server = new MeshServer({ host: '127.0.0.1', port: 0, redis: redis.url, namespace: 'bench-resume' })
   server.exposeChannel(CHANNEL)
   try {
@@ -169,7 +136,7 @@ async function main(): Promise<void> {
     for (const c of [client, ...clients]) c.close()
   } finally {
     await server.close()
-    redis.stop()
+    await redis.stop()
   }
 }
 

@@ -3,39 +3,20 @@
 // connected to a server, everything on one Redis. Bounded: a few seconds per mode.
 //   npx tsx bench/user-send-cost.ts            (starts its own redis-server)
 //   REDIS_URL=redis://127.0.0.1:6379 npx tsx bench/user-send-cost.ts
-import { spawn, type ChildProcess } from 'node:child_process'
-import { connect, createServer } from 'node:net'
 import { MeshClient } from '../src/client/index.js'
 import { Dispatcher, MeshServer, type SyncOptions } from '../src/server/index.js'
+import { startRedisServer } from '../test/support/redis-server.js'
+import { median } from './support.js'
 
 const USERS = 20
 const MESSAGES = Number(process.env.MESSAGES ?? 20_000)
-const IN_FLIGHT = 64
+// As users write it: each dispatch awaited before the next (IN_FLIGHT=64 for a pipelined sender).
+const IN_FLIGHT = Number(process.env.IN_FLIGHT ?? 1)
 const ROUNDS = 3
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
-async function startRedis(): Promise<{ url: string; process?: ChildProcess }> {
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL }
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  const url = `redis://127.0.0.1:${port}`
-  for (let i = 0; i < 100; i++) {
-    const probe = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => (socket.destroy(), resolve(true)))
-      socket.once('error', () => resolve(false))
-    })
-    if (probe) break
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  return { url, process: child }
+async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
+  const given = process.env.REDIS_URL
+  return given ? { url: given, stop: async () => {} } : startRedisServer()
 }
 
 /** Messages per second from the first dispatch until every client has received every message. */
@@ -79,8 +60,8 @@ async function main(): Promise<void> {
   const redis = await startRedis()
   const modes: Array<[string, SyncOptions]> = [
     ['sync off', { enabled: false }],
-    ['sync on', { enabled: true }],
-    ['sync on, keepUntilAcknowledged', { enabled: true, keepUntilAcknowledged: true }],
+    ['sync, offline users only', { enabled: true, keepUntilAcknowledged: false }],
+    ['sync, kept until acknowledged', { enabled: true, keepUntilAcknowledged: true }],
   ]
   const results = new Map<string, number[]>()
   try {
@@ -91,9 +72,8 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    redis.process?.kill()
+    await redis.stop()
   }
-  const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
   const baseline = median(results.get('sync off')!)
   console.log(`${MESSAGES} user-addressed messages to ${USERS} users, ${IN_FLIGHT} dispatches in flight, median of ${ROUNDS}`)
   for (const [name] of modes) {
