@@ -76,6 +76,8 @@ type Command = (name: string, payload: unknown) => Promise<unknown>
 export class Subscriptions {
   private readonly channels = new Map<string, Wanted>()
   private readonly rooms = new Set<string>()
+  /** Rooms the app is joining right now: a late rejoin's leave must not undo such a join. */
+  private readonly joining = new Map<string, number>()
 
   constructor(
     private readonly command: Command,
@@ -113,7 +115,15 @@ export class Subscriptions {
   }
 
   async joinRoom(room: string): Promise<boolean> {
-    const joined = (await this.command(BuiltinCommand.JOIN_ROOM, { room })) === true
+    this.joining.set(room, (this.joining.get(room) ?? 0) + 1)
+    let joined: boolean
+    try {
+      joined = (await this.command(BuiltinCommand.JOIN_ROOM, { room })) === true
+    } finally {
+      const left = this.joining.get(room)! - 1
+      if (left === 0) this.joining.delete(room)
+      else this.joining.set(room, left)
+    }
     if (joined) this.rooms.add(room)
     return joined
   }
@@ -180,7 +190,14 @@ export class Subscriptions {
         if (attempt === 1) this.events.rejoin({ room, joined: false, retrying: true, error })
       },
     })
-    if (outcome.status === 'abandoned' || !this.rooms.has(room)) return
+    if (outcome.status === 'abandoned') return
+    if (!this.rooms.has(room)) {
+      // Left while the rejoin was on its way: the server answered that leave before the
+      // join (still in its guard) put the connection in, so it is in the room again.
+      const rejoined = outcome.status === 'done' && outcome.value && !this.joining.has(room)
+      if (rejoined) await command(BuiltinCommand.LEAVE_ROOM, { room }).catch(() => {})
+      return
+    }
     if (outcome.status === 'done' && outcome.value) {
       this.events.rejoin({ room, joined: true })
       return
