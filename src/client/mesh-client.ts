@@ -58,6 +58,12 @@ export class MeshClient {
   private resuming = false
   /** Whether `close` was emitted for the current session (reset by `connect()`). */
   private finished = false
+  /**
+   * Set when the client ended without `close()` (reconnecting gave up, or a close code
+   * or option ruled out reconnecting): the app still wants its channels, rooms and
+   * credentials, so the next `connect()` resumes them as a reconnect would.
+   */
+  private resumeOnConnect = false
 
   /**
    * @param url the server, or several instances of it: reconnect attempts go round
@@ -105,11 +111,13 @@ export class MeshClient {
     if (this.connecting) return this.connecting
     if (this.currentState === 'reconnecting') return this.nextConnect()
     this.finished = false
-    this.resuming = false
+    const resume = this.resumeOnConnect
+    this.resuming = resume && this.reauthentication.wanted
     this.setState('connecting')
     this.connecting = this.openSocket().then(
       () => {
         this.connecting = undefined
+        if (resume) this.startResume()
       },
       (error: MeshError) => {
         this.connecting = undefined
@@ -202,6 +210,7 @@ export class MeshClient {
 
   /** Closes the connection for good: no reconnect follows. Pending commands reject with `CONNECTION_CLOSED`. */
   async close(): Promise<void> {
+    this.resumeOnConnect = false
     // Acknowledged before the close frame, so the next session is not sent them again.
     if (this.currentState === 'open') this.redelivered.flush()
     const previous = this.currentState
@@ -308,6 +317,10 @@ export class MeshClient {
    * on transient failures within the socket's scope; a drop ends the scope, and the
    * next socket's session starts over.
    */
+  private startResume(): void {
+    this.resumeSession(this.scope!).catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
+  }
+
   private async resumeSession(scope: RetryScope): Promise<void> {
     await this.reauthentication.run(scope, this.commandOn(scope, true))
     if (scope !== this.scope || !scope.active) return
@@ -347,7 +360,7 @@ export class MeshClient {
       try {
         await this.openSocket()
         this.lifecycle.emit('reconnect', { attempt })
-        this.resumeSession(this.scope!).catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
+        this.startResume()
         return
       } catch (error) {
         if (this.currentState !== 'reconnecting') return
@@ -361,6 +374,7 @@ export class MeshClient {
 
   /** The end of the client: everything still waiting is rejected, `close` is emitted once. */
   private finish(): void {
+    if (this.currentState !== 'closed') this.resumeOnConnect = true
     this.scope?.end()
     this.watchdog.stop()
     clearTimeout(this.reconnectTimer)
