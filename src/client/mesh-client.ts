@@ -50,8 +50,7 @@ export class MeshClient {
     (error) => this.lifecycle.emit('error', error),
   )
   private readonly redelivered = new RedeliveredMessages(
-    // Unacknowledged messages are simply sent again after the next authentication.
-    (ids) => void this.command(BuiltinCommand.ACK, { ids }).catch(() => {}),
+    (ids) => this.command(BuiltinCommand.ACK, { ids }),
     (event, payload) => this.serverEvents.emit(event, payload),
   )
   /** Set while a reconnected socket authenticates again: other requests wait until it is done. */
