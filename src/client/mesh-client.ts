@@ -58,9 +58,10 @@ export class MeshClient {
   /** Whether `close` was emitted for the current session (reset by `connect()`). */
   private finished = false
   /**
-   * Set when the client ended without `close()` (reconnecting gave up, or a close code
-   * or option ruled out reconnecting): the app still wants its channels, rooms and
-   * credentials, so the next `connect()` resumes them as a reconnect would.
+   * Set when the socket dropped without ending the session (not 1000, 4001, 4003): if
+   * the client then closes by itself (`reconnectfailed`, `shouldReconnect: false`), the
+   * app still wants its channels, rooms and credentials, and the next `connect()`
+   * resumes them as a reconnect would. `close()` clears it.
    */
   private resumeOnConnect = false
 
@@ -337,6 +338,7 @@ export class MeshClient {
     this.sender.socketGone(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
     this.lifecycle.emit('disconnect', { code, reason })
     // These end the session on purpose (1000) or would only repeat (authentication); an outage does not.
+    if (this.currentState === 'open') this.resumeOnConnect = !TERMINAL_CLOSE_CODES.has(code)
     const wanted = this.currentState === 'open' && this.options.shouldReconnect && !TERMINAL_CLOSE_CODES.has(code)
     if (wanted) void this.reconnect()
     else if (this.currentState !== 'closed') this.finish()
@@ -373,7 +375,6 @@ export class MeshClient {
 
   /** The end of the client: everything still waiting is rejected, `close` is emitted once. */
   private finish(): void {
-    if (this.currentState !== 'closed') this.resumeOnConnect = true
     this.scope?.end()
     this.watchdog.stop()
     clearTimeout(this.reconnectTimer)
