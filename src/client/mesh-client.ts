@@ -34,6 +34,7 @@ export class MeshClient {
   private readonly subscriptions = new Subscriptions((name, payload) => this.command(name, payload), {
     recovery: (event) => this.lifecycle.emit('recovery', event),
     rejoin: (event) => this.lifecycle.emit('rejoin', event),
+    callbackError: (error) => this.lifecycle.emit('error', toMeshError(error)),
   })
   /** The retries of the current socket; ended when it closes, so none outlives it. */
   private scope: RetryScope | undefined

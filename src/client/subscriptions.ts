@@ -48,6 +48,8 @@ export interface RejoinEvent {
 export interface SubscriptionEvents {
   recovery(event: RecoveryEvent): void
   rejoin(event: RejoinEvent): void
+  /** A channel callback threw: a bug of the app, reported without ending the subscription. */
+  callbackError(error: unknown): void
 }
 
 interface Wanted {
@@ -178,7 +180,7 @@ export class Subscriptions {
     }
     const reply = outcome.value
     const missed = reply.missed ?? []
-    for (const message of missed) wanted.callback(message)
+    for (const message of missed) this.hand(wanted, message)
     this.start(channel, wanted, reply.offset)
     this.events.recovery({ channel, complete: reply.complete === true, missed: missed.length, subscribed: true })
   }
@@ -222,7 +224,16 @@ export class Subscriptions {
     const gap = wanted.lastOffset > 0 && offset > wanted.lastOffset + 1
     wanted.lastOffset = offset
     if (gap) this.events.recovery({ channel, complete: false, missed: 0, subscribed: true })
-    wanted.callback(message)
+    this.hand(wanted, message)
+  }
+
+  /** A callback that throws must not leave a resume half done: its subscription would stay buffering forever. */
+  private hand(wanted: Wanted, message: unknown): void {
+    try {
+      wanted.callback(message)
+    } catch (error) {
+      this.events.callbackError(error)
+    }
   }
 
   private forget(channel: string, wanted: Wanted): void {
