@@ -318,16 +318,17 @@ export class MeshClient {
    * on transient failures within the socket's scope; a drop ends the scope, and the
    * next socket's session starts over.
    */
-  private startResume(): void {
-    this.resumeSession(this.scope!).catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
-  }
-
   private async resumeSession(scope: RetryScope): Promise<void> {
     await this.reauthentication.run(scope, this.commandOn(scope, true))
     if (scope !== this.scope || !scope.active) return
     this.resuming = false
     this.sender.flush()
     await this.subscriptions.replay(scope, this.commandOn(scope))
+  }
+
+  /** Resumes the session on the socket that just said hello, in the background. */
+  private startResume(): void {
+    this.resumeSession(this.scope!).catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
   }
 
   private onSocketGone(code: number, reason: string): void {
