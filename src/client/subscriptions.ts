@@ -194,8 +194,8 @@ export class Subscriptions {
     })
     if (outcome.status === 'abandoned') return
     if (!this.rooms.has(room)) {
-      // Left while the rejoin was on its way: the server answered that leave before the
-      // join (still in its guard) put the connection in, so it is in the room again.
+      // Left while the rejoin was on its way: the server may have answered that leave
+      // (not a member) while the join was still in its guard, which then put it in.
       const rejoined = outcome.status === 'done' && outcome.value && !this.joining.has(room)
       if (rejoined) await command(BuiltinCommand.LEAVE_ROOM, { room }).catch(() => {})
       return
