@@ -1,11 +1,11 @@
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
-import type { RecoveryEvent } from 'meshkit/client'
+import type { MeshError, RecoveryEvent } from 'meshkit/client'
 import { MemoryBus, MemoryStore, type MeshServer } from 'meshkit/server'
 import { Keys } from '../src/server/store/keys.js'
 import type { ChannelRange, ChannelSnapshot } from '../src/server/store/types.js'
 import { childInstance } from './support/child-instance.js'
 import { uniqueNamespace } from './support/cluster.js'
-import { connectClient, deferred, eventually, nextEvent, startServer } from './support/harness.js'
+import { connectClient, deferred, eventually, nextEvent, startServer, waitFor } from './support/harness.js'
 import { freePort, startRedisServer } from './support/redis-server.js'
 
 /** Writes messages one after another, each kept in a history of `limit`. */
@@ -195,5 +195,27 @@ describe('subscribing while reconnecting', () => {
     expect((await subscribing).success).toBe(true)
     await second.writeChannel('c', 'after', 10)
     await eventually(async () => expect(received).toEqual(['after']))
+  })
+
+  it('keeps a subscription live when its callback throws on a missed message: error event, the rest delivered', async () => {
+    const server = await startServer({}, (created) => created.exposeChannel('c'))
+    const client = await connectClient(server, { reconnectInterval: 10, maxReconnectInterval: 50 })
+    const received: unknown[] = []
+    await client.subscribe('c', (message) => {
+      received.push(message)
+      if (message === 'bad') throw new Error('a bug in the app')
+    })
+    const errors: MeshError[] = []
+    client.on('error', (error) => errors.push(error))
+    const recovered = nextEvent<RecoveryEvent>(client, 'recovery')
+    const reconnected = nextEvent(client, 'reconnect')
+    server.connections.get(client.id!)!.close(1012, 'restart')
+    await writeAll(server, 'c', ['bad', 'missed'], 10)
+    await reconnected
+    expect(await recovered).toMatchObject({ channel: 'c', subscribed: true, missed: 2 })
+    await writeAll(server, 'c', ['live'], 10)
+    await waitFor(() => received.includes('live'))
+    expect(received).toEqual(['bad', 'missed', 'live'])
+    expect(errors.map((error) => error.code)).toEqual(['INTERNAL_ERROR'])
   })
 })

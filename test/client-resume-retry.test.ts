@@ -3,7 +3,7 @@ import { ErrorCode, MeshError } from 'meshkit'
 import type { MeshClient, ReauthenticateEvent, RecoveryEvent, RejoinEvent } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
 import { collect, uniqueNamespace } from './support/cluster.js'
-import { connectClient, eventually, nextEvent, startServer, waitFor } from './support/harness.js'
+import { connectClient, deferred, eventually, nextEvent, startServer, waitFor } from './support/harness.js'
 import { startRedisServer, type RedisProcess } from './support/redis-server.js'
 
 const RETRY = { reconnectInterval: 20, maxReconnectInterval: 200 }
@@ -178,6 +178,35 @@ describe('definitive answers after a reconnect', () => {
     expect(rejoins[6]).toEqual({ room: 'lobby-c', joined: true })
     expect(asked).toEqual(['lobby-c'])
     expect(await server.getRoomMembers('lobby-a')).toEqual([])
+  })
+
+  it('leaves a room the app left while its rejoin was on its way, once the rejoin lands', async () => {
+    let rejoining = false
+    const reached = deferred()
+    const guard = deferred<boolean>()
+    const leaves: string[] = []
+    const server = await startServer({}, (created) => {
+      created.exposeRoom('lobby', () => {
+        if (!rejoining) return true
+        reached.resolve()
+        return guard.promise
+      })
+      created.addMiddleware((ctx) => {
+        if (ctx.command === 'mesh/leave-room') leaves.push(ctx.connection.id)
+      })
+    })
+    const client = await connectClient(server, RETRY)
+    expect(await client.joinRoom('lobby')).toBe(true)
+    rejoining = true
+    await dropSocket(server, client)
+    // The rejoin waits in the guard; the app leaves meanwhile, and the server has nothing to remove yet.
+    await reached.promise
+    expect(await client.leaveRoom('lobby')).toBe(false)
+    guard.resolve(true)
+    // The late rejoin put the connection back in the room: the client takes it out again.
+    await waitFor(() => leaves.length === 2)
+    expect(leaves).toEqual([client.id, client.id])
+    await eventually(async () => expect(await server.getRoomMembers('lobby')).toEqual([]))
   })
 
   it('reports a refused re-authentication with its code, and does not present those credentials again', async () => {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
-import type { MeshClient, MeshClientOptions } from 'meshkit/client'
+import type { MeshClient, MeshClientOptions, ReauthenticateEvent, RecoveryEvent, RejoinEvent } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
 import { backoffDelay } from '../src/shared/backoff.js'
-import { connectClient, nextEvent, startServer } from './support/harness.js'
+import { connectClient, nextEvent, startServer, waitFor } from './support/harness.js'
 
 /** A client connected to a server that then stops; resolves once the client knows, with the freed port. */
 async function clientOfStoppedServer(options: MeshClientOptions): Promise<{ client: MeshClient; port: number }> {
@@ -78,6 +78,38 @@ describe('reconnection', () => {
     await closed
     expect(client.state).toBe('closed')
     expect(((await queued.catch((thrown: MeshError) => thrown)) as MeshError).code).toBe(ErrorCode.CONNECTION_CLOSED)
+  })
+
+  it('resumes the session on connect() after reconnectfailed: authenticated again, channel resumed, room rejoined', async () => {
+    const configure = (server: MeshServer): void => {
+      server.exposeChannel('feed')
+      server.exposeRoom('lobby')
+      server.onAuthenticate((credentials) => ({ id: credentials as string }))
+    }
+    const first = await startServer({}, configure)
+    const client = await connectClient(first, { reconnectInterval: 5, maxReconnectAttempts: 1 })
+    await client.authenticate('ada')
+    const received: unknown[] = []
+    expect((await client.subscribe('feed', (message) => received.push(message))).success).toBe(true)
+    expect(await client.joinRoom('lobby')).toBe(true)
+    const closed = nextEvent(client, 'close')
+    const port = first.port
+    await first.close()
+    await closed
+
+    // The app never let go of any of it: a later connect() must not leave it silently dead.
+    const second = await startServer({ port }, configure)
+    const reauthenticated = nextEvent<ReauthenticateEvent>(client, 'reauthenticate')
+    const recovered = nextEvent<RecoveryEvent>(client, 'recovery')
+    const rejoined = nextEvent<RejoinEvent>(client, 'rejoin')
+    await client.connect()
+    expect(await reauthenticated).toMatchObject({ authenticated: true, user: { id: 'ada' } })
+    expect(await recovered).toMatchObject({ channel: 'feed', subscribed: true })
+    expect(await rejoined).toEqual({ room: 'lobby', joined: true })
+    await second.writeChannel('feed', 'after', 10)
+    await waitFor(() => received.includes('after'))
+    expect(await second.isUserOnline('ada')).toBe(true)
+    expect(await second.getRoomMembers('lobby')).toEqual([client.id])
   })
 
   it('stops reconnecting when closed while reconnecting', async () => {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest'
+import { ErrorCode, MeshError } from 'meshkit'
 import type { MeshClient } from 'meshkit/client'
 import type { MeshServer, MeshServerOptions } from 'meshkit/server'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
 import { dispatchFromProcess } from './support/dispatch-process.js'
 import { FrameType } from '../src/shared/protocol.js'
-import { RawClient, connectClient, deferred, eventually } from './support/harness.js'
+import { RawClient, connectClient, deferred, eventually, nextEvent, waitFor } from './support/harness.js'
 
 /** Two instances sharing Redis; `mesh/authenticate` accepts `{ user: id }`. */
 async function twoInstances(options: MeshServerOptions = {}): Promise<{ a: MeshServer; b: MeshServer; namespace: string }> {
@@ -180,6 +181,34 @@ describe('redelivery acknowledgements on the wire', () => {
     const inbox = collect(client, 'msg')
     await client.authenticate({ user: 'u1' })
     await eventually(async () => expect(inbox).toEqual(messages.slice(2)))
+  })
+})
+
+describe('redelivery deduplication in the client', () => {
+  it('shows a message once even if its acknowledgement failed and 1,000 others came before it comes again', { timeout: 30_000 }, async () => {
+    const { a } = await twoInstances({ sync: { enabled: true } })
+    let acks = 0
+    a.addMiddleware((ctx) => {
+      // The store is away for the first acknowledgement only: that message stays kept.
+      if (ctx.command === 'mesh/ack' && acks++ === 0) throw new MeshError(ErrorCode.UNAVAILABLE, 'store away')
+    })
+    const client = await connectClient(a, { reconnectInterval: 10, maxReconnectInterval: 50 })
+    const inbox = collect<string>(client, 'msg')
+    await client.authenticate({ user: 'u1' })
+    await a.send('msg', 'first', ['u1'])
+    await waitFor(() => acks === 1)
+    const later = Array.from({ length: 1_000 }, (_, i) => `m${i}`)
+    for (const message of later) await a.send('msg', message, ['u1'])
+    await eventually(async () => expect(await a.store.getPendingMessages('u1', 60_000)).toHaveLength(1))
+
+    // The next session gets 'first' again; the client acknowledges it but must not show it twice.
+    const reauthenticated = nextEvent(client, 'reauthenticate')
+    a.connections.get(client.id!)!.close(1012, 'restart')
+    await reauthenticated
+    await a.send('msg', 'last', ['u1'])
+    await waitFor(() => inbox.includes('last'))
+    expect(inbox).toEqual(['first', ...later, 'last'])
+    await eventually(async () => expect(await a.store.getPendingMessages('u1', 60_000)).toEqual([]))
   })
 })
 

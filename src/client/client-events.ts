@@ -20,7 +20,7 @@ export interface ClientEvents {
   ping: undefined
   /** The round trip the server measured, in milliseconds. */
   latency: number
-  /** An error not tied to a command, such as the server rejecting a malformed frame. */
+  /** An error not tied to a command, such as the server rejecting a malformed frame, or a channel callback that threw. */
   error: MeshError
   /**
    * A channel was resumed after a reconnect (or a gap was seen); `complete: false` means

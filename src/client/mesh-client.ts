@@ -1,17 +1,18 @@
-import { codecByName, encodeFrame, tryDecode, type Codec, type WireData } from '../shared/codec.js'
+import { codecByName, type Codec } from '../shared/codec.js'
 import { Emitter } from '../shared/emitter.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
-import { BuiltinCommand, CloseCode, FrameType, PROTOCOL_VERSION, RESERVED_EVENTS, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
+import { BuiltinCommand, CloseCode, FrameType, RESERVED_EVENTS, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from '../shared/backoff.js'
 import type { ClientEvents, ClientState } from './client-events.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
+import { openSocket } from './open-socket.js'
 import { PingWatchdog } from './ping-watchdog.js'
 import { Reauthentication } from './reauthentication.js'
 import { RedeliveredMessages } from './redelivered-messages.js'
-import { RequestTracker } from './request-tracker.js'
+import { RequestSender } from './request-sender.js'
 import { RetryScope } from './retry-scope.js'
 import { Subscriptions, type ChannelCallback, type SubscribeOptions, type SubscribeResult } from './subscriptions.js'
-import { Transport, defaultWebSocket } from './transport.js'
+import { defaultWebSocket, type Transport } from './transport.js'
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
 const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_FAILED, CloseCode.AUTH_TIMEOUT])
@@ -28,18 +29,18 @@ export class MeshClient {
   private readonly codec: Codec
   private readonly lifecycle = new Emitter<ClientEvents>()
   private readonly serverEvents = new Emitter()
-  private readonly requests = new RequestTracker()
+  private readonly sender: RequestSender
   private readonly watchdog: PingWatchdog
   private readonly subscriptions = new Subscriptions((name, payload) => this.command(name, payload), {
     recovery: (event) => this.lifecycle.emit('recovery', event),
     rejoin: (event) => this.lifecycle.emit('rejoin', event),
+    callbackError: (error) => this.lifecycle.emit('error', toMeshError(error)),
   })
   /** The retries of the current socket; ended when it closes, so none outlives it. */
   private scope: RetryScope | undefined
   private currentState: ClientState = 'idle'
   private transport: Transport | undefined
   private connectionId: string | undefined
-  private serverMaxPayload = Infinity
   private lastLatency: number | undefined
   private connecting: Promise<void> | undefined
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
@@ -50,14 +51,20 @@ export class MeshClient {
     (error) => this.lifecycle.emit('error', error),
   )
   private readonly redelivered = new RedeliveredMessages(
-    // Unacknowledged messages are simply sent again after the next authentication.
-    (ids) => void this.command(BuiltinCommand.ACK, { ids }).catch(() => {}),
+    (ids) => this.command(BuiltinCommand.ACK, { ids }),
     (event, payload) => this.serverEvents.emit(event, payload),
   )
   /** Set while a reconnected socket authenticates again: other requests wait until it is done. */
   private resuming = false
   /** Whether `close` was emitted for the current session (reset by `connect()`). */
   private finished = false
+  /**
+   * Set when the socket dropped without ending the session (not 1000, 4001, 4003): if
+   * the client then closes by itself (`reconnectfailed`, `shouldReconnect: false`), the
+   * app still wants its channels, rooms and credentials, and the next `connect()`
+   * resumes them as a reconnect would. `close()` clears it.
+   */
+  private resumeOnConnect = false
 
   /**
    * @param url the server, or several instances of it: reconnect attempts go round
@@ -70,6 +77,7 @@ export class MeshClient {
     }
     this.options = resolveClientOptions(options)
     this.codec = codecByName(this.options.codec)
+    this.sender = new RequestSender(this.codec, () => this.currentState === 'open' && !this.resuming)
     this.watchdog = new PingWatchdog(this.options.pingTimeout, this.options.maxMissedPings, () =>
       this.transport?.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no ping from server'),
     )
@@ -104,11 +112,13 @@ export class MeshClient {
     if (this.connecting) return this.connecting
     if (this.currentState === 'reconnecting') return this.nextConnect()
     this.finished = false
-    this.resuming = false
+    const resume = this.resumeOnConnect
+    this.resuming = resume && this.reauthentication.wanted
     this.setState('connecting')
     this.connecting = this.openSocket().then(
       () => {
         this.connecting = undefined
+        if (resume) this.startResume()
       },
       (error: MeshError) => {
         this.connecting = undefined
@@ -130,23 +140,7 @@ export class MeshClient {
     if (this.currentState === 'idle' || this.currentState === 'closed') {
       return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.currentState}`))
     }
-    return this.request(name, payload, timeout, false) as Promise<R>
-  }
-
-  /**
-   * Queues a request (behind earlier ones and the server's in-flight limit) and sends
-   * what may go; an `urgent` one (re-authentication) goes out at once, ahead of all.
-   */
-  private request(name: string, payload: unknown, timeout: number, bound: boolean, urgent = false): Promise<unknown> {
-    let request: ReturnType<RequestTracker['create']>
-    try {
-      request = this.requests.create(timeout, (id) => encodeFrame(this.codec, [FrameType.REQUEST, id, name, payload]), bound)
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    if (urgent) this.sendRequest(request.id, request.frame)
-    else if (this.currentState === 'open' && !this.resuming) this.flushUnsent()
-    return request.reply
+    return this.sender.request(name, payload, timeout, false) as Promise<R>
   }
 
   /** Commands for one socket only: they fail once it is gone, so a retry never leaks onto the next socket. */
@@ -155,7 +149,7 @@ export class MeshClient {
       if (scope !== this.scope || !scope.active) {
         return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The socket of this request is gone'))
       }
-      return this.request(name, payload, this.options.commandTimeout, true, urgent)
+      return this.sender.request(name, payload, this.options.commandTimeout, true, urgent)
     }
   }
 
@@ -217,6 +211,7 @@ export class MeshClient {
 
   /** Closes the connection for good: no reconnect follows. Pending commands reject with `CONNECTION_CLOSED`. */
   async close(): Promise<void> {
+    this.resumeOnConnect = false
     // Acknowledged before the close frame, so the next session is not sent them again.
     if (this.currentState === 'open') this.redelivered.flush()
     const previous = this.currentState
@@ -260,52 +255,23 @@ export class MeshClient {
   private async openSocket(): Promise<void> {
     const WebSocket = this.options.WebSocket ?? (await defaultWebSocket())
     if (this.currentState === 'closed') throw new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client was closed')
-    return new Promise<void>((resolve, reject) => {
-      let greeted = false
-      let timer: ReturnType<typeof setTimeout> | undefined
-      // Transport.open throws at once for a URL the WebSocket refuses; the promise then rejects.
-      const transport = Transport.open(WebSocket, this.url, this.codec, {
-        onData: (data) => {
-          const frame = parseServerFrame(tryDecode(this.codec, data))
-          if (!greeted) {
-            if (frame?.[0] !== FrameType.HELLO) return
-            clearTimeout(timer)
-            if (frame[1] !== PROTOCOL_VERSION) {
-              transport.close(CloseCode.VERSION_MISMATCH, 'protocol version mismatch')
-              reject(new MeshError(ErrorCode.VERSION_MISMATCH, `Server speaks protocol ${frame[1]}, this client ${PROTOCOL_VERSION}`))
-              return
-            }
-            greeted = true
-            this.onHello(transport, frame[2], frame[3])
-            resolve()
-            return
-          }
-          this.onFrame(frame)
-        },
-        onGone: (code, reason) => {
-          clearTimeout(timer)
-          if (greeted) this.onSocketGone(code, reason)
-          else reject(new MeshError(ErrorCode.CONNECTION_CLOSED, reason || `Socket closed with code ${code}`))
-        },
-      })
-      timer = setTimeout(() => {
-        transport.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no hello from server')
-      }, this.options.connectTimeout)
-      this.transport = transport
+    return openSocket(WebSocket, this.url, this.codec, this.options.connectTimeout, {
+      onStart: (transport) => (this.transport = transport),
+      onHello: (transport, id, options) => this.onHello(transport, id, options),
+      onFrame: (frame) => this.onFrame(frame),
+      onGone: (code, reason) => this.onSocketGone(code, reason),
     })
   }
 
   private onHello(transport: Transport, id: string, options: Partial<HelloOptions>): void {
     this.transport = transport
     this.connectionId = id
-    this.serverMaxPayload = typeof options.maxPayload === 'number' ? options.maxPayload : Infinity
-    // A server that announces no limit (an older one, or none set) gets no pacing.
-    this.requests.limit = isPositive(options.maxPendingRequests) ? options.maxPendingRequests : Infinity
+    this.sender.use(transport, options)
     this.scope?.end()
     this.scope = new RetryScope(this.options.reconnectInterval, this.options.maxReconnectInterval)
     this.watchdog.start(typeof options.pingInterval === 'number' ? options.pingInterval : 0)
     this.setState('open')
-    if (!this.resuming) this.flushUnsent()
+    if (!this.resuming) this.sender.flush()
     this.lifecycle.emit('connect', { id })
   }
 
@@ -316,14 +282,12 @@ export class MeshClient {
     }
     switch (frame[0]) {
       case FrameType.RESPONSE:
-        this.requests.resolve(frame[1], frame[2])
-        this.onSlotFreed()
+        this.sender.resolve(frame[1], frame[2])
         return
       case FrameType.ERROR: {
         const error = new MeshError(frame[2], frame[3], { data: frame[4] })
         if (frame[1] === 0) this.lifecycle.emit('error', error)
-        else this.requests.reject(frame[1], error)
-        this.onSlotFreed()
+        this.sender.reject(frame[1], error)
         return
       }
       case FrameType.EVENT:
@@ -348,15 +312,6 @@ export class MeshClient {
     }
   }
 
-  /** A reply freed a slot of the server's in-flight limit: the next queued request may go. */
-  private onSlotFreed(): void {
-    if (this.requests.hasQueued && this.currentState === 'open' && !this.resuming) this.flushUnsent()
-  }
-
-  private flushUnsent(): void {
-    for (const [requestId, frame] of this.requests.sendable()) if (!this.sendRequest(requestId, frame)) return
-  }
-
   /**
    * After a reconnect: authenticate again first (requests issued meanwhile wait, so
    * none runs unauthenticated), then resume channels and rooms. All of it is retried
@@ -367,22 +322,13 @@ export class MeshClient {
     await this.reauthentication.run(scope, this.commandOn(scope, true))
     if (scope !== this.scope || !scope.active) return
     this.resuming = false
-    this.flushUnsent()
+    this.sender.flush()
     await this.subscriptions.replay(scope, this.commandOn(scope))
   }
 
-  /** Writes a request; false when the socket could not take it (it stays queued). */
-  private sendRequest(id: number, frame: WireData): boolean {
-    if (exceeds(frame, this.serverMaxPayload)) {
-      this.requests.fail(
-        id,
-        new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.serverMaxPayload} bytes`),
-      )
-      return true
-    }
-    if (!this.transport?.send(frame)) return false
-    this.requests.markSent(id)
-    return true
+  /** Resumes the session on the socket that just said hello, in the background. */
+  private startResume(): void {
+    this.resumeSession(this.scope!).catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
   }
 
   private onSocketGone(code: number, reason: string): void {
@@ -391,9 +337,10 @@ export class MeshClient {
     this.watchdog.stop()
     this.transport = undefined
     this.connectionId = undefined
-    this.requests.rejectSent(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
+    this.sender.socketGone(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
     this.lifecycle.emit('disconnect', { code, reason })
     // These end the session on purpose (1000) or would only repeat (authentication); an outage does not.
+    if (this.currentState === 'open') this.resumeOnConnect = !TERMINAL_CLOSE_CODES.has(code)
     const wanted = this.currentState === 'open' && this.options.shouldReconnect && !TERMINAL_CLOSE_CODES.has(code)
     if (wanted) void this.reconnect()
     else if (this.currentState !== 'closed') this.finish()
@@ -416,7 +363,7 @@ export class MeshClient {
       try {
         await this.openSocket()
         this.lifecycle.emit('reconnect', { attempt })
-        this.resumeSession(this.scope!).catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
+        this.startResume()
         return
       } catch (error) {
         if (this.currentState !== 'reconnecting') return
@@ -436,21 +383,9 @@ export class MeshClient {
     this.transport = undefined
     this.connectionId = undefined
     this.setState('closed')
-    this.requests.rejectAll(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client is closed'))
+    this.sender.rejectAll(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client is closed'))
     if (this.finished) return
     this.finished = true
     this.lifecycle.emit('close')
   }
-}
-
-function isPositive(value: unknown): value is number {
-  return typeof value === 'number' && value > 0
-}
-
-function exceeds(frame: WireData, limit: number): boolean {
-  if (typeof frame !== 'string') return frame.byteLength > limit
-  // A UTF-16 unit takes one to three UTF-8 bytes: count exactly only when the bounds disagree.
-  if (frame.length * 3 <= limit) return false
-  if (frame.length > limit) return true
-  return new TextEncoder().encode(frame).byteLength > limit
 }

@@ -48,6 +48,8 @@ export interface RejoinEvent {
 export interface SubscriptionEvents {
   recovery(event: RecoveryEvent): void
   rejoin(event: RejoinEvent): void
+  /** A channel callback threw: a bug of the app, reported without ending the subscription. */
+  callbackError(error: unknown): void
 }
 
 interface Wanted {
@@ -76,6 +78,8 @@ type Command = (name: string, payload: unknown) => Promise<unknown>
 export class Subscriptions {
   private readonly channels = new Map<string, Wanted>()
   private readonly rooms = new Set<string>()
+  /** Rooms the app is joining right now: a late rejoin's leave must not undo such a join. */
+  private readonly joining = new Map<string, number>()
 
   constructor(
     private readonly command: Command,
@@ -113,7 +117,15 @@ export class Subscriptions {
   }
 
   async joinRoom(room: string): Promise<boolean> {
-    const joined = (await this.command(BuiltinCommand.JOIN_ROOM, { room })) === true
+    this.joining.set(room, (this.joining.get(room) ?? 0) + 1)
+    let joined: boolean
+    try {
+      joined = (await this.command(BuiltinCommand.JOIN_ROOM, { room })) === true
+    } finally {
+      const left = this.joining.get(room)! - 1
+      if (left === 0) this.joining.delete(room)
+      else this.joining.set(room, left)
+    }
     if (joined) this.rooms.add(room)
     return joined
   }
@@ -168,7 +180,7 @@ export class Subscriptions {
     }
     const reply = outcome.value
     const missed = reply.missed ?? []
-    for (const message of missed) wanted.callback(message)
+    for (const message of missed) this.hand(wanted, message)
     this.start(channel, wanted, reply.offset)
     this.events.recovery({ channel, complete: reply.complete === true, missed: missed.length, subscribed: true })
   }
@@ -180,7 +192,14 @@ export class Subscriptions {
         if (attempt === 1) this.events.rejoin({ room, joined: false, retrying: true, error })
       },
     })
-    if (outcome.status === 'abandoned' || !this.rooms.has(room)) return
+    if (outcome.status === 'abandoned') return
+    if (!this.rooms.has(room)) {
+      // Left while the rejoin was on its way: the server may have answered that leave
+      // (not a member) while the join was still in its guard, which then put it in.
+      const rejoined = outcome.status === 'done' && outcome.value && !this.joining.has(room)
+      if (rejoined) await command(BuiltinCommand.LEAVE_ROOM, { room }).catch(() => {})
+      return
+    }
     if (outcome.status === 'done' && outcome.value) {
       this.events.rejoin({ room, joined: true })
       return
@@ -205,7 +224,16 @@ export class Subscriptions {
     const gap = wanted.lastOffset > 0 && offset > wanted.lastOffset + 1
     wanted.lastOffset = offset
     if (gap) this.events.recovery({ channel, complete: false, missed: 0, subscribed: true })
-    wanted.callback(message)
+    this.hand(wanted, message)
+  }
+
+  /** A callback that throws must not leave a resume half done: its subscription would stay buffering forever. */
+  private hand(wanted: Wanted, message: unknown): void {
+    try {
+      wanted.callback(message)
+    } catch (error) {
+      this.events.callbackError(error)
+    }
   }
 
   private forget(channel: string, wanted: Wanted): void {

@@ -1,0 +1,105 @@
+import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
+import { ErrorCode, MeshError } from '../shared/errors.js'
+import { FrameType, type HelloOptions } from '../shared/protocol.js'
+import { RequestTracker } from './request-tracker.js'
+import type { Transport } from './transport.js'
+
+/**
+ * Requests on their way to the server: encoded, held while the client may not send
+ * (no socket yet, or a reconnected socket still authenticating again), then written
+ * in order within the limits the server announced in its hello (`maxPendingRequests`
+ * in flight, `maxPayload` bytes each). Requests not yet written outlive a socket;
+ * those written to it, and those made for it only (`bound`), fail with it.
+ */
+export class RequestSender {
+  private readonly requests = new RequestTracker()
+  private transport: Transport | undefined
+  private maxPayload = Infinity
+
+  /** @param mayFlush whether queued requests may go now (the client is open and not re-authenticating) */
+  constructor(
+    private readonly codec: Codec,
+    private readonly mayFlush: () => boolean,
+  ) {}
+
+  /** A socket said hello: requests go to it, within the limits it announced. */
+  use(transport: Transport, options: Partial<HelloOptions>): void {
+    this.transport = transport
+    this.maxPayload = typeof options.maxPayload === 'number' ? options.maxPayload : Infinity
+    // A server that announces no limit (an older one, or none set) gets no pacing.
+    this.requests.limit = isPositive(options.maxPendingRequests) ? options.maxPendingRequests : Infinity
+  }
+
+  /**
+   * Queues a request (behind earlier ones and the server's in-flight limit) and sends
+   * what may go; an `urgent` one (re-authentication) goes out at once, ahead of all.
+   */
+  request(name: string, payload: unknown, timeout: number, bound: boolean, urgent = false): Promise<unknown> {
+    let request: ReturnType<RequestTracker['create']>
+    try {
+      request = this.requests.create(timeout, (id) => encodeFrame(this.codec, [FrameType.REQUEST, id, name, payload]), bound)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (urgent) this.send(request.id, request.frame)
+    else if (this.mayFlush()) this.flush()
+    return request.reply
+  }
+
+  /** The server answered request `id`. */
+  resolve(id: number, value: unknown): void {
+    this.requests.resolve(id, value)
+    this.onSlotFreed()
+  }
+
+  /** The server answered request `id` with an error (0: an error not tied to a request). */
+  reject(id: number, error: MeshError): void {
+    this.requests.reject(id, error)
+    this.onSlotFreed()
+  }
+
+  /** Sends the queued requests that may go, in order. */
+  flush(): void {
+    for (const [requestId, frame] of this.requests.sendable()) if (!this.send(requestId, frame)) return
+  }
+
+  /** The socket is gone: what was written to it (or made for it) fails; the rest waits for the next one. */
+  socketGone(error: MeshError): void {
+    this.transport = undefined
+    this.requests.rejectSent(error)
+  }
+
+  /** The client is closed: everything still waiting fails. */
+  rejectAll(error: MeshError): void {
+    this.transport = undefined
+    this.requests.rejectAll(error)
+  }
+
+  /** A reply freed a slot of the server's in-flight limit: the next queued request may go. */
+  private onSlotFreed(): void {
+    if (this.requests.hasQueued && this.mayFlush()) this.flush()
+  }
+
+  /** Writes a request; false when the socket could not take it (it stays queued). */
+  private send(id: number, frame: WireData): boolean {
+    if (exceeds(frame, this.maxPayload)) {
+      this.requests.fail(id, new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.maxPayload} bytes`))
+      return true
+    }
+    if (!this.transport?.send(frame)) return false
+    this.requests.markSent(id)
+    return true
+  }
+}
+
+function isPositive(value: unknown): value is number {
+  return typeof value === 'number' && value > 0
+}
+
+function exceeds(frame: WireData, limit: number): boolean {
+  if (typeof frame !== 'string') return frame.byteLength > limit
+  // A UTF-16 unit takes one to three UTF-8 bytes: count exactly only when the bounds disagree.
+  if (frame.length * 3 <= limit) return false
+  if (frame.length > limit) return true
+  return new TextEncoder().encode(frame).byteLength > limit
+}
