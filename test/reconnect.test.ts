@@ -112,6 +112,33 @@ describe('reconnection', () => {
     expect(await second.getRoomMembers('lobby')).toEqual([client.id])
   })
 
+  it('ends the session on close(): a later connect() is anonymous and resumes nothing, and says so by asking nothing', async () => {
+    const server = await startServer({}, (created) => {
+      created.exposeChannel('feed')
+      created.exposeRoom('lobby')
+      created.onAuthenticate((credentials) => ({ id: credentials as string }))
+      created.registerCommand('who', (ctx) => ctx.connection.userId ?? null)
+    })
+    const client = await connectClient(server)
+    await client.authenticate('ada')
+    const received: unknown[] = []
+    await client.subscribe('feed', (message) => received.push(message))
+    await client.joinRoom('lobby')
+    await client.close()
+    const asked: string[] = []
+    client.on<{ channel: string }>('recovery', ({ channel }) => asked.push(channel))
+    await client.connect()
+    expect(await client.command('who')).toBe(null)
+    expect(client.user).toBeUndefined()
+    expect(await server.getRoomMembers('lobby')).toEqual([])
+    await server.writeChannel('feed', 'after', 10)
+    // A fence: a command answered after the write; a live subscription would have had the message first.
+    expect(await client.command('who')).toBe(null)
+    expect(received).toEqual([])
+    expect(asked).toEqual([])
+    expect(await client.unsubscribe('feed')).toBe(false)
+  })
+
   it('stops reconnecting when closed while reconnecting', async () => {
     const { client } = await clientOfStoppedServer({ reconnectInterval: 60_000 })
     expect(client.state).toBe('reconnecting')

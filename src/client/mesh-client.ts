@@ -214,6 +214,10 @@ export class MeshClient {
     this.resumeOnConnect = false
     // Acknowledged before the close frame, so the next session is not sent them again.
     if (this.currentState === 'open') this.redelivered.flush()
+    // The session ends here: a later connect() starts a new one, with nothing resumed in the background.
+    this.subscriptions.clear()
+    this.reauthentication.forget()
+    this.redelivered.reset()
     const previous = this.currentState
     this.setState('closed')
     if (previous === 'idle' || previous === 'closed') return

@@ -46,6 +46,12 @@ export class Reauthentication {
     this.currentUser = user
   }
 
+  /** The session is over (`close()`): a later `connect()` is anonymous until `authenticate()`. */
+  forget(): void {
+    this.credentials = undefined
+    this.currentUser = undefined
+  }
+
   /** Presents the credentials with `command` until the server answers or the socket (`scope`) is gone. */
   async run(scope: RetryScope, command: (name: string, payload: unknown) => Promise<unknown>): Promise<void> {
     const credentials = this.credentials

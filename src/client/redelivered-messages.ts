@@ -48,6 +48,12 @@ export class RedeliveredMessages {
       },
     )
   }
+
+  /** A new session may be another user's, whose ids (from that user's own stream) could equal these. */
+  reset(): void {
+    this.seen.clear()
+    this.unacknowledged.clear()
+  }
 }
 
 /** Adds `id`, forgetting the oldest beyond `max`. */

@@ -135,6 +135,13 @@ export class Subscriptions {
     return (await this.command(BuiltinCommand.LEAVE_ROOM, { room })) === true
   }
 
+  /** The session is over (`close()`): nothing is wanted any more, nothing is resumed by a later `connect()`. */
+  clear(): void {
+    this.channels.clear()
+    this.rooms.clear()
+    this.joining.clear()
+  }
+
   /** A CHANNEL frame from the server. */
   onMessage(channel: string, offset: number, message: unknown): void {
     const wanted = this.channels.get(channel)
