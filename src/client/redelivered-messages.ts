@@ -6,6 +6,8 @@ const SEEN_IDS_KEPT = 1_000
  * keeping more than this many could repeat one forgotten here.
  */
 const UNACKNOWLEDGED_IDS_KEPT = 10_000
+/** Ids per acknowledgement: about 20 KB, far below any sensible maxPayload. */
+const ACK_BATCH = 1_000
 
 /**
  * Messages the server kept while the user was offline arrive with an id. Each is
@@ -36,9 +38,11 @@ export class RedeliveredMessages {
 
   /** Acknowledges what was received so far now (also done by itself once per turn of the event loop). */
   flush(): void {
-    if (this.pending.length === 0) return
-    const ids = this.pending
-    this.pending = []
+    // In batches small enough for any server's maxPayload (an id is about 20 bytes).
+    while (this.pending.length > 0) this.acknowledgeBatch(this.pending.splice(0, ACK_BATCH))
+  }
+
+  private acknowledgeBatch(ids: string[]): void {
     this.acknowledge(ids).then(
       () => {
         for (const id of ids) if (this.unacknowledged.delete(id)) remember(this.seen, id, SEEN_IDS_KEPT)
