@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { MeshServer } from 'meshkit/server'
 import { collect, fence } from './support/cluster.js'
-import { connectClient, eventually, nextEvent, startServer } from './support/harness.js'
+import { connectClient, deferred, eventually, nextEvent, startServer } from './support/harness.js'
 
 /** A server whose clients may join rooms starting with "lobby", except "lobby-vip"; the guard records who asked for what. */
 async function lobbyServer(port = 0): Promise<{ server: MeshServer; asked: string[] }> {
@@ -88,5 +88,39 @@ describe('rooms clients join themselves', () => {
     await server.broadcastRoom('lobby', 'msg', 'welcome back')
     await fence(server, [client])
     expect(inbox).toEqual(['welcome back'])
+  })
+})
+
+describe('a join still deciding when its client leaves', () => {
+  it('is cancelled by the leave: the late guard answer puts no one in the room', async () => {
+    const asked = deferred()
+    const answer = deferred<boolean>()
+    const server = await startServer({}, (created) => created.exposeRoom('lobby', async () => (asked.resolve(), answer.promise)))
+    const client = await connectClient(server)
+    const joining = client.joinRoom('lobby')
+    await asked.promise
+    expect(await client.leaveRoom('lobby')).toBe(true)
+    answer.resolve(true)
+    expect(await joining).toBe(false)
+    expect(await server.getRoomMembers('lobby')).toEqual([])
+  })
+
+  it('is undone by the join itself when the leave came while the store was writing it', async () => {
+    const server = await startServer({}, (created) => created.exposeRoom('lobby'))
+    const client = await connectClient(server)
+    // The join's store write waits until the leave has been answered.
+    const [writing, left] = [deferred(), deferred()]
+    const write = server.store.addToRoom.bind(server.store)
+    server.store.addToRoom = async (...args) => {
+      writing.resolve()
+      await left.promise
+      return write(...args)
+    }
+    const joining = client.joinRoom('lobby')
+    await writing.promise
+    expect(await client.leaveRoom('lobby')).toBe(true)
+    left.resolve()
+    expect(await joining).toBe(false)
+    expect(await server.getRoomMembers('lobby')).toEqual([])
   })
 })

@@ -1,4 +1,5 @@
 import { BuiltinCommand } from '../shared/protocol.js'
+import { Attempts } from './attempts.js'
 import type { Authentication } from './authentication.js'
 import type { CommandRegistry } from './command-registry.js'
 import type { ConnectionLimits } from './connection-limits.js'
@@ -32,6 +33,8 @@ export function registerBuiltinCommands(
   registry: CommandRegistry,
   { channels, rooms, roomExposure, authentication, redelivery, limits }: BuiltinParts,
 ): void {
+  /** Client joins still deciding: a leave meanwhile cancels them (as an unsubscribe cancels a subscribe). */
+  const joins = new Attempts()
   registry.register(BuiltinCommand.AUTHENTICATE, (ctx) => authentication.authenticate(ctx.connection, ctx.payload), [], true)
   registry.register(
     BuiltinCommand.ACK,
@@ -69,11 +72,20 @@ export function registerBuiltinCommands(
       const room = String(ctx.payload?.room ?? '')
       if (room.length === 0) return false
       limits.requireName('room', room)
-      return limits.join(ctx.connection, room, async () => {
-        if (!(await roomExposure.allows(ctx.connection, room))) return false
-        await rooms.addToRoom(room, ctx.connection)
-        return true
-      })
+      const attempt = joins.begin(ctx.connection, room)
+      try {
+        return await limits.join(ctx.connection, room, async () => {
+          if (!(await roomExposure.allows(ctx.connection, room)) || !joins.isCurrent(ctx.connection, room, attempt)) return false
+          await rooms.addToRoom(room, ctx.connection)
+          // Left while the store was writing (a newer join instead wants the membership kept):
+          // the leave saw no member yet, so undoing it falls to the join.
+          if (joins.isCurrent(ctx.connection, room, attempt) || joins.pending(ctx.connection, room)) return true
+          await rooms.removeFromRoom(room, ctx.connection)
+          return false
+        })
+      } finally {
+        joins.finish(ctx.connection, room, attempt)
+      }
     },
     [],
     true,
@@ -84,9 +96,11 @@ export function registerBuiltinCommands(
       const room = String(ctx.payload?.room ?? '')
       // Only rooms clients may join can be left by clients; a guard that would now refuse does not keep anyone in.
       if (room.length === 0 || !limits.fits(room) || !roomExposure.matches(room)) return false
+      // A join still deciding is cancelled: it ends without (or undoes) its membership.
+      const cancelled = joins.cancel(ctx.connection, room)
       const member = await rooms.isInRoom(room, ctx.connection)
       if (member) await rooms.removeFromRoom(room, ctx.connection)
-      return member
+      return member || cancelled
     },
     [],
     true,

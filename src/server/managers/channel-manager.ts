@@ -3,6 +3,7 @@ import { msgpackCodec } from '../../shared/msgpack-codec.js'
 import { FrameType } from '../../shared/protocol.js'
 import type { Connection } from '../connection.js'
 import { limitExceeded } from '../connection-limits.js'
+import { Attempts } from '../attempts.js'
 import { Exposure, type Guard } from '../exposure.js'
 import { FrameCache } from '../frame-cache.js'
 import type { Logger } from '../logger.js'
@@ -51,12 +52,8 @@ interface LocalChannel {
 export class ChannelManager {
   readonly exposure = new Exposure('channel')
   private readonly channels = new Map<string, LocalChannel>()
-  /**
-   * The latest subscribe of each connection to each channel while its guard decides:
-   * an unsubscribe (or a newer subscribe) meanwhile replaces it, and the older one
-   * then ends without subscribing.
-   */
-  private readonly attempts = new WeakMap<Connection, Map<string, symbol>>()
+  /** Subscribes still deciding: an unsubscribe (or a newer subscribe) meanwhile ends them without subscribing. */
+  private readonly attempts = new Attempts()
   /** History reads in flight: each is bounded, and so is how many run at once. */
   private readonly historyReads: ConcurrencyLimit
 
@@ -96,11 +93,10 @@ export class ChannelManager {
    */
   async subscribe(connection: Connection, channel: string, historyLimit: number, since?: number): Promise<SubscribeReply> {
     if (typeof channel !== 'string' || channel.length === 0) return { success: false }
-    const attempt = Symbol(channel)
-    this.attemptsOf(connection).set(channel, attempt)
+    const attempt = this.attempts.begin(connection, channel)
     const allowed = await this.exposure.allows(connection, channel)
-    if (this.attemptsOf(connection).get(channel) !== attempt) return { success: false }
-    this.attemptsOf(connection).delete(channel)
+    if (!this.attempts.isCurrent(connection, channel, attempt)) return { success: false }
+    this.attempts.finish(connection, channel, attempt)
     // A refused subscribe also ends an earlier subscription: the client dropped it when it asked again.
     this.remove(connection, channel)
     if (!allowed || !connection.isOpen) return { success: false }
@@ -135,14 +131,8 @@ export class ChannelManager {
 
   /** True if the connection was subscribed (or about to be: a subscribe still deciding is cancelled). */
   unsubscribe(connection: Connection, channel: string): boolean {
-    const cancelled = this.attemptsOf(connection).delete(channel)
+    const cancelled = this.attempts.cancel(connection, channel)
     return this.remove(connection, channel) || cancelled
-  }
-
-  private attemptsOf(connection: Connection): Map<string, symbol> {
-    let attempts = this.attempts.get(connection)
-    if (!attempts) this.attempts.set(connection, (attempts = new Map()))
-    return attempts
   }
 
   /** Ends every subscription of a closed connection. */
