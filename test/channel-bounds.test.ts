@@ -1,12 +1,11 @@
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
-import type { RecoveryEvent } from 'meshkit/client'
 import { ErrorCode, MemoryBus, MemoryStore, type MeshServer } from 'meshkit/server'
 import { FrameType } from '../src/shared/protocol.js'
 import { Keys } from '../src/server/store/keys.js'
 import { createRedisClient, whenReady } from '../src/server/store/redis-client.js'
 import type { ChannelRange, ChannelSnapshot, MeshStore } from '../src/server/store/types.js'
 import { uniqueNamespace } from './support/cluster.js'
-import { RawClient, connectClient, deferred, eventually, nextEvent, startServer, waitFor } from './support/harness.js'
+import { RawClient, connectClient, deferred, eventually, nextEvent, nextSettledRecovery, startServer, waitFor } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
 
 /** Writes `count` messages made by `make`, many in flight at once (ioredis pipelines them), in order of offsets. */
@@ -91,7 +90,7 @@ describe('a resume costs what was missed', () => {
     await first.close()
     await disconnected
     await fill(writer, 'feed', 12, (n) => `m${n}`, 1_000) // all kept, but only 5 may be sent
-    const recovered = nextEvent<RecoveryEvent>(client, 'recovery', 10_000)
+    const recovered = nextSettledRecovery(client)
     await startServer({ redis, namespace, port, maxHistoryLimit: 5 }, (s) => s.exposeChannel('feed'))
     expect(await recovered).toEqual({ channel: 'feed', complete: false, missed: 5, subscribed: true })
     await writer.writeChannel('feed', 'live', 1_000)

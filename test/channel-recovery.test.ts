@@ -5,7 +5,7 @@ import { Keys } from '../src/server/store/keys.js'
 import type { ChannelRange, ChannelSnapshot } from '../src/server/store/types.js'
 import { childInstance } from './support/child-instance.js'
 import { uniqueNamespace } from './support/cluster.js'
-import { connectClient, deferred, eventually, nextEvent, startServer, waitFor } from './support/harness.js'
+import { connectClient, deferred, eventually, nextEvent, nextSettledRecovery, startServer, waitFor } from './support/harness.js'
 import { freePort, startRedisServer } from './support/redis-server.js'
 
 /** Writes messages one after another, each kept in a history of `limit`. */
@@ -36,7 +36,7 @@ describe('channel recovery after reconnect', () => {
     await disconnected
     // Published while the client has no server at all: only recovery can deliver these.
     await writeAll(writer, 'chat:1', range(4, 8))
-    const recovered = nextEvent<RecoveryEvent>(client, 'recovery', 10_000)
+    const recovered = nextSettledRecovery(client)
     const rescue = await startServer({ redis, namespace, port: rescuePort }, (server) => server.exposeChannel(/^chat:/))
     expect(await recovered).toEqual({ channel: 'chat:1', complete: true, missed: 5, subscribed: true })
     expect(rescue.connections.has(client.id!)).toBe(true)
@@ -62,7 +62,7 @@ describe('channel recovery after reconnect', () => {
     await first.close()
     await disconnected
     await writeAll(writer, 'feed', range(2, 10), 3) // only m8, m9, m10 are kept
-    const recovered = nextEvent<RecoveryEvent>(client, 'recovery', 10_000)
+    const recovered = nextSettledRecovery(client)
     await startServer({ redis, namespace, port }, (server) => server.exposeChannel('feed'))
     expect(await recovered).toEqual({ channel: 'feed', complete: false, missed: 3, subscribed: true })
     expect(received).toEqual(['m1', 'm8', 'm9', 'm10'])
@@ -80,7 +80,7 @@ describe('channel recovery after reconnect', () => {
     await eventually(async () => expect(received).toEqual(['m1']))
     const port = first.port
     await first.close()
-    const recovered = nextEvent<RecoveryEvent>(client, 'recovery', 10_000)
+    const recovered = nextSettledRecovery(client)
     const second = await startServer({ redis, namespace, port }, (server) => server.exposeChannel('quiet'))
     expect(await recovered).toEqual({ channel: 'quiet', complete: true, missed: 0, subscribed: true })
     await writeAll(second, 'quiet', ['m2'], 0)

@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import { WebSocket } from 'ws'
 import { MeshError } from 'meshkit'
-import { MeshClient, type MeshClientOptions } from 'meshkit/client'
+import { MeshClient, type MeshClientOptions, type RecoveryEvent } from 'meshkit/client'
 import { expect, onTestFinished } from 'vitest'
 import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { codecByName, type Codec } from '../../src/shared/codec.js'
@@ -38,18 +38,29 @@ export function createClient(server: MeshServer | string | string[], options: Me
   return client
 }
 
-/** The next occurrence of a client event, or a rejection after `timeout` ms. */
-export function nextEvent<T = unknown>(client: MeshClient, event: string, timeout = 5_000): Promise<T> {
+/** The next occurrence of a client event (that `accept` takes, if given), or a rejection after `timeout` ms. */
+export function nextEvent<T = unknown>(client: MeshClient, event: string, timeout = 5_000, accept: (payload: T) => boolean = () => true): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       off()
       reject(new Error(`no "${event}" event within ${timeout} ms`))
     }, timeout)
-    const off = client.once<T>(event, (payload) => {
+    const off = client.on<T>(event, (payload) => {
+      if (!accept(payload)) return
+      off()
       clearTimeout(timer)
       resolve(payload)
     })
   })
+}
+
+/**
+ * The `recovery` that settles a channel after a reconnect. A `retrying` one comes
+ * first when the client reaches a restarted server before that server's Redis
+ * connection is up (it serves at once and joins its store meanwhile).
+ */
+export function nextSettledRecovery(client: MeshClient, timeout = 10_000): Promise<RecoveryEvent> {
+  return nextEvent<RecoveryEvent>(client, 'recovery', timeout, (event) => event.retrying !== true)
 }
 
 /** The `MeshError` a promise rejects with; fails the test if it resolves or rejects with anything else. */
