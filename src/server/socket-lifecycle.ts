@@ -1,0 +1,228 @@
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { nanoid } from 'nanoid'
+import { WebSocketServer, type RawData, type WebSocket } from 'ws'
+import { codecForSubprotocol, tryDecode, type Codec, type WireData } from '../shared/codec.js'
+import { ErrorCode, MeshError } from '../shared/errors.js'
+import { CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol.js'
+import type { Authentication } from './authentication.js'
+import type { CommandRegistry } from './command-registry.js'
+import { Connection } from './connection.js'
+import type { Heartbeat } from './heartbeat.js'
+import { pathOf, pickSubprotocol, refuseUpgrade } from './http-endpoint.js'
+import type { Logger } from './logger.js'
+import type { ChannelManager } from './managers/channel-manager.js'
+import type { InstanceMonitor } from './managers/instance-monitor.js'
+import type { ResolvedServerOptions } from './options.js'
+
+export type ConnectionListener = (connection: Connection) => void | Promise<void>
+
+/** The server options the socket lifecycle reads. */
+export type SocketLifecycleOptions = Pick<
+  ResolvedServerOptions,
+  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout'
+>
+
+/** The server's parts a socket meets between its upgrade and its cleanup. */
+export interface SocketLifecycleParts {
+  /** Connections that received their hello. Shared with the modules that reach them; written only here. */
+  live: Map<string, Connection>
+  monitor: InstanceMonitor
+  authentication: Authentication
+  channels: ChannelManager
+  registry: CommandRegistry
+  heartbeat: Heartbeat
+  logger: Logger
+  /** Whether the HTTP server is meshkit's own: only then are upgrades on other paths refused. */
+  ownsHttp: boolean
+}
+
+/**
+ * Every socket of the server from its HTTP upgrade to its cleanup: authenticated at
+ * the upgrade, registered in the store, greeted with the hello, live, its frames
+ * routed to commands and pongs, and on close dropped, unregistered and announced
+ * gone. `close()` takes them all down when the server closes.
+ */
+export class SocketLifecycle {
+  private readonly wss: WebSocketServer
+  /** Every open socket, greeted or not, so that `close()` reaches them all. */
+  private readonly sockets = new Set<Connection>()
+  private readonly connectListeners = new Set<ConnectionListener>()
+  private readonly disconnectListeners = new Set<ConnectionListener>()
+  private closing = false
+  /** Set while `close()` waits for the last connection to go. */
+  private onLastConnectionGone: (() => void) | undefined
+  /** Store work still running for closed connections; `close()` waits for it. */
+  private readonly settling = new Set<Promise<unknown>>()
+
+  constructor(
+    private readonly options: SocketLifecycleOptions,
+    private readonly parts: SocketLifecycleParts,
+  ) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: options.maxPayload,
+      perMessageDeflate: options.perMessageDeflate,
+      handleProtocols: pickSubprotocol,
+    })
+  }
+
+  /** Called once the client has received its hello. Returns a function that removes the listener. */
+  onConnection(listener: ConnectionListener): () => void {
+    this.connectListeners.add(listener)
+    return () => this.connectListeners.delete(listener)
+  }
+
+  /** Called when an announced connection has closed and left its rooms. Returns a function that removes the listener. */
+  onDisconnection(listener: ConnectionListener): () => void {
+    this.disconnectListeners.add(listener)
+    return () => this.disconnectListeners.delete(listener)
+  }
+
+  /**
+   * Refuses upgrades from now on, closes every socket with 1001 (terminating those
+   * still open after `closeTimeout`), waits for their store cleanup, then closes the
+   * WebSocket server. Called once, by the server's `close()`.
+   */
+  async close(): Promise<void> {
+    this.closing = true
+    const allGone = new Promise<void>((resolve) => {
+      if (this.sockets.size === 0) resolve()
+      else this.onLastConnectionGone = resolve
+    })
+    for (const connection of this.sockets) connection.close(CloseCode.GOING_AWAY, 'server shutting down')
+    const deadline = setTimeout(() => {
+      for (const connection of this.sockets) connection.terminate()
+    }, this.options.closeTimeout)
+    await allGone
+    clearTimeout(deadline)
+    await Promise.allSettled([...this.settling])
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()))
+  }
+
+  /** The HTTP server's `upgrade` listener. */
+  readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (pathOf(request.url) !== this.options.path) {
+      // On a server of the user's, other handlers may own other paths.
+      if (this.parts.ownsHttp) refuseUpgrade(socket, 404, 'Not Found')
+      return
+    }
+    if (this.closing) {
+      refuseUpgrade(socket, 503, 'Service Unavailable')
+      return
+    }
+    // A module-level listener: a closure here would share this scope and keep the
+    // request and its headers alive for as long as the socket lives.
+    socket.on('error', destroySocket)
+    this.parts.authentication.atUpgrade(request).then(({ user, status }) => {
+      if (status !== undefined) refuseUpgrade(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
+      else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, user))
+    }, (error: unknown) => {
+      this.parts.logger.error?.('upgrade authentication failed', { error })
+      refuseUpgrade(socket, 500, 'Internal Server Error')
+    })
+  }
+
+  /** One listener for every socket, rather than a closure per connection. */
+  private readonly onSocketError = (error: Error): void => this.parts.logger.debug?.('socket error', { error })
+
+  private accept(ws: WebSocket, upgradeUser?: { id: string; value: unknown }): void {
+    const codec = codecForSubprotocol(ws.protocol) as Codec
+    const connection = new Connection(ws, nanoid(), codec, this.options.maxBufferedBytes)
+    this.sockets.add(connection)
+    // Nothing is read until the hello is out, so no reply, ping or event can precede it.
+    ws.pause()
+    ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary))
+    // Socket errors (resets, bad frames) are followed by 'close', where cleanup happens.
+    ws.on('error', this.onSocketError)
+    // Registration failing because the store is away does not stop the connection:
+    // it is served here and registered when the store is back.
+    const announced = this.parts.monitor.register(connection).then(
+      (stored) => this.greet(ws, connection, stored, upgradeUser),
+      (error: unknown) => {
+        this.parts.logger.error?.('could not register connection', { connectionId: connection.id, error })
+        connection.close(CloseCode.INTERNAL_ERROR, 'store error')
+        return false
+      },
+    )
+    ws.on('close', () => this.onClose(connection, announced))
+  }
+
+  /** Sends the hello to a registered connection and makes it live; resolves whether it was announced. */
+  private async greet(ws: WebSocket, connection: Connection, stored: boolean, upgradeUser?: { id: string; value: unknown }): Promise<boolean> {
+    const { authentication, logger } = this.parts
+    if (!stored) logger.warn?.('store unavailable; connection served locally for now', { connectionId: connection.id })
+    // Identified before the hello, so user sends reach it from its first moment.
+    await authentication.accepted(connection, upgradeUser).catch((error: unknown) => {
+      logger.warn?.('could not record the connection\'s user', { connectionId: connection.id, error })
+      this.parts.monitor.registerLater(connection)
+    })
+    if (!connection.isOpen || this.closing) return false
+    connection.hello({
+      maxPayload: this.options.maxPayload,
+      pingInterval: this.pingGap,
+      // Lets the client hold excess requests itself instead of earning TOO_MANY_REQUESTS; JSON has no Infinity.
+      ...(Number.isFinite(this.options.maxPendingRequests) ? { maxPendingRequests: this.options.maxPendingRequests } : {}),
+    })
+    this.parts.live.set(connection.id, connection)
+    ws.resume()
+    this.notify(this.connectListeners, connection, 'onConnection')
+    return true
+  }
+
+  private onClose(connection: Connection, announced: Promise<boolean>): void {
+    // Its client may only see 1006: the close frame queued behind what it did not read.
+    if (connection.slowConsumer) this.parts.logger.warn?.('closed a slow consumer (4008)', { connectionId: connection.id, maxBufferedBytes: this.options.maxBufferedBytes })
+    this.parts.live.delete(connection.id)
+    this.sockets.delete(connection)
+    this.parts.channels.dropConnection(connection)
+    connection.disposed()
+    if (this.sockets.size === 0) this.onLastConnectionGone?.()
+    const cleanup = announced
+      .then(async (wasAnnounced) => {
+        await this.parts.monitor.unregister(connection)
+        if (wasAnnounced) this.notify(this.disconnectListeners, connection, 'onDisconnection')
+      })
+      .finally(() => this.settling.delete(cleanup))
+    this.settling.add(cleanup)
+  }
+
+  /** The longest the client may wait between two pings; it announces this in the hello. */
+  private get pingGap(): number {
+    return Math.min(this.options.pingInterval, this.options.latencyInterval)
+  }
+
+  private onMessage(connection: Connection, raw: RawData, isBinary: boolean): void {
+    const codec = connection.codec
+    const decoded = codec.binary && !isBinary ? undefined : tryDecode(codec, raw as Buffer as WireData)
+    const frame = parseClientFrame(decoded)
+    if (!frame) {
+      // A request whose id is readable gets its error on that id, so its caller is not left to time out.
+      const requestId = Array.isArray(decoded) && decoded[0] === FrameType.REQUEST && isId(decoded[1]) ? decoded[1] : 0
+      connection.respondError(requestId, new MeshError(ErrorCode.BAD_REQUEST, 'Malformed frame'))
+      return
+    }
+    if (frame[0] === FrameType.REQUEST) this.parts.registry.dispatch(connection, frame[1], frame[2], frame[3])
+    else this.parts.heartbeat.onPong(connection, frame[1])
+  }
+
+  private notify(listeners: Set<ConnectionListener>, connection: Connection, hook: string): void {
+    for (const listener of listeners) {
+      try {
+        const result = listener(connection)
+        if (result instanceof Promise) result.catch((error: unknown) => this.reportListenerError(hook, error))
+      } catch (error) {
+        this.reportListenerError(hook, error)
+      }
+    }
+  }
+
+  private reportListenerError(hook: string, error: unknown): void {
+    this.parts.logger.error?.(`${hook} listener failed`, { error })
+  }
+}
+
+function destroySocket(this: Duplex): void {
+  this.destroy()
+}
