@@ -107,6 +107,27 @@ describe('close()', () => {
   })
 })
 
+describe('close() during an upgrade', () => {
+  it('refuses, with 503, an upgrade whose authentication was still deciding when close() began', async () => {
+    const asked = deferred()
+    const decided = deferred<{ id: string }>()
+    const server = await startServer({
+      authenticate: (request: IncomingMessage) => (request.url?.includes('late') ? (asked.resolve(), decided.promise) : { id: 'early' }),
+    })
+    // A client still connected keeps the shutdown waiting for its close handshake: the window in question.
+    await connectClient(server, { shouldReconnect: false })
+    const connected: string[] = []
+    server.onConnection((connection) => connected.push(connection.id))
+    const upgrade = openNonReadingWebSocket(server.port, '/?late')
+    await asked.promise
+    const closing = server.close()
+    decided.resolve({ id: 'ada' })
+    expect((await upgrade).statusLine).toMatch(/^HTTP\/1\.1 503 /)
+    await within(closing, 5_000, 'close()')
+    expect(connected).toEqual([])
+  })
+})
+
 describe('close() with a silent peer', () => {
   it('cuts a peer that never answers the close handshake after closeTimeout', async () => {
     const server = await startServer({ closeTimeout: 200 })

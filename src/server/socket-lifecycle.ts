@@ -117,6 +117,8 @@ export class SocketLifecycle {
     socket.on('error', destroySocket)
     this.parts.authentication.atUpgrade(request).then(({ user, status }) => {
       if (status !== undefined) refuseUpgrade(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
+      // Shutdown began while the authenticator decided: a socket accepted now would outlive close().
+      else if (this.closing) refuseUpgrade(socket, 503, 'Service Unavailable')
       else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, user))
     }, (error: unknown) => {
       this.parts.logger.error?.('upgrade authentication failed', { error })
