@@ -117,7 +117,9 @@ describe('close() during an upgrade', () => {
     // A client still connected keeps the shutdown waiting for its close handshake: the window in question.
     await connectClient(server, { shouldReconnect: false })
     const connected: string[] = []
-    server.onConnection((connection) => connected.push(connection.id))
+    server.onConnection((connection) => {
+      connected.push(connection.id)
+    })
     const upgrade = openNonReadingWebSocket(server.port, '/?late')
     await asked.promise
     const closing = server.close()
