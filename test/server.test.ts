@@ -212,6 +212,36 @@ describe('connection listeners', () => {
     const next = await connectClient(server)
     expect(await next.command('echo', 'again')).toBe('again')
   })
+
+  it('a logger that throws while reporting a failing listener ends nothing: the process and the server carry on', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason)
+    }
+    process.on('unhandledRejection', onUnhandled)
+    onTestFinished(() => {
+      process.off('unhandledRejection', onUnhandled)
+    })
+    const attempts: string[] = []
+    const logger: Logger = {
+      error: (message) => {
+        attempts.push(message)
+        throw new Error('the log stream is closed')
+      },
+    }
+    const server = withEcho(await startServer({ logger }))
+    server.onDisconnection(() => {
+      throw new Error('a listener bug')
+    })
+    const client = await connectClient(server)
+    await client.close()
+    await waitFor(() => attempts.length === 1)
+    // A later turn: an unhandled rejection from the cleanup would have been reported by now.
+    await new Promise((resolve) => setImmediate(resolve))
+    await server.close()
+    expect(unhandled).toEqual([])
+    expect(attempts).toHaveLength(1)
+  })
 })
 
 describe('events', () => {

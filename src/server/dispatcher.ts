@@ -1,7 +1,7 @@
 import { nanoid } from 'nanoid'
 import { requirePositive } from '../shared/options.js'
 import type { Logger } from './logger.js'
-import { silentLogger } from './logger.js'
+import { guardLogger } from './logger.js'
 import { Cluster } from './managers/cluster.js'
 import { Delivery } from './managers/delivery.js'
 import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
@@ -40,7 +40,7 @@ export class Dispatcher {
     requirePositive('redisTimeout', timeout)
     this.timeout = timeout
     const sync = resolveSyncOptions(options.sync)
-    const logger = options.logger ?? silentLogger
+    const logger = guardLogger(options.logger)
     const keys = new Keys(options.namespace ?? 'meshkit')
     this.redis = createRedisClient(redis, { commandTimeout: timeout })
     this.redis.on('error', (error: Error) => logger.debug?.('dispatcher redis connection error', { error }))

@@ -7,7 +7,7 @@ import { ConnectionLimits } from './connection-limits.js'
 import type { CommandHandler, Middleware } from './context.js'
 import { Heartbeat } from './heartbeat.js'
 import { answerPlainHttp, listening } from './http-endpoint.js'
-import { silentLogger, type Logger } from './logger.js'
+import { guardLogger, type Logger } from './logger.js'
 import { mergeOptions } from '../shared/options.js'
 import { Authentication, authenticationDefaults, type AuthenticateHandler } from './authentication.js'
 import { registerBuiltinCommands } from './builtin-commands.js'
@@ -60,7 +60,7 @@ export class MeshServer {
 
   constructor(options: MeshServerOptions = {}) {
     this.options = resolveServerOptions(options)
-    this.logger = this.options.logger ?? silentLogger
+    this.logger = guardLogger(this.options.logger)
     const backend = createBackend(this.options, this.logger)
     this.store = backend.store
     this.bus = backend.bus
