@@ -91,6 +91,12 @@ export interface MeshServerOptions {
   bus?: MeshBus
   /** Receives what the server cannot throw: failing listeners, store faults. @default silent */
   logger?: Logger
+  /**
+   * Send the text of a handler's or middleware's throw that is not a `MeshError` to
+   * the client (for development). Off, the client gets `INTERNAL_ERROR` with
+   * `INTERNAL_ERROR_MESSAGE` and the server logs the real error. @default false
+   */
+  exposeErrors?: boolean
 }
 
 export const serverDefaults = {
@@ -114,6 +120,7 @@ export const serverDefaults = {
   namespace: 'meshkit',
   instanceTtl: 20_000,
   redisTimeout: 5_000,
+  exposeErrors: false,
 } satisfies Partial<MeshServerOptions>
 
 export type ResolvedServerOptions = typeof serverDefaults & MeshServerOptions
@@ -146,6 +153,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')
   }
+  if (typeof resolved.exposeErrors !== 'boolean') throw new TypeError('exposeErrors must be a boolean')
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
   return resolved
 }
