@@ -3,6 +3,7 @@ import type { Server as HttpsServer } from 'node:https'
 import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
 import type { AuthenticationOptions, UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
+import { resolveRateLimit, type RateLimitOptions } from './rate-limiter.js'
 import { resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
@@ -97,6 +98,14 @@ export interface MeshServerOptions {
    * `INTERNAL_ERROR_MESSAGE` and the server logs the real error. @default false
    */
   exposeErrors?: boolean
+  /**
+   * Per-connection token bucket over every frame a client sends (requests, pongs,
+   * malformed frames): `points` frames per `duration` ms, refilled continuously.
+   * A request over the limit gets `TOO_MANY_REQUESTS` without running middleware or
+   * its handler; a connection that keeps sending past `closeAfter` more is closed
+   * with 4029. @default off
+   */
+  rateLimit?: RateLimitOptions
 }
 
 export const serverDefaults = {
@@ -153,6 +162,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')
   }
+  if (resolved.rateLimit !== undefined) resolved.rateLimit = resolveRateLimit(resolved.rateLimit)
   if (typeof resolved.exposeErrors !== 'boolean') throw new TypeError('exposeErrors must be a boolean')
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
   return resolved
