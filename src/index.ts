@@ -1,4 +1,4 @@
-export { MeshError, ErrorCode, isMeshError, type MeshErrorOptions } from './shared/errors.js'
+export { MeshError, ErrorCode, INTERNAL_ERROR_MESSAGE, isMeshError, type MeshErrorOptions } from './shared/errors.js'
 export {
   PROTOCOL_VERSION,
   FrameType,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ErrorCode, MeshError } from 'meshkit'
+import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from 'meshkit'
 import type { MeshContext } from 'meshkit/server'
 import { connectClient, rejectionOf as rejection, startServer } from './support/harness.js'
 
@@ -32,7 +32,7 @@ describe('commands', () => {
     })
   })
 
-  it('rejects with INTERNAL_ERROR and the message when a handler throws', async () => {
+  it('rejects with INTERNAL_ERROR and the generic message when a handler throws', async () => {
     const server = await startServer()
     server.registerCommand('fail', () => {
       throw new Error('disk on fire')
@@ -43,10 +43,10 @@ describe('commands', () => {
     const client = await connectClient(server)
     const sync = await rejection(client.command('fail'))
     expect(sync.code).toBe(ErrorCode.INTERNAL_ERROR)
-    expect(sync.message).toBe('disk on fire')
+    expect(sync.message).toBe(INTERNAL_ERROR_MESSAGE)
     const async = await rejection(client.command('fail-async'))
     expect(async.code).toBe(ErrorCode.INTERNAL_ERROR)
-    expect(async.message).toBe('later fire')
+    expect(async.message).toBe(INTERNAL_ERROR_MESSAGE)
   })
 
   it('keeps the code and data of a thrown MeshError', async () => {

@@ -55,6 +55,8 @@ export class Authentication {
     private readonly store: MeshStore,
     private readonly redelivery: Redelivery,
     private readonly logger: Logger,
+    /** The server's `exposeErrors`: whether a handler's thrown text may reach the client. */
+    private readonly exposeErrors = false,
   ) {}
 
   get required(): boolean {
@@ -136,8 +138,12 @@ export class Authentication {
       if (!this.handler) throw new MeshError(ErrorCode.UNAUTHORIZED, 'This server does not authenticate with credentials')
       result = await this.handler(credentials, connection)
     } catch (error) {
-      // An application's MeshError keeps its code; any other throw is a refusal.
-      const refusal = error instanceof MeshError ? error : new MeshError(ErrorCode.UNAUTHORIZED, toMeshError(error).message, { cause: error })
+      // An application's MeshError keeps its code; any other throw is a refusal, whose
+      // text (a failed lookup's SQL, an address) stays in the log unless exposeErrors.
+      if (!(error instanceof MeshError)) this.logger.warn?.('onAuthenticate threw; refused', { connectionId: connection.id, error })
+      const refusal = error instanceof MeshError
+        ? error
+        : new MeshError(ErrorCode.UNAUTHORIZED, this.exposeErrors ? toMeshError(error).message : 'Authentication failed', { cause: error })
       throw this.failed(connection, refusal)
     }
     const id = idOf(result?.id)

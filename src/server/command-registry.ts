@@ -1,8 +1,15 @@
-import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
+import { ErrorCode, MeshError, toClientError } from '../shared/errors.js'
 import { isThenable, runChain } from './compose.js'
 import type { Connection } from './connection.js'
 import { RequestContext, type CommandHandler, type MeshContext, type Middleware } from './context.js'
+import { silentLogger, type Logger } from './logger.js'
 import type { MeshServer } from './mesh-server.js'
+
+/** How handler failures are reported: the server's `exposeErrors` option and logger. */
+export interface FailureReporting {
+  exposeErrors: boolean
+  logger: Logger
+}
 
 /** Command names under this prefix belong to meshkit's built-in commands. */
 export const RESERVED_PREFIX = 'mesh/'
@@ -25,6 +32,7 @@ export class CommandRegistry {
     private readonly maxPendingRequests: number,
     /** Refuses a request before anything else runs (authentication required, say). */
     private readonly gate: (connection: Connection, name: string) => MeshError | undefined = () => undefined,
+    private readonly failures: FailureReporting = { exposeErrors: false, logger: silentLogger },
   ) {}
 
   register(name: string, handler: CommandHandler, middleware: readonly Middleware[] = [], internal = false): void {
@@ -73,7 +81,7 @@ export class CommandRegistry {
     try {
       result = runChain(command.chain, command.handler, ctx)
     } catch (error) {
-      connection.respondError(requestId, toMeshError(error))
+      connection.respondError(requestId, this.failed(connection, name, error))
       return
     }
     if (!isThenable(result)) {
@@ -88,9 +96,22 @@ export class CommandRegistry {
       },
       (error: unknown) => {
         connection.pendingRequests--
-        connection.respondError(requestId, toMeshError(error))
+        connection.respondError(requestId, this.failed(connection, name, error))
       },
     )
+  }
+
+  /**
+   * The error the client gets for a throw in the chain. A throw that is not a
+   * `MeshError` is a bug or a fault (a failed query, an unreachable service): its
+   * text may hold SQL or internal addresses, so it goes to the log, with what is
+   * needed to find it, and the client gets a generic message unless `exposeErrors`.
+   */
+  private failed(connection: Connection, command: string, thrown: unknown): MeshError {
+    if (!(thrown instanceof MeshError)) {
+      this.failures.logger.error?.('command failed', { command, connectionId: connection.id, error: thrown })
+    }
+    return toClientError(thrown, this.failures.exposeErrors)
   }
 }
 

@@ -4,6 +4,7 @@ import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, PROTOCOL_VERSION, type HelloOptions } from '../shared/protocol.js'
 import { requireEventName } from './event-name.js'
+import type { RateBucket } from './rate-limiter.js'
 
 const OPEN = 1
 
@@ -45,6 +46,9 @@ export class Connection {
 
   /** @internal closed (4008) for falling more than `maxBufferedBytes` behind; its client may see 1006 instead */
   slowConsumer = false
+
+  /** @internal the `rateLimit` bucket of this connection; absent when the option is off */
+  rateBucket: RateBucket | undefined = undefined
 
   /** @internal requests being handled right now */
   pendingRequests = 0

@@ -73,7 +73,7 @@ export class MeshServer {
     const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection))
     const redelivery = new Redelivery(this.store, resolveSyncOptions(this.options.sync), this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
-    this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger)
+    this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger, this.options.exposeErrors)
     this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster, backend.shared, {
       required: authOptions.required,
       redelivery,
@@ -82,7 +82,10 @@ export class MeshServer {
     this.connectionManager = new ConnectionManager(this.store, ownership)
     this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, redelivery, this.logger)
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
-    this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name))
+    this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
+      exposeErrors: this.options.exposeErrors,
+      logger: this.logger,
+    })
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options) })
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.ownsHttp = !this.options.server

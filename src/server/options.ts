@@ -3,6 +3,7 @@ import type { Server as HttpsServer } from 'node:https'
 import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
 import type { AuthenticationOptions, UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
+import { resolveRateLimit, type RateLimitOptions } from './rate-limiter.js'
 import { resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
@@ -91,6 +92,20 @@ export interface MeshServerOptions {
   bus?: MeshBus
   /** Receives what the server cannot throw: failing listeners, store faults. @default silent */
   logger?: Logger
+  /**
+   * Send the text of a handler's or middleware's throw that is not a `MeshError` to
+   * the client (for development). Off, the client gets `INTERNAL_ERROR` with
+   * `INTERNAL_ERROR_MESSAGE` and the server logs the real error. @default false
+   */
+  exposeErrors?: boolean
+  /**
+   * Per-connection token bucket over every frame a client sends (requests, pongs,
+   * malformed frames): `points` frames per `duration` ms, refilled continuously.
+   * A request over the limit gets `TOO_MANY_REQUESTS` without running middleware or
+   * its handler; a connection that keeps sending past `closeAfter` more is closed
+   * with 4029. @default off
+   */
+  rateLimit?: RateLimitOptions
 }
 
 export const serverDefaults = {
@@ -114,6 +129,7 @@ export const serverDefaults = {
   namespace: 'meshkit',
   instanceTtl: 20_000,
   redisTimeout: 5_000,
+  exposeErrors: false,
 } satisfies Partial<MeshServerOptions>
 
 export type ResolvedServerOptions = typeof serverDefaults & MeshServerOptions
@@ -146,6 +162,8 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')
   }
+  if (resolved.rateLimit !== undefined) resolved.rateLimit = resolveRateLimit(resolved.rateLimit)
+  if (typeof resolved.exposeErrors !== 'boolean') throw new TypeError('exposeErrors must be a boolean')
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
   return resolved
 }

@@ -14,13 +14,14 @@ import type { Logger } from './logger.js'
 import type { ChannelManager } from './managers/channel-manager.js'
 import type { InstanceMonitor } from './managers/instance-monitor.js'
 import type { ResolvedServerOptions } from './options.js'
+import { RateLimiter, RateVerdict, resolveRateLimit } from './rate-limiter.js'
 
 export type ConnectionListener = (connection: Connection) => void | Promise<void>
 
 /** The server options the socket lifecycle reads. */
 export type SocketLifecycleOptions = Pick<
   ResolvedServerOptions,
-  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout'
+  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout' | 'rateLimit'
 >
 
 /** The server's parts a socket meets between its upgrade and its cleanup. */
@@ -54,6 +55,8 @@ export class SocketLifecycle {
   private onLastConnectionGone: (() => void) | undefined
   /** Store work still running for closed connections; `close()` waits for it. */
   private readonly settling = new Set<Promise<unknown>>()
+  /** Absent when `rateLimit` is off, so that the check costs one comparison per frame. */
+  private readonly limiter: RateLimiter | undefined
 
   constructor(
     private readonly options: SocketLifecycleOptions,
@@ -66,6 +69,7 @@ export class SocketLifecycle {
       perMessageDeflate: options.perMessageDeflate,
       handleProtocols: pickSubprotocol,
     })
+    this.limiter = options.rateLimit ? new RateLimiter(resolveRateLimit(options.rateLimit)) : undefined
   }
 
   /** Called once the client has received its hello. Returns a function that removes the listener. */
@@ -133,6 +137,7 @@ export class SocketLifecycle {
     const codec = codecForSubprotocol(ws.protocol) as Codec
     const connection = new Connection(ws, nanoid(), codec, this.options.maxBufferedBytes)
     this.sockets.add(connection)
+    if (this.limiter) connection.rateBucket = this.limiter.bucket()
     // Nothing is read until the hello is out, so no reply, ping or event can precede it.
     ws.pause()
     ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary))
@@ -196,6 +201,11 @@ export class SocketLifecycle {
   }
 
   private onMessage(connection: Connection, raw: RawData, isBinary: boolean): void {
+    const verdict = this.limiter === undefined ? RateVerdict.PASS : this.limiter.take(connection.rateBucket!)
+    if (verdict === RateVerdict.CLOSE) {
+      this.closeFlooder(connection)
+      return
+    }
     const codec = connection.codec
     const decoded = codec.binary && !isBinary ? undefined : tryDecode(codec, raw as Buffer as WireData)
     const frame = parseClientFrame(decoded)
@@ -205,8 +215,20 @@ export class SocketLifecycle {
       connection.respondError(requestId, new MeshError(ErrorCode.BAD_REQUEST, 'Malformed frame'))
       return
     }
-    if (frame[0] === FrameType.REQUEST) this.parts.registry.dispatch(connection, frame[1], frame[2], frame[3])
+    if (frame[0] === FrameType.REQUEST) {
+      if (verdict === RateVerdict.REFUSE) connection.respondError(frame[1], RATE_LIMITED)
+      else this.parts.registry.dispatch(connection, frame[1], frame[2], frame[3])
+    }
+    // A pong over the limit still counts, but is handled: dropping it could cost a busy
+    // but honest client its connection as a missed pong.
     else this.parts.heartbeat.onPong(connection, frame[1])
+  }
+
+  /** Past `closeAfter`: frames already in flight behind this one find the socket closing and get nothing. */
+  private closeFlooder(connection: Connection): void {
+    if (!connection.isOpen) return
+    this.parts.logger.warn?.('closed a connection over its rate limit (4029)', { connectionId: connection.id })
+    connection.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
   }
 
   private notify(listeners: Set<ConnectionListener>, connection: Connection, hook: string): void {
@@ -224,6 +246,9 @@ export class SocketLifecycle {
     this.parts.logger.error?.(`${hook} listener failed`, { error })
   }
 }
+
+/** One instance for every refusal: a flood should not cost a stack trace per frame. */
+const RATE_LIMITED = new MeshError(ErrorCode.TOO_MANY_REQUESTS, 'Rate limit exceeded; slow down', { data: { limit: 'rateLimit' } })
 
 function destroySocket(this: Duplex): void {
   this.destroy()

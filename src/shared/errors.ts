@@ -40,6 +40,13 @@ export const ErrorCode = {
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 
+/**
+ * The message of an `INTERNAL_ERROR` the server made from a throw that was not a
+ * `MeshError` (unless `exposeErrors`): what was thrown (SQL, addresses, stacks)
+ * stays in the server's log.
+ */
+export const INTERNAL_ERROR_MESSAGE = 'Internal error'
+
 export interface MeshErrorOptions {
   /** Extra structured data sent to the client with the error. */
   data?: unknown
@@ -72,7 +79,18 @@ export function isMeshError(value: unknown): value is MeshError {
 export function toMeshError(thrown: unknown): MeshError {
   if (thrown instanceof MeshError) return thrown
   if (thrown instanceof Error) return new MeshError(ErrorCode.INTERNAL_ERROR, thrown.message, { cause: thrown })
-  return new MeshError(ErrorCode.INTERNAL_ERROR, typeof thrown === 'string' ? thrown : 'Internal error', {
+  return new MeshError(ErrorCode.INTERNAL_ERROR, typeof thrown === 'string' ? thrown : INTERNAL_ERROR_MESSAGE, {
     cause: thrown,
   })
+}
+
+/**
+ * What a client is told about a throw on the server: a `MeshError` as thrown (its
+ * code, message and data are meant for clients); anything else `INTERNAL_ERROR`,
+ * with the thrown message only when `expose` is set (development).
+ */
+export function toClientError(thrown: unknown, expose: boolean): MeshError {
+  if (thrown instanceof MeshError) return thrown
+  if (expose) return toMeshError(thrown)
+  return new MeshError(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, { cause: thrown })
 }

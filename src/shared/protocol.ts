@@ -51,6 +51,8 @@ export const CloseCode = {
   SLOW_CONSUMER: 4008,
   /** Client and server protocol versions differ. */
   VERSION_MISMATCH: 4009,
+  /** The client kept sending frames past the server's `rateLimit` after being refused. The client reconnects. */
+  RATE_LIMITED: 4029,
   /** Authentication failed and the server is set to disconnect on failure. The client does not reconnect. */
   AUTH_FAILED: 4001,
   /** Authentication is required and did not happen in time. The client does not reconnect. */
