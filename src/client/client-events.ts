@@ -12,15 +12,23 @@ export interface ClientEvents {
   disconnect: { code: number; reason: string }
   /** A reconnect succeeded after `attempt` attempts. */
   reconnect: { attempt: number }
-  /** Reconnecting gave up after `maxReconnectAttempts`. */
-  reconnectfailed: { attempts: number }
+  /**
+   * Reconnecting gave up: after `maxReconnectAttempts`, at once when the server refused
+   * the upgrade with 401 or 403 (`status`; another attempt would be refused again), or
+   * when it speaks another protocol version. `error` is the last attempt's failure.
+   */
+  reconnectfailed: { attempts: number; status?: number; error?: MeshError }
   /** The client is closed for good (explicitly, or after `reconnectfailed`). */
   close: undefined
   /** The server pinged. */
   ping: undefined
   /** The round trip the server measured, in milliseconds. */
   latency: number
-  /** An error not tied to a command, such as the server rejecting a malformed frame, or a channel callback that threw. */
+  /**
+   * An error not tied to a command: the server rejecting a malformed frame, a channel
+   * callback or a listener that threw (`LISTENER_ERROR`), or a failed reconnect attempt
+   * (`CONNECTION_FAILED` with its `ConnectionFailure` as `data`, or `VERSION_MISMATCH`).
+   */
   error: MeshError
   /**
    * A channel was resumed after a reconnect (or a gap was seen); `complete: false` means
