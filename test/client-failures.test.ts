@@ -158,8 +158,13 @@ describe('refused while reconnecting', () => {
       const errors: MeshError[] = []
       client.on('error', (error) => errors.push(error))
       const failed = nextEvent<{ attempts: number; status?: number; error?: MeshError }>(client, 'reconnectfailed')
+      const disconnected = nextEvent(client, 'disconnect')
       ;(await connected.promise).close(4500, 'go away')
+      await disconnected
+      // A connect() while reconnecting waits for it, and fails with its cause.
+      const waiting = rejectionOf(client.connect())
       const event = await failed
+      expect((await waiting).data).toEqual({ reason: 'http', status })
       expect(event.attempts).toBe(1)
       expect(event.status).toBe(status)
       expect(event.error?.data).toEqual({ reason: 'http', status })

@@ -1,4 +1,5 @@
-import type { MeshError } from '../shared/errors.js'
+import type { Emitter } from '../shared/emitter.js'
+import { ErrorCode, MeshError } from '../shared/errors.js'
 import type { ReauthenticateEvent } from './reauthentication.js'
 import type { RecoveryEvent, RejoinEvent } from './subscriptions.js'
 
@@ -39,4 +40,28 @@ export interface ClientEvents {
   rejoin: RejoinEvent
   /** The automatic re-authentication after a reconnect: succeeded, being retried, or refused. */
   reauthenticate: ReauthenticateEvent
+}
+
+/** While reconnecting, `connect()` waits for the reconnect instead of opening a second socket. */
+export function nextConnect(lifecycle: Emitter<ClientEvents>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let last: MeshError | undefined
+    const offFailed = lifecycle.once('reconnectfailed', (event) => (last = event.error))
+    const offConnect = lifecycle.once('connect', () => {
+      offClose()
+      offFailed()
+      resolve()
+    })
+    const offClose = lifecycle.once('close', () => {
+      offConnect()
+      offFailed()
+      reject(last ?? new MeshError(ErrorCode.CONNECTION_FAILED, 'Reconnecting failed'))
+    })
+  })
+}
+
+/** The `error` event for an application listener that threw. */
+export function listenerError(thrown: unknown, event: string): MeshError {
+  const message = thrown instanceof Error ? thrown.message : String(thrown)
+  return new MeshError(ErrorCode.LISTENER_ERROR, `A "${event}" listener threw: ${message}`, { data: { event }, cause: thrown })
 }

@@ -3,7 +3,7 @@ import { Emitter } from '../shared/emitter.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode, FrameType, RESERVED_EVENTS, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from '../shared/backoff.js'
-import type { ClientEvents, ClientState } from './client-events.js'
+import { listenerError, nextConnect, type ClientEvents, type ClientState } from './client-events.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
 import { openSocket } from './open-socket.js'
 import { PingWatchdog } from './ping-watchdog.js'
@@ -112,7 +112,7 @@ export class MeshClient {
   connect(): Promise<void> {
     if (this.currentState === 'open') return Promise.resolve()
     if (this.connecting) return this.connecting
-    if (this.currentState === 'reconnecting') return this.nextConnect()
+    if (this.currentState === 'reconnecting') return nextConnect(this.lifecycle)
     this.finished = false
     const resume = this.resumeOnConnect
     this.resuming = resume && this.reauthentication.wanted
@@ -240,33 +240,13 @@ export class MeshClient {
     this.finish()
   }
 
-  /** While reconnecting, `connect()` waits for the reconnect instead of opening a second socket. */
-  private nextConnect(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      let last: MeshError | undefined
-      const offFailed = this.lifecycle.once('reconnectfailed', (event) => (last = event.error))
-      const offConnect = this.lifecycle.once('connect', () => {
-        offClose()
-        offFailed()
-        resolve()
-      })
-      const offClose = this.lifecycle.once('close', () => {
-        offConnect()
-        offFailed()
-        reject(last ?? new MeshError(ErrorCode.CONNECTION_FAILED, 'Reconnecting failed'))
-      })
-    })
-  }
-
   /**
    * A listener of the application threw: reported as an `error` event, never thrown
    * into our state transitions or left to end the process. One thrown by an `error`
    * listener is dropped, since reporting it would call the same listener again.
    */
   private onListenerError(error: unknown, event: string): void {
-    if (event === 'error') return
-    const message = error instanceof Error ? error.message : String(error)
-    this.lifecycle.emit('error', new MeshError(ErrorCode.LISTENER_ERROR, `A "${event}" listener threw: ${message}`, { data: { event }, cause: error }))
+    if (event !== 'error') this.lifecycle.emit('error', listenerError(error, event))
   }
 
   private setState(next: ClientState): void {
@@ -400,7 +380,7 @@ export class MeshClient {
         if (lastError.code === ErrorCode.VERSION_MISMATCH || status !== undefined) break
       }
     }
-    this.lifecycle.emit('reconnectfailed', { attempts: attemptsMade, ...(status === undefined ? {} : { status }), ...(lastError ? { error: lastError } : {}) })
+    this.lifecycle.emit('reconnectfailed', { attempts: attemptsMade, ...(status && { status }), ...(lastError && { error: lastError }) })
     this.finish()
   }
 
