@@ -1,11 +1,17 @@
+import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, type IncomingMessage } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
 import { ErrorCode, type MeshError } from 'meshkit'
 import { MeshClient, type ConnectionFailure, type SocketLike } from 'meshkit/client'
 import type { Connection } from 'meshkit/server'
+import { fakeServer } from './support/fake-server.js'
 import { connectClient, createClient, deferred, nextEvent, rejectionOf, startServer, urlOf } from './support/harness.js'
 
 /** An HTTP server that refuses every upgrade with the status its path names (`/401`, `/503`...). */
@@ -111,6 +117,21 @@ describe('connection failures carry their cause', () => {
 
   it('tells a timeout apart: no answer to the upgrade, and an upgrade without hello', async () => {
     expect(await failureOf(new MeshClient(await silentServer(), { connectTimeout: 100 }))).toEqual({ reason: 'timeout', timeout: 100 })
+    const mute = await fakeServer(() => {})
+    expect(await failureOf(new MeshClient(mute, { connectTimeout: 100 }))).toEqual({ reason: 'timeout', timeout: 100 })
+  })
+
+  it('gives the TLS error code of a certificate the client does not trust', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshkit-tls-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')]
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=localhost', '-days', '1'], { stdio: 'ignore' })
+    const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    const url = `wss://127.0.0.1:${(server.address() as AddressInfo).port}`
+    expect(await failureOf(new MeshClient(url))).toEqual({ reason: 'network', code: 'DEPTH_ZERO_SELF_SIGNED_CERT' })
   })
 
   it('in a browser, where the platform hides the cause, reports the close code only', async () => {
