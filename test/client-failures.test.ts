@@ -170,6 +170,23 @@ describe('refused while reconnecting', () => {
     expect(client.url).toBe(`${urlOf(server)}/?token=t2`)
   })
 
+  it('fails an attempt whose url function throws, and calls it again for the next one', async () => {
+    const { server, connected } = await tokenServer(new Set(['t1', 't2']))
+    const answers: Array<() => string> = [() => 't1', () => { throw new Error('token service down') }, () => 't2']
+    const client = createClient(() => `${urlOf(server)}/?token=${answers.shift()!()}`, { reconnectInterval: 1 })
+    await client.connect()
+    const error = nextEvent<MeshError>(client, 'error')
+    const reconnected = nextEvent<{ attempt: number }>(client, 'reconnect')
+    ;(await connected.promise).close(4500, 'go away')
+    expect((await error).data).toEqual({ reason: 'url' })
+    expect((await reconnected).attempt).toBe(2)
+  })
+
+  it('refuses a url that is neither a string, a list nor a function', () => {
+    expect(() => new MeshClient([] as string[])).toThrow(TypeError)
+    expect(() => new MeshClient(42 as unknown as string)).toThrow(TypeError)
+  })
+
   for (const [token, status] of [['expired', 401], ['banned', 403]] as const) {
     it(`stops the retries at a ${status} and says so in reconnectfailed`, async () => {
       const { server, seen, connected } = await tokenServer(new Set(['good']))

@@ -19,7 +19,7 @@ export class UrlSource {
       this.factory = url
       return
     }
-    this.list = typeof url === 'string' ? [url] : [...url]
+    this.list = typeof url === 'string' ? [url] : Array.isArray(url) ? [...(url as readonly string[])] : []
     if (this.list.length === 0 || this.list.some((entry) => typeof entry !== 'string')) {
       throw new TypeError('MeshClient needs a URL, a non-empty list of URLs, or a function that returns a URL')
     }
