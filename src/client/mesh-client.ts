@@ -374,6 +374,7 @@ export class MeshClient {
         if (this.currentState !== 'reconnecting') return
         lastError = toMeshError(thrown)
         this.lifecycle.emit('error', lastError)
+        // The error listener may have called close().
         if (this.currentState !== 'reconnecting') return
         // Another attempt would meet the same server version, or the same refusal of these credentials.
         status = refusalStatus(lastError)
