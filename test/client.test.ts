@@ -148,8 +148,8 @@ describe('client', () => {
     })
     const client = new MeshClient(url, { reconnectInterval: 1 })
     const error = await client.connect().catch((thrown: MeshError) => thrown)
-    expect((error as MeshError).code).toBe(ErrorCode.CONNECTION_FAILED)
-    expect(((error as MeshError).cause as MeshError).code).toBe(ErrorCode.VERSION_MISMATCH)
+    expect((error as MeshError).code).toBe(ErrorCode.VERSION_MISMATCH)
+    expect((error as MeshError).data).toEqual({ server: 99, client: 1 })
     expect(connections).toBe(1)
   })
 

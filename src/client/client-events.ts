@@ -1,4 +1,5 @@
-import type { MeshError } from '../shared/errors.js'
+import type { Emitter } from '../shared/emitter.js'
+import { ErrorCode, MeshError } from '../shared/errors.js'
 import type { ReauthenticateEvent } from './reauthentication.js'
 import type { RecoveryEvent, RejoinEvent } from './subscriptions.js'
 
@@ -12,15 +13,23 @@ export interface ClientEvents {
   disconnect: { code: number; reason: string }
   /** A reconnect succeeded after `attempt` attempts. */
   reconnect: { attempt: number }
-  /** Reconnecting gave up after `maxReconnectAttempts`. */
-  reconnectfailed: { attempts: number }
+  /**
+   * Reconnecting gave up: after `maxReconnectAttempts`, at once when the server refused
+   * the upgrade with 401 or 403 (`status`; another attempt would be refused again), or
+   * when it speaks another protocol version. `error` is the last attempt's failure.
+   */
+  reconnectfailed: { attempts: number; status?: number; error?: MeshError }
   /** The client is closed for good (explicitly, or after `reconnectfailed`). */
   close: undefined
   /** The server pinged. */
   ping: undefined
   /** The round trip the server measured, in milliseconds. */
   latency: number
-  /** An error not tied to a command, such as the server rejecting a malformed frame, or a channel callback that threw. */
+  /**
+   * An error not tied to a command: the server rejecting a malformed frame, a channel
+   * callback or a listener that threw (`LISTENER_ERROR`), or a failed reconnect attempt
+   * (`CONNECTION_FAILED` with its `ConnectionFailure` as `data`, or `VERSION_MISMATCH`).
+   */
   error: MeshError
   /**
    * A channel was resumed after a reconnect (or a gap was seen); `complete: false` means
@@ -31,4 +40,28 @@ export interface ClientEvents {
   rejoin: RejoinEvent
   /** The automatic re-authentication after a reconnect: succeeded, being retried, or refused. */
   reauthenticate: ReauthenticateEvent
+}
+
+/** While reconnecting, `connect()` waits for the reconnect instead of opening a second socket. */
+export function nextConnect(lifecycle: Emitter<ClientEvents>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let last: MeshError | undefined
+    const offFailed = lifecycle.once('reconnectfailed', (event) => (last = event.error))
+    const offConnect = lifecycle.once('connect', () => {
+      offClose()
+      offFailed()
+      resolve()
+    })
+    const offClose = lifecycle.once('close', () => {
+      offConnect()
+      offFailed()
+      reject(last ?? new MeshError(ErrorCode.CONNECTION_FAILED, 'Reconnecting failed'))
+    })
+  })
+}
+
+/** The `error` event for an application listener that threw. */
+export function listenerError(thrown: unknown, event: string): MeshError {
+  const message = thrown instanceof Error ? thrown.message : String(thrown)
+  return new MeshError(ErrorCode.LISTENER_ERROR, `A "${event}" listener threw: ${message}`, { data: { event }, cause: thrown })
 }

@@ -3,7 +3,7 @@ import { Emitter } from '../shared/emitter.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode, FrameType, RESERVED_EVENTS, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from '../shared/backoff.js'
-import type { ClientEvents, ClientState } from './client-events.js'
+import { listenerError, nextConnect, type ClientEvents, type ClientState } from './client-events.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
 import { openSocket } from './open-socket.js'
 import { PingWatchdog } from './ping-watchdog.js'
@@ -13,6 +13,8 @@ import { RequestSender } from './request-sender.js'
 import { RetryScope } from './retry-scope.js'
 import { Subscriptions, type ChannelCallback, type SubscribeOptions, type SubscribeResult } from './subscriptions.js'
 import { defaultWebSocket, type Transport } from './transport.js'
+import { refusalStatus } from './connection-failure.js'
+import { UrlSource, type ClientUrl } from './url-source.js'
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
 const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_FAILED, CloseCode.AUTH_TIMEOUT])
@@ -23,12 +25,11 @@ const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_F
  * reconnection. Runs on `ws` in Node and on the native WebSocket in browsers.
  */
 export class MeshClient {
-  private readonly urls: readonly string[]
-  private urlIndex = 0
+  private readonly urls: UrlSource
   private readonly options: ResolvedClientOptions
   private readonly codec: Codec
-  private readonly lifecycle = new Emitter<ClientEvents>()
-  private readonly serverEvents = new Emitter()
+  private readonly lifecycle = new Emitter<ClientEvents>((error, event) => this.onListenerError(error, event))
+  private readonly serverEvents = new Emitter((error, event) => this.onListenerError(error, event))
   private readonly sender: RequestSender
   private readonly watchdog: PingWatchdog
   private readonly subscriptions = new Subscriptions((name, payload) => this.command(name, payload), {
@@ -67,14 +68,13 @@ export class MeshClient {
   private resumeOnConnect = false
 
   /**
-   * @param url the server, or several instances of it: reconnect attempts go round
-   *   the list, so a client whose instance dies carries on with another.
+   * @param url the server; or several instances of it: reconnect attempts go round
+   *   the list, so a client whose instance dies carries on with another; or a
+   *   function (sync or async) called before every attempt, to put a fresh token in
+   *   the query string.
    */
-  constructor(url: string | readonly string[], options: MeshClientOptions = {}) {
-    this.urls = typeof url === 'string' ? [url] : [...url]
-    if (this.urls.length === 0 || this.urls.some((entry) => typeof entry !== 'string')) {
-      throw new TypeError('MeshClient needs a URL or a non-empty list of URLs')
-    }
+  constructor(url: ClientUrl, options: MeshClientOptions = {}) {
+    this.urls = new UrlSource(url)
     this.options = resolveClientOptions(options)
     this.codec = codecByName(this.options.codec)
     this.sender = new RequestSender(this.codec, () => this.currentState === 'open' && !this.resuming)
@@ -83,9 +83,9 @@ export class MeshClient {
     )
   }
 
-  /** The URL the client connects (or last connected) to. */
-  get url(): string {
-    return this.urls[this.urlIndex]!
+  /** The URL the client connects (or last connected) to; undefined before a `url` function was first called. */
+  get url(): string | undefined {
+    return this.urls.current
   }
 
   /** The server's id for the current connection; changes on every reconnect. */
@@ -104,13 +104,15 @@ export class MeshClient {
 
   /**
    * Opens the connection and resolves once the server's hello arrived. Rejects with
-   * `CONNECTION_FAILED` if this first attempt fails (reconnection covers only
-   * connections that were established).
+   * `CONNECTION_FAILED` (its `data` a `ConnectionFailure`: HTTP status, system error
+   * code, timeout) if this first attempt fails, or `VERSION_MISMATCH` if the server
+   * speaks another protocol version (reconnection covers only connections that were
+   * established).
    */
   connect(): Promise<void> {
     if (this.currentState === 'open') return Promise.resolve()
     if (this.connecting) return this.connecting
-    if (this.currentState === 'reconnecting') return this.nextConnect()
+    if (this.currentState === 'reconnecting') return nextConnect(this.lifecycle)
     this.finished = false
     const resume = this.resumeOnConnect
     this.resuming = resume && this.reauthentication.wanted
@@ -123,7 +125,8 @@ export class MeshClient {
       (error: MeshError) => {
         this.connecting = undefined
         this.finish()
-        throw new MeshError(ErrorCode.CONNECTION_FAILED, `Could not connect to ${this.url}: ${error.message}`, {
+        if (error.code === ErrorCode.CONNECTION_FAILED || error.code === ErrorCode.VERSION_MISMATCH) throw error
+        throw new MeshError(ErrorCode.CONNECTION_FAILED, `Could not connect to ${this.url ?? 'the server'}: ${error.message}`, {
           cause: error,
         })
       },
@@ -237,18 +240,13 @@ export class MeshClient {
     this.finish()
   }
 
-  /** While reconnecting, `connect()` waits for the reconnect instead of opening a second socket. */
-  private nextConnect(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const offConnect = this.lifecycle.once('connect', () => {
-        offClose()
-        resolve()
-      })
-      const offClose = this.lifecycle.once('close', () => {
-        offConnect()
-        reject(new MeshError(ErrorCode.CONNECTION_FAILED, 'Reconnecting failed'))
-      })
-    })
+  /**
+   * A listener of the application threw: reported as an `error` event, never thrown
+   * into our state transitions or left to end the process. One thrown by an `error`
+   * listener is dropped, since reporting it would call the same listener again.
+   */
+  private onListenerError(error: unknown, event: string): void {
+    if (event !== 'error') this.lifecycle.emit('error', listenerError(error, event))
   }
 
   private setState(next: ClientState): void {
@@ -258,8 +256,9 @@ export class MeshClient {
   /** Opens one socket and resolves on the server's hello; rejects if it ends or times out first. */
   private async openSocket(): Promise<void> {
     const WebSocket = this.options.WebSocket ?? (await defaultWebSocket())
+    const url = await this.urls.resolve()
     if (this.currentState === 'closed') throw new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client was closed')
-    return openSocket(WebSocket, this.url, this.codec, this.options.connectTimeout, {
+    return openSocket(WebSocket, url, this.codec, this.options.connectTimeout, {
       onStart: (transport) => (this.transport = transport),
       onHello: (transport, id, options) => this.onHello(transport, id, options),
       onFrame: (frame) => this.onFrame(frame),
@@ -354,6 +353,8 @@ export class MeshClient {
     this.setState('reconnecting')
     const { reconnectInterval, maxReconnectInterval, maxReconnectAttempts } = this.options
     let attemptsMade = 0
+    let lastError: MeshError | undefined
+    let status: number | undefined
     for (let attempt = 1; attempt <= maxReconnectAttempts; attempt++) {
       attemptsMade = attempt
       await new Promise<void>((resolve) => {
@@ -362,20 +363,25 @@ export class MeshClient {
       })
       this.wakeReconnect = undefined
       if (this.currentState !== 'reconnecting') return
-      this.urlIndex = (this.urlIndex + 1) % this.urls.length
+      this.urls.rotate()
       this.resuming = this.reauthentication.wanted
       try {
         await this.openSocket()
         this.lifecycle.emit('reconnect', { attempt })
         this.startResume()
         return
-      } catch (error) {
+      } catch (thrown) {
         if (this.currentState !== 'reconnecting') return
-        // Another attempt would meet the same server version.
-        if ((error as MeshError).code === ErrorCode.VERSION_MISMATCH) break
+        lastError = toMeshError(thrown)
+        this.lifecycle.emit('error', lastError)
+        // The error listener may have called close().
+        if (this.currentState !== 'reconnecting') return
+        // Another attempt would meet the same server version, or the same refusal of these credentials.
+        status = refusalStatus(lastError)
+        if (lastError.code === ErrorCode.VERSION_MISMATCH || status !== undefined) break
       }
     }
-    this.lifecycle.emit('reconnectfailed', { attempts: attemptsMade })
+    this.lifecycle.emit('reconnectfailed', { attempts: attemptsMade, ...(status && { status }), ...(lastError && { error: lastError }) })
     this.finish()
   }
 

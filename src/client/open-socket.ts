@@ -1,6 +1,7 @@
-import { tryDecode, type Codec } from '../shared/codec.js'
+import { tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, PROTOCOL_VERSION, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
+import { connectionFailed, socketFailure, type SocketFailure } from './connection-failure.js'
 import { Transport, type WebSocketConstructor } from './transport.js'
 
 export interface SocketHandlers {
@@ -11,13 +12,15 @@ export interface SocketHandlers {
   /** A frame after the hello; null for one that could not be decoded or parsed. */
   onFrame(frame: ServerFrame | null): void
   /** The socket ended after the hello (before it, the promise rejects instead). */
-  onGone(code: number, reason: string): void
+  onGone(code: number, reason: string, failure: SocketFailure | undefined): void
 }
 
 /**
- * Opens one socket and resolves on the server's hello. Rejects if the socket ends
- * first, if no hello comes within `connectTimeout` ms, or with `VERSION_MISMATCH`
- * (the socket is then closed) if the server speaks another protocol version.
+ * Opens one socket and resolves on the server's hello. Rejects with
+ * `CONNECTION_FAILED` and a `ConnectionFailure` as `data` if the socket ends first,
+ * if no hello comes within `connectTimeout` ms or if the WebSocket refuses the URL,
+ * or with `VERSION_MISMATCH` (the socket is then closed) if the server speaks
+ * another protocol version.
  * Frames before the hello are ignored.
  */
 export function openSocket(
@@ -29,10 +32,10 @@ export function openSocket(
 ): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let greeted = false
+    let timedOut = false
     let timer: ReturnType<typeof setTimeout> | undefined
-    // Transport.open throws at once for a URL the WebSocket refuses; the promise then rejects.
-    const transport = Transport.open(WebSocket, url, codec, {
-      onData: (data) => {
+    const handlersOfTransport = {
+      onData: (data: WireData) => {
         const frame = parseServerFrame(tryDecode(codec, data))
         if (greeted) {
           handlers.onFrame(frame)
@@ -42,20 +45,34 @@ export function openSocket(
         clearTimeout(timer)
         if (frame[1] !== PROTOCOL_VERSION) {
           transport.close(CloseCode.VERSION_MISMATCH, 'protocol version mismatch')
-          reject(new MeshError(ErrorCode.VERSION_MISMATCH, `Server speaks protocol ${frame[1]}, this client ${PROTOCOL_VERSION}`))
+          reject(
+            new MeshError(ErrorCode.VERSION_MISMATCH, `Server speaks protocol ${frame[1]}, this client ${PROTOCOL_VERSION}`, {
+              data: { server: frame[1], client: PROTOCOL_VERSION },
+            }),
+          )
           return
         }
         greeted = true
         handlers.onHello(transport, frame[2], frame[3])
         resolve()
       },
-      onGone: (code, reason) => {
+      onGone: (code: number, reason: string, failure: SocketFailure | undefined) => {
         clearTimeout(timer)
-        if (greeted) handlers.onGone(code, reason)
-        else reject(new MeshError(ErrorCode.CONNECTION_CLOSED, reason || `Socket closed with code ${code}`))
+        if (greeted) handlers.onGone(code, reason, failure)
+        else if (timedOut) reject(connectionFailed(url, { reason: 'timeout', timeout: connectTimeout }))
+        else reject(connectionFailed(url, socketFailure(failure, code, reason)))
       },
-    })
+    }
+    let transport: Transport
+    try {
+      transport = Transport.open(WebSocket, url, codec, handlersOfTransport)
+    } catch (error) {
+      // The WebSocket refuses some URLs at once (a SyntaxError for a malformed one).
+      reject(connectionFailed(url, { reason: 'url' }, error))
+      return
+    }
     timer = setTimeout(() => {
+      timedOut = true
       transport.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no hello from server')
     }, connectTimeout)
     handlers.onStart(transport)

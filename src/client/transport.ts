@@ -1,4 +1,5 @@
 import type { Codec, WireData } from '../shared/codec.js'
+import type { SocketFailure } from './connection-failure.js'
 
 /** The part of the browser's WebSocket API the client uses; `ws` in Node provides the same. */
 export interface SocketLike {
@@ -18,8 +19,17 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 
 export interface TransportHandlers {
   onData(data: WireData): void
-  /** Called once, when the socket is gone (closed, failed, or abandoned as dead). */
-  onGone(code: number, reason: string): void
+  /**
+   * Called once, when the socket is gone (closed, failed, or abandoned as dead), with
+   * the HTTP status or system error code `ws` reported, if any.
+   */
+  onGone(code: number, reason: string, failure: SocketFailure | undefined): void
+}
+
+/** The parts of a `ws` socket beyond the browser API; a browser socket has none of them. */
+interface WsExtras {
+  terminate?: () => void
+  on?: (event: 'unexpected-response', listener: (request: unknown, response: { statusCode?: number }) => void) => void
 }
 
 const OPEN = 1
@@ -37,6 +47,8 @@ export async function defaultWebSocket(): Promise<WebSocketConstructor> {
 /** One socket's life: frames in, frames out, and a single report of its end. */
 export class Transport {
   private gone = false
+  /** The first cause `ws` reported; later errors (such as our own abort) do not replace it. */
+  private failure: SocketFailure | undefined
   private markEnded!: () => void
   /** Settles when the socket is gone, however it went. */
   readonly ended = new Promise<void>((resolve) => (this.markEnded = resolve))
@@ -45,17 +57,29 @@ export class Transport {
     private readonly socket: SocketLike,
     private readonly handlers: TransportHandlers,
   ) {
-    // Node buffers avoid a copy per message; browsers ignore the unknown value and keep array buffers.
-    socket.binaryType = 'nodebuffer'
-    if (socket.binaryType !== 'nodebuffer') socket.binaryType = 'arraybuffer'
+    const extras = socket as unknown as WsExtras
+    // Node buffers avoid a copy per message, but only `ws` knows the value: a browser
+    // warns on the console about an invalid enum value for every socket.
+    socket.binaryType = typeof extras.terminate === 'function' ? 'nodebuffer' : 'arraybuffer'
+    if (typeof extras.on === 'function') {
+      // With a listener ws leaves the refused request to us: note the status, then abort it.
+      extras.on.call(socket, 'unexpected-response', (_request, response) => {
+        this.failure ??= { status: response.statusCode }
+        extras.terminate?.call(socket)
+      })
+    }
     socket.onmessage = (event) => {
       if (this.gone) return
       const data = event.data
       handlers.onData(data instanceof ArrayBuffer ? new Uint8Array(data) : (data as WireData))
     }
     socket.onclose = (event) => this.end(event.code, event.reason)
-    // An error event is always followed by a close event, which reports the end.
-    socket.onerror = () => {}
+    // An error event is always followed by a close event, which reports the end. Only
+    // ws attaches the system error (ECONNREFUSED, TLS codes); a browser's event has none.
+    socket.onerror = (event) => {
+      const code = (event as { error?: { code?: unknown } } | undefined)?.error?.code
+      if (typeof code === 'string') this.failure ??= { code }
+    }
   }
 
   static open(WebSocket: WebSocketConstructor, url: string, codec: Codec, handlers: TransportHandlers): Transport {
@@ -92,7 +116,7 @@ export class Transport {
     this.end(code, reason)
     try {
       // ws can drop the TCP connection outright; a browser socket can only be asked to close.
-      const { terminate } = this.socket as { terminate?: () => void }
+      const { terminate } = this.socket as WsExtras
       if (terminate) terminate.call(this.socket)
       else this.socket.close(code, reason)
     } catch {
@@ -105,6 +129,6 @@ export class Transport {
     this.gone = true
     this.socket.onmessage = this.socket.onclose = null
     this.markEnded()
-    this.handlers.onGone(code, reason)
+    this.handlers.onGone(code, reason, this.failure)
   }
 }

@@ -8,7 +8,7 @@ export type Listener<T> = (payload: T) => void
 export class Emitter<Events extends { [K in keyof Events]: unknown } = Record<string, unknown>> {
   private readonly listeners = new Map<string, Set<Listener<never>>>()
 
-  constructor(private readonly onListenerError: (error: unknown) => void = rethrowLater) {}
+  constructor(private readonly onListenerError: (error: unknown, event: string) => void = rethrowLater) {}
 
   on<K extends keyof Events & string>(event: K, listener: Listener<Events[K]>): () => void
   on(event: string, listener: Listener<never>): () => void
@@ -43,7 +43,7 @@ export class Emitter<Events extends { [K in keyof Events]: unknown } = Record<st
       try {
         ;(listener as Listener<unknown>)(payload)
       } catch (error) {
-        this.onListenerError(error)
+        this.onListenerError(error, event)
       }
     }
   }

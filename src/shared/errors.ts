@@ -14,7 +14,7 @@ export const ErrorCode = {
   TIMEOUT: 'TIMEOUT',
   /** The socket closed while the request was in flight, or the client is closed. */
   CONNECTION_CLOSED: 'CONNECTION_CLOSED',
-  /** The first connection attempt failed. */
+  /** A connection attempt failed; `data` says why (see `ConnectionFailure` in the client). */
   CONNECTION_FAILED: 'CONNECTION_FAILED',
   /** The connection has too many requests in flight; retry later. */
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
@@ -36,6 +36,8 @@ export const ErrorCode = {
   LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
   /** Another authentication of this connection is still being decided; only one runs at a time. */
   AUTH_IN_PROGRESS: 'AUTH_IN_PROGRESS',
+  /** A listener the application registered with `client.on` threw; `data.event` names the event, `cause` is what it threw. */
+  LISTENER_ERROR: 'LISTENER_ERROR',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]

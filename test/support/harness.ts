@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import { WebSocket } from 'ws'
 import { MeshError } from 'meshkit'
-import { MeshClient, type MeshClientOptions, type RecoveryEvent } from 'meshkit/client'
+import { MeshClient, type ClientUrl, type MeshClientOptions, type RecoveryEvent } from 'meshkit/client'
 import { expect, onTestFinished } from 'vitest'
 import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { codecByName, type Codec } from '../../src/shared/codec.js'
@@ -25,14 +25,14 @@ export function urlOf(server: MeshServer, path = ''): string {
 }
 
 /** A connected client, closed when the test ends. */
-export async function connectClient(server: MeshServer | string | string[], options: MeshClientOptions = {}): Promise<MeshClient> {
+export async function connectClient(server: MeshServer | ClientUrl, options: MeshClientOptions = {}): Promise<MeshClient> {
   const client = createClient(server, options)
   await client.connect()
   return client
 }
 
-export function createClient(server: MeshServer | string | string[], options: MeshClientOptions = {}): MeshClient {
-  const target = typeof server === 'string' || Array.isArray(server) ? server : urlOf(server)
+export function createClient(server: MeshServer | ClientUrl, options: MeshClientOptions = {}): MeshClient {
+  const target = server instanceof MeshServer ? urlOf(server) : server
   const client = new MeshClient(target, options)
   onTestFinished(() => client.close())
   return client
