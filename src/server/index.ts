@@ -9,6 +9,8 @@ export type { ConnectionManager, SetMetadataOptions } from './managers/connectio
 export type { ConnectionRef } from './managers/ownership.js'
 export { serverDefaults, type MeshServerOptions } from './options.js'
 export type { Logger } from './logger.js'
+export type { AllowedOrigins } from './origin-policy.js'
+export type { Handshake } from './handshake.js'
 export type { MeshStore, MeshBus, BusHandler } from './store/types.js'
 export { MemoryStore } from './store/memory-store.js'
 export { MemoryBus } from './store/memory-bus.js'
