@@ -5,6 +5,7 @@ import { ErrorCode, MeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, PROTOCOL_VERSION, type HelloOptions } from '../shared/protocol.js'
 import { requireEventName } from './event-name.js'
 import type { RateBucket } from './rate-limiter.js'
+import type { Handshake } from './handshake.js'
 
 const OPEN = 1
 
@@ -67,6 +68,8 @@ export class Connection {
     codec: Codec,
     /** @internal bytes that may wait for this reader before it is closed with 4008 */
     readonly maxBufferedBytes: number,
+    /** The upgrade's headers, parsed query string and peer address, as they were when the connection opened. */
+    readonly handshake: Handshake,
   ) {
     this.id = id
     this.codec = codec

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
@@ -15,6 +16,27 @@ export function pathOf(url: string | undefined): string {
   if (!url) return '/'
   const query = url.indexOf('?')
   return query === -1 ? url : url.slice(0, query)
+}
+
+/** The path each meshkit upgrade listener serves, so that meshkit servers sharing an HTTP server can tell an upgrade none of them serves. */
+const servedPaths = new WeakMap<object, string>()
+
+export function servesPath(listener: object, path: string): void {
+  servedPaths.set(listener, path)
+}
+
+/**
+ * Whether an upgrade on `path`, which `listener` does not serve, is left unanswered
+ * by everyone else on a server of the user's: every `upgrade` listener is meshkit's
+ * and none serves the path (checked at the upgrade, so listeners added later count).
+ * The first of them answers it, so that it is answered once.
+ */
+export function isUnclaimedUpgrade(http: EventEmitter, listener: object, path: string): boolean {
+  const listeners = http.listeners('upgrade')
+  return listeners[0] === listener && listeners.every((other) => {
+    const served = servedPaths.get(other)
+    return served !== undefined && served !== path
+  })
 }
 
 export function refuseUpgrade(socket: Duplex, status: number, text: string): void {

@@ -21,6 +21,7 @@ import { Redelivery, resolveSyncOptions } from './managers/redelivery.js'
 import { Ownership, idOf, type ConnectionRef } from './managers/ownership.js'
 import { RoomManager } from './managers/room-manager.js'
 import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOptions } from './options.js'
+import { OriginPolicy } from './origin-policy.js'
 import { SocketLifecycle, type ConnectionListener } from './socket-lifecycle.js'
 import { createBackend } from './store/backend.js'
 import type { MeshBus, MeshStore } from './store/types.js'
@@ -60,6 +61,8 @@ export class MeshServer {
 
   constructor(options: MeshServerOptions = {}) {
     this.options = resolveServerOptions(options)
+    // Validated before anything below opens a connection (Redis) that a throw would leak.
+    const origins = new OriginPolicy(this.options.allowedOrigins)
     this.logger = guardLogger(this.options.logger)
     const backend = createBackend(this.options, this.logger)
     this.store = backend.store
@@ -89,6 +92,7 @@ export class MeshServer {
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options) })
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.ownsHttp = !this.options.server
+    this.http = this.options.server ?? createServer(answerPlainHttp)
     this.sockets = new SocketLifecycle(this.options, {
       live: this.live,
       monitor: this.monitor,
@@ -98,8 +102,9 @@ export class MeshServer {
       heartbeat: this.heartbeat,
       logger: this.logger,
       ownsHttp: this.ownsHttp,
+      http: this.http,
+      origins,
     })
-    this.http = this.options.server ?? createServer(answerPlainHttp)
     // A listening server can still fail (accept errors); without a listener that would crash the process.
     if (this.ownsHttp) this.http.on('error', (error) => this.logger.error?.('http server error', { error }))
     this.http.on('upgrade', this.sockets.onUpgrade)

@@ -4,6 +4,7 @@ import { mergeOptions, requireNonNegative, requirePositive } from '../shared/opt
 import type { AuthenticationOptions, UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
 import { resolveRateLimit, type RateLimitOptions } from './rate-limiter.js'
+import type { AllowedOrigins } from './origin-policy.js'
 import { resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
@@ -82,6 +83,21 @@ export interface MeshServerOptions {
    * to refuse with 401 (or the thrown error's `status`).
    */
   authenticate?: UpgradeAuthenticator
+  /**
+   * Web pages allowed to connect, by their `Origin` header: origins
+   * (`'https://app.example.com'`), wildcards standing for one or more host labels
+   * (`'https://*.example.com'`), `'*'` for any, RegExps tested against the header, or
+   * `(origin, request) => boolean` (`origin` undefined without the header; anything
+   * but `true` refuses). Others get HTTP 403 before `authenticate` runs. Upgrades
+   * without an `Origin` (clients that are not browsers) pass a list.
+   * @default same origin: an `Origin` is accepted only if its host and port are the request's `Host`
+   */
+  allowedOrigins?: AllowedOrigins
+  /**
+   * Connections this instance holds at most, counting upgrades being authenticated;
+   * more get HTTP 503 before `authenticate` runs. @default Infinity
+   */
+  maxConnections?: number
   /** Mesa's authentication options, for `client.authenticate()` and `required` gating. */
   authentication?: AuthenticationOptions
   /** Mesa's `sync`: keep user-addressed messages for offline users and redeliver them on authentication. */
@@ -130,6 +146,7 @@ export const serverDefaults = {
   instanceTtl: 20_000,
   redisTimeout: 5_000,
   exposeErrors: false,
+  maxConnections: Infinity,
 } satisfies Partial<MeshServerOptions>
 
 export type ResolvedServerOptions = typeof serverDefaults & MeshServerOptions
@@ -147,6 +164,9 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   const counts = ['maxHistoryLimit', 'maxHistoryBytes', 'maxConcurrentHistoryReads', 'maxChannelsPerConnection', 'maxRoomsPerConnection', 'maxNameLength'] as const
   for (const key of counts) {
     if (!Number.isSafeInteger(resolved[key]) || resolved[key] < 1) throw new RangeError(`${key} must be an integer, 1 or more, got ${String(resolved[key])}`)
+  }
+  if (resolved.maxConnections !== Infinity && (!Number.isSafeInteger(resolved.maxConnections) || resolved.maxConnections < 1)) {
+    throw new RangeError(`maxConnections must be an integer, 1 or more, or Infinity, got ${String(resolved.maxConnections)}`)
   }
   requireNonNegative('maxMissedPongs', resolved.maxMissedPongs)
   requireNonNegative('closeTimeout', resolved.closeTimeout)

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { nanoid } from 'nanoid'
@@ -8,20 +9,22 @@ import { CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol
 import type { Authentication } from './authentication.js'
 import type { CommandRegistry } from './command-registry.js'
 import { Connection } from './connection.js'
+import { handshakeOf, type Handshake } from './handshake.js'
 import type { Heartbeat } from './heartbeat.js'
-import { pathOf, pickSubprotocol, refuseUpgrade } from './http-endpoint.js'
+import { isUnclaimedUpgrade, pathOf, pickSubprotocol, refuseUpgrade, servesPath } from './http-endpoint.js'
 import type { Logger } from './logger.js'
 import type { ChannelManager } from './managers/channel-manager.js'
 import type { InstanceMonitor } from './managers/instance-monitor.js'
 import type { ResolvedServerOptions } from './options.js'
 import { RateLimiter, RateVerdict, resolveRateLimit } from './rate-limiter.js'
+import type { OriginPolicy } from './origin-policy.js'
 
 export type ConnectionListener = (connection: Connection) => void | Promise<void>
 
 /** The server options the socket lifecycle reads. */
 export type SocketLifecycleOptions = Pick<
   ResolvedServerOptions,
-  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout' | 'rateLimit'
+  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout' | 'rateLimit' | 'maxConnections'
 >
 
 /** The server's parts a socket meets between its upgrade and its cleanup. */
@@ -34,8 +37,12 @@ export interface SocketLifecycleParts {
   registry: CommandRegistry
   heartbeat: Heartbeat
   logger: Logger
-  /** Whether the HTTP server is meshkit's own: only then are upgrades on other paths refused. */
+  /** Whether the HTTP server is meshkit's own: then every upgrade on another path is refused. */
   ownsHttp: boolean
+  /** The HTTP server, whose other `upgrade` listeners may serve other paths. */
+  http: EventEmitter
+  /** Which pages' upgrades are let through to authentication. */
+  origins: OriginPolicy
 }
 
 /**
@@ -57,6 +64,10 @@ export class SocketLifecycle {
   private readonly settling = new Set<Promise<unknown>>()
   /** Absent when `rateLimit` is off, so that the check costs one comparison per frame. */
   private readonly limiter: RateLimiter | undefined
+  /** Upgrades past the checks whose authentication is still deciding: they count towards `maxConnections`. */
+  private upgrading = 0
+  /** Set when `maxConnections` refused an upgrade, so that a full instance warns once rather than per upgrade. */
+  private full = false
 
   constructor(
     private readonly options: SocketLifecycleOptions,
@@ -70,6 +81,7 @@ export class SocketLifecycle {
       handleProtocols: pickSubprotocol,
     })
     this.limiter = options.rateLimit ? new RateLimiter(resolveRateLimit(options.rateLimit)) : undefined
+    servesPath(this.onUpgrade, options.path)
   }
 
   /** Called once the client has received its hello. Returns a function that removes the listener. */
@@ -107,35 +119,61 @@ export class SocketLifecycle {
 
   /** The HTTP server's `upgrade` listener. */
   readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    if (pathOf(request.url) !== this.options.path) {
-      // On a server of the user's, other handlers may own other paths.
-      if (this.parts.ownsHttp) refuseUpgrade(socket, 404, 'Not Found')
+    const path = pathOf(request.url)
+    if (path !== this.options.path) {
+      // On a server of the user's, other handlers may own other paths; an upgrade nobody owns would hang.
+      if (this.parts.ownsHttp || isUnclaimedUpgrade(this.parts.http, this.onUpgrade, path)) refuseUpgrade(socket, 404, 'Not Found')
       return
     }
     if (this.closing) {
       refuseUpgrade(socket, 503, 'Service Unavailable')
       return
     }
+    // Both before authentication: a foreign page must not learn whether the user's cookie is valid, and a full instance must not pay for checking.
+    if (!this.allowsOrigin(request)) {
+      refuseUpgrade(socket, 403, 'Forbidden')
+      return
+    }
+    if (this.sockets.size + this.upgrading >= this.options.maxConnections) {
+      if (!this.full) this.parts.logger.warn?.('maxConnections reached: refusing upgrades with 503', { maxConnections: this.options.maxConnections })
+      this.full = true
+      refuseUpgrade(socket, 503, 'Service Unavailable')
+      return
+    }
+    this.upgrading++
     // A module-level listener: a closure here would share this scope and keep the
     // request and its headers alive for as long as the socket lives.
     socket.on('error', destroySocket)
     this.parts.authentication.atUpgrade(request).then(({ user, status }) => {
+      // The upgrade completes synchronously below, so the count moves from `upgrading` to `sockets` in one step.
+      this.upgrading--
       if (status !== undefined) refuseUpgrade(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
       // Shutdown began while the authenticator decided: a socket accepted now would outlive close().
       else if (this.closing) refuseUpgrade(socket, 503, 'Service Unavailable')
-      else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, user))
+      else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, handshakeOf(request), user))
     }, (error: unknown) => {
+      this.upgrading--
       this.parts.logger.error?.('upgrade authentication failed', { error })
       refuseUpgrade(socket, 500, 'Internal Server Error')
     })
   }
 
+  private allowsOrigin(request: IncomingMessage): boolean {
+    try {
+      if (this.parts.origins.allows(request)) return true
+      this.parts.logger.warn?.('refused an upgrade from another origin (403); see allowedOrigins', { origin: request.headers.origin, host: request.headers.host })
+    } catch (error) {
+      this.parts.logger.error?.('allowedOrigins function failed; upgrade refused (403)', { origin: request.headers.origin, error })
+    }
+    return false
+  }
+
   /** One listener for every socket, rather than a closure per connection. */
   private readonly onSocketError = (error: Error): void => this.parts.logger.debug?.('socket error', { error })
 
-  private accept(ws: WebSocket, upgradeUser?: { id: string; value: unknown }): void {
+  private accept(ws: WebSocket, handshake: Handshake, upgradeUser?: { id: string; value: unknown }): void {
     const codec = codecForSubprotocol(ws.protocol) as Codec
-    const connection = new Connection(ws, nanoid(), codec, this.options.maxBufferedBytes)
+    const connection = new Connection(ws, nanoid(), codec, this.options.maxBufferedBytes, handshake)
     this.sockets.add(connection)
     if (this.limiter) connection.rateBucket = this.limiter.bucket()
     // Nothing is read until the hello is out, so no reply, ping or event can precede it.
@@ -183,6 +221,7 @@ export class SocketLifecycle {
     if (connection.slowConsumer) this.parts.logger.warn?.('closed a slow consumer (4008)', { connectionId: connection.id, maxBufferedBytes: this.options.maxBufferedBytes })
     this.parts.live.delete(connection.id)
     this.sockets.delete(connection)
+    this.full = false
     this.parts.channels.dropConnection(connection)
     connection.disposed()
     if (this.sockets.size === 0) this.onLastConnectionGone?.()
