@@ -56,6 +56,8 @@ wellBehaved.start()
 
 const outcomes: Record<SessionOutcome, number[]> = { answered: [], closed: [], hung: [] }
 const samples: string[] = []
+let completed = 0
+let nextSample = 1000
 let frames = 0
 let next = FIRST_SEED
 const started = Date.now()
@@ -87,11 +89,13 @@ const worker = async (): Promise<void> => {
       client = new MeshClient(`ws://127.0.0.1:${server.port}`)
       await client.connect()
     }
-    if ((next - FIRST_SEED) % 1000 === 0) {
+    completed++
+    if (completed >= nextSample) {
       // RSS along the way: a leak grows with the sessions, a one-off allocation does not.
+      nextSample += 1000
       const now = await stats(client)
-      samples.push(`${next - FIRST_SEED}: ${mb(now.rss)}`)
-      process.stderr.write(`  ${next - FIRST_SEED} sessions, ${frames} frames, RSS ${mb(now.rss)}, heap ${mb(now.heapUsed)}\n`)
+      samples.push(`${completed}: ${mb(now.rss)}`)
+      process.stderr.write(`  ${completed} sessions, ${frames} frames, RSS ${mb(now.rss)}, heap ${mb(now.heapUsed)}\n`)
     }
   }
 }

@@ -31,19 +31,23 @@ const PROBE_ID = 4_000_000_001
  * socket opens (before the hello), then one valid request. A server that is still
  * healthy either answers that request or has closed the socket on the junk.
  */
-export async function playSession(url: string, seed: number, timeout = 5_000): Promise<{ outcome: SessionOutcome; frames: number }> {
+export async function playSession(url: string, seed: number, timeout = 5_000): Promise<{ outcome: SessionOutcome; frames: number; closeCode?: number }> {
   const session = fuzzSession(seed)
   const codec = codecByName(session.codec)
   const socket = new WebSocket(url, [Subprotocol[session.codec]], { maxPayload: 64 * 1024 * 1024 })
   socket.on('error', () => {})
   let frames = 0
+  let closeCode: number | undefined
   const outcome = await new Promise<SessionOutcome>((resolve) => {
     const timer = setTimeout(() => resolve('hung'), timeout)
     const done = (result: SessionOutcome): void => {
       clearTimeout(timer)
       resolve(result)
     }
-    socket.on('close', () => done('closed'))
+    socket.on('close', (code) => {
+      closeCode = code
+      done('closed')
+    })
     socket.on('message', (data: Buffer, isBinary) => {
       try {
         const frame = codec.decode(isBinary ? new Uint8Array(data) : data.toString()) as unknown[]
@@ -62,7 +66,7 @@ export async function playSession(url: string, seed: number, timeout = 5_000): P
     })
   })
   socket.terminate()
-  return { outcome, frames }
+  return { outcome, frames, ...(outcome === 'closed' ? { closeCode } : {}) }
 }
 
 /** A client that uses the server correctly meanwhile; every failure it sees is counted. */
