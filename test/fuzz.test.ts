@@ -10,6 +10,9 @@ const FIRST_SEED = 1
 const SESSIONS = 120
 const CONCURRENCY = 6
 
+/** The names that break code keeping names as keys of plain objects. */
+const prototypeNames = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']
+
 /** Records what would crash a process: unhandled rejections and uncaught exceptions while the test runs. */
 function watchProcessFaults(): unknown[] {
   const faults: unknown[] = []
@@ -39,7 +42,13 @@ describe('hostile input', () => {
 
   it('junk from many sockets crashes nothing, leaks no connection, pollutes no prototype, and a well-behaved client sees no failure', async () => {
     const faults = watchProcessFaults()
-    const server = await startServer({}, configureFuzzServer)
+    let joins = 0
+    const server = await startServer({}, (s) => {
+      configureFuzzServer(s)
+      s.addMiddleware((ctx) => {
+        if (ctx.command === 'mesh/join-room') joins++
+      })
+    })
     const client = new WellBehavedClient(await connectClient(server))
     client.start()
 
@@ -72,11 +81,14 @@ describe('hostile input', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
     // Only the well-behaved client remains once the hostile sockets are gone.
     await eventually(async () => expect(server.connections.size).toBe(1))
+    // Nor does any room they joined keep them (the names the generator's payloads use).
+    expect(joins).toBeGreaterThan(0)
+    for (const room of ['ok', '7', '[object Object]', ...prototypeNames]) {
+      await eventually(async () => expect(await server.getRoomMembers(room), room).toEqual([]))
+    }
   }, 60_000)
 })
 
-/** The names that break code keeping names as keys of plain objects. */
-const prototypeNames = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']
 
 describe.each([
   ['memory', (): MeshServerOptions => ({})],
