@@ -1,9 +1,11 @@
 import { execFile } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { installPacked, packInto, type PackedPackage } from './support/packed-install.js'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -163,4 +165,85 @@ describe('the built package', () => {
     expect(targets.length).toBeGreaterThan(12)
     for (const target of targets) expect(existsSync(join(root, target)), target).toBe(true)
   })
+})
+
+/** Uses all three entries with types that are wrong if any of them resolved to `any`. */
+const consumerSource = `
+import { MeshServer, type Connection, type MeshServerOptions } from 'meshkit/server'
+import { MeshClient } from 'meshkit/client'
+import { ErrorCode, MeshError, PROTOCOL_VERSION } from 'meshkit'
+
+const options: MeshServerOptions = { port: 0 }
+const server = new MeshServer(options)
+server.registerCommand<{ n: number }, number>('double', (ctx) => ctx.payload.n * 2)
+server.onConnection((connection: Connection) => {
+  const id: string = connection.id
+  return void id
+})
+const client = new MeshClient('ws://127.0.0.1:1')
+const version: number = PROTOCOL_VERSION
+const error = new MeshError(ErrorCode.BAD_REQUEST, 'x')
+// @ts-expect-error a port is a number: fails as "unused directive" if the options were typed any
+new MeshServer({ port: 'eighty' })
+export { client, version, error }
+`
+
+const strict = { strict: true, skipLibCheck: false, noEmit: true, target: 'ES2022', noUncheckedIndexedAccess: true }
+const consumers = {
+  nodenext: { compilerOptions: { ...strict, module: 'NodeNext', moduleResolution: 'NodeNext' } },
+  bundler: { compilerOptions: { ...strict, module: 'ESNext', moduleResolution: 'Bundler' } },
+}
+
+describe('the packed tarball in a strict TypeScript project', () => {
+  let packed: PackedPackage
+  let workspace: string
+
+  beforeAll(async () => {
+    workspace = mkdtempSync(join(tmpdir(), 'meshkit-consumer-'))
+    packed = await packInto(root, workspace)
+    // One node_modules at the top, shared by the consumers below it, as a monorepo would have.
+    await installPacked(packed, root, workspace)
+    for (const [name, tsconfig] of Object.entries(consumers)) {
+      const dir = join(workspace, name)
+      mkdirSync(dir)
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }))
+      writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ ...tsconfig, files: ['index.ts', ...(name === 'nodenext' ? ['legacy.cts'] : [])] }))
+      writeFileSync(join(dir, 'index.ts'), consumerSource)
+    }
+    // The require condition's declarations (.d.cts), as a CommonJS file of a nodenext project sees them.
+    writeFileSync(
+      join(workspace, 'nodenext', 'legacy.cts'),
+      "import server = require('meshkit/server')\nimport client = require('meshkit/client')\nexport const made: server.MeshServer = new server.MeshServer({ port: 0 })\nexport const c: client.MeshClient = new client.MeshClient('ws://127.0.0.1:1')\n",
+    )
+    for (const name of Object.keys(consumers)) void typecheck(name)
+  }, 120_000)
+
+  // Both consumers are checked at once (tsc is single-threaded); each test awaits its own.
+  const checks = new Map<string, Promise<string>>()
+  const typecheck = (name: string): Promise<string> => {
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+    if (!checks.has(name)) {
+      checks.set(name, run(process.execPath, [tsc, '-p', join(workspace, name)], { cwd: join(workspace, name), timeout: 60_000 }).then(
+        () => '',
+        (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}` || String(error),
+      ))
+    }
+    return checks.get(name) as Promise<string>
+  }
+
+  afterAll(() => {
+    if (workspace) rmSync(workspace, { recursive: true, force: true })
+  })
+
+  it('contains LICENSE (MIT, meshkit contributors) next to README.md and dist', () => {
+    expect(packed.files).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'dist/server.d.ts']))
+    const license = readFileSync(join(workspace, 'node_modules', 'meshkit', 'LICENSE'), 'utf8')
+    expect(license).toMatch(/^MIT License/)
+    expect(license).toContain('Copyright (c) 2026 meshkit contributors')
+  })
+
+  it.each(Object.keys(consumers))('type-checks with moduleResolution %s, strict and without skipLibCheck', async (name) => {
+    // The first errors name the cause; a missing @types package yields thousands of follow-ups.
+    expect((await typecheck(name)).split('\n').slice(0, 12).join('\n')).toBe('')
+  }, 60_000)
 })
