@@ -1,5 +1,6 @@
 import { nanoid } from 'nanoid'
 import { requirePositive } from '../shared/options.js'
+import { requireEventName, userIdList } from './call-arguments.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'
 import { Cluster } from './managers/cluster.js'
@@ -58,9 +59,13 @@ export class Dispatcher {
    * reachable), except the excluded users. Resolves once the message is handed to Redis.
    */
   async dispatch(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
+    // Checked before waiting for Redis: a wrong call fails the same way whether Redis is up or not.
+    const users = userIdList(userIds, 'userIds')
+    const excluded = userIdList(exclude, 'exclude')
+    requireEventName(event)
     // Waits (bounded) for Redis while it connects or reconnects, instead of failing at once.
     await whenReady(this.redis, this.timeout)
-    await this.delivery.sendToUsers(event, payload, userIds.map(String), exclude.map(String))
+    await this.delivery.sendToUsers(event, payload, users, excluded)
   }
 
   /** Closes the Redis connection, so the process can exit. Idempotent. */

@@ -6,6 +6,7 @@ import type { Connection } from './connection.js'
 import { ConnectionLimits } from './connection-limits.js'
 import type { CommandHandler, Middleware } from './context.js'
 import { Heartbeat } from './heartbeat.js'
+import { userIdList } from './call-arguments.js'
 import { answerPlainHttp, listening } from './http-endpoint.js'
 import { guardLogger, type Logger } from './logger.js'
 import { mergeOptions } from '../shared/options.js'
@@ -232,7 +233,7 @@ export class MeshServer {
    * `sync` enabled, users with no connection get it when they next authenticate.
    */
   async send(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
-    await this.delivery.sendToUsers(event, payload, userIds.map(String), exclude.map(String))
+    await this.delivery.sendToUsers(event, payload, userIdList(userIds, 'userIds'), userIdList(exclude, 'exclude'))
   }
 
   /** Users with a connection on any instance (`authentication.storeConnectedUsers`). */
