@@ -1,5 +1,5 @@
 import { nanoid } from 'nanoid'
-import { requirePositive } from '../shared/options.js'
+import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
 import { requireEventName, userIdList } from './call-arguments.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'
@@ -21,6 +21,9 @@ export interface DispatcherOptions {
   logger?: Logger
 }
 
+/** Every Dispatcher option, so that a misspelt one throws. */
+const dispatcherOptionKeys: OptionKeys<DispatcherOptions> = { namespace: true, sync: true, redisTimeout: true, logger: true }
+
 const noLocalConnections = new Map<string, never>()
 
 /**
@@ -37,6 +40,7 @@ export class Dispatcher {
   private closing: Promise<void> | undefined
 
   constructor(redis: RedisConfig, options: DispatcherOptions = {}) {
+    requireKnownKeys(options, dispatcherOptionKeys)
     const timeout = options.redisTimeout ?? 5_000
     requirePositive('redisTimeout', timeout)
     this.timeout = timeout
