@@ -36,6 +36,8 @@ export const ErrorCode = {
   LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
   /** Another authentication of this connection is still being decided; only one runs at a time. */
   AUTH_IN_PROGRESS: 'AUTH_IN_PROGRESS',
+  /** `client.subscribe()` to a channel this client already subscribes to (or is subscribing to); unsubscribe first. */
+  ALREADY_SUBSCRIBED: 'ALREADY_SUBSCRIBED',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
