@@ -8,7 +8,7 @@ import { Delivery } from './managers/delivery.js'
 import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import { Keys } from './store/keys.js'
 import { RedisBus } from './store/redis-bus.js'
-import { createRedisClient, whenReady, type RedisConfig } from './store/redis-client.js'
+import { createRedisClient, watchConnection, whenReady, type RedisConfig } from './store/redis-client.js'
 import { RedisStore } from './store/redis-store.js'
 
 export interface DispatcherOptions {
@@ -48,7 +48,7 @@ export class Dispatcher {
     const logger = guardLogger(options.logger)
     const keys = new Keys(options.namespace ?? 'meshkit')
     this.redis = createRedisClient(redis, { commandTimeout: timeout })
-    this.redis.on('error', (error: Error) => logger.debug?.('dispatcher redis connection error', { error }))
+    watchConnection(this.redis, 'dispatcher', logger)
     this.store = new RedisStore(this.redis, keys)
     // Publishing only: the dispatcher never subscribes, so one connection serves both roles.
     this.bus = new RedisBus(this.redis, this.redis, timeout)

@@ -124,10 +124,15 @@ export class MeshServer {
     await this.started
   }
 
-  /** The port the server listens on (the real one when created with port 0). */
+  /**
+   * The port the server listens on (the real one when created with port 0); `0`
+   * while it does not listen (not yet, no more, or listening failed: a taken port),
+   * so that it never names a port nothing answers on. `0` rather than `undefined`
+   * keeps the type a plain number for the many callers that build URLs from it.
+   */
   get port(): number {
     const address = this.http.address()
-    return typeof address === 'object' && address ? address.port : this.options.port
+    return typeof address === 'object' && address ? address.port : 0
   }
 
   /** Connections held by this instance, by id. */
