@@ -190,6 +190,10 @@ export class Subscriptions {
       return
     }
     const reply = outcome.value
+    // The server's channel is behind what we saw: its store lost it (an in-memory server
+    // restarted). Its offsets start a new life, so the first new message is no gap:
+    // this resume's `complete: false` is the one signal of the loss.
+    if (reply.offset < wanted.lastOffset) wanted.lastOffset = reply.offset
     const missed = reply.missed ?? []
     for (const message of missed) this.hand(wanted, message)
     this.start(channel, wanted, reply.offset)
