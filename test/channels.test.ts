@@ -33,6 +33,7 @@ async function channelFence(server: MeshServer, client: MeshClient): Promise<voi
   expect((await client.subscribe('fence', (message) => (arrived ||= message === token))).success).toBe(true)
   await server.writeChannel('fence', token)
   await waitFor(() => arrived)
+  await client.unsubscribe('fence')
 }
 
 /** Makes the client reconnect to the same server (1012: service restart). */
@@ -80,6 +81,7 @@ describe('channels on one instance', () => {
       expect(attempt.result).toEqual({ success: false, history: [] })
       denied.push(attempt.live)
     }
+    expect(await client.unsubscribe('private:chat:yes')).toBe(true)
     expect((await client.subscribe('private:chat:yes', () => {})).success).toBe(true)
     expect(calls).toEqual(['yes', 'no', 'boom', 'one', 'yes'].map((end) => `${client.id} private:chat:${end}`))
     for (const end of ['no', 'boom', 'one']) await server.writeChannel(`private:chat:${end}`, 'secret', 5)
@@ -132,13 +134,19 @@ describe('channels on one instance', () => {
     const client = await connectClient(server)
     const { live, result } = await listen(client, 'chat:h', 3)
     expect(result).toEqual({ success: true, history: ['msg5', 'msg4', 'msg3'] })
-    expect((await client.subscribe('chat:h', () => {}, { historyLimit: 0 })).history).toEqual([])
+    // A second subscribe to the same channel is refused: the first callback is never dropped silently.
+    expect((await rejectionOf(client.subscribe('chat:h', () => {}, { historyLimit: 0 }))).code).toBe(ErrorCode.ALREADY_SUBSCRIBED)
+    await server.writeChannel('chat:h', 'still first', 10)
+    await waitFor(() => live.length === 1)
+    expect(live).toEqual(['still first'])
+    expect(await client.unsubscribe('chat:h')).toBe(true)
     const again = await listen(client, 'chat:h', 3)
+    expect(again.result.history).toEqual(['still first', 'msg5', 'msg4'])
     for (const message of ['msg6', 'msg7', 'msg8']) await server.writeChannel('chat:h', message, 10)
     await waitFor(() => again.live.length >= 3)
     expect(again.live).toEqual(['msg6', 'msg7', 'msg8'])
     await channelFence(server, client)
-    expect(live).toEqual([]) // replaced by the later subscribe: the old callback never fires
+    expect(live).toEqual(['still first']) // unsubscribed: the old callback never fires again
   })
 
   it('keeps exactly the newest historyLimit messages; 0 clears; offsets count up per channel', async () => {
@@ -154,8 +162,10 @@ describe('channels on one instance', () => {
     expect((await client.subscribe('chat:r', () => {}, { historyLimit: 10 })).history).toEqual(['m6', 'm5', 'm4'])
     expect((await client.subscribe('chat:other', () => {}, { historyLimit: 10 })).history).toEqual(['y', 'x'])
     await server.writeChannel('chat:r', 'unkept', 0)
+    await client.unsubscribe('chat:r')
     expect((await client.subscribe('chat:r', () => {}, { historyLimit: 10 })).history).toEqual([])
     expect(await server.writeChannel('chat:r', 'kept', 2)).toBe(offsets[4]! + 3)
+    await client.unsubscribe('chat:r')
     expect((await client.subscribe('chat:r', () => {}, { historyLimit: 10 })).history).toEqual(['kept'])
   })
 
@@ -337,17 +347,20 @@ describe('channels across instances (Redis)', () => {
     return { asked, answer, guard: async () => (asked.resolve(), answer.promise) }
   }
 
-  it('ends the server side when a re-subscribe is refused (the client keeps nothing to unsubscribe)', async () => {
+  it('a second subscribe to a subscribed channel is refused on the client, leaving the first (and the server side) as it was', async () => {
     const { server, namespace } = await redisInstance()
-    let allow = true
-    server.exposeChannel('chat:revoked', () => allow)
+    server.exposeChannel('chat:twice')
     const client = await connectClient(server)
-    expect((await client.subscribe('chat:revoked', () => {})).success).toBe(true)
-    expect(await numsub(namespace, 'chat:revoked')).toBe(1)
-    allow = false
-    expect(await client.subscribe('chat:revoked', () => {})).toEqual({ success: false, history: [] })
-    expect(await client.unsubscribe('chat:revoked')).toBe(false)
-    await eventually(async () => expect(await numsub(namespace, 'chat:revoked')).toBe(0), 2_000)
+    const first: unknown[] = []
+    const second: unknown[] = []
+    expect((await client.subscribe('chat:twice', (message) => first.push(message))).success).toBe(true)
+    expect((await rejectionOf(client.subscribe('chat:twice', (message) => second.push(message)))).code).toBe(ErrorCode.ALREADY_SUBSCRIBED)
+    expect(await numsub(namespace, 'chat:twice')).toBe(1)
+    await server.writeChannel('chat:twice', 'm1')
+    await waitFor(() => first.length === 1)
+    expect(second).toEqual([])
+    expect(await client.unsubscribe('chat:twice')).toBe(true)
+    await eventually(async () => expect(await numsub(namespace, 'chat:twice')).toBe(0), 2_000)
   })
 
   it('ends the server side when the client unsubscribes while the guard of its subscribe is deciding', async () => {

@@ -1,5 +1,5 @@
 import type { CodecName } from '../shared/protocol.js'
-import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
+import { mergeOptions, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
 import type { WebSocketConstructor } from './transport.js'
 
 export interface MeshClientOptions {
@@ -37,9 +37,24 @@ export const clientDefaults = {
   codec: 'msgpack' as CodecName,
 } satisfies MeshClientOptions
 
+/** Every client option, so that a misspelt one throws. */
+const clientOptionKeys: OptionKeys<MeshClientOptions> = {
+  pingTimeout: true,
+  maxMissedPings: true,
+  shouldReconnect: true,
+  reconnectInterval: true,
+  maxReconnectInterval: true,
+  maxReconnectAttempts: true,
+  commandTimeout: true,
+  connectTimeout: true,
+  codec: true,
+  WebSocket: true,
+}
+
 export type ResolvedClientOptions = typeof clientDefaults & MeshClientOptions
 
 export function resolveClientOptions(options: MeshClientOptions): ResolvedClientOptions {
+  requireKnownKeys(options, clientOptionKeys)
   const resolved = mergeOptions(clientDefaults, options)
   for (const key of ['pingTimeout', 'reconnectInterval', 'maxReconnectInterval', 'commandTimeout', 'connectTimeout'] as const) {
     requirePositive(key, resolved[key])

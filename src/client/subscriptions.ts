@@ -88,8 +88,12 @@ export class Subscriptions {
 
   async subscribe<T>(channel: string, callback: ChannelCallback<T>, options: SubscribeOptions = {}): Promise<SubscribeResult<T>> {
     if (typeof callback !== 'function') throw new TypeError('subscribe() needs a callback')
+    // One subscription per channel: replacing the callback silently would drop the
+    // first one's messages, and two callbacks would make unsubscribe(channel) ambiguous.
+    if (this.channels.has(channel)) {
+      throw new MeshError(ErrorCode.ALREADY_SUBSCRIBED, `Already subscribed to "${channel}"; unsubscribe first`)
+    }
     const wanted: Wanted = { callback: callback as ChannelCallback, lastOffset: 0, buffered: [], started: false }
-    // A new subscription replaces any earlier one: the old callback never fires again.
     this.channels.set(channel, wanted)
     let reply: SubscribeReply
     try {
@@ -186,6 +190,10 @@ export class Subscriptions {
       return
     }
     const reply = outcome.value
+    // The server's channel is behind what we saw: its store lost it (an in-memory server
+    // restarted). Its offsets start a new life, so the first new message is no gap:
+    // this resume's `complete: false` is the one signal of the loss.
+    if (reply.offset < wanted.lastOffset) wanted.lastOffset = reply.offset
     const missed = reply.missed ?? []
     for (const message of missed) this.hand(wanted, message)
     this.start(channel, wanted, reply.offset)

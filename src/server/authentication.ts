@@ -5,6 +5,7 @@ import type { Connection } from './connection.js'
 import type { Logger } from './logger.js'
 import type { Redelivery } from './managers/redelivery.js'
 import type { MeshStore } from './store/types.js'
+import type { OptionKeys } from '../shared/options.js'
 
 export interface AuthenticationOptions {
   /** Milliseconds a connection has to authenticate when authentication is `required`; then it is closed with 4003. @default 10000 */
@@ -17,6 +18,15 @@ export interface AuthenticationOptions {
   disconnectOnFail?: boolean
   /** Keep the set of online users (`getConnectedUsers`, `isUserOnline`). @default true */
   storeConnectedUsers?: boolean
+}
+
+/** Every `authentication` option, so that a misspelt one throws. */
+export const authenticationOptionKeys: OptionKeys<AuthenticationOptions> = {
+  timeout: true,
+  required: true,
+  sendUserObject: true,
+  disconnectOnFail: true,
+  storeConnectedUsers: true,
 }
 
 export const authenticationDefaults = {

@@ -3,7 +3,7 @@ import type { WebSocket } from 'ws'
 import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, PROTOCOL_VERSION, type HelloOptions } from '../shared/protocol.js'
-import { requireEventName } from './event-name.js'
+import { requireEventName } from './call-arguments.js'
 import type { RateBucket } from './rate-limiter.js'
 import type { Handshake } from './handshake.js'
 

@@ -1,5 +1,6 @@
 import { nanoid } from 'nanoid'
-import { requirePositive } from '../shared/options.js'
+import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
+import { requireEventName, userIdList } from './call-arguments.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'
 import { Cluster } from './managers/cluster.js'
@@ -7,7 +8,7 @@ import { Delivery } from './managers/delivery.js'
 import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import { Keys } from './store/keys.js'
 import { RedisBus } from './store/redis-bus.js'
-import { createRedisClient, whenReady, type RedisConfig } from './store/redis-client.js'
+import { createRedisClient, watchConnection, whenReady, type RedisConfig } from './store/redis-client.js'
 import { RedisStore } from './store/redis-store.js'
 
 export interface DispatcherOptions {
@@ -19,6 +20,9 @@ export interface DispatcherOptions {
   redisTimeout?: number
   logger?: Logger
 }
+
+/** Every Dispatcher option, so that a misspelt one throws. */
+const dispatcherOptionKeys: OptionKeys<DispatcherOptions> = { namespace: true, sync: true, redisTimeout: true, logger: true }
 
 const noLocalConnections = new Map<string, never>()
 
@@ -36,6 +40,7 @@ export class Dispatcher {
   private closing: Promise<void> | undefined
 
   constructor(redis: RedisConfig, options: DispatcherOptions = {}) {
+    requireKnownKeys(options, dispatcherOptionKeys)
     const timeout = options.redisTimeout ?? 5_000
     requirePositive('redisTimeout', timeout)
     this.timeout = timeout
@@ -43,7 +48,7 @@ export class Dispatcher {
     const logger = guardLogger(options.logger)
     const keys = new Keys(options.namespace ?? 'meshkit')
     this.redis = createRedisClient(redis, { commandTimeout: timeout })
-    this.redis.on('error', (error: Error) => logger.debug?.('dispatcher redis connection error', { error }))
+    watchConnection(this.redis, 'dispatcher', logger)
     this.store = new RedisStore(this.redis, keys)
     // Publishing only: the dispatcher never subscribes, so one connection serves both roles.
     this.bus = new RedisBus(this.redis, this.redis, timeout)
@@ -58,9 +63,13 @@ export class Dispatcher {
    * reachable), except the excluded users. Resolves once the message is handed to Redis.
    */
   async dispatch(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
+    // Checked before waiting for Redis: a wrong call fails the same way whether Redis is up or not.
+    const users = userIdList(userIds, 'userIds')
+    const excluded = userIdList(exclude, 'exclude')
+    requireEventName(event)
     // Waits (bounded) for Redis while it connects or reconnects, instead of failing at once.
     await whenReady(this.redis, this.timeout)
-    await this.delivery.sendToUsers(event, payload, userIds.map(String), exclude.map(String))
+    await this.delivery.sendToUsers(event, payload, users, excluded)
   }
 
   /** Closes the Redis connection, so the process can exit. Idempotent. */

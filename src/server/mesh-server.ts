@@ -6,6 +6,7 @@ import type { Connection } from './connection.js'
 import { ConnectionLimits } from './connection-limits.js'
 import type { CommandHandler, Middleware } from './context.js'
 import { Heartbeat } from './heartbeat.js'
+import { userIdList } from './call-arguments.js'
 import { answerPlainHttp, listening } from './http-endpoint.js'
 import { guardLogger, type Logger } from './logger.js'
 import { mergeOptions } from '../shared/options.js'
@@ -131,10 +132,15 @@ export class MeshServer {
     await this.started
   }
 
-  /** The port the server listens on (the real one when created with port 0). */
+  /**
+   * The port the server listens on (the real one when created with port 0); `0`
+   * while it does not listen (not yet, no more, or listening failed: a taken port),
+   * so that it never names a port nothing answers on. `0` rather than `undefined`
+   * keeps the type a plain number for the many callers that build URLs from it.
+   */
   get port(): number {
     const address = this.http.address()
-    return typeof address === 'object' && address ? address.port : this.options.port
+    return typeof address === 'object' && address ? address.port : 0
   }
 
   /** Connections held by this instance, by id. */
@@ -240,7 +246,7 @@ export class MeshServer {
    * `sync` enabled, users with no connection get it when they next authenticate.
    */
   async send(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
-    await this.delivery.sendToUsers(event, payload, userIds.map(String), exclude.map(String))
+    await this.delivery.sendToUsers(event, payload, userIdList(userIds, 'userIds'), userIdList(exclude, 'exclude'))
   }
 
   /** Users with a connection on any instance (`authentication.storeConnectedUsers`). */

@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
-import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
-import type { AuthenticationOptions, UpgradeAuthenticator } from './authentication.js'
+import { mergeOptions, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
+import { authenticationOptionKeys, type AuthenticationOptions, type UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
 import { resolveRateLimit, type RateLimitOptions } from './rate-limiter.js'
 import type { AllowedOrigins } from './origin-policy.js'
@@ -149,9 +149,48 @@ export const serverDefaults = {
   maxConnections: Infinity,
 } satisfies Partial<MeshServerOptions>
 
+/** Every server option; `redis` holds ioredis options, which are ioredis's to check. */
+const serverOptionKeys: OptionKeys<MeshServerOptions> = {
+  port: true,
+  allowedOrigins: true,
+  maxConnections: true,
+  exposeErrors: true,
+  rateLimit: true,
+  host: true,
+  path: true,
+  server: true,
+  pingInterval: true,
+  latencyInterval: true,
+  maxMissedPongs: true,
+  maxPayload: true,
+  maxBufferedBytes: true,
+  maxPendingRequests: true,
+  maxHistoryLimit: true,
+  maxHistoryBytes: true,
+  maxConcurrentHistoryReads: true,
+  maxChannelsPerConnection: true,
+  maxRoomsPerConnection: true,
+  maxNameLength: true,
+  closeTimeout: true,
+  perMessageDeflate: true,
+  redis: true,
+  redisOptions: true,
+  namespace: true,
+  instanceTtl: true,
+  redisTimeout: true,
+  authenticate: true,
+  authentication: true,
+  sync: true,
+  store: true,
+  bus: true,
+  logger: true,
+}
+
 export type ResolvedServerOptions = typeof serverDefaults & MeshServerOptions
 
 export function resolveServerOptions(options: MeshServerOptions): ResolvedServerOptions {
+  requireKnownKeys(options, serverOptionKeys)
+  if (options.authentication !== undefined) requireKnownKeys(options.authentication, authenticationOptionKeys, 'authentication.')
   const resolved = mergeOptions(serverDefaults, options)
   const numeric = ['pingInterval', 'latencyInterval', 'maxPayload', 'maxBufferedBytes', 'maxPendingRequests', 'instanceTtl', 'redisTimeout'] as const
   for (const key of numeric) {

@@ -38,6 +38,8 @@ export const ErrorCode = {
   AUTH_IN_PROGRESS: 'AUTH_IN_PROGRESS',
   /** A listener the application registered with `client.on` threw; `data.event` names the event, `cause` is what it threw. */
   LISTENER_ERROR: 'LISTENER_ERROR',
+  /** `client.subscribe()` to a channel this client already subscribes to (or is subscribing to); unsubscribe first. */
+  ALREADY_SUBSCRIBED: 'ALREADY_SUBSCRIBED',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]

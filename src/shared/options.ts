@@ -17,3 +17,19 @@ export function requireNonNegative(name: string, value: unknown): void {
     throw new RangeError(`${name} must be zero or more, got ${String(value)}`)
   }
 }
+
+/** Every key of an options interface, as a record: the compiler then insists that a new option is listed. */
+export type OptionKeys<T> = { readonly [K in keyof Required<T>]: true }
+
+/**
+ * A misspelt option (`pingInteval`) would otherwise be ignored silently and its
+ * default used: it throws, naming the key. `prefix` names nested options (`sync.`).
+ */
+export function requireKnownKeys<T extends object>(options: T, known: OptionKeys<T>, prefix = ''): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`${prefix === '' ? 'options' : prefix.slice(0, -1)} must be an object`)
+  }
+  for (const key of Object.keys(options)) {
+    if (!Object.prototype.hasOwnProperty.call(known, key)) throw new TypeError(`Unknown option "${prefix}${key}"`)
+  }
+}

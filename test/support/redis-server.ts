@@ -48,14 +48,17 @@ export function freePort(): Promise<number> {
   })
 }
 
-/** Starts a throw-away `redis-server` on a loopback port (a given one, to restart "the same" Redis). */
-export async function startRedisServer(port?: number): Promise<RedisProcess> {
+/**
+ * Starts a throw-away `redis-server` on a loopback port (a given one, to restart "the
+ * same" Redis); `extraArgs` go to its command line (`['--requirepass', 'secret']`).
+ */
+export async function startRedisServer(port?: number, extraArgs: readonly string[] = []): Promise<RedisProcess> {
   const binary = ensureRedisServer()
   const chosen = port ?? (await freePort())
   const dir = mkdtempSync(join(tmpdir(), 'meshkit-redis-'))
   const child = spawn(
     binary,
-    ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   await waitUntilReady(child, chosen)

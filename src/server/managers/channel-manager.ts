@@ -188,12 +188,15 @@ function decodeEntry(entry: Uint8Array): [number, unknown] {
 
 /**
  * Whether the retained messages after `since` are all that was published after it.
- * Offsets count up by one from the channel's base; `since` below the base but not 0
- * belongs to an earlier life of the channel (its store lost it), so what happened
- * in between cannot be known.
+ * Offsets count up by one from the channel's base; `since` below the base but not 0,
+ * or above the channel's offset, belongs to an earlier life of the channel (its
+ * store lost it), so what happened in between cannot be known.
  */
 function isComplete(since: number, snapshot: { offset: number; base: number }, retained: number): boolean {
-  if (snapshot.offset <= since) return true
+  if (snapshot.offset === since) return true
+  // Behind what the client saw (0: the channel is unknown here): the store lost it, an
+  // in-memory server restarted say, so whatever was published in between is unknown.
+  if (snapshot.offset < since) return false
   if (since === 0) return retained === snapshot.offset - snapshot.base
   if (since < snapshot.base) return false
   return retained === snapshot.offset - since

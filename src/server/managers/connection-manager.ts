@@ -49,11 +49,20 @@ export class ConnectionManager {
     return [...all].map(([id, encoded]) => ({ [id]: decode(encoded) }))
   }
 
-  /** Metadata of a room's members, as `[{ [connectionId]: metadata }, ...]` (`null` for members without). */
+  /**
+   * Metadata of a room's members that have some, as `[{ [connectionId]: metadata }, ...]`.
+   * Members without metadata are left out, as `getAllMetadata` leaves them out: the
+   * two answers agree, and `getRoomMembers` lists every member.
+   */
   async getAllMetadataForRoom(room: string): Promise<Array<Record<string, unknown>>> {
     const members = await this.store.getRoomMembers(room)
     const values = await this.store.getMetadata(members)
-    return members.map((id, index) => ({ [id]: decode(values[index]) }))
+    const found: Array<Record<string, unknown>> = []
+    members.forEach((id, index) => {
+      const encoded = values[index]
+      if (encoded !== undefined) found.push({ [id]: decode(encoded) })
+    })
+    return found
   }
 }
 

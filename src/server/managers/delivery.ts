@@ -1,6 +1,6 @@
 import { FrameType } from '../../shared/protocol.js'
 import type { Connection } from '../connection.js'
-import { requireEventName } from '../event-name.js'
+import { requireEventName } from '../call-arguments.js'
 import { FrameCache } from '../frame-cache.js'
 import type { MeshStore } from '../store/types.js'
 import type { Cluster } from './cluster.js'

@@ -9,7 +9,7 @@ export type ConnectionRef = Connection | string
 export function idOf(ref: ConnectionRef): string {
   if (typeof ref === 'string' && ref.length > 0) return ref
   if (typeof ref === 'object' && ref !== null && typeof ref.id === 'string') return ref.id
-  throw new TypeError('Expected a connection or a connection id')
+  throw new MeshError(ErrorCode.BAD_REQUEST, 'Expected a connection or a connection id')
 }
 
 /**

@@ -36,7 +36,7 @@ export class RoomManager {
     return rooms
   }
 
-  isInRoom(room: string, connection: ConnectionRef): Promise<boolean> {
+  async isInRoom(room: string, connection: ConnectionRef): Promise<boolean> {
     requireRoom(room)
     return this.store.isInRoom(room, idOf(connection))
   }

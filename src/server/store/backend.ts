@@ -4,7 +4,7 @@ import { Keys } from './keys.js'
 import { MemoryBus } from './memory-bus.js'
 import { MemoryStore } from './memory-store.js'
 import { RedisBus } from './redis-bus.js'
-import { createRedisClient, whenReady } from './redis-client.js'
+import { createRedisClient, watchConnection, whenReady } from './redis-client.js'
 import { RedisStore } from './redis-store.js'
 import type { MeshBus, MeshStore } from './types.js'
 
@@ -36,10 +36,9 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger): B
   const settings = { commandTimeout: options.redisTimeout }
   const commands = createRedisClient(redisConfig, settings)
   const subscriber = createRedisClient(redisConfig, settings)
-  for (const [role, client] of [['commands', commands], ['pub/sub', subscriber]] as const) {
-    // Connection errors are retried by ioredis and surface as UNAVAILABLE on the calls that need Redis.
-    client.on('error', (error: Error) => logger.debug?.(`redis ${role} connection error`, { error }))
-  }
+  // Connection errors are retried by ioredis and surface as UNAVAILABLE on the calls that need Redis.
+  watchConnection(commands, 'commands', logger)
+  watchConnection(subscriber, 'pub/sub', logger)
   return {
     keys,
     store: options.store ?? new RedisStore(commands, keys),

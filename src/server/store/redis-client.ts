@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import { ErrorCode, MeshError } from '../../shared/errors.js'
+import type { Logger } from '../logger.js'
 
 /** How the `redis` option may be given: a URL, ioredis options, or an ioredis client to copy settings from. */
 export type RedisConfig = string | RedisOptions | Redis
@@ -28,13 +29,56 @@ export function createRedisClient(config: RedisConfig, settings: RedisClientSett
   return new Redis({ ...config, ...overrides })
 }
 
-/** Resolves when the client is ready; rejects with `UNAVAILABLE` if it is not within `timeout` ms. */
+/**
+ * Why Redis is unreachable, in `UNAVAILABLE` errors' `data.cause`: `AUTH` (wrong or
+ * missing password), a system error code (`ECONNREFUSED`, `ENOTFOUND`, `ECONNRESET`,
+ * `ETIMEDOUT`...), `TIMEOUT` (no answer in time, no error seen) or `DISCONNECTED` (a
+ * call made while the connection is down; the connection's own cause was logged).
+ */
+export type RedisFailureCause = string
+
+/** The last connection error of each client, until it is ready again: what `whenReady` blames. */
+const lastErrors = new WeakMap<Redis, Error>()
+
+/** The cause an ioredis error points at, if it names one. */
+export function causeOf(error: unknown): RedisFailureCause | undefined {
+  if (!(error instanceof Error)) return undefined
+  const code = (error as NodeJS.ErrnoException).code
+  if (typeof code === 'string' && code.length > 0) return code
+  if (/^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) return 'AUTH'
+  if (/timed out/i.test(error.message)) return 'TIMEOUT'
+  return undefined
+}
+
+/**
+ * Records a client's connection errors (for `whenReady`) and logs them: a warning
+ * each time the cause changes (a wrong password and a refused port read differently
+ * in the log), debug for the retries in between, so a long outage does not flood it.
+ */
+export function watchConnection(redis: Redis, role: string, logger: Logger): void {
+  let logged: RedisFailureCause | undefined
+  redis.on('error', (error: Error) => {
+    lastErrors.set(redis, error)
+    const cause = causeOf(error) ?? 'UNKNOWN'
+    if (cause === logged) logger.debug?.(`redis ${role} connection error`, { cause, error })
+    else logger.warn?.(`redis ${role} connection error`, { cause, error })
+    logged = cause
+  })
+  redis.on('ready', () => {
+    lastErrors.delete(redis)
+    logged = undefined
+  })
+}
+
+/** Resolves when the client is ready; rejects with `UNAVAILABLE` (and `data.cause`) if it is not within `timeout` ms. */
 export function whenReady(redis: Redis, timeout: number): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve()
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       redis.off('ready', onReady)
-      reject(new MeshError(ErrorCode.UNAVAILABLE, `Redis was not reachable within ${timeout} ms`))
+      const last = lastErrors.get(redis)
+      const cause = causeOf(last) ?? 'TIMEOUT'
+      reject(new MeshError(ErrorCode.UNAVAILABLE, `Redis was not reachable within ${timeout} ms (${cause})`, { data: { cause }, cause: last }))
     }, timeout)
     const onReady = (): void => {
       clearTimeout(timer)
@@ -46,16 +90,19 @@ export function whenReady(redis: Redis, timeout: number): Promise<void> {
 
 /**
  * Runs a Redis call, turning connection trouble (down, timed out, closed) into
- * `UNAVAILABLE`. A reply error from Redis itself (wrong type, script error) is a
- * bug, reported as `INTERNAL_ERROR`.
+ * `UNAVAILABLE` with `data.cause`. A reply error from Redis itself (wrong type,
+ * script error) is a bug, reported as `INTERNAL_ERROR`; one about authentication
+ * (`NOAUTH`, `WRONGPASS`) is configuration, so `UNAVAILABLE` with cause `AUTH`.
  */
 export async function redisCall<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call()
   } catch (error) {
     if (error instanceof MeshError) throw error
+    const cause = causeOf(error)
     const name = (error as Error | undefined)?.name
-    const code = name === 'ReplyError' ? ErrorCode.INTERNAL_ERROR : ErrorCode.UNAVAILABLE
-    throw new MeshError(code, `Redis: ${(error as Error | undefined)?.message ?? String(error)}`, { cause: error })
+    const message = `Redis: ${(error as Error | undefined)?.message ?? String(error)}`
+    if (name === 'ReplyError' && cause !== 'AUTH') throw new MeshError(ErrorCode.INTERNAL_ERROR, message, { cause: error })
+    throw new MeshError(ErrorCode.UNAVAILABLE, message, { data: { cause: cause ?? 'DISCONNECTED' }, cause: error })
   }
 }

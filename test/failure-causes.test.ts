@@ -1,0 +1,83 @@
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { ErrorCode } from 'meshkit'
+import { Dispatcher, MeshServer, type Logger } from 'meshkit/server'
+import { uniqueNamespace } from './support/cluster.js'
+import { rejectionOf, startServer, waitFor } from './support/harness.js'
+import { freePort, startRedisServer } from './support/redis-server.js'
+
+interface Entry {
+  level: string
+  message: string
+  details: Record<string, unknown> | undefined
+}
+
+function recordingLogger(): { logger: Logger; entries: Entry[] } {
+  const entries: Entry[] = []
+  const at = (level: string) => (message: string, details?: Record<string, unknown>) => entries.push({ level, message, details })
+  return { logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, entries }
+}
+
+/** A server on this Redis URL; resolves with `ready()`'s error and what was logged. */
+async function failedStart(url: string): Promise<{ code: string; cause: unknown; entries: Entry[] }> {
+  const { logger, entries } = recordingLogger()
+  const server = new MeshServer({ host: '127.0.0.1', port: 0, redis: url, redisTimeout: 1_500, namespace: uniqueNamespace('causes'), logger })
+  onTestFinished(() => server.close())
+  const error = await rejectionOf(server.ready())
+  return { code: error.code, cause: (error.data as { cause?: unknown } | undefined)?.cause, entries }
+}
+
+/** The causes of the warnings about Redis connections. */
+function loggedCauses(entries: Entry[]): unknown[] {
+  return entries.filter((entry) => entry.level === 'warn' && entry.details?.cause !== undefined).map((entry) => entry.details!.cause)
+}
+
+describe('Redis errors name their cause', () => {
+  it('a wrong password: UNAVAILABLE with cause AUTH, logged as AUTH', async () => {
+    const redis = await startRedisServer(undefined, ['--requirepass', 'secret'])
+    onTestFinished(() => redis.stop())
+    const { code, cause, entries } = await failedStart(`redis://:wrong@127.0.0.1:${redis.port}`)
+    expect(code).toBe(ErrorCode.UNAVAILABLE)
+    expect(cause).toBe('AUTH')
+    expect(loggedCauses(entries)).toContain('AUTH')
+    // No password at all reads the same.
+    expect((await failedStart(`redis://127.0.0.1:${redis.port}`)).cause).toBe('AUTH')
+  })
+
+  it('a refused port: cause ECONNREFUSED', async () => {
+    const port = await freePort()
+    const { code, cause, entries } = await failedStart(`redis://127.0.0.1:${port}`)
+    expect(code).toBe(ErrorCode.UNAVAILABLE)
+    expect(cause).toBe('ECONNREFUSED')
+    expect(loggedCauses(entries)).toContain('ECONNREFUSED')
+  })
+
+  it('an unknown host: cause ENOTFOUND', async () => {
+    const { code, cause, entries } = await failedStart('redis://no-such-host.invalid:6379')
+    expect(code).toBe(ErrorCode.UNAVAILABLE)
+    expect(cause).toBe('ENOTFOUND')
+    expect(loggedCauses(entries)).toContain('ENOTFOUND')
+  })
+
+  it('a Dispatcher with a wrong password: dispatch rejects with cause AUTH', async () => {
+    const redis = await startRedisServer(undefined, ['--requirepass', 'secret'])
+    onTestFinished(() => redis.stop())
+    const dispatcher = new Dispatcher(`redis://:wrong@127.0.0.1:${redis.port}`, { redisTimeout: 1_000 })
+    onTestFinished(() => dispatcher.close())
+    const error = await rejectionOf(dispatcher.dispatch('evt', 'x', ['u1']))
+    expect(error.code).toBe(ErrorCode.UNAVAILABLE)
+    expect((error.data as { cause?: unknown }).cause).toBe('AUTH')
+  })
+})
+
+describe('a taken port', () => {
+  it('is logged even when ready() is never awaited, and server.port never names it', async () => {
+    const first = await startServer()
+    const taken = first.port
+    const { logger, entries } = recordingLogger()
+    const second = new MeshServer({ host: '127.0.0.1', port: taken, logger })
+    onTestFinished(() => second.close())
+    await waitFor(() => entries.some((entry) => entry.level === 'error' && (entry.details?.error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE'))
+    expect(second.port).toBe(0)
+    expect(first.port).toBe(taken)
+  })
+})
