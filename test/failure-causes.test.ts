@@ -1,5 +1,6 @@
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { ErrorCode } from 'meshkit'
+import { ErrorCode, INTERNAL_ERROR_MESSAGE } from 'meshkit'
+import { redisCall } from '../src/server/store/redis-client.js'
 import { Dispatcher, MeshServer, type Logger } from 'meshkit/server'
 import { uniqueNamespace } from './support/cluster.js'
 import { rejectionOf, startServer, waitFor } from './support/harness.js'
@@ -79,5 +80,22 @@ describe('a taken port', () => {
     await waitFor(() => entries.some((entry) => entry.level === 'error' && (entry.details?.error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE'))
     expect(second.port).toBe(0)
     expect(first.port).toBe(taken)
+  })
+})
+
+describe('Redis errors that reach clients', () => {
+  it('keep Redis\'s own text (addresses, script source) in cause, on the server', async () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:6379'), { code: 'ECONNREFUSED' })
+    const down = await rejectionOf(redisCall(() => Promise.reject(refused)))
+    expect(down.code).toBe(ErrorCode.UNAVAILABLE)
+    expect(down.data).toEqual({ cause: 'ECONNREFUSED' })
+    expect(down.message).not.toContain('10.0.0.5')
+    expect(down.cause).toBe(refused)
+
+    const script = Object.assign(new Error('ERR user_script:3: attempt to index a nil value (SELECT secret)'), { name: 'ReplyError' })
+    const bug = await rejectionOf(redisCall(() => Promise.reject(script)))
+    expect(bug.code).toBe(ErrorCode.INTERNAL_ERROR)
+    expect(bug.message).toBe(INTERNAL_ERROR_MESSAGE)
+    expect(bug.cause).toBe(script)
   })
 })

@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis'
-import { ErrorCode, MeshError } from '../../shared/errors.js'
+import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from '../../shared/errors.js'
 import type { Logger } from '../logger.js'
 
 /** How the `redis` option may be given: a URL, ioredis options, or an ioredis client to copy settings from. */
@@ -101,8 +101,9 @@ export async function redisCall<T>(call: () => Promise<T>): Promise<T> {
     if (error instanceof MeshError) throw error
     const cause = causeOf(error)
     const name = (error as Error | undefined)?.name
-    const message = `Redis: ${(error as Error | undefined)?.message ?? String(error)}`
-    if (name === 'ReplyError' && cause !== 'AUTH') throw new MeshError(ErrorCode.INTERNAL_ERROR, message, { cause: error })
-    throw new MeshError(ErrorCode.UNAVAILABLE, message, { data: { cause: cause ?? 'DISCONNECTED' }, cause: error })
+    // The message and data reach clients when a handler lets the error through: Redis's own
+    // text (addresses, key names, script source) stays in `cause`, on the server.
+    if (name === 'ReplyError' && cause !== 'AUTH') throw new MeshError(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, { cause: error })
+    throw new MeshError(ErrorCode.UNAVAILABLE, 'The store is unavailable', { data: { cause: cause ?? 'DISCONNECTED' }, cause: error })
   }
 }
