@@ -112,6 +112,20 @@ describe('reconnection', () => {
     expect(await second.getRoomMembers('lobby')).toEqual([client.id])
   })
 
+  it('a session the server ended (1000) leaves no subscription behind: after connect(), subscribing again works', async () => {
+    const server = await startServer({}, (created) => created.exposeChannel('feed'))
+    const client = await connectClient(server)
+    await client.subscribe('feed', () => {})
+    const closed = nextEvent(client, 'close')
+    server.connections.get(client.id!)!.close(1000, 'bye')
+    await closed
+    await client.connect()
+    const received: unknown[] = []
+    expect((await client.subscribe('feed', (message) => received.push(message))).success).toBe(true)
+    await server.writeChannel('feed', 'after', 10)
+    await waitFor(() => received.includes('after'))
+  })
+
   it('ends the session on close(): a later connect() is anonymous and resumes nothing, and says so by asking nothing', async () => {
     const server = await startServer({}, (created) => {
       created.exposeChannel('feed')
