@@ -126,6 +126,27 @@ describe('reconnection', () => {
     await waitFor(() => received.includes('after'))
   })
 
+  it('keeps reconnecting when the upgrade authenticator meets an unavailable store (503, not a 401 refusal)', async () => {
+    let storeAway = false
+    const server = await startServer({
+      authenticate: () => {
+        if (storeAway) {
+          storeAway = false
+          throw new MeshError(ErrorCode.UNAVAILABLE, 'The store is unavailable')
+        }
+        return { id: 'ada' }
+      },
+    })
+    const client = await connectClient(server, { reconnectInterval: 5, maxReconnectInterval: 10, maxReconnectAttempts: 5 })
+    const failed = nextEvent<MeshError>(client, 'error')
+    const reconnected = nextEvent(client, 'reconnect')
+    storeAway = true
+    server.connections.get(client.id!)!.close(1001, 'going away')
+    expect((await failed).data).toEqual({ reason: 'http', status: 503 })
+    await reconnected
+    expect(client.state).toBe('open')
+  })
+
   it('ends the session on close(): a later connect() is anonymous and resumes nothing, and says so by asking nothing', async () => {
     const server = await startServer({}, (created) => {
       created.exposeChannel('feed')
