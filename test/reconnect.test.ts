@@ -147,6 +147,24 @@ describe('reconnection', () => {
     expect(client.state).toBe('open')
   })
 
+  it('a session the server ended (1000) is not authenticated again by a reconnect of the next session', async () => {
+    const server = await startServer({}, (created) => {
+      created.onAuthenticate((credentials) => ({ id: credentials as string }))
+      created.registerCommand('who', (ctx) => ctx.connection.userId ?? null)
+    })
+    const client = await connectClient(server, { reconnectInterval: 5, maxReconnectInterval: 10 })
+    await client.authenticate('ada')
+    const closed = nextEvent(client, 'close')
+    server.connections.get(client.id!)!.close(1000, 'bye')
+    await closed
+    await client.connect()
+    expect(await client.command('who')).toBe(null)
+    const reconnected = nextEvent(client, 'reconnect')
+    server.connections.get(client.id!)!.close(1001, 'going away')
+    await reconnected
+    expect(await client.command('who')).toBe(null)
+  })
+
   it('ends the session on close(): a later connect() is anonymous and resumes nothing, and says so by asking nothing', async () => {
     const server = await startServer({}, (created) => {
       created.exposeChannel('feed')
