@@ -112,6 +112,59 @@ describe('reconnection', () => {
     expect(await second.getRoomMembers('lobby')).toEqual([client.id])
   })
 
+  it('a session the server ended (1000) leaves no subscription behind: after connect(), subscribing again works', async () => {
+    const server = await startServer({}, (created) => created.exposeChannel('feed'))
+    const client = await connectClient(server)
+    await client.subscribe('feed', () => {})
+    const closed = nextEvent(client, 'close')
+    server.connections.get(client.id!)!.close(1000, 'bye')
+    await closed
+    await client.connect()
+    const received: unknown[] = []
+    expect((await client.subscribe('feed', (message) => received.push(message))).success).toBe(true)
+    await server.writeChannel('feed', 'after', 10)
+    await waitFor(() => received.includes('after'))
+  })
+
+  it('keeps reconnecting when the upgrade authenticator meets an unavailable store (503, not a 401 refusal)', async () => {
+    let storeAway = false
+    const server = await startServer({
+      authenticate: () => {
+        if (storeAway) {
+          storeAway = false
+          throw new MeshError(ErrorCode.UNAVAILABLE, 'The store is unavailable')
+        }
+        return { id: 'ada' }
+      },
+    })
+    const client = await connectClient(server, { reconnectInterval: 5, maxReconnectInterval: 10, maxReconnectAttempts: 5 })
+    const failed = nextEvent<MeshError>(client, 'error')
+    const reconnected = nextEvent(client, 'reconnect')
+    storeAway = true
+    server.connections.get(client.id!)!.close(1001, 'going away')
+    expect((await failed).data).toEqual({ reason: 'http', status: 503 })
+    await reconnected
+    expect(client.state).toBe('open')
+  })
+
+  it('a session the server ended (1000) is not authenticated again by a reconnect of the next session', async () => {
+    const server = await startServer({}, (created) => {
+      created.onAuthenticate((credentials) => ({ id: credentials as string }))
+      created.registerCommand('who', (ctx) => ctx.connection.userId ?? null)
+    })
+    const client = await connectClient(server, { reconnectInterval: 5, maxReconnectInterval: 10 })
+    await client.authenticate('ada')
+    const closed = nextEvent(client, 'close')
+    server.connections.get(client.id!)!.close(1000, 'bye')
+    await closed
+    await client.connect()
+    expect(await client.command('who')).toBe(null)
+    const reconnected = nextEvent(client, 'reconnect')
+    server.connections.get(client.id!)!.close(1001, 'going away')
+    await reconnected
+    expect(await client.command('who')).toBe(null)
+  })
+
   it('ends the session on close(): a later connect() is anonymous and resumes nothing, and says so by asking nothing', async () => {
     const server = await startServer({}, (created) => {
       created.exposeChannel('feed')

@@ -344,6 +344,13 @@ export class MeshClient {
     this.lifecycle.emit('disconnect', { code, reason })
     // These end the session on purpose (1000) or would only repeat (authentication); an outage does not.
     if (this.currentState === 'open') this.resumeOnConnect = !TERMINAL_CLOSE_CODES.has(code)
+    // The session is over as after close(): a later subscribe() must not fail with
+    // ALREADY_SUBSCRIBED for a channel nothing resumes, nor a reconnect of the next
+    // (anonymous) session present this one's credentials.
+    if (this.currentState === 'open' && !this.resumeOnConnect) {
+      this.subscriptions.clear()
+      this.reauthentication.forget()
+    }
     const wanted = this.currentState === 'open' && this.options.shouldReconnect && !TERMINAL_CLOSE_CODES.has(code)
     if (wanted) void this.reconnect()
     else if (this.currentState !== 'closed') this.finish()

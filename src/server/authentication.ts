@@ -95,6 +95,8 @@ export class Authentication {
       }
       return { user: { id, value: user } }
     } catch (error) {
+      // A store that is away is no refusal: a 401 would make reconnecting clients give up for good.
+      if (error instanceof MeshError && error.code === ErrorCode.UNAVAILABLE) return { status: 503 }
       const status = (error as { status?: unknown; statusCode?: unknown }).status ?? (error as { statusCode?: unknown }).statusCode
       return { status: typeof status === 'number' && status >= 400 && status < 600 ? status : 401 }
     }
