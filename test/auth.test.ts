@@ -53,6 +53,28 @@ describe('authentication at the upgrade', () => {
     const client = createClient(`${urlOf(server)}?token=nope`)
     expect((await rejectionOf(client.connect())).code).toBe(ErrorCode.CONNECTION_FAILED)
   })
+
+  it('logs what the authenticate option throws without a status (a fault, such as its session store being down), with the 401', async () => {
+    const fault = new Error('session store unreachable at 10.0.0.7')
+    const logged: Array<Record<string, unknown> | undefined> = []
+    const at = (_message: string, details?: Record<string, unknown>) => logged.push(details)
+    const server = await authServer({
+      logger: { warn: at, error: at },
+      authenticate: (request) => {
+        if (tokenOf(request) === 'banned') throw Object.assign(new Error('banned'), { status: 403 })
+        throw fault
+      },
+    })
+    for (const [token, status] of [['banned', 403], ['any', 401]] as const) {
+      const socket = new WebSocket(`${urlOf(server)}?token=${token}`)
+      socket.on('error', () => {})
+      const [, response] = (await once(socket, 'unexpected-response')) as [unknown, IncomingMessage]
+      expect(response.statusCode).toBe(status)
+      socket.terminate()
+    }
+    // The deliberate 403 is a refusal, not a fault: only the throw without a status is logged.
+    expect(logged.map((details) => details?.error)).toEqual([fault])
+  })
 })
 
 describe('authentication by message', () => {

@@ -1,6 +1,8 @@
-import { describe, expect, it } from 'vitest'
+import { Redis } from 'ioredis'
+import { describe, expect, inject, it, onTestFinished } from 'vitest'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from 'meshkit'
 import { MeshServer, type Logger } from 'meshkit/server'
+import { uniqueNamespace } from './support/cluster.js'
 import { connectClient, rejectionOf, startServer } from './support/harness.js'
 
 const SECRET = 'SELECT secret FROM users WHERE host = 10.0.0.7'
@@ -107,6 +109,27 @@ describe('errors thrown by handlers and middleware', () => {
     const told = await rejectionOf((await connectClient(exposed)).authenticate({ token: 'x' }))
     expect(told.code).toBe(ErrorCode.UNAUTHORIZED)
     expect(told.message).toBe(thrown.message)
+  })
+
+  it('logs a store fault that reaches the client as INTERNAL_ERROR (a Redis reply error), with the command and connection', async () => {
+    const { logger, entries } = recordingLogger()
+    const namespace = uniqueNamespace('error-exposure')
+    const redis = new Redis(inject('redisUrl'))
+    onTestFinished(async () => {
+      await redis.quit()
+    })
+    // A key of the wrong type: Redis answers the channel's reads with WRONGTYPE, a reply error.
+    await redis.hset(`${namespace}:channel-seq:broken`, 'not', 'a counter')
+    const server = await startServer({ redis: inject('redisUrl'), namespace, logger }, (server) => server.exposeChannel('broken'))
+    const client = await connectClient(server)
+    const error = await rejectionOf(client.subscribe('broken', () => {}, { historyLimit: 5 }))
+    expect(error.code).toBe(ErrorCode.INTERNAL_ERROR)
+    expect(error.message).toBe(INTERNAL_ERROR_MESSAGE)
+    const logged = entries.filter((entry) => entry.level === 'error' && entry.details?.command === 'mesh/subscribe')
+    expect(logged).toHaveLength(1)
+    expect(logged[0]!.details!.connectionId).toBe(client.id)
+    // Redis's own error, whose text the client never sees, so that the log says what failed.
+    expect((logged[0]!.details!.error as Error).name).toBe('ReplyError')
   })
 
   it('refuses an exposeErrors that is not a boolean at construction', () => {

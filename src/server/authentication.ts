@@ -97,8 +97,12 @@ export class Authentication {
     } catch (error) {
       // A store that is away is no refusal: a 401 would make reconnecting clients give up for good.
       if (error instanceof MeshError && error.code === ErrorCode.UNAVAILABLE) return { status: 503 }
-      const status = (error as { status?: unknown; statusCode?: unknown }).status ?? (error as { statusCode?: unknown }).statusCode
-      return { status: typeof status === 'number' && status >= 400 && status < 600 ? status : 401 }
+      const status = (error as { status?: unknown; statusCode?: unknown } | undefined)?.status ?? (error as { statusCode?: unknown } | undefined)?.statusCode
+      if (typeof status === 'number' && status >= 400 && status < 600) return { status }
+      // No status: a fault rather than a decision (a session store down, a bug). Its client
+      // only sees 401, and stops reconnecting on it, so the server's log must say why.
+      this.logger.warn?.('authenticate threw; upgrade refused (401)', { error })
+      return { status: 401 }
     }
   }
 

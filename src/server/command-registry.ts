@@ -106,10 +106,13 @@ export class CommandRegistry {
    * `MeshError` is a bug or a fault (a failed query, an unreachable service): its
    * text may hold SQL or internal addresses, so it goes to the log, with what is
    * needed to find it, and the client gets a generic message unless `exposeErrors`.
+   * An `INTERNAL_ERROR` that is already a `MeshError` (a Redis reply error, its text
+   * kept in `cause`) is such a fault too: logged, or nobody would ever see its cause.
    */
   private failed(connection: Connection, command: string, thrown: unknown): MeshError {
-    if (!(thrown instanceof MeshError)) {
-      this.failures.logger.error?.('command failed', { command, connectionId: connection.id, error: thrown })
+    if (!(thrown instanceof MeshError) || thrown.code === ErrorCode.INTERNAL_ERROR) {
+      const error = thrown instanceof MeshError && thrown.cause !== undefined ? thrown.cause : thrown
+      this.failures.logger.error?.('command failed', { command, connectionId: connection.id, error })
     }
     return toClientError(thrown, this.failures.exposeErrors)
   }
