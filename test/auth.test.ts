@@ -101,6 +101,21 @@ describe('authentication by message', () => {
     expect(client.state).toBe('closed')
   })
 
+  it('does not count UNAVAILABLE from onAuthenticate as a failure: no 4001, and the next try is decided', async () => {
+    let storeAway = true
+    const server = await authServer()
+    server.onAuthenticate((credentials) => {
+      if (storeAway) throw new MeshError(ErrorCode.UNAVAILABLE, 'session store away')
+      const user = users[(credentials as { token: string }).token]
+      return user ? { id: user.id, user } : null
+    })
+    const client = await connectClient(server)
+    expect((await rejectionOf(client.authenticate({ token: 'token-ada' }))).code).toBe(ErrorCode.UNAVAILABLE)
+    storeAway = false
+    expect(await client.authenticate({ token: 'token-ada' })).toEqual({ id: 'ada', name: 'Ada' })
+    expect(client.state).toBe('open')
+  })
+
   it('keeps the connection after a failure without disconnectOnFail, and a thrown MeshError keeps its code', async () => {
     const server = await authServer({ authentication: { disconnectOnFail: false } })
     server.onAuthenticate((credentials) => {

@@ -157,6 +157,8 @@ export class Authentication {
       // An application's MeshError keeps its code; any other throw is a refusal, whose
       // text (a failed lookup's SQL, an address) stays in the log unless exposeErrors.
       if (!(error instanceof MeshError)) this.logger.warn?.('onAuthenticate threw; refused', { connectionId: connection.id, error })
+      // The check could not run (a store away): no refusal, so no 4001 and no spent try; the client retries.
+      if (error instanceof MeshError && error.code === ErrorCode.UNAVAILABLE) throw error
       const refusal = error instanceof MeshError
         ? error
         : new MeshError(ErrorCode.UNAUTHORIZED, this.exposeErrors ? toMeshError(error).message : 'Authentication failed', { cause: error })
