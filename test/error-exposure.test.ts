@@ -1,23 +1,11 @@
 import { Redis } from 'ioredis'
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from 'meshkit'
-import { MeshServer, type Logger } from 'meshkit/server'
+import { MeshServer } from 'meshkit/server'
 import { uniqueNamespace } from './support/cluster.js'
-import { connectClient, rejectionOf, startServer } from './support/harness.js'
+import { connectClient, recordingLogger, rejectionOf, startServer } from './support/harness.js'
 
 const SECRET = 'SELECT secret FROM users WHERE host = 10.0.0.7'
-
-interface LogEntry {
-  level: string
-  message: string
-  details: Record<string, unknown> | undefined
-}
-
-function recordingLogger(): { logger: Logger; entries: LogEntry[] } {
-  const entries: LogEntry[] = []
-  const at = (level: string) => (message: string, details?: Record<string, unknown>) => entries.push({ level, message, details })
-  return { logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, entries }
-}
 
 describe('errors thrown by handlers and middleware', () => {
   it('gives the client INTERNAL_ERROR with the generic message and logs the real error with the command and connection', async () => {

@@ -1,25 +1,13 @@
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE } from 'meshkit'
 import { redisCall } from '../src/server/store/redis-client.js'
-import { Dispatcher, MeshServer, type Logger } from 'meshkit/server'
+import { Dispatcher, MeshServer } from 'meshkit/server'
 import { uniqueNamespace } from './support/cluster.js'
-import { rejectionOf, startServer, waitFor } from './support/harness.js'
+import { recordingLogger, rejectionOf, startServer, waitFor, type LogEntry } from './support/harness.js'
 import { freePort, startRedisServer } from './support/redis-server.js'
 
-interface Entry {
-  level: string
-  message: string
-  details: Record<string, unknown> | undefined
-}
-
-function recordingLogger(): { logger: Logger; entries: Entry[] } {
-  const entries: Entry[] = []
-  const at = (level: string) => (message: string, details?: Record<string, unknown>) => entries.push({ level, message, details })
-  return { logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, entries }
-}
-
 /** A server on this Redis URL; resolves with `ready()`'s error and what was logged. */
-async function failedStart(url: string): Promise<{ code: string; cause: unknown; entries: Entry[] }> {
+async function failedStart(url: string): Promise<{ code: string; cause: unknown; entries: LogEntry[] }> {
   const { logger, entries } = recordingLogger()
   const server = new MeshServer({ host: '127.0.0.1', port: 0, redis: url, redisTimeout: 1_500, namespace: uniqueNamespace('causes'), logger })
   onTestFinished(() => server.close())
@@ -28,7 +16,7 @@ async function failedStart(url: string): Promise<{ code: string; cause: unknown;
 }
 
 /** The causes of the warnings about Redis connections. */
-function loggedCauses(entries: Entry[]): unknown[] {
+function loggedCauses(entries: LogEntry[]): unknown[] {
   return entries.filter((entry) => entry.level === 'warn' && entry.details?.cause !== undefined).map((entry) => entry.details!.cause)
 }
 

@@ -2,9 +2,9 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
-import { MeshServer, type Connection, type Handshake, type Logger, type MeshServerOptions } from 'meshkit/server'
+import { MeshServer, type Connection, type Handshake, type MeshServerOptions } from 'meshkit/server'
 import { Subprotocol } from '../src/shared/protocol.js'
-import { connectClient, deferred, startServer, urlOf } from './support/harness.js'
+import { connectClient, deferred, recordingLogger, startServer, urlOf } from './support/harness.js'
 import { within } from './support/wire.js'
 
 interface UpgradeOutcome {
@@ -38,12 +38,6 @@ async function countingServer(options: MeshServerOptions = {}): Promise<{ server
     },
   })
   return { server, authenticated: () => calls }
-}
-
-function recordingLogger(): Logger & { entries: Array<{ level: string; message: string; details: unknown }> } {
-  const entries: Array<{ level: string; message: string; details: unknown }> = []
-  const record = (level: string) => (message: string, details?: unknown) => entries.push({ level, message, details })
-  return { entries, debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') }
 }
 
 async function userHttpServer(listener?: (request: IncomingMessage, response: import('node:http').ServerResponse) => void): Promise<HttpServer> {
@@ -109,7 +103,7 @@ describe('the origin check', () => {
 
   it('lets a function decide, with the origin (undefined without one) and the request; a throw refuses and is logged', async () => {
     const seen: Array<string | undefined> = []
-    const logger = recordingLogger()
+    const { logger, entries } = recordingLogger()
     const { server, authenticated } = await countingServer({
       logger,
       allowedOrigins: (origin, request) => {
@@ -125,7 +119,7 @@ describe('the origin check', () => {
     expect((await upgrade(url, { origin: 'https://broken.example' })).status).toBe(403)
     expect(seen).toEqual(['https://ok.example', undefined, 'https://other.example', 'https://broken.example'])
     expect(authenticated()).toBe(2)
-    expect(logger.entries.some((entry) => entry.level === 'error' && (entry.details as { origin?: string }).origin === 'https://broken.example')).toBe(true)
+    expect(entries.some((entry) => entry.level === 'error' && (entry.details as { origin?: string }).origin === 'https://broken.example')).toBe(true)
   })
 
   it("['*'] accepts any origin; [] accepts only upgrades without one", async () => {
@@ -149,7 +143,7 @@ describe('maxConnections', () => {
     const gate = deferred<void>()
     const waiting = deferred<void>()
     let calls = 0
-    const logger = recordingLogger()
+    const { logger, entries } = recordingLogger()
     const server = await startServer({
       maxConnections: 2,
       logger,
@@ -168,7 +162,7 @@ describe('maxConnections', () => {
     await within(waiting.promise, 5_000, 'the second authentication')
     expect((await upgrade(urlOf(server))).status).toBe(503)
     expect(calls).toBe(2)
-    expect(logger.entries.filter((entry) => entry.level === 'warn' && (entry.details as { maxConnections?: number }).maxConnections === 2)).toHaveLength(1)
+    expect(entries.filter((entry) => entry.level === 'warn' && (entry.details as { maxConnections?: number }).maxConnections === 2)).toHaveLength(1)
 
     gate.resolve()
     expect((await second).status).toBe(101)

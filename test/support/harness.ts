@@ -3,7 +3,7 @@ import { WebSocket } from 'ws'
 import { MeshError } from 'meshkit'
 import { MeshClient, type ClientUrl, type MeshClientOptions, type RecoveryEvent } from 'meshkit/client'
 import { expect, onTestFinished } from 'vitest'
-import { MeshServer, type MeshServerOptions } from 'meshkit/server'
+import { MeshServer, type Logger, type MeshServerOptions } from 'meshkit/server'
 import { codecByName, type Codec } from '../../src/shared/codec.js'
 import { FrameType, Subprotocol, type CodecName } from '../../src/shared/protocol.js'
 
@@ -183,4 +183,18 @@ export class RawClient {
   sendRaw(data: Buffer | string, binary = typeof data !== 'string'): void {
     this.socket.send(data, { binary })
   }
+}
+
+/** What a logger was told, in order. */
+export interface LogEntry {
+  level: string
+  message: string
+  details: Record<string, unknown> | undefined
+}
+
+/** A logger that records every call, for tests that check what the server reported. */
+export function recordingLogger(): { logger: Logger; entries: LogEntry[] } {
+  const entries: LogEntry[] = []
+  const at = (level: string) => (message: string, details?: Record<string, unknown>) => entries.push({ level, message, details })
+  return { logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, entries }
 }
