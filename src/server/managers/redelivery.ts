@@ -115,6 +115,8 @@ export class Redelivery {
    * client reconnects; what was kept for it comes again then.
    */
   holds(connection: Connection, data: WireData): boolean {
+    // Every delivery to every connection asks: almost always nothing is held anywhere.
+    if (this.held.size === 0) return false
     const held = this.held.get(connection)
     if (held === undefined) return false
     held.bytes += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
