@@ -18,7 +18,7 @@ import { Cluster } from './managers/cluster.js'
 import { ConnectionManager } from './managers/connection-manager.js'
 import { Delivery } from './managers/delivery.js'
 import { InstanceMonitor } from './managers/instance-monitor.js'
-import { Redelivery, resolveSyncOptions } from './managers/redelivery.js'
+import { Redelivery } from './managers/redelivery.js'
 import { Ownership, idOf, type ConnectionRef } from './managers/ownership.js'
 import { RoomManager } from './managers/room-manager.js'
 import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOptions } from './options.js'
@@ -75,7 +75,7 @@ export class MeshServer {
       notice: (notice) => ownership.apply(notice),
     }, this.logger)
     const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection))
-    const redelivery = new Redelivery(this.store, resolveSyncOptions(this.options.sync), this.logger)
+    const redelivery = new Redelivery(this.store, this.options.sync, this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
     this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger, this.options.exposeErrors)
     this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster, backend.shared, {

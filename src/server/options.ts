@@ -3,9 +3,9 @@ import type { Server as HttpsServer } from 'node:https'
 import { mergeOptions, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
 import { authenticationOptionKeys, type AuthenticationOptions, type UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
-import { resolveRateLimit, type RateLimitOptions } from './rate-limiter.js'
+import { resolveRateLimit, type RateLimitOptions, type ResolvedRateLimitOptions } from './rate-limiter.js'
 import type { AllowedOrigins } from './origin-policy.js'
-import { resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
+import { resolveSyncOptions, type ResolvedSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 
@@ -186,12 +186,19 @@ const serverOptionKeys: OptionKeys<MeshServerOptions> = {
   logger: true,
 }
 
-export type ResolvedServerOptions = typeof serverDefaults & MeshServerOptions
+/** The options over their defaults; nested ones (`sync`, `rateLimit`) resolved once, here. */
+export type ResolvedServerOptions = typeof serverDefaults &
+  Omit<MeshServerOptions, 'sync' | 'rateLimit'> & { sync: ResolvedSyncOptions; rateLimit: ResolvedRateLimitOptions | undefined }
 
 export function resolveServerOptions(options: MeshServerOptions): ResolvedServerOptions {
   requireKnownKeys(options, serverOptionKeys)
   if (options.authentication !== undefined) requireKnownKeys(options.authentication, authenticationOptionKeys, 'authentication.')
-  const resolved = mergeOptions(serverDefaults, options)
+  const merged = mergeOptions(serverDefaults, options)
+  const resolved: ResolvedServerOptions = {
+    ...merged,
+    sync: resolveSyncOptions(merged.sync),
+    rateLimit: merged.rateLimit === undefined ? undefined : resolveRateLimit(merged.rateLimit),
+  }
   const numeric = ['pingInterval', 'latencyInterval', 'maxPayload', 'maxBufferedBytes', 'maxPendingRequests', 'instanceTtl', 'redisTimeout'] as const
   for (const key of numeric) {
     requirePositive(key, resolved[key])
@@ -212,16 +219,14 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${String(resolved.port)}`)
   }
-  const { authentication, sync } = resolved
+  const { authentication } = resolved
   if (authentication?.timeout !== undefined) requirePositive('authentication.timeout', authentication.timeout)
-  resolveSyncOptions(sync)
   if (resolved.authenticate !== undefined && typeof resolved.authenticate !== 'function') {
     throw new TypeError('authenticate must be a function')
   }
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')
   }
-  if (resolved.rateLimit !== undefined) resolved.rateLimit = resolveRateLimit(resolved.rateLimit)
   if (typeof resolved.exposeErrors !== 'boolean') throw new TypeError('exposeErrors must be a boolean')
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
   return resolved

@@ -1,4 +1,4 @@
-import { mergeOptions, requireNonNegative, requirePositive } from '../shared/options.js'
+import { mergeOptions, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
 
 /** The `rateLimit` server option: how many frames one connection may send. */
 export interface RateLimitOptions {
@@ -21,12 +21,11 @@ export const rateLimitDefaults = {
 
 export type ResolvedRateLimitOptions = typeof rateLimitDefaults & RateLimitOptions
 
-const KEYS = new Set(['points', 'duration', 'closeAfter'])
+const rateLimitOptionKeys: OptionKeys<RateLimitOptions> = { points: true, duration: true, closeAfter: true }
 
 /** Bad configuration throws at construction, naming the field. */
 export function resolveRateLimit(options: RateLimitOptions): ResolvedRateLimitOptions {
-  if (typeof options !== 'object' || options === null) throw new TypeError('rateLimit must be an object { points, duration }')
-  for (const key of Object.keys(options)) if (!KEYS.has(key)) throw new TypeError(`Unknown rateLimit option "${key}"`)
+  requireKnownKeys(options, rateLimitOptionKeys, 'rateLimit.')
   const resolved = mergeOptions(rateLimitDefaults, options)
   // A bucket that cannot hold one whole token would refuse every frame.
   if (!(typeof resolved.points === 'number' && Number.isFinite(resolved.points) && resolved.points >= 1)) {

@@ -16,7 +16,7 @@ import type { Logger } from './logger.js'
 import type { ChannelManager } from './managers/channel-manager.js'
 import type { InstanceMonitor } from './managers/instance-monitor.js'
 import type { ResolvedServerOptions } from './options.js'
-import { RateLimiter, RateVerdict, resolveRateLimit } from './rate-limiter.js'
+import { RateLimiter, RateVerdict } from './rate-limiter.js'
 import type { OriginPolicy } from './origin-policy.js'
 
 export type ConnectionListener = (connection: Connection) => void | Promise<void>
@@ -80,7 +80,7 @@ export class SocketLifecycle {
       perMessageDeflate: options.perMessageDeflate,
       handleProtocols: pickSubprotocol,
     })
-    this.limiter = options.rateLimit ? new RateLimiter(resolveRateLimit(options.rateLimit)) : undefined
+    this.limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined
     servesPath(this.onUpgrade, options.path)
   }
 
