@@ -217,10 +217,7 @@ export class MeshClient {
     this.resumeOnConnect = false
     // Acknowledged before the close frame, so the next session is not sent them again.
     if (this.currentState === 'open') this.redelivered.flush()
-    // The session ends here: a later connect() starts a new one, with nothing resumed in the background.
-    this.subscriptions.clear()
-    this.reauthentication.forget()
-    this.redelivered.reset()
+    this.endSession()
     const previous = this.currentState
     this.setState('closed')
     if (previous === 'idle' || previous === 'closed') return
@@ -334,6 +331,17 @@ export class MeshClient {
     this.resumeSession(this.scope!).catch((error: unknown) => this.lifecycle.emit('error', toMeshError(error)))
   }
 
+  /**
+   * The session is over (`close()`, or the server ended it): a later `connect()` starts
+   * a new, anonymous one. Nothing is resumed for it, a `subscribe()` does not meet
+   * `ALREADY_SUBSCRIBED`, and message ids seen (another user's could be equal) are forgotten.
+   */
+  private endSession(): void {
+    this.subscriptions.clear()
+    this.reauthentication.forget()
+    this.redelivered.reset()
+  }
+
   private onSocketGone(code: number, reason: string): void {
     // First, so that retries failing below see their scope ended and stop.
     this.scope?.end()
@@ -343,16 +351,13 @@ export class MeshClient {
     this.sender.socketGone(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
     this.lifecycle.emit('disconnect', { code, reason })
     // These end the session on purpose (1000) or would only repeat (authentication); an outage does not.
-    if (this.currentState === 'open') this.resumeOnConnect = !TERMINAL_CLOSE_CODES.has(code)
-    // The session is over as after close(): a later subscribe() must not fail with
-    // ALREADY_SUBSCRIBED for a channel nothing resumes, nor a reconnect of the next
-    // (anonymous) session present this one's credentials.
-    if (this.currentState === 'open' && !this.resumeOnConnect) {
-      this.subscriptions.clear()
-      this.reauthentication.forget()
+    const wasOpen = this.currentState === 'open'
+    const ended = TERMINAL_CLOSE_CODES.has(code)
+    if (wasOpen) {
+      this.resumeOnConnect = !ended
+      if (ended) this.endSession()
     }
-    const wanted = this.currentState === 'open' && this.options.shouldReconnect && !TERMINAL_CLOSE_CODES.has(code)
-    if (wanted) void this.reconnect()
+    if (wasOpen && !ended && this.options.shouldReconnect) void this.reconnect()
     else if (this.currentState !== 'closed') this.finish()
   }
 

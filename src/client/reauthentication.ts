@@ -69,10 +69,7 @@ export class Reauthentication {
       return
     }
     // Refused: the same credentials after every reconnect would only be refused again.
-    if (this.credentials === credentials) {
-      this.credentials = undefined
-      this.currentUser = undefined
-    }
+    if (this.credentials === credentials) this.forget()
     this.emit({ authenticated: false, error: outcome.error })
     this.onRefused(outcome.error)
   }

@@ -83,7 +83,7 @@ export class RequestSender {
   /** Writes a request; false when the socket could not take it (it stays queued). */
   private send(id: number, frame: WireData): boolean {
     if (exceeds(frame, this.maxPayload)) {
-      this.requests.fail(id, new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.maxPayload} bytes`))
+      this.requests.reject(id, new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.maxPayload} bytes`))
       return true
     }
     if (!this.transport?.send(frame)) return false

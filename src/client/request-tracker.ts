@@ -73,13 +73,8 @@ export class RequestTracker {
     this.take(id, true)?.resolve(value)
   }
 
-  /** The server answered `id` with an error. */
+  /** Fails request `id`: the server answered with an error, or it never reached the server (too large to send, say). */
   reject(id: number, error: MeshError): void {
-    this.take(id, true)?.reject(error)
-  }
-
-  /** Fails a request that never reached the server (too large to send, say). */
-  fail(id: number, error: MeshError): void {
     this.take(id, true)?.reject(error)
   }
 

@@ -22,11 +22,6 @@ export class ConcurrencyLimit {
     private readonly maxWait: number,
   ) {}
 
-  /** Tasks waiting for a turn. */
-  get queued(): number {
-    return this.waiting.length
-  }
-
   async run<T>(task: () => Promise<T>): Promise<T> {
     if (this.running < this.max) this.running++
     else await new Promise<void>((resolve, reject) => this.waiting.push({ since: performance.now(), resolve, reject }))
