@@ -38,6 +38,14 @@ async function subscribe(raw: RawClient, id: number, payload: Record<string, unk
 }
 
 describe('a resume costs what was missed', () => {
+  it('treats a fractional since as no since, on Redis as on memory (not an INTERNAL_ERROR from LRANGE)', async () => {
+    const server = await startServer({ redis: inject('redisUrl'), namespace: uniqueNamespace('fractional-since') }, (s) => s.exposeChannel('c'))
+    await fill(server, 'c', 3, (n) => n, 10)
+    const raw = await RawClient.open(server)
+    await raw.hello()
+    expect(await subscribe(raw, 1, { channel: 'c', since: 1.5, historyLimit: 10 })).toMatchObject({ success: true, history: [2, 1, 0] })
+  })
+
   it('reads only the 3 missed messages of a 20,000-message history from Redis', { timeout: 60_000 }, async () => {
     const redis = await startRedisServer()
     onTestFinished(() => redis.stop())

@@ -50,7 +50,8 @@ export function registerBuiltinCommands(
       limits.requireName('channel', name)
       // Any size is taken here: the channel manager lowers it to maxHistoryLimit.
       const limit = typeof historyLimit === 'number' && historyLimit > 0 ? Math.floor(historyLimit) : 0
-      const from = typeof since === 'number' && since >= 0 ? since : undefined
+      // Offsets are whole numbers: a fractional one would reach Redis's LRANGE as "2.5" and fail there.
+      const from = Number.isSafeInteger(since) && (since as number) >= 0 ? (since as number) : undefined
       return channels.subscribe(ctx.connection, name, limit, from)
     },
     [],
