@@ -71,6 +71,8 @@ interface Held {
 export class Redelivery {
   /** Events for connections whose kept messages are still being written, in arrival order. */
   private readonly held = new Map<Connection, Held>()
+  /** Connections whose redelivery runs, and whether another run was asked for meanwhile. */
+  private readonly delivering = new Map<Connection, boolean>()
 
   constructor(
     private readonly store: MeshStore,
@@ -145,8 +147,28 @@ export class Redelivery {
    */
   start(connection: Connection): void {
     if (!this.options.enabled) return
+    // One redelivery per connection at a time (a write-back after an outage can ask while
+    // one runs): a second would resend the kept messages, and the first to finish would
+    // release the held events in the middle of the other's resend. It runs once more instead.
+    if (this.delivering.has(connection)) {
+      this.delivering.set(connection, true)
+      return
+    }
+    this.delivering.set(connection, false)
     // After the reply to the authentication has gone out.
-    setImmediate(() => void this.deliverUntilDone(connection).finally(() => this.release(connection)))
+    setImmediate(() => void this.deliverWhileWanted(connection))
+  }
+
+  private async deliverWhileWanted(connection: Connection): Promise<void> {
+    try {
+      do {
+        this.delivering.set(connection, false)
+        await this.deliverUntilDone(connection)
+      } while (this.delivering.get(connection) === true && connection.isOpen)
+    } finally {
+      this.delivering.delete(connection)
+      this.release(connection)
+    }
   }
 
   private async deliverUntilDone(connection: Connection): Promise<void> {
