@@ -102,9 +102,11 @@ export class Delivery {
     }
     const kept = await Promise.all(targets.map((userId) => redelivery.keep(userId, event, payload)))
     if (!redelivery.acknowledged) return [[await this.route(kept.flatMap(({ connections }) => connections)), frames]]
-    // Each user's stream gives the message its own id, so each user gets its own frame.
+    // Each user's stream gives the message its own id, so each user gets its own frame;
+    // the owners of all their connections are still looked up at once.
     const reached = kept.filter(({ connections }) => connections.length > 0)
-    return Promise.all(reached.map(async ({ id, connections }): Promise<[Routes, FrameCache]> => [await this.route(connections), eventFrame(event, payload, id)]))
+    const all = await this.route(reached.flatMap(({ connections }) => connections))
+    return reached.map(({ id, connections }): [Routes, FrameCache] => [routesOf(all, new Set(connections)), eventFrame(event, payload, id)])
   }
 
   /** A user send to `'*'` that arrived from another instance. */
@@ -193,4 +195,14 @@ export class Delivery {
 function eventFrame(event: string, payload: unknown, id?: string): FrameCache {
   requireEventName(event)
   return FrameCache.of(id === undefined ? [FrameType.EVENT, event, payload] : [FrameType.EVENT, event, payload, id])
+}
+
+/** The part of `routes` that reaches these connection ids. */
+function routesOf({ local, remote }: Routes, ids: ReadonlySet<string>): Routes {
+  const theirs = new Map<string, string[]>()
+  for (const [instanceId, connectionIds] of remote) {
+    const reached = connectionIds.filter((id) => ids.has(id))
+    if (reached.length > 0) theirs.set(instanceId, reached)
+  }
+  return { local: local.filter((connection) => ids.has(connection.id)), remote: theirs }
 }
