@@ -26,8 +26,9 @@ export interface ClientEvents {
   /** The round trip the server measured, in milliseconds. */
   latency: number
   /**
-   * An error not tied to a command: the server rejecting a malformed frame, a channel
-   * callback or a listener that threw (`LISTENER_ERROR`), or a failed reconnect attempt
+   * An error not tied to a command: the server rejecting a malformed frame, a listener
+   * that threw (`LISTENER_ERROR`), a channel callback that threw (`INTERNAL_ERROR`, the
+   * thrown value as `cause`), or a failed reconnect attempt
    * (`CONNECTION_FAILED` with its `ConnectionFailure` as `data`, or `VERSION_MISMATCH`).
    */
   error: MeshError

@@ -1,6 +1,6 @@
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
-import { mergeOptions, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
+import { mergeOptions, requireCount, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
 import { authenticationOptionKeys, type AuthenticationOptions, type UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
 import { resolveRateLimit, type RateLimitOptions, type ResolvedRateLimitOptions } from './rate-limiter.js'
@@ -208,12 +208,8 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
     throw new RangeError(`maxPendingRequests must be a whole number, got ${String(resolved.maxPendingRequests)}`)
   }
   const counts = ['maxHistoryLimit', 'maxHistoryBytes', 'maxConcurrentHistoryReads', 'maxChannelsPerConnection', 'maxRoomsPerConnection', 'maxNameLength'] as const
-  for (const key of counts) {
-    if (!Number.isSafeInteger(resolved[key]) || resolved[key] < 1) throw new RangeError(`${key} must be an integer, 1 or more, got ${String(resolved[key])}`)
-  }
-  if (resolved.maxConnections !== Infinity && (!Number.isSafeInteger(resolved.maxConnections) || resolved.maxConnections < 1)) {
-    throw new RangeError(`maxConnections must be an integer, 1 or more, or Infinity, got ${String(resolved.maxConnections)}`)
-  }
+  for (const key of counts) requireCount(key, resolved[key])
+  requireCount('maxConnections', resolved.maxConnections, true)
   requireNonNegative('maxMissedPongs', resolved.maxMissedPongs)
   requireNonNegative('closeTimeout', resolved.closeTimeout)
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {

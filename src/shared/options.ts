@@ -18,6 +18,14 @@ export function requireNonNegative(name: string, value: unknown): void {
   }
 }
 
+/** A count: a whole number, 1 or more (`Infinity` too where `unbounded` allows it). */
+export function requireCount(name: string, value: unknown, unbounded = false): void {
+  if (unbounded && value === Infinity) return
+  if (!(Number.isSafeInteger(value) && (value as number) >= 1)) {
+    throw new RangeError(`${name} must be an integer, 1 or more${unbounded ? ', or Infinity' : ''}, got ${String(value)}`)
+  }
+}
+
 /** Every key of an options interface, as a record: the compiler then insists that a new option is listed. */
 export type OptionKeys<T> = { readonly [K in keyof Required<T>]: true }
 

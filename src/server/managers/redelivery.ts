@@ -2,7 +2,7 @@ import { backoffDelay } from '../../shared/backoff.js'
 import { encodeFrame, type WireData } from '../../shared/codec.js'
 import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { msgpackCodec } from '../../shared/msgpack-codec.js'
-import { mergeOptions, requireKnownKeys, requireNonNegative, type OptionKeys } from '../../shared/options.js'
+import { mergeOptions, requireCount, requireKnownKeys, requireNonNegative, type OptionKeys } from '../../shared/options.js'
 import { CloseCode, FrameType } from '../../shared/protocol.js'
 import type { Connection } from '../connection.js'
 import type { Logger } from '../logger.js'
@@ -32,19 +32,17 @@ export const syncDefaults = { enabled: false, keepUntilAcknowledged: true, redel
 
 export type ResolvedSyncOptions = typeof syncDefaults
 
-/** Sync options over their defaults. Bad ones throw here: Redis would refuse every kept message (XTRIM and PEXPIRE take whole numbers). */
 /** Every `sync` option, so that a misspelt one throws. */
 const syncOptionKeys: OptionKeys<SyncOptions> = { enabled: true, keepUntilAcknowledged: true, redeliveryInterval: true, maxMessages: true, maxAge: true }
 
+/** Sync options over their defaults. Bad ones throw here: Redis would refuse every kept message (XTRIM and PEXPIRE take whole numbers). */
 export function resolveSyncOptions(options: SyncOptions = {}): ResolvedSyncOptions {
   requireKnownKeys(options, syncOptionKeys, 'sync.')
   const resolved = mergeOptions(syncDefaults, options)
   for (const key of ['enabled', 'keepUntilAcknowledged'] as const) {
     if (typeof resolved[key] !== 'boolean') throw new TypeError(`sync.${key} must be a boolean, got ${String(resolved[key])}`)
   }
-  for (const key of ['maxMessages', 'maxAge'] as const) {
-    if (!Number.isSafeInteger(resolved[key]) || resolved[key] < 1) throw new RangeError(`sync.${key} must be an integer, 1 or more, got ${String(resolved[key])}`)
-  }
+  for (const key of ['maxMessages', 'maxAge'] as const) requireCount(`sync.${key}`, resolved[key])
   requireNonNegative('sync.redeliveryInterval', resolved.redeliveryInterval)
   return resolved
 }
