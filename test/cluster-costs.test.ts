@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis'
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
 import type { MeshServer } from 'meshkit/server'
-import { startInstances, uniqueNamespace } from './support/cluster.js'
-import { connectClient, deferred, startServer } from './support/harness.js'
+import { collect, startInstances, uniqueNamespace } from './support/cluster.js'
+import { connectClient, deferred, eventually, startServer } from './support/harness.js'
 
 /** A raw Redis connection of the test's own, closed when the test ends. */
 async function rawRedis(): Promise<Redis> {
@@ -12,12 +12,11 @@ async function rawRedis(): Promise<Redis> {
 }
 
 /**
- * Counts the bus messages an instance receives on its own topic. `settle()` publishes
- * a sentinel and resolves with the count before it: Redis runs commands one at a
- * time, so everything published before the sentinel was sent reaches the spy first.
+ * Counts the bus messages published on a topic. `settle()` publishes a sentinel and
+ * resolves with the count before it: Redis runs commands one at a time, so
+ * everything published before the sentinel was sent reaches the spy first.
  */
-async function countInstanceMessages(namespace: string, server: MeshServer): Promise<{ settle(): Promise<number> }> {
-  const topic = `${namespace}:bus:instance:${server.instanceId}`
+async function countMessages(topic: string): Promise<{ settle(): Promise<number> }> {
   const spy = await rawRedis()
   const publisher = await rawRedis()
   let count = 0
@@ -35,43 +34,75 @@ async function countInstanceMessages(namespace: string, server: MeshServer): Pro
   }
 }
 
+/** Subscribers of each topic, as Redis counts them (a spy of `countMessages` is one). */
+async function subscribers(redis: Redis, ...topics: string[]): Promise<number[]> {
+  const reply = (await redis.pubsub('NUMSUB', ...topics)) as Array<string | number>
+  return topics.map((_, index) => Number(reply[index * 2 + 1]))
+}
+
+/** The commands Redis runs for one namespace's connections and rooms while `action` runs, seen with MONITOR. */
+async function commandsDuring(namespace: string, action: () => Promise<unknown>): Promise<string[]> {
+  const monitor = await (await rawRedis()).monitor()
+  onTestFinished(() => monitor.disconnect())
+  const commands: string[] = []
+  const fenced = deferred()
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (args[1] === `${namespace}:fence`) fenced.resolve()
+    // Liveness refreshes and dead-instance sweeps run on timers, whatever is delivered.
+    else if (args[1]?.startsWith(`${namespace}:instance`)) return
+    else if (args.some((arg) => arg.includes(namespace))) commands.push(args[0]!.toLowerCase())
+  })
+  await action()
+  // Redis runs commands one at a time: once MONITOR shows this one, it has shown every earlier one.
+  await (await rawRedis()).exists(`${namespace}:fence`)
+  await fenced.promise
+  return commands
+}
+
 describe('what a delivery costs', () => {
-  it('sends each other instance one bus message per delivery, however many of its connections are addressed', async () => {
+  it('sends a room broadcast to the instances holding members only, one bus message each, and a send to ids one per owner', async () => {
     const namespace = uniqueNamespace('costs')
     const [a, b, c] = (await startInstances(3, { namespace })) as [MeshServer, MeshServer, MeshServer]
     const onB = await Promise.all(Array.from({ length: 5 }, () => connectClient(b)))
     await connectClient(c) // a connection on C that no delivery addresses
     for (const client of onB) await a.addToRoom('lobby', client.id!)
-    const toB = await countInstanceMessages(namespace, b)
-    const toC = await countInstanceMessages(namespace, c)
+    const redis = await rawRedis()
+    const roomTopic = `${namespace}:bus:room:lobby`
+    // Only B listens on the room's topic: A and C hold no member.
+    expect(await subscribers(redis, roomTopic)).toEqual([1])
+    const toB = await countMessages(`${namespace}:bus:instance:${b.instanceId}`)
+    const toC = await countMessages(`${namespace}:bus:instance:${c.instanceId}`)
+    const onRoom = await countMessages(roomTopic)
+    const inboxes = onB.map((client) => collect(client, 'msg'))
 
     await a.broadcastRoom('lobby', 'msg', 'to five on b')
     await a.sendTo(onB.map((client) => client.id!), 'msg', 'direct to five on b')
-    expect(await toB.settle()).toBe(2)
+    expect(await onRoom.settle()).toBe(1)
+    expect(await toB.settle()).toBe(1)
     expect(await toC.settle()).toBe(0)
+    await eventually(async () => {
+      for (const inbox of inboxes) expect(inbox).toEqual(['to five on b', 'direct to five on b'])
+    })
+
+    // The last local member leaving unsubscribes B: only this test's spy still listens.
+    for (const client of onB) await a.removeFromRoom('lobby', client.id!)
+    await eventually(async () => expect(await subscribers(redis, roomTopic)).toEqual([1]))
   })
 
-  it('routes a room broadcast with lookups of the room only: no KEYS, no SCAN, no listing of all connections', async () => {
+  it('publishes a room broadcast, a send to ids and a user send with no Redis read before the publish', async () => {
     const namespace = uniqueNamespace('nokeys')
     const [a, b] = (await startInstances(2, { namespace })) as [MeshServer, MeshServer]
+    b.onAuthenticate((credentials) => ({ id: String(credentials) }))
     const member = await connectClient(b)
+    await member.authenticate('ann')
     await Promise.all(Array.from({ length: 20 }, () => connectClient(a)))
     await a.addToRoom('small', member.id!)
+    const inbox = collect(member, 'msg')
 
-    const monitor = await (await rawRedis()).monitor()
-    onTestFinished(() => monitor.disconnect())
-    const commands: string[] = []
-    const seenPublish = deferred()
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      if (!args.some((arg) => arg.includes(namespace))) return
-      commands.push(args[0]!.toLowerCase())
-      if (args[0]!.toLowerCase() === 'publish') seenPublish.resolve()
-    })
-    const received = new Promise((resolve) => member.once('msg', resolve))
-    await a.broadcastRoom('small', 'msg', 'hi')
-    expect(await received).toBe('hi')
-    await seenPublish.promise
-    expect(commands).toEqual(['smembers', 'hmget', 'publish'])
+    expect(await commandsDuring(namespace, () => a.broadcastRoom('small', 'msg', 'room'))).toEqual(['publish'])
+    expect(await commandsDuring(namespace, () => a.sendTo([member.id!], 'msg', 'direct'))).toEqual(['publish'])
+    expect(await commandsDuring(namespace, () => a.send('msg', 'user', ['ann']))).toEqual(['publish'])
+    await eventually(async () => expect(inbox).toEqual(['room', 'direct', 'user']))
   })
 
   it('accepts the redis option as a URL, ioredis options, an ioredis client (left open), or redisOptions', async () => {

@@ -3,6 +3,7 @@ import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode } from '../shared/protocol.js'
 import type { Connection } from './connection.js'
 import type { Logger } from './logger.js'
+import type { LocalIndex } from './managers/local-index.js'
 import type { Redelivery } from './managers/redelivery.js'
 import type { MeshStore } from './store/types.js'
 import type { OptionKeys } from '../shared/options.js'
@@ -67,6 +68,8 @@ export class Authentication {
     private readonly logger: Logger,
     /** The server's `exposeErrors`: whether a handler's thrown text may reach the client. */
     private readonly exposeErrors = false,
+    /** This instance's authenticated connections by user (and the user topics it listens on). */
+    private readonly users?: LocalIndex,
   ) {}
 
   get required(): boolean {
@@ -176,7 +179,7 @@ export class Authentication {
       try {
         await this.identify(connection, id, user)
       } catch (error) {
-        connection.forget()
+        this.forget(connection)
         if (!(error instanceof MeshError && error.code === ErrorCode.CONNECTION_CLOSED)) connection.claimedUserId = id
         throw error
       }
@@ -208,10 +211,15 @@ export class Authentication {
     connection.identify(id, user)
     // Live sends that find the new registration wait behind the messages kept before it.
     this.redelivery.hold(connection)
+    // Indexed as it is identified (a store write that fails at the upgrade keeps both,
+    // to be written back later). The SUBSCRIBE to the user's topic runs beside the
+    // store write; resolving after both means a send started after this resolved
+    // reaches the connection from any instance.
+    const listening = this.users?.add(id, connection)
     try {
       // Not written while still open means the registration is pending after an
       // outage; the monitor then writes the user with it.
-      await this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers)
+      await Promise.all([this.store.addUserConnection(id, connection.id, this.options.storeConnectedUsers), listening])
     } catch (error) {
       this.redelivery.release(connection)
       throw error
@@ -219,11 +227,18 @@ export class Authentication {
     if (connection.isClosed) {
       // Gone meanwhile: whatever was written is (or will be) undone by its removal.
       this.redelivery.release(connection)
-      connection.forget()
+      this.forget(connection)
       throw closed()
     }
     clearTimeout(connection.authTimer)
     this.redelivery.start(connection)
+  }
+
+  /** Undoes a local identification: the identity and the index entry go together. */
+  private forget(connection: Connection): void {
+    const userId = connection.userId
+    if (userId !== undefined) this.users?.remove(userId, connection)
+    connection.forget()
   }
 
   private failed(connection: Connection, error: MeshError): MeshError {

@@ -1,10 +1,11 @@
 import { nanoid } from 'nanoid'
 import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
-import { requireEventName, userIdList } from './call-arguments.js'
+import { badArgument, requireEventName, userIdList } from './call-arguments.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'
 import { Cluster } from './managers/cluster.js'
 import { Delivery } from './managers/delivery.js'
+import { LocalIndex } from './managers/local-index.js'
 import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import { Keys } from './store/keys.js'
 import { RedisBus } from './store/redis-bus.js'
@@ -53,9 +54,34 @@ export class Dispatcher {
     // Publishing only: the dispatcher never subscribes, so one connection serves both roles.
     this.bus = new RedisBus(this.redis, this.redis, timeout)
     const id = `dispatcher-${nanoid()}`
-    const cluster = new Cluster(this.bus, keys, id, { deliver() {}, deliverAll() {}, deliverUsers() {}, notice() {} }, logger)
+    const ignore = (): void => {}
+    const cluster = new Cluster(this.bus, keys, id, { deliver: ignore, deliverAll: ignore, deliverUsers: ignore, deliverRoom: ignore, deliverUser: ignore, notice: ignore }, logger)
     const redelivery = new Redelivery(this.store, sync, logger)
-    this.delivery = new Delivery(id, noLocalConnections, this.store, cluster, true, { required: false, redelivery })
+    // No connections here, so the indexes stay empty and subscribe nothing: deliveries only publish.
+    const noMembers = new LocalIndex(undefined, logger)
+    this.delivery = new Delivery(id, noLocalConnections, cluster, true, noMembers, { required: false, redelivery, index: noMembers })
+  }
+
+  /**
+   * Sends to the members of a room on every instance, except the excluded connection
+   * ids: one publish to the room's topic, no read. Resolves once Redis took it.
+   */
+  async broadcastRoom(room: string, event: string, payload?: unknown, exclude: readonly string[] = []): Promise<void> {
+    if (typeof room !== 'string' || room.length === 0) throw badArgument('A room name must be a non-empty string')
+    requireEventName(event)
+    await whenReady(this.redis, this.timeout)
+    await this.delivery.broadcastRoom(room, event, payload, connectionIdList(exclude, 'exclude'))
+  }
+
+  /**
+   * Sends to connections by id, wherever they are: one publish per owning instance
+   * (the ids name it), no read. Unknown ids are skipped by their would-be owner.
+   */
+  async sendTo(connectionIds: readonly string[], event: string, payload?: unknown): Promise<void> {
+    const ids = connectionIdList(connectionIds, 'connectionIds')
+    requireEventName(event)
+    await whenReady(this.redis, this.timeout)
+    await this.delivery.sendTo(ids, event, payload)
   }
 
   /**
@@ -77,4 +103,9 @@ export class Dispatcher {
     this.closing ??= this.store.close()
     return this.closing
   }
+}
+
+function connectionIdList(ids: unknown, name: string): string[] {
+  if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) throw badArgument(`${name} must be an array of connection ids`)
+  return ids as string[]
 }

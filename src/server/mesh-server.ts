@@ -18,6 +18,7 @@ import { Cluster } from './managers/cluster.js'
 import { ConnectionManager } from './managers/connection-manager.js'
 import { Delivery } from './managers/delivery.js'
 import { InstanceMonitor } from './managers/instance-monitor.js'
+import { LocalIndex } from './managers/local-index.js'
 import { Redelivery } from './managers/redelivery.js'
 import { Ownership, idOf, type ConnectionRef } from './managers/ownership.js'
 import { RoomManager } from './managers/room-manager.js'
@@ -35,8 +36,14 @@ export type { ConnectionListener } from './socket-lifecycle.js'
  * sharing its store.
  */
 export class MeshServer {
-  /** This instance's id, unique among the instances sharing a store. */
-  readonly instanceId = nanoid()
+  /**
+   * This instance's id, unique among the instances sharing a store. It prefixes its
+   * connections' ids (`<instanceId>.<random>`), which is how deliveries route them
+   * without asking the store. 12 characters of nanoid's alphabet are 72 random bits:
+   * even a million instances ever sharing a namespace collide with odds of about
+   * one in ten billion.
+   */
+  readonly instanceId = nanoid(12)
   readonly store: MeshStore
   readonly bus: MeshBus
   /** Metadata of connections on any instance. */
@@ -72,15 +79,26 @@ export class MeshServer {
       deliver: (ids, frame) => this.delivery.deliverLocal(ids, frame),
       deliverAll: (excluded, frame) => this.delivery.deliverAllLocal(excluded, frame),
       deliverUsers: (excludedUsers, frame) => this.delivery.deliverUsersFromBus(excludedUsers, frame),
+      deliverRoom: (room, excluded, frame) => this.delivery.deliverRoomFromBus(room, excluded, frame),
+      deliverUser: (userId, frame) => this.delivery.deliverUserFromBus(userId, frame),
       notice: (notice) => ownership.apply(notice),
-    }, this.logger)
-    const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection))
+    }, this.logger, this.options.redisTimeout)
+    const { keys } = backend
+    const handler = this.cluster.onMessage
+    // One instance alone (memory store) has nobody to hear a topic: the indexes then subscribe nothing.
+    const roomTopics = backend.shared ? { bus: this.bus, topicOf: (room: string) => keys.roomTopic(room), handler } : undefined
+    // With sync, named-user sends route through the keep step's read, so user topics would go unheard.
+    const userTopics = backend.shared && !this.options.sync.enabled ? { bus: this.bus, topicOf: (user: string) => keys.userTopic(user), handler } : undefined
+    const roomIndex = new LocalIndex(roomTopics, this.logger)
+    const userIndex = new LocalIndex(userTopics, this.logger)
+    const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection), roomIndex)
     const redelivery = new Redelivery(this.store, this.options.sync, this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
-    this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger, this.options.exposeErrors)
-    this.delivery = new Delivery(this.instanceId, this.live, this.store, this.cluster, backend.shared, {
+    this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger, this.options.exposeErrors, userIndex)
+    this.delivery = new Delivery(this.instanceId, this.live, this.cluster, backend.shared, roomIndex, {
       required: authOptions.required,
       redelivery,
+      index: userIndex,
     })
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
@@ -95,7 +113,10 @@ export class MeshServer {
     this.ownsHttp = !this.options.server
     this.http = this.options.server ?? createServer(answerPlainHttp)
     this.sockets = new SocketLifecycle(this.options, {
+      instanceId: this.instanceId,
       live: this.live,
+      roomIndex,
+      userIndex,
       monitor: this.monitor,
       authentication: this.authentication,
       channels: this.channels,

@@ -15,6 +15,7 @@ import { isUnclaimedUpgrade, pathOf, pickSubprotocol, refuseUpgrade, servesPath 
 import type { Logger } from './logger.js'
 import type { ChannelManager } from './managers/channel-manager.js'
 import type { InstanceMonitor } from './managers/instance-monitor.js'
+import type { LocalIndex } from './managers/local-index.js'
 import type { ResolvedServerOptions } from './options.js'
 import { RateLimiter, RateVerdict } from './rate-limiter.js'
 import type { OriginPolicy } from './origin-policy.js'
@@ -29,8 +30,13 @@ export type SocketLifecycleOptions = Pick<
 
 /** The server's parts a socket meets between its upgrade and its cleanup. */
 export interface SocketLifecycleParts {
+  /** Prefixes every connection id, so that deliveries find the owner without asking the store. */
+  instanceId: string
   /** Connections that received their hello. Shared with the modules that reach them; written only here. */
   live: Map<string, Connection>
+  /** Live connections by room and by user: a closing connection leaves both at once. */
+  roomIndex: LocalIndex
+  userIndex: LocalIndex
   monitor: InstanceMonitor
   authentication: Authentication
   channels: ChannelManager
@@ -173,7 +179,8 @@ export class SocketLifecycle {
 
   private accept(ws: WebSocket, handshake: Handshake, upgradeUser?: { id: string; value: unknown }): void {
     const codec = codecForSubprotocol(ws.protocol) as Codec
-    const connection = new Connection(ws, nanoid(), codec, this.options.maxBufferedBytes, handshake)
+    // Owner-prefixed: nanoid's alphabet has no ".", so the first one ends the instance id.
+    const connection = new Connection(ws, `${this.parts.instanceId}.${nanoid()}`, codec, this.options.maxBufferedBytes, handshake)
     this.sockets.add(connection)
     if (this.limiter) connection.rateBucket = this.limiter.bucket()
     // Nothing is read until the hello is out, so no reply, ping or event can precede it.
@@ -220,6 +227,9 @@ export class SocketLifecycle {
     // Its client may only see 1006: the close frame queued behind what it did not read.
     if (connection.slowConsumer) this.parts.logger.warn?.('closed a slow consumer (4008)', { connectionId: connection.id, maxBufferedBytes: this.options.maxBufferedBytes })
     this.parts.live.delete(connection.id)
+    // Synchronously with leaving `live`: no broadcast read after this finds it.
+    this.parts.roomIndex.removeAll(connection.rooms, connection)
+    if (connection.userId !== undefined) this.parts.userIndex.remove(connection.userId, connection)
     this.sockets.delete(connection)
     this.full = false
     this.parts.channels.dropConnection(connection)

@@ -2,8 +2,8 @@ import { FrameType } from '../../shared/protocol.js'
 import type { Connection } from '../connection.js'
 import { requireEventName } from '../call-arguments.js'
 import { FrameCache } from '../frame-cache.js'
-import type { MeshStore } from '../store/types.js'
 import type { Cluster } from './cluster.js'
+import type { LocalIndex } from './local-index.js'
 import type { Redelivery } from './redelivery.js'
 
 /** How user-addressed sends treat this instance's connections. */
@@ -12,6 +12,14 @@ export interface UserDeliveryOptions {
   readonly required: boolean
   /** Keeps messages for users with no connection, when sync is enabled. */
   readonly redelivery: Redelivery | undefined
+  /** This instance's authenticated connections by user, for named-user sends without sync. */
+  readonly index: LocalIndex
+}
+
+/** The instance a connection id names: ids are `<instanceId>.<random>`. Undefined for an id of no such shape. */
+export function ownerOfId(connectionId: string): string | undefined {
+  const dot = connectionId.indexOf('.')
+  return dot > 0 ? connectionId.slice(0, dot) : undefined
 }
 
 /** Targets of one delivery: connections of this instance, and ids on each other instance. */
@@ -21,22 +29,28 @@ interface Routes {
 }
 
 /**
- * Sending events to connections anywhere in the cluster. A frame is encoded once
- * per delivery; each other instance gets one bus message per delivery however many
- * of its connections are addressed. Deliveries leave in the order they were
- * requested, even when their lookups finish out of order, so every recipient sees
- * one sender's messages in order.
+ * Sending events to connections anywhere in the cluster, with no store read before
+ * the publish: a room broadcast is one publish to the room's topic (heard by the
+ * instances holding members), a send to ids one publish per owning instance (named
+ * in the ids), a named-user send one publish per user's topic. A frame is encoded
+ * once per delivery, and local recipients are written at once, so a store outage
+ * still reaches them. Deliveries leave in the order they were requested (the sync
+ * keep step still reads the store first; later deliveries wait behind it), so every
+ * recipient sees one sender's messages in order.
  */
 export class Delivery {
   private tail: Promise<unknown> = Promise.resolve()
+  /** Deliveries whose store step has not emitted yet: while there are none, a delivery emits at once. */
+  private waiting = 0
 
   constructor(
     private readonly instanceId: string,
     private readonly live: ReadonlyMap<string, Connection>,
-    private readonly store: MeshStore,
     private readonly cluster: Cluster,
-    /** False when no other instance can exist (memory store): broadcasts then skip the bus. */
+    /** False when no other instance can exist (memory store): deliveries then skip the bus. */
     private readonly shared: boolean,
+    /** This instance's live connections by room. */
+    private readonly rooms: LocalIndex,
     private readonly users: UserDeliveryOptions,
   ) {}
 
@@ -52,17 +66,28 @@ export class Delivery {
   /** Members of a room, wherever they are, except the excluded ids. */
   broadcastRoom(room: string, event: string, payload: unknown, excluded: readonly string[] = []): Promise<void> {
     const frames = eventFrame(event, payload)
-    const routes = this.store.getRoomMembers(room).then((members) => {
-      const skip = new Set(excluded)
-      return this.route(skip.size === 0 ? members : members.filter((id) => !skip.has(id)))
+    return this.inOrder(undefined, () => {
+      this.writeRoom(room, excluded, frames)
+      return this.shared ? this.cluster.deliverRoom(room, excluded, frames.msgpack) : resolved
     })
-    return this.inOrder(routes, (resolved) => this.send(resolved, frames))
+  }
+
+  /** A room broadcast that arrived from another instance (or a dispatcher). */
+  deliverRoomFromBus(room: string, excludedIds: readonly string[], frame: Uint8Array): void {
+    this.writeRoom(room, excludedIds, FrameCache.fromMsgpack(frame))
+  }
+
+  private writeRoom(room: string, excludedIds: readonly string[], frames: FrameCache): void {
+    const members = this.rooms.get(room)
+    if (members.size === 0) return
+    const skip = excludedIds.length === 0 ? undefined : new Set(excludedIds)
+    for (const connection of members) if (!skip?.has(connection.id)) this.write(connection, frames)
   }
 
   /** Specific connections, wherever they are. Unknown ids are skipped. */
   sendTo(connectionIds: readonly string[], event: string, payload: unknown): Promise<void> {
     const frames = eventFrame(event, payload)
-    return this.inOrder(this.route([...new Set(connectionIds)]), (resolved) => this.send(resolved, frames))
+    return this.inOrder(undefined, () => this.send(this.route(connectionIds), frames))
   }
 
   /**
@@ -84,29 +109,41 @@ export class Delivery {
       })
     }
     const targets = [...new Set(userIds)].filter((id) => !excluded.has(id))
-    const routes = this.userRoutes(targets, event, payload, frames)
+    if (!this.users.redelivery?.enabled) return this.inOrder(undefined, () => this.sendToNamedUsers(targets, frames))
+    const routes = this.keptRoutes(targets, event, payload, frames)
     return this.inOrder(routes, (resolved) => Promise.all(resolved.map(([route, frame]) => this.send(route, frame))))
   }
 
+  /** Without sync: local connections of each user from the index, and one publish per user's topic. */
+  private sendToNamedUsers(userIds: readonly string[], frames: FrameCache): Promise<unknown> {
+    for (const userId of userIds) this.writeUser(userId, frames)
+    if (!this.shared || userIds.length === 0) return resolved
+    return Promise.all(userIds.map((userId) => this.cluster.deliverUser(userId, frames.msgpack)))
+  }
+
+  /** A named-user send that arrived from another instance (or a dispatcher). */
+  deliverUserFromBus(userId: string, frame: Uint8Array): void {
+    this.writeUser(userId, FrameCache.fromMsgpack(frame))
+  }
+
+  private writeUser(userId: string, frames: FrameCache): void {
+    // Indexed from its authentication, which can precede its hello: only live connections get events.
+    for (const connection of this.users.index.get(userId)) if (this.live.get(connection.id) === connection) this.write(connection, frames)
+  }
+
   /**
-   * Where a user send goes, and with which frame. With sync, the keep step itself
-   * reads the user's connections (atomically with keeping): routing with an earlier
-   * lookup would skip a user who connected in between, who then neither gets the
-   * message live nor finds it kept.
+   * With sync, the keep step itself reads the user's connections (atomically with
+   * keeping): routing with an earlier lookup would skip a user who connected in
+   * between, who then neither gets the message live nor finds it kept. Their owners
+   * are read from their ids.
    */
-  private async userRoutes(targets: string[], event: string, payload: unknown, frames: FrameCache): Promise<Array<[Routes, FrameCache]>> {
-    const { redelivery } = this.users
-    if (!redelivery?.enabled) {
-      const lists = await this.store.getUserConnections(targets)
-      return [[await this.route(lists.flat()), frames]]
-    }
+  private async keptRoutes(targets: string[], event: string, payload: unknown, frames: FrameCache): Promise<Array<[Routes, FrameCache]>> {
+    const redelivery = this.users.redelivery!
     const kept = await Promise.all(targets.map((userId) => redelivery.keep(userId, event, payload)))
-    if (!redelivery.acknowledged) return [[await this.route(kept.flatMap(({ connections }) => connections)), frames]]
-    // Each user's stream gives the message its own id, so each user gets its own frame;
-    // the owners of all their connections are still looked up at once.
+    if (!redelivery.acknowledged) return [[this.route(kept.flatMap(({ connections }) => connections)), frames]]
+    // Each user's stream gives the message its own id, so each user gets its own frame.
     const reached = kept.filter(({ connections }) => connections.length > 0)
-    const all = await this.route(reached.flatMap(({ connections }) => connections))
-    return reached.map(({ id, connections }): [Routes, FrameCache] => [routesOf(all, new Set(connections)), eventFrame(event, payload, id)])
+    return reached.map(({ id, connections }): [Routes, FrameCache] => [this.route(connections), eventFrame(event, payload, id)])
   }
 
   /** A user send to `'*'` that arrived from another instance. */
@@ -148,61 +185,67 @@ export class Delivery {
     if (!this.users.redelivery?.holds(connection, data)) connection.write(data)
   }
 
-  /** Local connections need no lookup; only ids held elsewhere are asked of the store. */
-  private async route(connectionIds: readonly string[]): Promise<Routes> {
+  /**
+   * Ids name their owning instance, so routing reads nothing: live local ones are
+   * written, the others go to their owner, which skips ids it does not hold (gone,
+   * or never were). Ids of no owner's shape, or of this instance but not live (just
+   * closed), are skipped here.
+   */
+  private route(connectionIds: readonly string[]): Routes {
     const local: Connection[] = []
-    const elsewhere: string[] = []
-    for (const id of connectionIds) {
-      const connection = this.live.get(id)
-      if (connection) local.push(connection)
-      else elsewhere.push(id)
-    }
     const remote = new Map<string, string[]>()
-    if (elsewhere.length === 0) return { local, remote }
-    const owners = await this.store.getConnectionInstances(elsewhere)
-    owners.forEach((owner, index) => {
-      // No owner: the connection is gone. Owned by us but not live: it just closed.
-      if (owner === undefined || owner === this.instanceId) return
+    for (const id of new Set(connectionIds)) {
+      const connection = this.live.get(id)
+      if (connection) {
+        local.push(connection)
+        continue
+      }
+      const owner = ownerOfId(id)
+      if (owner === undefined || owner === this.instanceId) continue
       let ids = remote.get(owner)
       if (!ids) remote.set(owner, (ids = []))
-      ids.push(elsewhere[index]!)
-    })
+      ids.push(id)
+    }
     return { local, remote }
   }
 
   private send({ local, remote }: Routes, frames: FrameCache): Promise<unknown> {
     for (const connection of local) this.write(connection, frames)
-    if (remote.size === 0) return Promise.resolve()
+    if (remote.size === 0) return resolved
+    if (remote.size === 1) for (const [instanceId, ids] of remote) return this.cluster.deliver(instanceId, ids, frames.msgpack)
     return Promise.all([...remote].map(([instanceId, ids]) => this.cluster.deliver(instanceId, ids, frames.msgpack)))
   }
 
   /**
-   * Lookups start at once and run concurrently; emitting waits for every earlier
-   * delivery to have emitted. The caller's promise settles when its bus messages
-   * are handed to the bus.
+   * Emits at once when no earlier delivery is still reading the store; otherwise
+   * waits for every earlier one to have emitted (reads start at once and run
+   * concurrently). The caller's promise settles when its bus messages are handed
+   * to the bus.
    */
   private inOrder<T>(lookup: Promise<T> | undefined, emit: (value: T) => Promise<unknown>): Promise<void> {
-    let published: Promise<unknown> = Promise.resolve()
+    if (lookup === undefined && this.waiting === 0) {
+      try {
+        return emit(undefined as T).then(noop)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
+    this.waiting++
+    let published: Promise<unknown> = resolved
     const emitted = this.tail.then(() => lookup).then((value) => {
       published = emit(value as T)
-    })
-    this.tail = emitted.catch(() => {})
-    return emitted.then(() => published).then(() => undefined)
+    }).finally(() => this.waiting--)
+    this.tail = emitted.catch(noop)
+    return emitted.then(() => published).then(noop)
   }
 }
+
+const resolved: Promise<void> = Promise.resolve()
+
+function noop(): void {}
 
 /** An event frame; with a kept message's id, one the client acknowledges. */
 function eventFrame(event: string, payload: unknown, id?: string): FrameCache {
   requireEventName(event)
   return FrameCache.of(id === undefined ? [FrameType.EVENT, event, payload] : [FrameType.EVENT, event, payload, id])
-}
-
-/** The part of `routes` that reaches these connection ids. */
-function routesOf({ local, remote }: Routes, ids: ReadonlySet<string>): Routes {
-  const theirs = new Map<string, string[]>()
-  for (const [instanceId, connectionIds] of remote) {
-    const reached = connectionIds.filter((id) => ids.has(id))
-    if (reached.length > 0) theirs.set(instanceId, reached)
-  }
-  return { local: local.filter((connection) => ids.has(connection.id)), remote: theirs }
 }

@@ -2,6 +2,7 @@ import { ErrorCode, MeshError } from '../../shared/errors.js'
 import type { Connection } from '../connection.js'
 import type { MeshStore } from '../store/types.js'
 import type { Cluster, Notice } from './cluster.js'
+import type { LocalIndex } from './local-index.js'
 
 /** A connection object of this instance, or the id of a connection on any instance. */
 export type ConnectionRef = Connection | string
@@ -25,6 +26,8 @@ export class Ownership {
     private readonly cluster: Cluster,
     /** Writes a live connection's registration and record to the store (InstanceMonitor.registerNow). */
     private readonly registerPending: (connection: Connection) => Promise<void>,
+    /** This instance's live connections by room; it must always agree with their `rooms`. */
+    private readonly roomIndex: LocalIndex,
   ) {}
 
   /** The owning instance; `NOT_FOUND` for a connection no instance holds. */
@@ -52,34 +55,48 @@ export class Ownership {
     }
     const local = this.live.get(connectionId)
     if (!local || local.isClosed) throw notFound(connectionId)
-    this.apply(notice)
-    await this.registerPending(local)
+    await Promise.all([this.apply(notice), this.registerPending(local)])
     if (local.isClosed) throw notFound(connectionId)
   }
 
-  /** Tells the owner about a change already written to the store. */
+  /**
+   * Tells the owner about a change already written to the store; for a join,
+   * resolves once the owner routes the room's broadcasts to the connection.
+   *
+   * Only joins wait for the owner's answer. A leave needs none: this publish was
+   * acknowledged by Redis before the caller's promise resolves, so the notice sits
+   * in the owner's subscriber stream ahead of every message published afterwards by
+   * anyone (Redis hands a connection's messages over in the order it ran the
+   * publishes), and the owner drops the member before it reads any later broadcast.
+   */
   async record(owner: string, notice: Notice): Promise<void> {
-    if (owner === this.instanceId) this.apply(notice)
+    if (owner === this.instanceId) await this.apply(notice)
+    else if (notice[0] === 'room+') await this.cluster.notifyAcknowledged(owner, notice)
     else await this.cluster.notify(owner, notice)
   }
 
-  /** On the owner: updates its record of one of its connections. */
-  apply(notice: Notice): void {
+  /**
+   * On the owner: updates its record of one of its connections, and the room index
+   * with it. For a join, resolves once the instance listens on the room's topic.
+   */
+  apply(notice: Notice): Promise<void> | undefined {
     const connection = this.live.get(notice[1])
-    if (!connection) return
+    if (!connection) return undefined
     switch (notice[0]) {
       case 'room+':
         connection.rooms.add(notice[2])
-        return
+        return this.roomIndex.add(notice[2], connection)
       case 'room-':
         connection.rooms.delete(notice[2])
-        return
+        this.roomIndex.remove(notice[2], connection)
+        return undefined
       case 'rooms-':
+        this.roomIndex.removeAll(connection.rooms, connection)
         connection.rooms.clear()
-        return
+        return undefined
       case 'meta':
         connection.metadata = notice[2]
-        return
+        return undefined
     }
   }
 }

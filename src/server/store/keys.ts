@@ -107,6 +107,19 @@ export class Keys {
     return `${this.namespace}:bus:broadcast`
   }
 
+  /**
+   * Bus topic of a room: every instance holding at least one member of the room
+   * listens on it, so a room broadcast is one publish that reaches exactly those.
+   */
+  roomTopic(room: string): string {
+    return `${this.namespace}:bus:room:${room}`
+  }
+
+  /** Bus topic of a user: every instance holding a connection of the user (sync disabled) listens on it. */
+  userTopic(userId: string): string {
+    return `${this.namespace}:bus:user:${userId}`
+  }
+
   /** Bus topic of one instance (deliveries to its connections, notices about them). */
   instanceTopic(instanceId: string): string {
     return `${this.namespace}:bus:instance:${instanceId}`

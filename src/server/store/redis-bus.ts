@@ -52,7 +52,10 @@ export class RedisBus implements MeshBus {
     const subscribed = whenReady(this.subscriber, this.readyTimeout)
       .then(() => redisCall(() => this.subscriber.subscribe(topic)))
       .then(() => undefined)
-      .finally(() => this.pending.delete(topic))
+      // Only its own entry: after an unsubscribe and a new subscribe meanwhile, the newer SUBSCRIBE is the one to wait for.
+      .finally(() => {
+        if (this.pending.get(topic) === subscribed) this.pending.delete(topic)
+      })
     this.pending.set(topic, subscribed)
     await subscribed
   }
