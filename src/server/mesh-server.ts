@@ -91,7 +91,8 @@ export class MeshServer {
     const userTopics = backend.shared && !this.options.sync.enabled ? { bus: this.bus, topicOf: (user: string) => keys.userTopic(user), handler } : undefined
     const roomIndex = new LocalIndex(roomTopics, this.logger)
     const userIndex = new LocalIndex(userTopics, this.logger)
-    const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection), roomIndex)
+    const flushBus = backend.shared && this.bus.flush ? () => this.bus.flush!() : undefined
+    const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection), roomIndex, flushBus)
     const redelivery = new Redelivery(this.store, this.options.sync, this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
     this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger, this.options.exposeErrors, userIndex)

@@ -28,6 +28,8 @@ export class Ownership {
     private readonly registerPending: (connection: Connection) => Promise<void>,
     /** This instance's live connections by room; it must always agree with their `rooms`. */
     private readonly roomIndex: LocalIndex,
+    /** Resolves once every message published before the call has been handled here (MeshBus.flush). */
+    private readonly flushBus: () => Promise<void> = () => Promise.resolve(),
   ) {}
 
   /** The owning instance; `NOT_FOUND` for a connection no instance holds. */
@@ -60,19 +62,25 @@ export class Ownership {
   }
 
   /**
-   * Tells the owner about a change already written to the store; for a join,
-   * resolves once the owner routes the room's broadcasts to the connection.
+   * Tells the owner about a change already written to the store; for a room change,
+   * resolves once the owner has applied it (and, for a join, listens on the room's
+   * topic), so that a broadcast started afterwards, from any instance, sees it.
    *
-   * Only joins wait for the owner's answer. A leave needs none: this publish was
-   * acknowledged by Redis before the caller's promise resolves, so the notice sits
-   * in the owner's subscriber stream ahead of every message published afterwards by
-   * anyone (Redis hands a connection's messages over in the order it ran the
-   * publishes), and the owner drops the member before it reads any later broadcast.
+   * Leaves wait too, although the notice's publish alone would order it before every
+   * later broadcast that travels through Redis (Redis hands a subscriber the messages
+   * in the order it ran the publishes): the owner's own broadcasts do not travel, they
+   * are written to its local members at once, and could reach the member before the
+   * owner has read the notice. Metadata changes route nothing and are not waited for.
    */
   async record(owner: string, notice: Notice): Promise<void> {
-    if (owner === this.instanceId) await this.apply(notice)
-    else if (notice[0] === 'room+') await this.cluster.notifyAcknowledged(owner, notice)
-    else await this.cluster.notify(owner, notice)
+    if (owner === this.instanceId) {
+      // A broadcast whose publish finished before this leave began may still be on its
+      // way here: the member must get it, so it leaves only once the bus is drained.
+      // (A leave from another instance needs no drain: its notice travels behind it.)
+      if (notice[0] === 'room-' || notice[0] === 'rooms-') await this.flushBus().catch(() => {})
+      await this.apply(notice)
+    } else if (notice[0] === 'meta') await this.cluster.notify(owner, notice)
+    else await this.cluster.notifyAcknowledged(owner, notice)
   }
 
   /**

@@ -49,8 +49,11 @@ export class RedisBus implements MeshBus {
       await this.pending.get(topic)
       return
     }
-    const subscribed = whenReady(this.subscriber, this.readyTimeout)
-      .then(() => redisCall(() => this.subscriber.subscribe(topic)))
+    // Sent at once on a ready connection, so that SUBSCRIBEs and UNSUBSCRIBEs of a topic
+    // reach Redis in the order they were asked for (a later unsubscribe must not overtake).
+    // After waiting for ready, only if still wanted: an unsubscribe meanwhile failed at once (no offline queue).
+    const send = (): Promise<unknown> => (this.topics.has(topic) ? redisCall(() => this.subscriber.subscribe(topic)) : Promise.resolve())
+    const subscribed = (this.subscriber.status === 'ready' ? send() : whenReady(this.subscriber, this.readyTimeout).then(send))
       .then(() => undefined)
       // Only its own entry: after an unsubscribe and a new subscribe meanwhile, the newer SUBSCRIBE is the one to wait for.
       .finally(() => {
@@ -65,6 +68,15 @@ export class RedisBus implements MeshBus {
     if (!handlers?.delete(handler) || handlers.size > 0) return
     this.topics.delete(topic)
     await redisCall(() => this.subscriber.unsubscribe(topic))
+  }
+
+  /**
+   * A round trip on the subscriber connection: Redis answers it after every message
+   * it had published before it, on the same connection, so those have been handled
+   * by the time this resolves.
+   */
+  async flush(): Promise<void> {
+    await redisCall(() => this.subscriber.ping())
   }
 
   async close(): Promise<void> {

@@ -132,5 +132,11 @@ export interface MeshBus {
   /** Resolves once messages published afterwards are certain to arrive. */
   subscribe(topic: string, handler: BusHandler): Promise<void>
   unsubscribe(topic: string, handler: BusHandler): Promise<void>
+  /**
+   * Resolves once every message published before the call (by anyone) has been
+   * handed to this process's handlers. Optional: without it, a leave on the owning
+   * instance may stop a broadcast that was published just before it.
+   */
+  flush?(): Promise<void>
   close(): Promise<void>
 }
