@@ -1,9 +1,10 @@
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { ErrorCode } from 'meshkit'
 import type { MeshClient } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
 import { childInstance } from './support/child-instance.js'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
-import { connectClient, eventually, nextEvent, startServer } from './support/harness.js'
+import { connectClient, eventually, nextEvent, rejectionOf, startServer } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
 
 // Room broadcasts travel on room topics that only instances holding members listen
@@ -122,10 +123,15 @@ describe('room routing across instances', () => {
     const servers = [await startServer(options), await startServer(options), await startServer(options)]
     const clients: MeshClient[] = []
     for (const server of servers) clients.push(await connectClient(server), await connectClient(server))
+    // clients 0 and 1 are on servers[0]
     // Every instance holds members, added locally and remotely.
     for (const [index, client] of clients.entries()) await servers[index % 3]!.addToRoom('lobby', client.id!)
     const port = redis.port
     await redis.stop()
+    // During the outage the sender's own members still get it; the call says the rest did not.
+    const local = clients.slice(0, 2).map((client) => nextEvent(client, 'outage'))
+    expect((await rejectionOf(servers[0]!.broadcastRoom('lobby', 'outage'))).code).toBe(ErrorCode.UNAVAILABLE)
+    await Promise.all(local)
     redis = await startRedisServer(port)
 
     // Each instance resubscribes its room topics once its subscriber connection is back.
