@@ -37,11 +37,10 @@ export type { ConnectionListener } from './socket-lifecycle.js'
  */
 export class MeshServer {
   /**
-   * This instance's id, unique among the instances sharing a store. It prefixes its
-   * connections' ids (`<instanceId>.<random>`), which is how deliveries route them
-   * without asking the store. 12 characters of nanoid's alphabet are 72 random bits:
-   * even a million instances ever sharing a namespace collide with odds of about
-   * one in ten billion.
+   * This instance's id, unique among the instances sharing a store; it prefixes its
+   * connections' ids (`<instanceId>.<random>`), so deliveries route them without asking
+   * the store. 72 random bits: a million instances ever sharing a namespace collide
+   * with odds of about one in ten billion.
    */
   readonly instanceId = nanoid(12)
   readonly store: MeshStore
@@ -83,24 +82,18 @@ export class MeshServer {
       deliverUser: (userId, frame) => this.delivery.deliverUserFromBus(userId, frame),
       notice: (notice) => ownership.apply(notice),
     }, this.logger, this.options.redisTimeout)
-    const { keys } = backend
+    const { keys, shared } = backend
     const handler = this.cluster.onMessage
-    // One instance alone (memory store) has nobody to hear a topic: the indexes then subscribe nothing.
-    const roomTopics = backend.shared ? { bus: this.bus, topicOf: (room: string) => keys.roomTopic(room), handler } : undefined
-    // With sync, named-user sends route through the keep step's read, so user topics would go unheard.
-    const userTopics = backend.shared && !this.options.sync.enabled ? { bus: this.bus, topicOf: (user: string) => keys.userTopic(user), handler } : undefined
-    const roomIndex = new LocalIndex(roomTopics, this.logger)
-    const userIndex = new LocalIndex(userTopics, this.logger)
-    const flushBus = backend.shared && this.bus.flush ? () => this.bus.flush!() : undefined
+    // One instance alone (memory store) has nobody to hear a topic; with sync, named-user
+    // sends route through the keep step's read, so user topics would go unheard.
+    const roomIndex = new LocalIndex(shared ? { bus: this.bus, topicOf: (room) => keys.roomTopic(room), handler } : undefined, this.logger)
+    const userIndex = new LocalIndex(shared && !this.options.sync.enabled ? { bus: this.bus, topicOf: (user) => keys.userTopic(user), handler } : undefined, this.logger)
+    const flushBus = shared && this.bus.flush ? () => this.bus.flush!() : undefined
     const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection), roomIndex, flushBus)
     const redelivery = new Redelivery(this.store, this.options.sync, this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
     this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger, this.options.exposeErrors, userIndex)
-    this.delivery = new Delivery(this.instanceId, this.live, this.cluster, backend.shared, roomIndex, {
-      required: authOptions.required,
-      redelivery,
-      index: userIndex,
-    })
+    this.delivery = new Delivery(this.instanceId, this.live, this.cluster, shared, roomIndex, { required: authOptions.required, redelivery, index: userIndex })
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
     this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, redelivery, this.logger)
