@@ -105,6 +105,24 @@ describe('what a delivery costs', () => {
     await eventually(async () => expect(inbox).toEqual(['room', 'direct', 'user']))
   })
 
+  it('with sync, reads only in the keep step: the owners of the kept-for connections come from their ids', async () => {
+    const namespace = uniqueNamespace('sync-costs')
+    const [a, b] = (await startInstances(2, { namespace, sync: { enabled: true } })) as [MeshServer, MeshServer]
+    b.onAuthenticate((credentials) => ({ id: String(credentials) }))
+    const member = await connectClient(b)
+    await member.authenticate('ann')
+    const received = new Promise((resolve) => member.once('msg', resolve))
+
+    const commands = await commandsDuring(namespace, () => a.send('msg', 'kept and sent', ['ann']))
+    expect(await received).toBe('kept and sent')
+    // One script keeps the message and reads the user's connections atomically (MONITOR
+    // lists the commands it runs too); then the publish, with no owner lookup (the XDEL
+    // after it is the client's acknowledgement).
+    expect(commands[0]).toMatch(/^eval/)
+    expect(commands.filter((command) => command === 'eval' || command === 'evalsha' || command === 'publish')).toEqual([commands[0], 'publish'])
+    expect(commands).not.toContain('hmget')
+  })
+
   it('accepts the redis option as a URL, ioredis options, an ioredis client (left open), or redisOptions', async () => {
     const url = new URL(inject('redisUrl'))
     const namespace = uniqueNamespace('forms')
