@@ -116,6 +116,22 @@ describe('room routing across instances', () => {
     expect(inboxes[1]).toEqual(['right after', 'after cleanup'])
   })
 
+  it('rejects a join with UNAVAILABLE when the owning instance does not confirm it (killed, not yet cleaned up)', { timeout: 30_000 }, async () => {
+    const namespace = uniqueNamespace('routing-unconfirmed')
+    const [a] = (await startInstances(1, { namespace, redisTimeout: 500 })) as [MeshServer]
+    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: '20000' })
+    const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
+    const doomedId = onDoomed.id!
+    // Confirmed while its owner lives.
+    await a.addToRoom('lobby', doomedId)
+    await doomed.kill()
+    // Still registered (its liveness has 20 s to run): the store write succeeds, nobody answers.
+    const startedAt = Date.now()
+    expect((await rejectionOf(a.addToRoom('other', doomedId))).code).toBe(ErrorCode.UNAVAILABLE)
+    expect((await rejectionOf(a.removeFromRoom('lobby', doomedId))).code).toBe(ErrorCode.UNAVAILABLE)
+    expect(Date.now() - startedAt).toBeLessThan(5_000)
+  })
+
   it('reaches every member exactly once again after Redis restarted empty', { timeout: 60_000 }, async () => {
     let redis = await startRedisServer()
     onTestFinished(() => redis.stop())
