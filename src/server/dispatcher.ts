@@ -28,9 +28,11 @@ const dispatcherOptionKeys: OptionKeys<DispatcherOptions> = { namespace: true, s
 const noLocalConnections = new Map<string, never>()
 
 /**
- * Sends user-addressed messages from any process (a worker, an API server) to users
- * connected to any instance, with the same recipients as `server.send`. Messages
- * from one dispatcher arrive in the order dispatched.
+ * Sends from any process (a worker, an API server) to connections on any instance:
+ * user-addressed messages with the same recipients as `server.send`, room broadcasts
+ * and sends to connection ids. It holds no connections and no routing state: each
+ * call publishes to the topics the instances listen on. Messages from one dispatcher
+ * arrive in the order sent.
  */
 export class Dispatcher {
   private readonly redis
