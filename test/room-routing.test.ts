@@ -182,6 +182,39 @@ describe('room broadcasts across instances', () => {
       anchorInbox.clear()
     }
   })
+
+  it('handing an instance\'s only membership from one connection to another, at once or one right after the other: the new member gets everything (30 rounds)', { timeout: 30_000 }, async () => {
+    const servers = await threeInstances()
+    const [a, b, c] = servers
+    // b holds one member at a time; a and c broadcast throughout.
+    const pair = [await connectClient(b), await connectClient(b)] as const
+    const inboxes = pair.map((client) => new Inbox(client))
+    const tagger = new Tagger()
+    await a.addToRoom('handover', pair[0].id!)
+    for (let round = 0; round < 30; round++) {
+      const [current, next] = round % 2 === 0 ? [pair[0], pair[1]] : [pair[1], pair[0]]
+      const [joiner, leaver] = [servers[round % 3]!, servers[(round + 1) % 3]!]
+      const label = `round ${round}, join by ${names[round % 3]}, ${round % 4 < 2 ? 'concurrent' : 'leave first'}`
+      const racing = [a, c].map((sender) => sender.broadcastRoom('handover', 'msg', tagger.tag(sender === a ? 'a' : 'c', `${round}-racing`)))
+      if (round % 4 < 2) {
+        await Promise.all([joiner.addToRoom('handover', next.id!), leaver.removeFromRoom('handover', current.id!)])
+      } else {
+        await leaver.removeFromRoom('handover', current.id!)
+        await joiner.addToRoom('handover', next.id!)
+      }
+      await Promise.all(racing)
+      const after = [a, c].map((sender) => tagger.tag(sender === a ? 'a' : 'c', `${round}-after`))
+      await Promise.all(after.map((tag, index) => [a, c][index]!.broadcastRoom('handover', 'msg', tag)))
+      await settle([a, c], pair)
+      const [nextInbox, currentInbox] = next === pair[0] ? [inboxes[0]!, inboxes[1]!] : [inboxes[1]!, inboxes[0]!]
+      for (const inbox of inboxes) inbox.expectNoDuplicatesInOrder(label)
+      for (const tag of after) {
+        expect(nextInbox.count(tag), `${label}: ${tag}`).toBe(1)
+        expect(currentInbox.count(tag), `${label}: ${tag}`).toBe(0)
+      }
+      for (const inbox of inboxes) inbox.clear()
+    }
+  })
 })
 
 describe('bus traffic for rooms', () => {
