@@ -11,9 +11,9 @@ import type { MeshServer, MeshServerOptions } from 'meshkit/server'
 import { childInstance } from './support/child-instance.js'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
 import { countingProxy } from './support/counting-proxy.js'
-import { connectClient, eventually, nextEvent, urlOf } from './support/harness.js'
+import { connectClient, eventually, nextEvent, rejectionOf, urlOf } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
-import { Inbox, outcomeOf, settle, Tagger } from './support/routing.js'
+import { Inbox, outcomeOf, probeUntilReached, settle, Tagger } from './support/routing.js'
 
 /**
  * Each sender broadcasts `count` tagged messages to `room`; after a fence, every
@@ -96,14 +96,39 @@ describe('room routing through faults', () => {
     await eventually(async () => {
       for (const server of servers) expect((await server.getRoomMembers('lobby')).sort()).toEqual(sortedIds(members))
     })
-    let probes = 0
-    await eventually(async () => {
-      const token = `probe-${probes++}`
-      const arrived = members.flatMap((member) => servers.map(() => nextEvent(member, 'probe', 500, (payload) => payload === token)))
-      await Promise.all(servers.map((server) => server.broadcastRoom('lobby', 'probe', token)))
-      await Promise.all(arrived)
-    })
+    await probeUntilReached('lobby', servers, members)
     await expectExactlyOnce('lobby', servers, members, [onC])
+    // Routing rebuilt after the restart follows the changes made since: c gains its first member, b loses one.
+    await a.addToRoom('lobby', onC.id!)
+    await a.removeFromRoom('lobby', alsoOnB.id!)
+    await expectExactlyOnce('lobby', servers, [onA, onB, onC], [alsoOnB])
+  })
+
+  it('one instance cut off from Redis while rooms change (Redis keeps its data): once back, broadcasts from every instance reach the members of now, once', { timeout: 30_000 }, async () => {
+    const namespace = uniqueNamespace('cut')
+    const toC = await countingProxy(inject('redisUrl'))
+    // A TTL well above the cut, so that c is never taken for dead.
+    const options: MeshServerOptions = { namespace, instanceTtl: 10_000, redisTimeout: 500 }
+    const [a, b] = (await startInstances(2, options)) as [MeshServer, MeshServer]
+    const [c] = (await startInstances(1, { ...options, redis: toC.url })) as [MeshServer]
+    const servers = [a, b, c]
+    const [onA, leaving, onB, joiningB, onC, joiningC] = [a, a, b, b, c, c].map((server) => connectClient(server))
+    const clients = await Promise.all([onA, leaving, onB, joiningB, onC, joiningC])
+    const [stayA, leaver, stayB, newB, stayC, newC] = clients as [MeshClient, MeshClient, MeshClient, MeshClient, MeshClient, MeshClient]
+    for (const member of [stayA, leaver, stayB, stayC]) await b.addToRoom('lobby', member.id!)
+    await expectExactlyOnce('lobby', servers, [stayA, leaver, stayB, stayC], [newB, newC], 1)
+
+    toC.cut()
+    await eventually(async () => expect((await rejectionOf(c.getRoomMembers('lobby'))).code).toBe(ErrorCode.UNAVAILABLE))
+    // While c cannot hear anything: a member joins on b, one on c (c is not told), one leaves on a.
+    await a.addToRoom('lobby', newB.id!)
+    await a.addToRoom('lobby', newC.id!)
+    await b.removeFromRoom('lobby', leaver.id!)
+    toC.restore()
+
+    const members = [stayA, stayB, newB, stayC, newC]
+    await probeUntilReached('lobby', servers, members)
+    await expectExactlyOnce('lobby', servers, members, [leaver])
   })
 
   it('Redis away: a broadcast still reaches the members on the broadcasting instance', { timeout: 30_000 }, async () => {

@@ -7,6 +7,9 @@ export interface CountingProxy {
   readonly url: string
   /** Bytes Redis has sent to everyone connected through this relay so far. */
   readonly received: number
+  /** Cuts every connection through the relay and refuses new ones until `restore()`: Redis keeps its data, the instance loses Redis. */
+  cut(): void
+  restore(): void
 }
 
 /**
@@ -19,7 +22,12 @@ export async function countingProxy(target: string): Promise<CountingProxy> {
   const { hostname, port } = new URL(target)
   const sockets = new Set<Socket>()
   let received = 0
+  let refusing = false
   const relay = createServer((inbound) => {
+    if (refusing) {
+      inbound.destroy()
+      return
+    }
     const outbound = connect(Number(port), hostname)
     sockets.add(inbound).add(outbound)
     outbound.on('data', (chunk: Buffer) => {
@@ -51,6 +59,13 @@ export async function countingProxy(target: string): Promise<CountingProxy> {
     url: `redis://127.0.0.1:${relayPort}`,
     get received() {
       return received
+    },
+    cut() {
+      refusing = true
+      for (const socket of sockets) socket.destroy()
+    },
+    restore() {
+      refusing = false
     },
   }
 }

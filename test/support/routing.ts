@@ -2,7 +2,7 @@ import { nanoid } from 'nanoid'
 import { expect } from 'vitest'
 import type { MeshClient } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
-import { nextEvent } from './harness.js'
+import { eventually, nextEvent } from './harness.js'
 
 /**
  * The tags of the `msg` events one client received, in arrival order. Tags are
@@ -57,11 +57,26 @@ export async function settle(senders: readonly MeshServer[], clients: readonly M
   await Promise.all(
     senders.map(async (sender) => {
       const token = nanoid()
-      const arrived = clients.map((client) => nextEvent(client, 'fence', timeout, (payload) => payload === token))
+      const arrived = Promise.all(clients.map((client) => nextEvent(client, 'fence', timeout, (payload) => payload === token)))
+      arrived.catch(() => {}) // awaited below, unless the broadcast itself failed first
       await sender.broadcast('fence', token)
-      await Promise.all(arrived)
+      await arrived
     }),
   )
+}
+
+/**
+ * Resolves once a probe broadcast to `room` from every sender reaches every member,
+ * retrying while the cluster recovers (a Redis restart, a cut connection).
+ */
+export async function probeUntilReached(room: string, senders: readonly MeshServer[], members: readonly MeshClient[]): Promise<void> {
+  await eventually(async () => {
+    const token = nanoid()
+    const arrived = Promise.all(members.flatMap((member) => senders.map(() => nextEvent(member, 'probe', 500, (payload) => payload === token))))
+    arrived.catch(() => {}) // awaited below, unless a broadcast failed first
+    await Promise.all(senders.map((sender) => sender.broadcastRoom(room, 'probe', token)))
+    await arrived
+  })
 }
 
 /** A promise's outcome without throwing: for calls that may reject with `UNAVAILABLE` but must not hang or crash. */
