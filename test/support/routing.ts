@@ -66,6 +66,16 @@ export async function settle(senders: readonly MeshServer[], clients: readonly M
 }
 
 /**
+ * Resolves once every instance is back on the bus after a Redis restart or a cut
+ * connection (each reconnects after its own backoff): a fence from every sender
+ * reaches every client. A fence sent before an instance resubscribed is lost, hence
+ * the retries.
+ */
+export async function busUntilBack(senders: readonly MeshServer[], clients: readonly MeshClient[]): Promise<void> {
+  await eventually(() => settle(senders, clients, 500))
+}
+
+/**
  * Resolves once a probe broadcast to `room` from every sender reaches every member,
  * retrying while the cluster recovers (a Redis restart, a cut connection).
  */
