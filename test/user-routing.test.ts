@@ -142,4 +142,27 @@ describe('user sends across instances', () => {
     await sendFromEveryone(['u3'], 'u3-now') // nobody is u3
     expectReceived(inboxes, { u1a: u1Now, u1bAgain: u1Now, u1moving: u1Now, u1b: u2Now, u2c: u2Now })
   })
+
+  it('users whose ids look like patterns, prefixes or separators are reached apart, from every instance', async () => {
+    const servers = (await startInstances(3)) as Three
+    for (const server of servers) server.onAuthenticate((credentials) => ({ id: (credentials as { user: string }).user }))
+    const users = ['u', 'u1', 'u?', 'u*', 'u[1]', 'u:1', 'u1:', 'u.1', '{u}', 'ü 1']
+    const clients: Record<string, MeshClient> = {}
+    for (const [index, user] of users.entries()) {
+      clients[user] = await connectClient(servers[index % 3]!)
+      await clients[user].authenticate({ user })
+    }
+    const inboxes = inboxesOf(clients)
+    const tagger = new Tagger()
+    const expected: Record<string, string[]> = {}
+    for (const user of users) {
+      for (const [index, server] of servers.entries()) {
+        const tag = tagger.tag(`s${index}`, user)
+        ;(expected[user] ??= []).push(tag)
+        await server.send('msg', tag, [user])
+      }
+    }
+    await settle(servers, Object.values(clients))
+    expectReceived(inboxes, expected)
+  })
 })
