@@ -23,7 +23,7 @@
  *    new session as another user they stop.
  *
  * 1–3 are here, 4 in room-isolation.test.ts, 5–7 in routing-faults.test.ts, 8–9 in
- * user-routing.test.ts.
+ * send-routing.test.ts.
  * "Nothing more arrives" is proved by a fence each sender broadcasts afterwards
  * (`settle`): one sender's deliveries arrive in order.
  */

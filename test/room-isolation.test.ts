@@ -1,6 +1,6 @@
 /*
  * Rooms reach their own members and the instances holding them, nothing else
- * (contract in room-routing.test.ts, 4): room names that look like patterns or
+ * (contract in room-delivery.test.ts, 4): room names that look like patterns or
  * prefixes of each other stay apart, exclusions hold on every instance, and an
  * instance holding no member receives no bytes for the room, measured by a relay
  * in front of Redis, so topic names do not matter.

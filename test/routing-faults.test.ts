@@ -1,5 +1,5 @@
 /*
- * Room routing through faults, public API only (contract in room-routing.test.ts):
+ * Room routing through faults, public API only (contract in room-delivery.test.ts):
  * 5. an instance killed outright, 6. Redis restarted empty, 7. a client moving
  * between instances. Counting is exact: every tagged broadcast arrives once at each
  * member, and a fence from each sender proves nothing more is on its way.

@@ -1,6 +1,6 @@
 /*
  * How `sendTo` and user sends find their recipients across instances, public API
- * only (contract in room-routing.test.ts): 8. `sendTo` reaches exactly the addressed
+ * only (contract in room-delivery.test.ts): 8. `sendTo` reaches exactly the addressed
  * connection once from any instance, and a closed or malformed id reaches nobody and
  * throws nothing; 9. user sends reach each connection of the user once from any
  * instance or a Dispatcher, and stop reaching a connection that left the user.
