@@ -29,7 +29,7 @@ export interface TransportHandlers {
 /** The parts of a `ws` socket beyond the browser API; a browser socket has none of them. */
 interface WsExtras {
   terminate?: () => void
-  on?: (event: 'unexpected-response', listener: (request: unknown, response: { statusCode?: number }) => void) => void
+  on?: (event: 'unexpected-response' | 'message', listener: (...args: never[]) => void) => void
   /** The TCP socket under `ws` (stable across the 8.x line; no public accessor exists). */
   _socket?: Corkable
 }
@@ -69,18 +69,26 @@ export class Transport {
     const extras = socket as unknown as WsExtras
     // Node buffers avoid a copy per message, but only `ws` knows the value: a browser
     // warns on the console about an invalid enum value for every socket.
-    socket.binaryType = typeof extras.terminate === 'function' ? 'nodebuffer' : 'arraybuffer'
+    const isWs = typeof extras.terminate === 'function'
+    socket.binaryType = isWs ? 'nodebuffer' : 'arraybuffer'
     if (typeof extras.on === 'function') {
       // With a listener ws leaves the refused request to us: note the status, then abort it.
-      extras.on.call(socket, 'unexpected-response', (_request, response) => {
+      extras.on.call(socket, 'unexpected-response', (_request: unknown, response: { statusCode?: number }) => {
         this.failure ??= { status: response.statusCode }
         extras.terminate?.call(socket)
       })
     }
-    socket.onmessage = (event) => {
-      if (this.gone) return
-      const data = event.data
-      handlers.onData(data instanceof ArrayBuffer ? new Uint8Array(data) : (data as WireData))
+    if (isWs && typeof extras.on === 'function') {
+      // ws's own event: its `onmessage` first wraps every message in a MessageEvent.
+      extras.on.call(socket, 'message', (data: Uint8Array, isBinary: boolean) => {
+        if (!this.gone) handlers.onData(isBinary ? data : data.toString())
+      })
+    } else {
+      socket.onmessage = (event) => {
+        if (this.gone) return
+        const data = event.data
+        handlers.onData(data instanceof ArrayBuffer ? new Uint8Array(data) : (data as WireData))
+      }
     }
     socket.onclose = (event) => this.end(event.code, event.reason)
     // An error event is always followed by a close event, which reports the end. Only
