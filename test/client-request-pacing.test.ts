@@ -62,15 +62,16 @@ describe('RequestTracker in-flight limit', () => {
     tracker.limit = 2
     const replies: Promise<unknown>[] = []
     const make = (timeout = 60_000): number => {
-      const request = tracker.create(timeout, (id) => `frame-${id}`)
+      const id = tracker.nextId()
+      const request = tracker.add(id, `frame-${id}`, timeout)
       replies.push(request.reply.catch((error: MeshError) => error.code))
       return request.id
     }
     const send = (): number[] => {
       const sent: number[] = []
-      for (const [id] of tracker.sendable()) {
-        tracker.markSent(id)
-        sent.push(id)
+      for (let request = tracker.nextSendable(); request; request = tracker.nextSendable()) {
+        tracker.markSent(request)
+        sent.push(request.id)
       }
       return sent
     }
@@ -86,7 +87,7 @@ describe('RequestTracker in-flight limit', () => {
     tracker.reject(b, new MeshError(ErrorCode.INTERNAL_ERROR, 'boom'))
     expect(send()).toEqual([d])
     // A closed socket frees every slot; bound requests fail with it instead of waiting.
-    const bound = tracker.create(60_000, String, true)
+    const bound = tracker.add(tracker.nextId(), 'frame', 60_000, true)
     const boundReply = bound.reply.catch((error: MeshError) => error.code)
     tracker.rejectSent(new MeshError(ErrorCode.CONNECTION_CLOSED, 'gone'))
     expect(await boundReply).toBe(ErrorCode.CONNECTION_CLOSED)

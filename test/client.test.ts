@@ -1,4 +1,6 @@
-import { describe, expect, it } from 'vitest'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
 import { MeshClient } from 'meshkit/client'
 import type { Connection } from 'meshkit/server'
@@ -27,6 +29,39 @@ describe('client', () => {
     const client = await connectClient(server, { commandTimeout: 80 })
     expect(await codeOf(client.command('never', null, 30))).toBe(ErrorCode.TIMEOUT)
     expect(await codeOf(client.command('never'))).toBe(ErrorCode.TIMEOUT)
+  })
+
+  it('times out a short request made after a long one, and still answers the long one', async () => {
+    const server = await startServer()
+    const release = deferred()
+    server.registerCommand('held', async () => {
+      await release.promise
+      return 'held'
+    })
+    server.registerCommand('never', () => new Promise(() => {}))
+    const client = await connectClient(server)
+    const long = client.command('held', null, 60_000)
+    expect(await codeOf(client.command('never', null, 30))).toBe(ErrorCode.TIMEOUT)
+    release.resolve()
+    expect(await long).toBe('held')
+  })
+
+  it('a process whose client answered its commands and closed exits by itself', async () => {
+    const server = await startServer()
+    server.registerCommand('echo', (ctx) => ctx.payload)
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/client-exits.ts'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: { ...process.env, URL: urlOf(server) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    onTestFinished(() => void child.kill('SIGKILL'))
+    // Well within the test's timeout, far within the commands' own 30 s and 600 s timeouts.
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+    expect(output).toContain('ANSWERED 21')
+    expect(code).toBe(0)
   })
 
   it('drops a reply that arrives after its request timed out', async () => {

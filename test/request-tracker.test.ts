@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
-import { RequestTracker } from '../src/client/request-tracker.js'
+import { RequestTracker, type PendingRequest } from '../src/client/request-tracker.js'
 import { MAX_REQUEST_ID } from '../src/shared/protocol.js'
 
 /** A tracker whose requests are all settled when the test ends, so none rejects unobserved. */
 function tracked(lastId?: number, maxId?: number): {
   tracker: RequestTracker
-  create(): ReturnType<RequestTracker['create']>
+  create(): PendingRequest
   end(): Promise<unknown>
 } {
   const tracker = new RequestTracker(lastId, maxId)
@@ -14,7 +14,8 @@ function tracked(lastId?: number, maxId?: number): {
   return {
     tracker,
     create() {
-      const request = tracker.create(60_000, String)
+      const id = tracker.nextId()
+      const request = tracker.add(id, `frame-${id}`, 60_000)
       replies.push(request.reply.catch(() => undefined))
       return request
     },
@@ -45,11 +46,11 @@ describe('request ids', () => {
 
   it('drops a reply for an id that is not pending', async () => {
     const tracker = new RequestTracker()
-    const request = tracker.create(20, String)
+    const request = tracker.add(tracker.nextId(), 'frame', 20)
     await expect(request.reply).rejects.toMatchObject({ code: ErrorCode.TIMEOUT })
     tracker.resolve(request.id, 'late')
     expect(tracker.size).toBe(0)
-    const next = tracker.create(60_000, String)
+    const next = tracker.add(tracker.nextId(), 'frame', 60_000)
     expect(next.id).not.toBe(request.id)
     tracker.resolve(next.id, 'mine')
     expect(await next.reply).toBe('mine')

@@ -1,7 +1,7 @@
 import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { FrameType, type HelloOptions } from '../shared/protocol.js'
-import { RequestTracker } from './request-tracker.js'
+import { RequestTracker, type PendingRequest } from './request-tracker.js'
 import type { Transport } from './transport.js'
 
 /**
@@ -35,13 +35,25 @@ export class RequestSender {
    * what may go; an `urgent` one (re-authentication) goes out at once, ahead of all.
    */
   request(name: string, payload: unknown, timeout: number, bound: boolean, urgent = false): Promise<unknown> {
-    let request: ReturnType<RequestTracker['create']>
+    const requests = this.requests
+    let id: number
+    let frame: WireData
     try {
-      request = this.requests.create(timeout, (id) => encodeFrame(this.codec, [FrameType.REQUEST, id, name, payload]), bound)
+      id = requests.nextId()
+      frame = encodeFrame(this.codec, [FrameType.REQUEST, id, name, payload])
     } catch (error) {
       return Promise.reject(error)
     }
-    if (urgent) this.send(request.id, request.frame)
+    // The common case: nothing waits before it and a slot is free, so it is written at
+    // once and never queued. A request that cannot go (no socket, too large) takes the queue's path.
+    if ((urgent || (requests.mayWriteNow && this.mayFlush())) && this.transport?.isOpen && !exceeds(frame, this.maxPayload)) {
+      // Tracked before it is written, so that no reply can come before its request is known.
+      const request = requests.add(id, undefined, timeout, bound)
+      this.transport.send(frame)
+      return request.reply
+    }
+    const request = requests.add(id, frame, timeout, bound)
+    if (urgent) this.send(request)
     else if (this.mayFlush()) this.flush()
     return request.reply
   }
@@ -60,7 +72,7 @@ export class RequestSender {
 
   /** Sends the queued requests that may go, in order. */
   flush(): void {
-    for (const [requestId, frame] of this.requests.sendable()) if (!this.send(requestId, frame)) return
+    for (let request = this.requests.nextSendable(); request; request = this.requests.nextSendable()) if (!this.send(request)) return
   }
 
   /** The socket is gone: what was written to it (or made for it) fails; the rest waits for the next one. */
@@ -80,14 +92,15 @@ export class RequestSender {
     if (this.requests.hasQueued && this.mayFlush()) this.flush()
   }
 
-  /** Writes a request; false when the socket could not take it (it stays queued). */
-  private send(id: number, frame: WireData): boolean {
+  /** Writes a queued request; false when the socket could not take it (it stays queued). */
+  private send(request: PendingRequest): boolean {
+    const frame = request.frame!
     if (exceeds(frame, this.maxPayload)) {
-      this.requests.reject(id, new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.maxPayload} bytes`))
+      this.requests.reject(request.id, new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.maxPayload} bytes`))
       return true
     }
     if (!this.transport?.send(frame)) return false
-    this.requests.markSent(id)
+    this.requests.markSent(request)
     return true
   }
 }

@@ -1,15 +1,40 @@
 import type { WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { MAX_REQUEST_ID } from '../shared/protocol.js'
+import { Deadlines, type Timed } from './deadlines.js'
 
-interface Pending {
+/** One request awaiting its reply. */
+export class PendingRequest implements Timed {
+  readonly reply: Promise<unknown>
   readonly resolve: (value: unknown) => void
   readonly reject: (error: MeshError) => void
-  readonly timer: ReturnType<typeof setTimeout>
-  /** The encoded request; dropped once written to a socket. */
-  frame: WireData | undefined
-  /** Made for the current socket only: fails when it closes instead of waiting for the next one. */
-  readonly bound: boolean
+  /** Written to the current socket (its frame is then dropped). */
+  sent = false
+  deadline = 0
+  list: Timed['list'] = undefined
+  older: Timed | undefined = undefined
+  newer: Timed | undefined = undefined
+
+  constructor(
+    readonly id: number,
+    /** The encoded request, kept until it is written to a socket. */
+    public frame: WireData | undefined,
+    /** Made for the current socket only: fails when it closes instead of waiting for the next one. */
+    readonly bound: boolean,
+  ) {
+    this.reply = new Promise(captureSettlers)
+    this.resolve = capturedResolve!
+    this.reject = capturedReject!
+  }
+}
+
+// One executor for every request rather than a closure each: the promise constructor
+// calls it synchronously, so the settlers are read back at once.
+let capturedResolve: ((value: unknown) => void) | undefined
+let capturedReject: ((error: MeshError) => void) | undefined
+function captureSettlers(resolve: (value: unknown) => void, reject: (error: MeshError) => void): void {
+  capturedResolve = resolve
+  capturedReject = reject
 }
 
 /**
@@ -23,11 +48,17 @@ interface Pending {
  * arrives or the socket closes, because the server still counts it too.
  */
 export class RequestTracker {
-  private readonly pending = new Map<number, Pending>()
-  /** Ids of requests not yet written to a socket, oldest first. */
-  private readonly queue = new Set<number>()
-  /** Ids written to the current socket and not yet answered (timed-out ones included). */
-  private readonly inFlight = new Set<number>()
+  private readonly pending = new Map<number, PendingRequest>()
+  /** Requests not yet written to a socket, oldest first. Most never wait here: they are written as they are made. */
+  private readonly queue = new Set<PendingRequest>()
+  /** Pending requests written to the current socket. */
+  private sent = 0
+  /** Ids of requests written to the current socket that timed out there: the server still runs them. */
+  private readonly late = new Set<number>()
+  private readonly deadlines = new Deadlines<PendingRequest>((request, timeout) => {
+    // Not an answer: a request already written keeps its slot until the server answers it.
+    this.take(request.id, false)?.reject(new MeshError(ErrorCode.TIMEOUT, `No reply within ${timeout} ms`))
+  })
   /** Requests the server lets one connection have in flight. */
   limit = Infinity
 
@@ -44,28 +75,45 @@ export class RequestTracker {
     return this.pending.size
   }
 
-  /** Requests written to the current socket that the server has not answered. */
+  /** Requests written to the current socket that the server has not answered (timed-out ones included). */
   get inFlightCount(): number {
-    return this.inFlight.size
+    return this.sent + this.late.size
   }
 
   get hasQueued(): boolean {
     return this.queue.size > 0
   }
 
-  /** Allocates an id, then builds the request's frame with it; the promise settles on reply, timeout or failure. */
-  create(timeout: number, encode: (id: number) => WireData, bound = false): { id: number; frame: WireData; reply: Promise<unknown> } {
-    const id = this.nextId()
-    const frame = encode(id)
-    const reply = new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        // Not an answer: a request already written keeps its slot until the server answers it.
-        this.take(id, false)?.reject(new MeshError(ErrorCode.TIMEOUT, `No reply within ${timeout} ms`))
-      }, timeout)
-      this.pending.set(id, { resolve, reject, timer, frame, bound })
-      this.queue.add(id)
-    })
-    return { id, frame, reply }
+  /** Whether a new request may be written at once: none waits before it and the in-flight limit allows another. */
+  get mayWriteNow(): boolean {
+    return this.queue.size === 0 && this.sent + this.late.size < this.limit
+  }
+
+  /** The id for the next request; throws `TOO_MANY_REQUESTS` when every id is in use. */
+  nextId(): number {
+    if (this.pending.size + this.late.size >= this.maxId) throw new MeshError(ErrorCode.TOO_MANY_REQUESTS, 'Every request id is in use')
+    do {
+      this.lastId = this.lastId >= this.maxId ? 1 : this.lastId + 1
+    } while (this.pending.has(this.lastId) || this.late.has(this.lastId))
+    return this.lastId
+  }
+
+  /**
+   * Tracks request `id` (from `nextId()`); its `reply` settles on reply, timeout or
+   * failure. With a `frame` it waits to be written, behind earlier ones; without one
+   * it has just been written.
+   */
+  add(id: number, frame: WireData | undefined, timeout: number, bound = false): PendingRequest {
+    const request = new PendingRequest(id, frame, bound)
+    this.pending.set(id, request)
+    if (frame === undefined) {
+      request.sent = true
+      this.sent++
+    } else {
+      this.queue.add(request)
+    }
+    this.deadlines.add(request, timeout)
+    return request
   }
 
   /** The server answered `id`. */
@@ -78,22 +126,19 @@ export class RequestTracker {
     this.take(id, true)?.reject(error)
   }
 
-  /** Marks a request as written to the socket. */
-  markSent(id: number): void {
-    const entry = this.pending.get(id)
-    if (!entry) return
-    entry.frame = undefined
-    this.queue.delete(id)
-    this.inFlight.add(id)
+  /** Marks a queued request as written to the socket. */
+  markSent(request: PendingRequest): void {
+    if (!this.queue.delete(request)) return
+    request.frame = undefined
+    request.sent = true
+    this.sent++
   }
 
-  /** Frames of requests not yet written, oldest first, as long as the in-flight limit allows another. */
-  *sendable(): Generator<[number, WireData]> {
-    for (const id of this.queue) {
-      if (this.inFlight.size >= this.limit) return
-      const frame = this.pending.get(id)?.frame
-      if (frame !== undefined) yield [id, frame]
-    }
+  /** The oldest request not yet written, if the in-flight limit allows another. */
+  nextSendable(): PendingRequest | undefined {
+    if (this.inFlightCount >= this.limit) return undefined
+    for (const request of this.queue) return request
+    return undefined
   }
 
   /**
@@ -101,30 +146,30 @@ export class RequestTracker {
    * unsent ones wait for the next socket, where nothing is in flight yet.
    */
   rejectSent(error: MeshError): void {
-    for (const [id, entry] of [...this.pending]) if (entry.frame === undefined || entry.bound) this.take(id, true)?.reject(error)
-    this.inFlight.clear()
+    for (const request of [...this.pending.values()]) if (request.sent || request.bound) this.take(request.id, true)?.reject(error)
+    this.late.clear()
+    if (this.pending.size === 0) this.deadlines.clear()
   }
 
   rejectAll(error: MeshError): void {
-    for (const id of [...this.pending.keys()]) this.take(id, true)?.reject(error)
-    this.inFlight.clear()
+    for (const request of [...this.pending.values()]) this.take(request.id, true)?.reject(error)
+    this.late.clear()
+    this.deadlines.clear()
   }
 
-  private take(id: number, answered: boolean): Pending | undefined {
-    if (answered) this.inFlight.delete(id)
-    const entry = this.pending.get(id)
-    if (!entry) return undefined
+  private take(id: number, answered: boolean): PendingRequest | undefined {
+    const request = this.pending.get(id)
+    if (!request) {
+      if (answered) this.late.delete(id)
+      return undefined
+    }
     this.pending.delete(id)
-    this.queue.delete(id)
-    clearTimeout(entry.timer)
-    return entry
-  }
-
-  private nextId(): number {
-    if (this.pending.size + this.inFlight.size >= this.maxId) throw new MeshError(ErrorCode.TOO_MANY_REQUESTS, 'Every request id is in use')
-    do {
-      this.lastId = this.lastId >= this.maxId ? 1 : this.lastId + 1
-    } while (this.pending.has(this.lastId) || this.inFlight.has(this.lastId))
-    return this.lastId
+    this.deadlines.remove(request)
+    if (!request.sent) this.queue.delete(request)
+    else {
+      this.sent--
+      if (!answered) this.late.add(id)
+    }
+    return request
   }
 }

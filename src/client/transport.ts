@@ -29,7 +29,14 @@ export interface TransportHandlers {
 /** The parts of a `ws` socket beyond the browser API; a browser socket has none of them. */
 interface WsExtras {
   terminate?: () => void
-  on?: (event: 'unexpected-response', listener: (request: unknown, response: { statusCode?: number }) => void) => void
+  on?: (event: 'unexpected-response' | 'message', listener: (...args: never[]) => void) => void
+  /** The TCP socket under `ws` (stable across the 8.x line; no public accessor exists). */
+  _socket?: Corkable
+}
+
+interface Corkable {
+  cork(): void
+  uncork(): void
 }
 
 const OPEN = 1
@@ -50,6 +57,8 @@ export class Transport {
   /** The first cause `ws` reported; later errors (such as our own abort) do not replace it. */
   private failure: SocketFailure | undefined
   private markEnded!: () => void
+  /** Set while this tick's writes are held, to leave in one system call when it ends. */
+  private corked = false
   /** Settles when the socket is gone, however it went. */
   readonly ended = new Promise<void>((resolve) => (this.markEnded = resolve))
 
@@ -60,18 +69,26 @@ export class Transport {
     const extras = socket as unknown as WsExtras
     // Node buffers avoid a copy per message, but only `ws` knows the value: a browser
     // warns on the console about an invalid enum value for every socket.
-    socket.binaryType = typeof extras.terminate === 'function' ? 'nodebuffer' : 'arraybuffer'
+    const isWs = typeof extras.terminate === 'function'
+    socket.binaryType = isWs ? 'nodebuffer' : 'arraybuffer'
     if (typeof extras.on === 'function') {
       // With a listener ws leaves the refused request to us: note the status, then abort it.
-      extras.on.call(socket, 'unexpected-response', (_request, response) => {
+      extras.on.call(socket, 'unexpected-response', (_request: unknown, response: { statusCode?: number }) => {
         this.failure ??= { status: response.statusCode }
         extras.terminate?.call(socket)
       })
     }
-    socket.onmessage = (event) => {
-      if (this.gone) return
-      const data = event.data
-      handlers.onData(data instanceof ArrayBuffer ? new Uint8Array(data) : (data as WireData))
+    if (isWs && typeof extras.on === 'function') {
+      // ws's own event: its `onmessage` first wraps every message in a MessageEvent.
+      extras.on.call(socket, 'message', (data: Uint8Array, isBinary: boolean) => {
+        if (!this.gone) handlers.onData(isBinary ? data : data.toString())
+      })
+    } else {
+      socket.onmessage = (event) => {
+        if (this.gone) return
+        const data = event.data
+        handlers.onData(data instanceof ArrayBuffer ? new Uint8Array(data) : (data as WireData))
+      }
     }
     socket.onclose = (event) => this.end(event.code, event.reason)
     // An error event is always followed by a close event, which reports the end. Only
@@ -96,6 +113,7 @@ export class Transport {
 
   send(data: WireData): boolean {
     if (!this.isOpen) return false
+    if (!this.corked) this.cork()
     this.socket.send(data)
     return true
   }
@@ -122,6 +140,25 @@ export class Transport {
     } catch {
       // A socket still connecting may refuse to close in some implementations.
     }
+  }
+
+  /**
+   * On `ws`, holds the TCP socket's writes until this turn of the event loop is done:
+   * the requests one batch of replies sets off (a caller awaiting each reply before
+   * the next, many times over) then leave in one system call instead of one each,
+   * which was the largest cost of a request on the client. A browser socket has no
+   * such handle, and batches as it sees fit.
+   */
+  private cork(): void {
+    const raw = (this.socket as unknown as WsExtras)._socket
+    if (!raw || typeof process === 'undefined') return
+    this.corked = true
+    raw.cork()
+    // One closure per batch of writes, not per write.
+    process.nextTick(() => {
+      this.corked = false
+      raw.uncork()
+    })
   }
 
   private end(code: number, reason: string): void {
