@@ -96,7 +96,10 @@ export class MeshServer {
     this.delivery = new Delivery(this.instanceId, this.live, this.cluster, shared, roomIndex, { required: authOptions.required, redelivery, index: userIndex })
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
-    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, redelivery, this.logger)
+    this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, redelivery, this.logger, (connection) =>
+      ownership.reloadRooms(connection),
+    )
+    this.bus.onReconnect?.(() => this.monitor.busReconnected())
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
       exposeErrors: this.options.exposeErrors,

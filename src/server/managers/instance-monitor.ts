@@ -15,6 +15,9 @@ import type { Redelivery } from './redelivery.js'
  * - Outages: registrations and removals that failed while the store was away are
  *   retried when it is back; if it came back empty, everything this instance owns
  *   (liveness, connections, their users, metadata and rooms) is written again.
+ * - Bus outages: notices about this instance's connections published while its bus
+ *   was away were lost; once it listens again, its connections' rooms are read back
+ *   from the store (one read per connection), unless the store came back empty.
  */
 export class InstanceMonitor {
   private refreshTimer: ReturnType<typeof setInterval> | undefined
@@ -23,7 +26,13 @@ export class InstanceMonitor {
   private readonly unregistered = new Set<Connection>()
   /** Closed connections whose removal failed; removed when the store is back. */
   private readonly orphans = new Set<string>()
+  /** Live connections whose record is being written to the store right now. */
+  private readonly writing = new Set<Connection>()
   private recovering: Promise<void> | undefined
+  /** A trigger arrived while a recovery ran, whose reads may predate it: one more runs after it. */
+  private recoverAgain = false
+  /** The bus was away: the next recovery reads the connections' rooms back from the store. */
+  private roomsStale = false
   private stopped = false
 
   constructor(
@@ -34,7 +43,15 @@ export class InstanceMonitor {
     private readonly trackOnlineUsers: boolean,
     private readonly redelivery: Redelivery,
     private readonly logger: Logger,
+    /** Brings a connection's rooms in line with the store (Ownership.reloadRooms). */
+    private readonly reloadRooms: (connection: Connection) => Promise<void> = () => Promise.resolve(),
   ) {}
+
+  /** The bus listens again after an outage: what it missed is read back from the store. */
+  busReconnected(): void {
+    this.roomsStale = true
+    void this.recover()
+  }
 
   /** Registers the instance and starts the timers; rejects with `UNAVAILABLE` if the store is away (recovery follows). */
   async start(): Promise<void> {
@@ -88,11 +105,14 @@ export class InstanceMonitor {
    */
   async registerNow(connection: Connection): Promise<void> {
     this.unregistered.delete(connection)
+    this.writing.add(connection)
     try {
       await this.writeBack(connection)
     } catch (error) {
       if (!connection.isClosed) this.unregistered.add(connection)
       throw error
+    } finally {
+      this.writing.delete(connection)
     }
   }
 
@@ -115,20 +135,46 @@ export class InstanceMonitor {
     }
   }
 
-  /** One recovery at a time; every trigger (reconnect, failed refresh) joins it. */
+  /** One recovery at a time; a trigger (reconnect, failed refresh) while one runs makes one more run after it. */
   private recover(): Promise<void> {
     if (this.stopped) return Promise.resolve()
-    this.recovering ??= this.restore()
+    if (this.recovering) {
+      this.recoverAgain = true
+      return this.recovering
+    }
+    this.recovering = this.restore()
       .catch((error: unknown) => this.logger.warn?.('recovery after a store outage failed; will retry', { error }))
-      .finally(() => (this.recovering = undefined))
+      .finally(() => {
+        this.recovering = undefined
+        if (!this.recoverAgain) return
+        this.recoverAgain = false
+        void this.recover()
+      })
     return this.recovering
   }
 
   private async restore(): Promise<void> {
+    const reload = this.roomsStale
+    this.roomsStale = false
+    try {
+      await this.restoreFromStore(reload)
+    } catch (error) {
+      this.roomsStale ||= reload
+      throw error
+    }
+  }
+
+  private async restoreFromStore(reloadRooms: boolean): Promise<void> {
     const emptied = !(await this.store.refreshInstance(this.instanceId, this.ttl))
     if (emptied) await this.store.registerInstance(this.instanceId, this.ttl)
     const toRegister = emptied ? [...this.live.values()] : [...this.unregistered]
     await Promise.all(toRegister.map((connection) => this.registerNow(connection)))
+    // After an empty restart the records were just written back and are the truth;
+    // otherwise the store is, for every registered connection not being written now.
+    if (reloadRooms && !emptied) {
+      const settled = [...this.live.values()].filter((connection) => !this.unregistered.has(connection) && !this.writing.has(connection))
+      await Promise.all(settled.map((connection) => this.reloadRooms(connection)))
+    }
     await Promise.all(
       [...this.orphans].map(async (id) => {
         await this.store.removeConnection(id)

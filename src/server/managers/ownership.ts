@@ -19,6 +19,9 @@ export function idOf(ref: ConnectionRef): string {
  * empty, so every change made anywhere is reported to the owning instance.
  */
 export class Ownership {
+  /** How many room changes each connection's record has had, so a reload can tell that its read went stale. */
+  private readonly roomChanges = new WeakMap<Connection, number>()
+
   constructor(
     private readonly instanceId: string,
     private readonly live: ReadonlyMap<string, Connection>,
@@ -90,6 +93,7 @@ export class Ownership {
   apply(notice: Notice): Promise<void> | undefined {
     const connection = this.live.get(notice[1])
     if (!connection) return undefined
+    if (notice[0] !== 'meta') this.roomChanges.set(connection, (this.roomChanges.get(connection) ?? 0) + 1)
     switch (notice[0]) {
       case 'room+':
         connection.rooms.add(notice[2])
@@ -105,6 +109,28 @@ export class Ownership {
       case 'meta':
         connection.metadata = notice[2]
         return undefined
+    }
+  }
+
+  /**
+   * Brings a registered connection's rooms (record and index) in line with the
+   * store. Notices published while this instance's bus was away never arrived, but
+   * every room change reached the store before its notice was sent, so after the
+   * bus is back the store holds what the record missed. A change recorded while the
+   * store was being read makes that read stale: it is read again (a few times; a
+   * connection whose rooms change that fast is being kept current by its notices).
+   */
+  async reloadRooms(connection: Connection): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const before = this.roomChanges.get(connection)
+      const stored = new Set(await this.store.getConnectionRooms(connection.id))
+      if (connection.isClosed) return
+      if (this.roomChanges.get(connection) !== before) continue
+      const joins: Array<Promise<void> | undefined> = []
+      for (const room of [...connection.rooms]) if (!stored.has(room)) this.apply(['room-', connection.id, room])
+      for (const room of stored) if (!connection.rooms.has(room)) joins.push(this.apply(['room+', connection.id, room]))
+      await Promise.all(joins)
+      return
     }
   }
 }

@@ -12,6 +12,8 @@ export class RedisBus implements MeshBus {
   private readonly topics = new Map<string, Set<BusHandler>>()
   /** SUBSCRIBEs in flight: a second subscriber to the topic waits for the first's to take effect. */
   private readonly pending = new Map<string, Promise<void>>()
+  private readonly reconnectListeners = new Set<() => void>()
+  private wasReady = false
 
   /**
    * @param readyTimeout how long `subscribe` waits for the subscriber connection to
@@ -27,9 +29,16 @@ export class RedisBus implements MeshBus {
       if (handlers) for (const handler of handlers) handler(message)
     })
     subscriber.on('ready', () => {
-      if (this.topics.size === 0) return
-      // Failure here means Redis went away again; the next 'ready' retries.
-      subscriber.subscribe(...this.topics.keys()).catch(() => {})
+      const again = this.wasReady
+      this.wasReady = true
+      const resubscribed = this.topics.size === 0 ? Promise.resolve() : subscriber.subscribe(...this.topics.keys())
+      resubscribed.then(
+        () => {
+          if (again) for (const listener of this.reconnectListeners) listener()
+        },
+        // Redis went away again; the next 'ready' retries.
+        () => {},
+      )
     })
   }
 
@@ -63,6 +72,10 @@ export class RedisBus implements MeshBus {
     await subscribed
   }
 
+  onReconnect(listener: () => void): void {
+    this.reconnectListeners.add(listener)
+  }
+
   async unsubscribe(topic: string, handler: BusHandler): Promise<void> {
     const handlers = this.topics.get(topic)
     if (!handlers?.delete(handler) || handlers.size > 0) return
@@ -81,6 +94,7 @@ export class RedisBus implements MeshBus {
 
   async close(): Promise<void> {
     this.topics.clear()
+    this.reconnectListeners.clear()
     await this.subscriber.quit().catch(() => this.subscriber.disconnect())
   }
 }

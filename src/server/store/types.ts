@@ -133,6 +133,11 @@ export interface MeshBus {
   subscribe(topic: string, handler: BusHandler): Promise<void>
   unsubscribe(topic: string, handler: BusHandler): Promise<void>
   /**
+   * Called each time the bus listens on every topic again after it was away (not
+   * for the first connect). Messages published while it was away were lost.
+   */
+  onReconnect?(listener: () => void): void
+  /**
    * Resolves once every message published before the call (by anyone) has been
    * handed to this process's handlers. Optional: without it, a leave on the owning
    * instance may stop a broadcast that was published just before it.
