@@ -8,11 +8,12 @@ export const MESSAGES = 300
 const ROOM = 'room'
 
 /**
- * Prepares timed broadcasts to `members` (already in `room`), started by `trigger`:
- * each call of the returned function asks for `count` messages and resolves with the
- * milliseconds until the last member received the last one (in order, or it throws).
+ * Prepares timed broadcasts to `members` (already in `room`), started by `trigger` with
+ * `command` (the servers' 'fanout', or 'fanoutAwaited'): each call of the returned
+ * function asks for `count` messages and resolves with the milliseconds until the last
+ * member received the last one (in order, or it throws).
  */
-export function broadcaster(trigger: BenchClient, members: readonly BenchClient[], room: string) {
+export function broadcaster(trigger: BenchClient, members: readonly BenchClient[], room: string, command = 'fanout') {
   const received = new Array<number>(members.length).fill(0)
   let current: { tag: number; count: number; pending: number; done: (at: number) => void } | undefined
   let outOfOrder = 0
@@ -29,7 +30,7 @@ export function broadcaster(trigger: BenchClient, members: readonly BenchClient[
     const finished = new Promise<number>((done) => (current = { tag: ++tag, count, pending: members.length, done }))
     const startedAt = performance.now()
     const [, finishedAt] = await withTimeout(
-      Promise.all([trigger.call('fanout', { room, count, tag }), finished]),
+      Promise.all([trigger.call(command, { room, count, tag }), finished]),
       30_000,
       `broadcast of ${count} to ${members.length} clients`,
     )
@@ -40,8 +41,8 @@ export function broadcaster(trigger: BenchClient, members: readonly BenchClient[
 }
 
 /** Deliveries per second of `repetitions` fan-outs (after one warm-up), median. */
-export async function measureFanout(trigger: BenchClient, members: readonly BenchClient[], repetitions: number): Promise<Metrics> {
-  const broadcast = broadcaster(trigger, members, ROOM)
+export async function measureFanout(trigger: BenchClient, members: readonly BenchClient[], repetitions: number, command = 'fanout'): Promise<Metrics> {
+  const broadcast = broadcaster(trigger, members, ROOM, command)
   await broadcast(MESSAGES)
   const times: number[] = []
   for (let i = 0; i < repetitions; i++) times.push(await broadcast(MESSAGES))
@@ -59,16 +60,21 @@ export async function fanout(target: Target, context: BenchContext): Promise<Met
 
 /**
  * The room's members split evenly across the given servers of one target; the
- * broadcast is started on the first server.
+ * broadcast is started on the first server, with `command`.
  */
-export async function fanoutAcross(target: Target, servers: Array<{ script: string; env?: Record<string, string> }>, context: BenchContext): Promise<Metrics> {
+export async function fanoutAcross(
+  target: Target,
+  servers: Array<{ script: string; env?: Record<string, string> }>,
+  context: BenchContext,
+  command = 'fanout',
+): Promise<Metrics> {
   return withServers(servers, async (started) => {
     const members: BenchClient[] = []
     for (const server of started) members.push(...(await connectMany(target, server!.port, MEMBERS / started.length)))
     const [trigger] = await connectMany(target, started[0]!.port, 1)
     try {
       await joinRoom(members)
-      return await measureFanout(trigger!, members, context.config.fanoutRepetitions)
+      return await measureFanout(trigger!, members, context.config.fanoutRepetitions, command)
     } finally {
       await closeAll([...members, trigger!])
     }
