@@ -39,6 +39,8 @@ const rows: Row[] = [
   { workload: '1. RPC', metric: 'meshkit/raw ws, every round (lowest as ratio)', key: 'rpc:overRaw', format: times, perRound: 'raw',
     target: '≥1.1× raw ws in every round', met: (_, s) => atLeast(worst(s, 'rpc:overRaw', lowest), 1.1) },
   { workload: '1. RPC', metric: 'meshkit/Socket.IO, every round (lowest as ratio)', key: 'rpc:overSio', format: times, perRound: 'sio' },
+  { workload: '1. RPC', metric: 'server CPU µs per round trip', key: 'rpc:serverCpuUs', format: decimals },
+  { workload: '1. RPC', metric: 'client CPU µs per round trip (load process)', key: 'rpc:clientCpuUs', format: decimals },
   { workload: '1. RPC', metric: 'p50 ms', key: 'rpc:p50', format: decimals },
   { workload: '1. RPC', metric: 'p99 ms', key: 'rpc:p99', format: decimals, target: '≤1.2× raw ws', met: (m) => atMost(ratio(m.mesh, m.raw), 1.2) },
   { workload: '2. Fan-out, 1 instance', metric: 'deliveries/s', key: 'fanout:deliveriesPerSecond', format: integer, target: '≥1.2× raw ws, ≥1.3× Socket.IO',
@@ -142,7 +144,9 @@ Workloads:
 1. RPC: 50 clients × 10 requests in flight, each an awaited call, small object payload. The three targets'
    servers run side by side; after a 1 s warm-up each, every target is measured for ${rpcSeconds} s per round in
    0.5 s slices taken in turn (the order rotating every cycle), so that all see the same load from outside.
-   The per-round rows are meshkit's ratios within each round; the target needs every round.
+   Round-trips/s are totals over all slices; meshkit's ratio of a round is the median of its ratios to the slice
+   of the same cycle, and the target needs every round. CPU per round trip: the server process's, and the load
+   process's while it ran that target's clients (less sensitive to other load on the cores than throughput).
 2. Fan-out: 200 clients in a room; one request makes the server broadcast 300 messages to the room (raw ws:
    a loop over a Set, JSON encoded once per message; Socket.IO: \`io.to(room).emit\`; meshkit:
    \`broadcastRoom\`); timed from the request until every client has all 300, in order; median of
