@@ -12,7 +12,10 @@
 // owes. After the window, every message sent must be fully delivered within 30 s (or the
 // run fails), each member must see each sender's messages in order with none missing or
 // doubled, and no message may reach a member of another room.
-import { percentile, sleep, withServers, withTimeout, type BenchContext, type Metrics } from '../support.js'
+//
+// Beside it, the CPU time both servers used in the window per message counted: on shared
+// cores the throughput moves with whatever else runs, the cost of a message much less.
+import { percentile, sleep, withServers, withTimeout, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
 import { closeAll, connectMany, type BenchClient, type Target } from '../targets.js'
 
 const CLIENTS = 200
@@ -36,7 +39,11 @@ interface ChatMessage {
 
 const roomOf = (index: number): string => `chat-${Math.floor(index / ROOM_SIZE)}`
 
-async function measure(clients: readonly BenchClient[], seconds: number): Promise<Metrics> {
+async function measure(clients: readonly BenchClient[], servers: readonly ServerProcess[], seconds: number): Promise<Metrics> {
+  const serversCpuMs = async (): Promise<number> => {
+    const used = await Promise.all(servers.map((server) => server.control<{ cpuMs: number }>('cpu')))
+    return used.reduce((sum, { cpuMs }) => sum + cpuMs, 0)
+  }
   // Per sender, its messages still owed (a reply or a delivery), by seq.
   const open = clients.map(() => new Map<number, Message>())
   // Per member, the next seq expected from each sender.
@@ -83,11 +90,14 @@ async function measure(clients: readonly BenchClient[], seconds: number): Promis
   const senders = Promise.all(clients.map(sender))
   // A failed request ends the run at once (the race), not after the window.
   const pause = (ms: number): Promise<unknown> => Promise.race([sleep(ms), senders])
+  let cpuMs = 0
   try {
     await pause(WARM_UP_MS)
+    cpuMs = -(await serversCpuMs())
     const from = performance.now()
     window = { from, to: from + seconds * 1000 }
     await pause(seconds * 1000)
+    cpuMs += await serversCpuMs()
   } finally {
     sending = false
   }
@@ -105,18 +115,20 @@ async function measure(clients: readonly BenchClient[], seconds: number): Promis
     deliveriesPerSecond: messagesPerSecond * ROOM_SIZE,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
+    serverCpuUs: (cpuMs * 1000) / latencies.length,
   }
 }
 
 export async function chat(target: Target, context: BenchContext): Promise<Metrics> {
   const env = { BENCH_REDIS_URL: context.redisUrl, BENCH_NAMESPACE: context.namespace() }
-  return withServers([{ script: target.script, env }, { script: target.script, env }], async ([first, second]) => {
+  return withServers([{ script: target.script, env }, { script: target.script, env }], async (servers) => {
+    const [first, second] = servers
     const halves = [await connectMany(target, first!.port, CLIENTS / 2), await connectMany(target, second!.port, CLIENTS / 2)]
     // Alternate instances, so that each room of 50 consecutive clients has 25 on each.
     const clients = Array.from({ length: CLIENTS }, (_, index) => halves[index % 2]![Math.floor(index / 2)]!)
     try {
       await Promise.all(clients.map((client, index) => client.call('join', roomOf(index))))
-      return await measure(clients, context.config.chatSeconds)
+      return await measure(clients, servers, context.config.chatSeconds)
     } finally {
       await closeAll(clients)
     }
