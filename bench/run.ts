@@ -33,7 +33,7 @@ const workloads: Workload[] = [
   { name: 'rpc', runTogether: rpc, targets: ['raw', 'sio', 'mesh'] },
   { name: 'fanout', run: fanout, targets: ['raw', 'sio', 'mesh'] },
   { name: 'fanoutCluster', run: fanoutCluster, targets: ['sio', 'mesh'], redis: true },
-  { name: 'fanoutClusterAwaited', run: fanoutClusterAwaited, targets: ['sio', 'mesh'], redis: true },
+  { name: 'fanoutClusterAwaited', runTogether: fanoutClusterAwaited, targets: ['sio', 'mesh'], redis: true },
   { name: 'chat', run: chat, targets: ['sio', 'mesh'], redis: true },
   { name: 'memory', run: memory, targets: ['raw', 'sio', 'mesh'] },
   { name: 'memoryFixedYoung', run: memoryFixedYoung, targets: ['raw', 'sio', 'mesh'] },
