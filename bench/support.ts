@@ -166,7 +166,7 @@ export interface BenchConfig {
   fanoutRepetitions: number
   broadcasts: number
   holdSeconds: number
-  /** Measuring window of the chat workload, after its warm-up. */
+  /** Chat: measuring time per target and round, in 1 s windows taking turns with the other target. */
   chatSeconds: number
 }
 
