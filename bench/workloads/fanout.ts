@@ -41,8 +41,8 @@ export function broadcaster(trigger: BenchClient, members: readonly BenchClient[
 }
 
 /** Deliveries per second of `repetitions` fan-outs (after one warm-up), median. */
-export async function measureFanout(trigger: BenchClient, members: readonly BenchClient[], repetitions: number, command = 'fanout'): Promise<Metrics> {
-  const broadcast = broadcaster(trigger, members, ROOM, command)
+export async function measureFanout(trigger: BenchClient, members: readonly BenchClient[], repetitions: number): Promise<Metrics> {
+  const broadcast = broadcaster(trigger, members, ROOM)
   await broadcast(MESSAGES)
   const times: number[] = []
   for (let i = 0; i < repetitions; i++) times.push(await broadcast(MESSAGES))
@@ -60,21 +60,16 @@ export async function fanout(target: Target, context: BenchContext): Promise<Met
 
 /**
  * The room's members split evenly across the given servers of one target; the
- * broadcast is started on the first server, with `command`.
+ * broadcast is started on the first server.
  */
-export async function fanoutAcross(
-  target: Target,
-  servers: Array<{ script: string; env?: Record<string, string> }>,
-  context: BenchContext,
-  command = 'fanout',
-): Promise<Metrics> {
+export async function fanoutAcross(target: Target, servers: Array<{ script: string; env?: Record<string, string> }>, context: BenchContext): Promise<Metrics> {
   return withServers(servers, async (started) => {
     const members: BenchClient[] = []
     for (const server of started) members.push(...(await connectMany(target, server!.port, MEMBERS / started.length)))
     const [trigger] = await connectMany(target, started[0]!.port, 1)
     try {
       await joinRoom(members)
-      return await measureFanout(trigger!, members, context.config.fanoutRepetitions, command)
+      return await measureFanout(trigger!, members, context.config.fanoutRepetitions)
     } finally {
       await closeAll([...members, trigger!])
     }
