@@ -14,6 +14,8 @@ interface Row {
   format: (value: number) => string
   target?: string
   met?: (m: Medians, samples: Samples) => boolean | undefined
+  /** A row of meshkit's per-round ratios: every round in its column, the worst as its ratio. */
+  perRound?: 'raw' | 'sio'
 }
 
 const integer = (value: number): string => Math.round(value).toLocaleString('en-US')
@@ -29,9 +31,16 @@ function worst(samples: Samples, key: string, pick: (values: number[]) => number
   return values && values.length > 0 ? pick(values) : undefined
 }
 
+const lowest = (values: number[]): number => Math.min(...values)
+
 const rows: Row[] = [
   { workload: '1. RPC', metric: 'round-trips/s', key: 'rpc:rps', format: integer, target: '≥1.0× raw ws, ≥1.5× Socket.IO',
     met: (m) => all(atLeast(ratio(m.mesh, m.raw), 1.0), atLeast(ratio(m.mesh, m.sio), 1.5)) },
+  { workload: '1. RPC', metric: 'meshkit/raw ws, every round (lowest as ratio)', key: 'rpc:overRaw', format: times, perRound: 'raw',
+    target: '≥1.1× raw ws in every round', met: (_, s) => atLeast(worst(s, 'rpc:overRaw', lowest), 1.1) },
+  { workload: '1. RPC', metric: 'meshkit/Socket.IO, every round (lowest as ratio)', key: 'rpc:overSio', format: times, perRound: 'sio' },
+  { workload: '1. RPC', metric: 'server CPU µs per round trip', key: 'rpc:serverCpuUs', format: decimals },
+  { workload: '1. RPC', metric: 'client CPU µs per round trip (load process)', key: 'rpc:clientCpuUs', format: decimals },
   { workload: '1. RPC', metric: 'p50 ms', key: 'rpc:p50', format: decimals },
   { workload: '1. RPC', metric: 'p99 ms', key: 'rpc:p99', format: decimals, target: '≤1.2× raw ws', met: (m) => atMost(ratio(m.mesh, m.raw), 1.2) },
   { workload: '2. Fan-out, 1 instance', metric: 'deliveries/s', key: 'fanout:deliveriesPerSecond', format: integer, target: '≥1.2× raw ws, ≥1.3× Socket.IO',
@@ -53,6 +62,18 @@ const rows: Row[] = [
   { workload: '6. 10,000 connections, heartbeats on', metric: 'event-loop delay p99 ms', key: 'connections:loopP99', format: decimals, target: '< 100 ms',
     met: (m) => (m.mesh === undefined ? undefined : m.mesh < 100) },
   { workload: '6. 10,000 connections, heartbeats on', metric: 'server RSS MiB', key: 'connections:rssMB', format: decimals },
+  { workload: '7. Fan-out, 2 instances + Redis, each broadcast awaited', metric: 'deliveries/s', key: 'fanoutClusterAwaited:deliveriesPerSecond', format: integer,
+    target: '≥1.5× Socket.IO', met: (m) => atLeast(ratio(m.mesh, m.sio), 1.5) },
+  { workload: '7. Fan-out, 2 instances + Redis, each broadcast awaited', metric: 'meshkit/Socket.IO, every round (lowest as ratio)', key: 'fanoutClusterAwaited:overSio',
+    format: times, perRound: 'sio' },
+  { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'messages/s, all 50 delivered', key: 'chat:messagesPerSecond', format: integer,
+    target: '≥1.3× Socket.IO', met: (m) => atLeast(ratio(m.mesh, m.sio), 1.3) },
+  { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'meshkit/Socket.IO, every round (lowest as ratio)', key: 'chat:overSio', format: times, perRound: 'sio' },
+  { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'deliveries/s', key: 'chat:deliveriesPerSecond', format: integer },
+  { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'replies/s, delivered or not', key: 'chat:repliesPerSecond', format: integer },
+  { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'CPU µs of both servers per message counted', key: 'chat:serverCpuUs', format: decimals },
+  { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'ms to all 50 and reply, p50', key: 'chat:p50', format: decimals },
+  { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'ms to all 50 and reply, p99', key: 'chat:p99', format: decimals },
 ]
 
 const columns: TargetKey[] = ['raw', 'sio', 'mesh']
@@ -67,6 +88,13 @@ export function finalTable(samples: Samples): string {
       if (values && values.length > 0) m[key] = median(values)
     }
     let cells = columns.map((key) => (m[key] === undefined ? (perTarget[key] ? 'failed' : '—') : row.format(m[key]!)))
+    let ratios = [times(ratio(m.mesh, m.raw)), times(ratio(m.mesh, m.sio))]
+    if (row.perRound) {
+      const rounds = perTarget.mesh ?? []
+      cells = ['—', '—', rounds.length > 0 ? rounds.map((value) => value.toFixed(2)).join(', ') : '—']
+      const low = rounds.length > 0 ? times(lowest(rounds)) : '—'
+      ratios = row.perRound === 'raw' ? [low, '—'] : ['—', low]
+    }
     if (row.key === 'connections:held' || row.key === 'connections:open') {
       const worstValue = worst(samples, row.key, (v) => Math.min(...v))
       const dropped = worst(samples, 'connections:dropped', (v) => Math.max(...v))
@@ -76,7 +104,7 @@ export function finalTable(samples: Samples): string {
     const workload = row.key.split(':')[0]!
     const ran = [...samples.keys()].some((key) => key.startsWith(`${workload}:`))
     const verdict = met === undefined ? (!row.target ? '' : ran ? 'failed' : 'not run') : met ? 'yes' : '**NO**'
-    return [row.workload, row.metric, ...cells, times(ratio(m.mesh, m.raw)), times(ratio(m.mesh, m.sio)), row.target ?? '—', verdict]
+    return [row.workload, row.metric, ...cells, ...ratios, row.target ?? '—', verdict]
   })
   return markdownTable(header, body)
 }
@@ -102,7 +130,7 @@ export interface RunRecord {
 
 /** bench/results.md: the table, how it was made, and every round's figures. */
 export function resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures }: RunRecord): string {
-  const { rounds, rpcSeconds, fanoutRepetitions, broadcasts, holdSeconds } = config
+  const { rounds, rpcSeconds, fanoutRepetitions, broadcasts, holdSeconds, chatSeconds } = config
   return `# Benchmark results
 
 Command: \`${command}\` (${rounds} round(s), ${seconds.toFixed(0)} s in all), ${new Date().toISOString().slice(0, 10)}, ${revision}.
@@ -118,7 +146,12 @@ ${finalTable(samples)}
 
 Workloads:
 
-1. RPC: 50 clients × 10 requests in flight, small object payload, ${rpcSeconds} s after a 0.5 s warm-up.
+1. RPC: 50 clients × 10 requests in flight, each an awaited call, small object payload. The three targets'
+   servers run side by side; after a 1 s warm-up each, every target is measured for ${rpcSeconds} s per round in
+   0.5 s slices taken in turn (the order rotating every cycle), so that all see the same load from outside.
+   Round-trips/s are totals over all slices; meshkit's ratio of a round is the median of its ratios to the slice
+   of the same cycle, and the target needs every round. CPU per round trip: the server process's, and the load
+   process's while it ran that target's clients (less sensitive to other load on the cores than throughput).
 2. Fan-out: 200 clients in a room; one request makes the server broadcast 300 messages to the room (raw ws:
    a loop over a Set, JSON encoded once per message; Socket.IO: \`io.to(room).emit\`; meshkit:
    \`broadcastRoom\`); timed from the request until every client has all 300, in order; median of
@@ -134,6 +167,21 @@ Workloads:
    medians of ${broadcasts} broadcasts.
 6. 10,000 MeshClients on one meshkit instance with pingInterval 2000 and latencyInterval 1000, held ${holdSeconds} s
    while the server samples its event-loop delay (\`monitorEventLoopDelay\`, 10 ms resolution).
+7. Workload 3 with each broadcast awaited before the next, as users write it (meshkit:
+   \`for (...) await server.broadcastRoom(...)\`). Socket.IO's \`io.to(room).emit\` returns nothing to await, so
+   its server runs workload 3's loop, which is what its users write. Both targets' instances run side by side
+   and their fan-outs take turns (order rotating); the per-round row is the median of the per-repetition ratios.
+8. Chat: 200 clients on two instances on Redis, 4 rooms of 50 (25 members on each instance); every client sends
+   \`say\` requests ({ room, from, seq, text }) and awaits each reply before its next. meshkit's handler awaits
+   \`broadcastRoom\` to the room, then replies; Socket.IO's handler calls \`io.to(room).emit\` and acknowledges.
+   A message counts when its reply arrived and all 50 members (its sender included) received it, if that
+   happened within a 1 s window; both targets' instances run side by side and take turns (0.5 s of sending, the
+   window, a drain; order rotating), ${chatSeconds} windows per target and round after a 1.5 s warm-up each; the per-round
+   row is the median of meshkit's per-cycle ratios. Every message must be delivered, in order per sender, once,
+   to its room only, or the run fails. Replies/s counts the replies received in the window, delivered yet or not:
+   above messages/s, it shows senders running ahead of the deliveries. CPU per message: both servers' CPU time
+   over the window per message counted (Redis's own not included; with such a backlog it includes work on
+   messages accepted but not yet counted).
 ${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 

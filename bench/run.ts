@@ -1,8 +1,8 @@
 // The benchmark: every workload for every target, targets interleaved in rounds, each
 // target's server in its own process and the load here; medians and ratios at the end.
-//   npm run bench                full run (4 rounds, about 6 minutes), writes bench/results.md
+//   npm run bench                full run (4 rounds, about 10 minutes), writes bench/results.md
 //   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md (as does --only)
-//   options: --rounds N, --only rpc,fanout,..., --cpu-prof (meshkit servers, into /tmp)
+//   options: --rounds N, --only rpc,fanout,chat,..., --cpu-prof (meshkit servers, into /tmp)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
@@ -11,23 +11,30 @@ import { finalTable, resultsMarkdown, type Samples } from './report.js'
 import { fileLimits, killAllServers, processOptions, repoRoot, withTimeout, type BenchConfig, type BenchContext, type Metrics } from './support.js'
 import { targets, type Target, type TargetKey } from './targets.js'
 import { broadcastCost } from './workloads/broadcast-cost.js'
+import { chat } from './workloads/chat.js'
 import { CONNECTIONS, connections } from './workloads/connections.js'
+import { fanoutClusterAwaited } from './workloads/fanout-cluster-awaited.js'
 import { fanoutCluster } from './workloads/fanout-cluster.js'
 import { fanout } from './workloads/fanout.js'
 import { memory, memoryFixedYoung } from './workloads/memory.js'
 import { rpc } from './workloads/rpc.js'
 
-interface Workload {
+type Workload = {
   name: string
-  run: (target: Target, context: BenchContext) => Promise<Metrics>
   targets: TargetKey[]
   redis?: boolean
-}
+} & (
+  | { run: (target: Target, context: BenchContext) => Promise<Metrics> }
+  /** Measures all its targets in one go (interleaved), figures by target. */
+  | { runTogether: (chosen: readonly Target[], context: BenchContext) => Promise<Partial<Record<TargetKey, Metrics>>> }
+)
 
 const workloads: Workload[] = [
-  { name: 'rpc', run: rpc, targets: ['raw', 'sio', 'mesh'] },
+  { name: 'rpc', runTogether: rpc, targets: ['raw', 'sio', 'mesh'] },
   { name: 'fanout', run: fanout, targets: ['raw', 'sio', 'mesh'] },
   { name: 'fanoutCluster', run: fanoutCluster, targets: ['sio', 'mesh'], redis: true },
+  { name: 'fanoutClusterAwaited', runTogether: fanoutClusterAwaited, targets: ['sio', 'mesh'], redis: true },
+  { name: 'chat', runTogether: chat, targets: ['sio', 'mesh'], redis: true },
   { name: 'memory', run: memory, targets: ['raw', 'sio', 'mesh'] },
   { name: 'memoryFixedYoung', run: memoryFixedYoung, targets: ['raw', 'sio', 'mesh'] },
   { name: 'broadcastCost', run: broadcastCost, targets: ['mesh'], redis: true },
@@ -41,8 +48,8 @@ const option = (name: string): string | undefined => {
 }
 const quick = args.includes('--quick')
 const config: BenchConfig = quick
-  ? { rounds: 1, rpcSeconds: 1, fanoutRepetitions: 2, broadcasts: 50, holdSeconds: 3 }
-  : { rounds: 4, rpcSeconds: 3, fanoutRepetitions: 5, broadcasts: 200, holdSeconds: 10 }
+  ? { rounds: 1, rpcSeconds: 1, fanoutRepetitions: 2, broadcasts: 50, holdSeconds: 3, chatSeconds: 2 }
+  : { rounds: 4, rpcSeconds: 4, fanoutRepetitions: 5, broadcasts: 200, holdSeconds: 10, chatSeconds: 3 }
 if (option('--rounds')) config.rounds = Number(option('--rounds'))
 const only = option('--only')?.split(',')
 const selected = workloads.filter((workload) => !only || only.includes(workload.name))
@@ -93,25 +100,33 @@ try {
   }
   for (let round = 1; round <= config.rounds; round++) {
     for (const workload of selected) {
-      for (const key of workload.targets) {
-        const target = targets[key]
+      // One measurement per target, or one for all targets together.
+      const runs = 'run' in workload
+        ? workload.targets.map((key) => ({ keys: [key], measure: async () => ({ [key]: await workload.run(targets[key], context) }) }))
+        : [{ keys: workload.targets, measure: () => workload.runTogether(workload.targets.map((key) => targets[key]), context) }]
+      for (const { keys, measure } of runs) {
+        const label = keys.map((key) => targets[key].label).join(' + ')
         const runStarted = Date.now()
         try {
-          const metrics = await withTimeout(workload.run(target, context), 180_000, `${workload.name} on ${target.label}`)
-          for (const [metric, value] of Object.entries(metrics)) {
-            const perTarget = samples.get(`${workload.name}:${metric}`) ?? {}
-            ;(perTarget[key] ??= []).push(value)
-            samples.set(`${workload.name}:${metric}`, perTarget)
+          const byTarget = await withTimeout(measure(), 180_000, `${workload.name} on ${label}`)
+          for (const key of keys) {
+            const metrics = byTarget[key]
+            if (!metrics) throw new Error(`${workload.name} gave no figures for ${targets[key].label}`)
+            for (const [metric, value] of Object.entries(metrics)) {
+              const perTarget = samples.get(`${workload.name}:${metric}`) ?? {}
+              ;(perTarget[key] ??= []).push(value)
+              samples.set(`${workload.name}:${metric}`, perTarget)
+            }
+            const shown = Object.entries(metrics).map(([metric, value]) => `${metric} ${Number.isInteger(value) ? value : value.toFixed(2)}`)
+            console.log(`round ${round} ${workload.name} ${targets[key].label}: ${shown.join(', ')} (${((Date.now() - runStarted) / 1000).toFixed(1)} s)`)
           }
-          const shown = Object.entries(metrics).map(([metric, value]) => `${metric} ${Number.isInteger(value) ? value : value.toFixed(2)}`)
-          console.log(`round ${round} ${workload.name} ${target.label}: ${shown.join(', ')} (${((Date.now() - runStarted) / 1000).toFixed(1)} s)`)
         } catch (error) {
           killAllServers()
-          const message = `round ${round} ${workload.name} ${target.label}: ${(error as Error).message}`
+          const message = `round ${round} ${workload.name} ${label}: ${(error as Error).message}`
           failures.push(message)
           console.log(`FAILED ${message}`)
           const perTarget = samples.get(`${workload.name}:failed`) ?? {}
-          ;(perTarget[key] ??= []).push(round)
+          for (const key of keys) (perTarget[key] ??= []).push(round)
           samples.set(`${workload.name}:failed`, perTarget)
         }
       }

@@ -161,10 +161,13 @@ export function markdownTable(header: readonly string[], rows: readonly (readonl
 /** Sizes of one run; `--quick` shortens durations and repetitions, never the workloads' shape. */
 export interface BenchConfig {
   rounds: number
+  /** RPC: measuring time per target and round, in slices interleaved with the other targets. */
   rpcSeconds: number
   fanoutRepetitions: number
   broadcasts: number
   holdSeconds: number
+  /** Chat: measuring time per target and round, in 1 s windows taking turns with the other target. */
+  chatSeconds: number
 }
 
 /** What a workload gets from the orchestrator. */

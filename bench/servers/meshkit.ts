@@ -23,5 +23,16 @@ server.registerCommand<{ room: string; count: number; tag: number }>('fanout', a
   await Promise.all(sent)
   return count
 })
+// Issue 11: what users write, as the Mesh README shows it: each broadcast awaited before the next.
+server.registerCommand<{ room: string; count: number; tag: number }>('fanoutAwaited', async (ctx) => {
+  const { room, count, tag } = ctx.payload
+  for (let seq = 0; seq < count; seq++) await server.broadcastRoom(room, 'tick', { seq, tag, text: 'hello, room' })
+  return count
+})
+// A chat message: the command's reply waits for the broadcast to the whole room.
+server.registerCommand<{ room: string }>('say', async (ctx) => {
+  await server.broadcastRoom(ctx.payload.room, 'chat', ctx.payload)
+  return true
+})
 await server.ready()
 serveControl(server.port, () => server.connections.size)

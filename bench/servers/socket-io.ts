@@ -29,5 +29,16 @@ io.on('connection', (socket) => {
     for (let seq = 0; seq < count; seq++) io.to(room).emit('tick', { seq, tag, text: 'hello, room' })
     ack(count)
   })
+  // The awaited fan-out and chat workloads: io.to(room).emit returns nothing to await
+  // (the adapter publishes and every instance filters), so Socket.IO's handlers are what
+  // its users write, the same loop as 'fanout' and an emit before the acknowledgement.
+  socket.on('fanoutAwaited', ({ room, count, tag }: { room: string; count: number; tag: number }, ack: Ack) => {
+    for (let seq = 0; seq < count; seq++) io.to(room).emit('tick', { seq, tag, text: 'hello, room' })
+    ack(count)
+  })
+  socket.on('say', (message: { room: string }, ack: Ack) => {
+    io.to(message.room).emit('chat', message)
+    ack(true)
+  })
 })
 http.listen(0, '127.0.0.1', () => serveControl((http.address() as { port: number }).port, () => io.engine.clientsCount))

@@ -8,11 +8,12 @@ export const MESSAGES = 300
 const ROOM = 'room'
 
 /**
- * Prepares timed broadcasts to `members` (already in `room`), started by `trigger`:
- * each call of the returned function asks for `count` messages and resolves with the
- * milliseconds until the last member received the last one (in order, or it throws).
+ * Prepares timed broadcasts to `members` (already in `room`), started by `trigger` with
+ * `command` (the servers' 'fanout', or 'fanoutAwaited'): each call of the returned
+ * function asks for `count` messages and resolves with the milliseconds until the last
+ * member received the last one (in order, or it throws).
  */
-export function broadcaster(trigger: BenchClient, members: readonly BenchClient[], room: string) {
+export function broadcaster(trigger: BenchClient, members: readonly BenchClient[], room: string, command = 'fanout') {
   const received = new Array<number>(members.length).fill(0)
   let current: { tag: number; count: number; pending: number; done: (at: number) => void } | undefined
   let outOfOrder = 0
@@ -29,7 +30,7 @@ export function broadcaster(trigger: BenchClient, members: readonly BenchClient[
     const finished = new Promise<number>((done) => (current = { tag: ++tag, count, pending: members.length, done }))
     const startedAt = performance.now()
     const [, finishedAt] = await withTimeout(
-      Promise.all([trigger.call('fanout', { room, count, tag }), finished]),
+      Promise.all([trigger.call(command, { room, count, tag }), finished]),
       30_000,
       `broadcast of ${count} to ${members.length} clients`,
     )
