@@ -4,7 +4,7 @@ import { ErrorCode } from 'meshkit'
 import type { MeshClient } from 'meshkit/client'
 import { Dispatcher, type MeshServer } from 'meshkit/server'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
-import { connectClient, deferred, eventually, rejectionOf } from './support/harness.js'
+import { connectClient, deferred, eventually, nextEvent, rejectionOf } from './support/harness.js'
 
 // Named-user sends (sync off) and the Dispatcher's deliveries publish to user, room
 // and instance topics without reading Redis first; only instances holding a
@@ -69,6 +69,18 @@ describe('user routing across instances', () => {
     await fence(c, [...ann, bob, anonymous])
     for (const inbox of inboxes) expect(inbox).toEqual(['from c', 'from a dispatcher'])
     for (const inbox of elsewhere) expect(inbox).toEqual([])
+  })
+
+  it('reaches users of servers that keep messages (sync) from a Dispatcher that does not', async () => {
+    const namespace = uniqueNamespace('user-routing-mixed')
+    const servers = (await startInstances(2, { namespace, sync: { enabled: true } })) as [MeshServer, MeshServer]
+    for (const server of servers) server.onAuthenticate((credentials) => ({ id: String(credentials) }))
+    const dispatcher = new Dispatcher(inject('redisUrl'), { namespace })
+    onTestFinished(() => dispatcher.close())
+    const ann = [await signedIn(servers[0], 'ann'), await signedIn(servers[1], 'ann')]
+    const arrived = ann.map((client) => nextEvent(client, 'msg'))
+    await dispatcher.dispatch('msg', 'live', ['ann'])
+    expect(await Promise.all(arrived)).toEqual(['live', 'live'])
   })
 
   it('stops reaching connections that closed, unsubscribes the instance that held the last one, and keeps a connection to its one user', async () => {

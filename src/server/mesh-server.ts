@@ -84,10 +84,11 @@ export class MeshServer {
     }, this.logger, this.options.redisTimeout)
     const { keys, shared } = backend
     const handler = this.cluster.onMessage
-    // One instance alone (memory store) has nobody to hear a topic; with sync, named-user
-    // sends route through the keep step's read, so user topics would go unheard.
+    // One instance alone (memory store) has nobody to hear a topic. User topics are heard
+    // with sync too: this server's own named sends then route through the keep step's
+    // read, but a Dispatcher without sync publishes to them.
     const roomIndex = new LocalIndex(shared ? { bus: this.bus, topicOf: (room) => keys.roomTopic(room), handler } : undefined, this.logger)
-    const userIndex = new LocalIndex(shared && !this.options.sync.enabled ? { bus: this.bus, topicOf: (user) => keys.userTopic(user), handler } : undefined, this.logger)
+    const userIndex = new LocalIndex(shared ? { bus: this.bus, topicOf: (user) => keys.userTopic(user), handler } : undefined, this.logger)
     const flushBus = shared && this.bus.flush ? () => this.bus.flush!() : undefined
     const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection), roomIndex, flushBus)
     const redelivery = new Redelivery(this.store, this.options.sync, this.logger)
