@@ -93,8 +93,8 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         const store = await open()
         // Both would expire together; only the refreshed one may outlive its first ttl.
         // (A longer ttl here: the refresh must land before the first one runs out, even on a busy machine.)
-        await store.registerInstance('refreshed', 250)
-        await store.registerInstance('left', 250)
+        await store.registerInstance('refreshed', 1_000)
+        await store.registerInstance('left', 1_000)
         expect(await store.refreshInstance('refreshed', 60_000)).toBe(true)
         await until(() => store.getDeadInstances(), (dead) => dead.includes('left'))
         expect(await store.getDeadInstances()).toEqual(['left'])
