@@ -132,6 +132,20 @@ describe('room routing across instances', () => {
     expect(Date.now() - startedAt).toBeLessThan(5_000)
   })
 
+  it('closing the server rejects a change still waiting for its owner at once, not after redisTimeout', { timeout: 30_000 }, async () => {
+    const namespace = uniqueNamespace('routing-close-waiting')
+    const a = await startServer({ redis: inject('redisUrl'), namespace, redisTimeout: 60_000 })
+    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: '20000' })
+    const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
+    const doomedId = onDoomed.id!
+    await doomed.kill()
+    const waiting = rejectionOf(a.addToRoom('lobby', doomedId))
+    const startedAt = Date.now()
+    await a.close()
+    expect((await waiting).code).toBe(ErrorCode.UNAVAILABLE)
+    expect(Date.now() - startedAt).toBeLessThan(10_000)
+  })
+
   it('reaches every member exactly once again after Redis restarted empty', { timeout: 60_000 }, async () => {
     let redis = await startRedisServer()
     onTestFinished(() => redis.stop())
@@ -185,5 +199,39 @@ describe('room routing across instances', () => {
     await b.broadcastRoom('lobby', 'msg', 'from b')
     await fence(a, [mover])
     expect(inbox).toEqual(['on b', 'on c', 'from b'])
+  })
+})
+
+describe('room changes made back to back', () => {
+  it('applies a leave and a join started right after it in the order they were made, on the owner and from another instance; routing agrees with the store after a client\'s concurrent joins and leaves', async () => {
+    const namespace = uniqueNamespace('routing-back-to-back')
+    const [a, b] = (await startInstances(2, { namespace })) as [MeshServer, MeshServer]
+    a.exposeRoom('r')
+    const client = await connectClient(a)
+    const id = client.id!
+    for (const [server, label] of [[a, 'owner'], [b, 'other']] as const) {
+      await server.addToRoom('r', id)
+      await Promise.all([server.removeFromRoom('r', id), server.addToRoom('r', id)])
+      expect(await a.isInRoom('r', id)).toBe(true)
+      const got = nextEvent(client, 'evt', 2_000)
+      await b.broadcastRoom('r', 'evt', label)
+      expect(await got).toBe(label)
+      await Promise.all([server.addToRoom('r', id), server.removeFromRoom('r', id)])
+      expect(await a.isInRoom('r', id)).toBe(false)
+      const inbox = collect(client, 'evt')
+      await a.broadcastRoom('r', 'evt', 'not a member')
+      await fence(a, [client])
+      expect(inbox).toEqual([])
+    }
+    // A client's concurrent requests have no order on the server; whatever the store
+    // ended with, routing agrees with it.
+    for (let round = 0; round < 5; round++) {
+      await Promise.all([client.joinRoom('r'), client.leaveRoom('r'), client.joinRoom('r')])
+      const member = await a.isInRoom('r', id)
+      const inbox = collect(client, 'evt')
+      await b.broadcastRoom('r', 'evt', 'client')
+      await fence(b, [client])
+      expect(inbox).toEqual(member ? ['client'] : [])
+    }
   })
 })

@@ -3,6 +3,9 @@ import { idOf, type ConnectionRef, type Ownership } from './ownership.js'
 
 /** Room membership for connections on any instance. */
 export class RoomManager {
+  /** The change each connection is undergoing on this instance: the next one waits for it. */
+  private readonly changing = new Map<string, Promise<unknown>>()
+
   constructor(
     private readonly store: MeshStore,
     private readonly ownership: Ownership,
@@ -15,25 +18,49 @@ export class RoomManager {
   async addToRoom(room: string, connection: ConnectionRef): Promise<void> {
     requireRoom(room)
     const id = idOf(connection)
-    const owner = await this.ownership.ownerOf(id)
-    await this.ownership.write(id, owner, ['room+', id, room], () => this.store.addToRoom(room, id))
+    await this.inTurn(id, async () => {
+      const owner = await this.ownership.ownerOf(id)
+      await this.ownership.write(id, owner, ['room+', id, room], () => this.store.addToRoom(room, id))
+    })
   }
 
   async removeFromRoom(room: string, connection: ConnectionRef): Promise<void> {
     requireRoom(room)
     const id = idOf(connection)
-    const owner = await this.ownership.ownerOf(id)
-    await this.store.removeFromRoom(room, id)
-    await this.ownership.record(owner, ['room-', id, room])
+    await this.inTurn(id, async () => {
+      const owner = await this.ownership.ownerOf(id)
+      await this.store.removeFromRoom(room, id)
+      await this.ownership.record(owner, ['room-', id, room])
+    })
   }
 
   /** Removes a connection from every room it is in; resolves with those rooms. */
   async removeFromAllRooms(connection: ConnectionRef): Promise<string[]> {
     const id = idOf(connection)
-    const owner = await this.ownership.ownerOf(id)
-    const rooms = await this.store.removeFromAllRooms(id)
-    await this.ownership.record(owner, ['rooms-', id])
-    return rooms
+    return this.inTurn(id, async () => {
+      const owner = await this.ownership.ownerOf(id)
+      const rooms = await this.store.removeFromAllRooms(id)
+      await this.ownership.record(owner, ['rooms-', id])
+      return rooms
+    })
+  }
+
+  /**
+   * Runs one connection's room changes made on this instance one at a time, in the
+   * order they were asked for: store write, then the owner's record (and routing).
+   * Overlapping, the owner could record them in another order than the store took
+   * them (their replies resolve after different numbers of steps), and a leave and a
+   * join made back to back would leave the connection a member that gets no
+   * broadcasts. Changes made on different instances at once stay unordered.
+   */
+  private inTurn<T>(connectionId: string, change: () => Promise<T>): Promise<T> {
+    const run = (this.changing.get(connectionId) ?? Promise.resolve()).then(change)
+    const settled = run.catch(() => {})
+    this.changing.set(connectionId, settled)
+    void settled.then(() => {
+      if (this.changing.get(connectionId) === settled) this.changing.delete(connectionId)
+    })
+    return run
   }
 
   async isInRoom(room: string, connection: ConnectionRef): Promise<boolean> {
