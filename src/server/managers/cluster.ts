@@ -41,6 +41,7 @@ export class Cluster {
   /** Acknowledged notices waiting for their owner's reply, by request id. */
   private readonly awaiting = new Map<number, { resolve(): void; reject(error: MeshError): void }>()
   private nextRequest = 1
+  private stopped = false
 
   constructor(
     private readonly bus: MeshBus,
@@ -60,7 +61,12 @@ export class Cluster {
     ])
   }
 
+  /** Unsubscribes; changes still waiting for their owner's confirmation reject with `UNAVAILABLE` now, not after the timeout. */
   async stop(): Promise<void> {
+    this.stopped = true
+    for (const waiting of [...this.awaiting.values()]) {
+      waiting.reject(closedBeforeConfirmation())
+    }
     await Promise.allSettled([
       this.bus.unsubscribe(this.keys.instanceTopic(this.instanceId), this.onMessage),
       this.bus.unsubscribe(this.keys.broadcastTopic, this.onMessage),
@@ -102,6 +108,7 @@ export class Cluster {
    * store write already happened, so retrying (the changes are idempotent) is safe.
    */
   notifyAcknowledged(instanceId: string, notice: Notice): Promise<void> {
+    if (this.stopped) return Promise.reject(closedBeforeConfirmation())
     const id = this.nextRequest++
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -171,4 +178,8 @@ export class Cluster {
 
 function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === 'string')
+}
+
+function closedBeforeConfirmation(): MeshError {
+  return new MeshError(ErrorCode.UNAVAILABLE, 'The server closed before the owning instance confirmed the change', { data: { cause: 'CLOSED' } })
 }
