@@ -1,6 +1,7 @@
 import { nanoid } from 'nanoid'
 import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
 import { badArgument, requireEventName, userIdList } from './call-arguments.js'
+import { channelMessage } from './channel-message.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'
 import { Cluster } from './managers/cluster.js'
@@ -29,8 +30,8 @@ const noLocalConnections = new Map<string, never>()
 
 /**
  * Sends from any process (a worker, an API server) to connections on any instance:
- * user-addressed messages with the same recipients as `server.send`, room broadcasts
- * and sends to connection ids. It holds no connections and no routing state: each
+ * user-addressed messages with the same recipients as `server.send`, room broadcasts,
+ * sends to connection ids and channel writes. It holds no connections and no routing state: each
  * call publishes to the topics the instances listen on. Messages from one dispatcher
  * arrive in the order sent.
  */
@@ -98,6 +99,18 @@ export class Dispatcher {
     // Waits (bounded) for Redis while it connects or reconnects, instead of failing at once.
     await whenReady(this.redis, this.timeout)
     await this.delivery.sendToUsers(event, payload, users, excluded)
+  }
+
+  /**
+   * Publishes a message to a channel's subscribers on every instance and keeps the
+   * newest `historyLimit` in history (0: none), exactly as `server.writeChannel`:
+   * the same atomic store step, so offsets stay contiguous across every writer and
+   * resuming clients get these messages from history. Resolves with the offset.
+   */
+  async writeChannel(channel: string, message: unknown, historyLimit = 0): Promise<number> {
+    const bytes = channelMessage(channel, message, historyLimit)
+    await whenReady(this.redis, this.timeout)
+    return this.store.writeChannel(channel, bytes, historyLimit)
   }
 
   /** Closes the Redis connection, so the process can exit. Idempotent. */

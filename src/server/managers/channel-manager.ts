@@ -1,6 +1,7 @@
 import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { msgpackCodec } from '../../shared/msgpack-codec.js'
 import { FrameType } from '../../shared/protocol.js'
+import { channelMessage } from '../channel-message.js'
 import type { Connection } from '../connection.js'
 import { limitExceeded } from '../connection-limits.js'
 import { Attempts } from '../attempts.js'
@@ -73,15 +74,7 @@ export class ChannelManager {
 
   /** Publishes a message and keeps the newest `historyLimit` in history (0: none); resolves with its offset. */
   async write(channel: string, message: unknown, historyLimit = 0): Promise<number> {
-    requireChannel(channel)
-    if (!Number.isInteger(historyLimit) || historyLimit < 0) throw new RangeError('historyLimit must be an integer, 0 or more')
-    let bytes: Uint8Array
-    try {
-      bytes = msgpackCodec.encode(message) as Uint8Array
-    } catch (error) {
-      throw new MeshError(ErrorCode.ENCODE_ERROR, 'The channel message cannot be encoded', { cause: error })
-    }
-    return this.store.writeChannel(channel, bytes, historyLimit)
+    return this.store.writeChannel(channel, channelMessage(channel, message, historyLimit), historyLimit)
   }
 
   /**
@@ -200,8 +193,4 @@ function isComplete(since: number, snapshot: { offset: number; base: number }, r
   if (since === 0) return retained === snapshot.offset - snapshot.base
   if (since < snapshot.base) return false
   return retained === snapshot.offset - since
-}
-
-function requireChannel(channel: string): void {
-  if (typeof channel !== 'string' || channel.length === 0) throw new TypeError('A channel name must be a non-empty string')
 }
