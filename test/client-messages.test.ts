@@ -208,6 +208,31 @@ describe('messages across a reconnect', () => {
     expect(received).toEqual(Array.from({ length: 50 }, (_, index) => [index, 'ada']))
   })
 
+  it('holds messages sent while connecting, and drops (reporting it) one that proves larger than the server accepts', async () => {
+    const received: unknown[] = []
+    const done = deferred()
+    const server = await startServer({ maxPayload: 1024 }, (created) =>
+      created.onMessage('step', (ctx) => {
+        received.push(ctx.data)
+        if (ctx.data === 'last') done.resolve()
+      }),
+    )
+    const client = createClient(server)
+    const connected = client.connect()
+    expect(client.state).toBe('connecting')
+    const dropped = nextEvent<MeshError>(client, 'error')
+    expect(client.send('step', 'first')).toBe(true)
+    expect(client.send('step', 'y'.repeat(2048))).toBe(true)
+    expect(client.send('step', 'last')).toBe(true)
+    await connected
+    const reported = await dropped
+    expect(reported.code).toBe(ErrorCode.MESSAGES_DROPPED)
+    expect(reported.data).toEqual({ count: 1, reason: 'too-large' })
+    await done.promise
+    expect(received).toEqual(['first', 'last'])
+    expect(client.state).toBe('open')
+  })
+
   it('reports what overflows maxQueuedMessages and what close() drops, with counts', async () => {
     const server = await startServer()
     const client = await connectClient(server, { reconnectInterval: 60_000, maxQueuedMessages: 3 })
