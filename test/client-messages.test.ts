@@ -170,12 +170,17 @@ describe('messages through middleware and authentication', () => {
     })
     const client = await connectClient(server)
     const refused = nextEvent<MeshError>(client, 'error')
+    const errors: string[] = []
+    client.on('error', (error) => errors.push(error.code))
     client.send('step', 1)
     client.send('step', 2)
     const error = await refused
     expect(error.code).toBe(ErrorCode.UNAUTHORIZED)
+    expect(error.data).toEqual({ message: 'step' })
     await client.authenticate('secret')
     expect(server.stats.unauthorizedMessages).toBe(2)
+    // The reply to authenticate came after both messages were dropped: one error frame for the two.
+    expect(errors).toEqual([ErrorCode.UNAUTHORIZED])
     expect(users).toEqual([])
     const handled = deferred()
     server.onMessage('done', () => handled.resolve())
