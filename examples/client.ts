@@ -32,6 +32,10 @@ console.log(`chat:general history: ${history.length} message(s)`)
 await client.command('say', { channel: 'chat:general', text: 'hello channel' })
 await arrived
 
+const noted = new Promise<{ text: string }>((resolve) => client.once<{ text: string }>('noted', resolve))
+client.send('note', 'hello server')
+console.log('message → noted:', (await noted).text)
+
 try {
   await client.command('whoami', {})
 } catch (error) {

@@ -43,6 +43,12 @@ server.registerCommand('say', async (ctx: MeshContext<{ channel: string; text: s
   return server.writeChannel(channel, { from: ctx.connection.id, text: String(text) }, 50)
 })
 
+// Client messages (client.send): fire-and-forget, no reply; global middleware runs first
+// (ctx.message is set). This handler answers with an event anyway, to show the round trip.
+server.onMessage('note', (ctx) => {
+  ctx.connection.send('noted', { text: String(ctx.data), by: ctx.user ? (ctx.user as User).name : 'anonymous' })
+})
+
 server.onConnection((connection) => {
   console.log(`+ ${connection.id} (${connection.codec.name})`)
   connection.send('welcome', { id: connection.id })

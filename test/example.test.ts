@@ -42,6 +42,7 @@ describe('examples (what `npm start` runs)', () => {
     expect(clientOutput()).toContain('unknown command → NOT_FOUND')
     expect(clientOutput()).toMatch(/join → \[ '[\w-]+\.[\w-]+' \]/)
     expect(clientOutput()).toContain('chat:general ← hello channel')
+    expect(clientOutput()).toContain('message → noted: hello server')
     expect(code).toBe(0)
 
     server.kill('SIGTERM')

@@ -35,7 +35,7 @@ describe('hostile input', () => {
     for (let seed = FIRST_SEED; seed < FIRST_SEED + 40; seed++) {
       for (const message of fuzzSession(seed).messages) kinds.add(message.kind)
     }
-    expect([...kinds].sort()).toEqual(['duplicate ids in flight', 'garbage text', 'invalid utf-8 text', 'lying header', 'oversized frame', 'random bytes', 'truncated frame', 'wrong-shaped frame'])
+    expect([...kinds].sort()).toEqual(['duplicate ids in flight', 'garbage text', 'invalid utf-8 text', 'lying header', 'message frame', 'oversized frame', 'random bytes', 'truncated frame', 'wrong-shaped frame'])
     expect(fuzzSession(42)).toEqual(fuzzSession(42))
     expect(fuzzSession(42)).not.toEqual(fuzzSession(43))
   })
@@ -78,6 +78,8 @@ describe('hostile input', () => {
     expect(faults).toEqual([])
     expect(client.failures).toEqual([])
     expect(client.commands).toBeGreaterThan(10)
+    // Messages reached the handlers, the throwing and rejecting ones too, and were survived.
+    expect(server.stats.failedMessages).toBeGreaterThan(0)
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
     // Only the well-behaved client remains once the hostile sockets are gone.
     await eventually(async () => expect(server.connections.size).toBe(1))

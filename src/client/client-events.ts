@@ -29,7 +29,10 @@ export interface ClientEvents {
    * An error not tied to a command: the server rejecting a malformed frame, a listener
    * that threw (`LISTENER_ERROR`), a channel callback that threw (`INTERNAL_ERROR`, the
    * thrown value as `cause`), or a failed reconnect attempt
-   * (`CONNECTION_FAILED` with its `ConnectionFailure` as `data`, or `VERSION_MISMATCH`).
+   * (`CONNECTION_FAILED` with its `ConnectionFailure` as `data`, or `VERSION_MISMATCH`),
+   * `send()` messages that will never be written (`MESSAGES_DROPPED`, `data`
+   * `{ count, reason }`), or the server dropping messages sent before authenticating
+   * when it requires it (`UNAUTHORIZED`, once per connection).
    */
   error: MeshError
   /**

@@ -1,7 +1,7 @@
-import { codecByName, type Codec } from '../shared/codec.js'
+import { codecByName, encodeFrame, type Codec } from '../shared/codec.js'
 import { Emitter } from '../shared/emitter.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
-import { BuiltinCommand, CloseCode, FrameType, RESERVED_EVENTS, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
+import { BuiltinCommand, CloseCode, FrameType, MAX_MESSAGE_TYPE_BYTES, RESERVED_EVENTS, isMessageType, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from '../shared/backoff.js'
 import { listenerError, nextConnect, type ClientEvents, type ClientState } from './client-events.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
@@ -9,7 +9,7 @@ import { openSocket } from './open-socket.js'
 import { PingWatchdog } from './ping-watchdog.js'
 import { Reauthentication } from './reauthentication.js'
 import { RedeliveredMessages } from './redelivered-messages.js'
-import { RequestSender } from './request-sender.js'
+import { RequestSender, type DropReason } from './request-sender.js'
 import { RetryScope } from './retry-scope.js'
 import { Subscriptions, type ChannelCallback, type SubscribeOptions, type SubscribeResult } from './subscriptions.js'
 import { defaultWebSocket, type Transport } from './transport.js'
@@ -77,7 +77,9 @@ export class MeshClient {
     this.urls = new UrlSource(url)
     this.options = resolveClientOptions(options)
     this.codec = codecByName(this.options.codec)
-    this.sender = new RequestSender(this.codec, () => this.currentState === 'open' && !this.resuming)
+    this.sender = new RequestSender(this.codec, () => this.currentState === 'open' && !this.resuming, this.options.maxQueuedMessages, (count, reason) =>
+      this.reportDropped(count, reason),
+    )
     this.watchdog = new PingWatchdog(this.options.pingTimeout, this.options.maxMissedPings, () =>
       this.transport?.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no ping from server'),
     )
@@ -144,6 +146,33 @@ export class MeshClient {
       return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.currentState}`))
     }
     return this.sender.request(name, payload, timeout, false) as Promise<R>
+  }
+
+  /**
+   * Sends a message the server handles with `onMessage` (fire-and-forget: no reply,
+   * no acknowledgement). Messages and commands reach the server in the order they
+   * were made. While there is no socket (connecting, reconnecting, re-authenticating)
+   * up to `maxQueuedMessages` wait and go out once the session is resumed; returns
+   * false for one dropped because the queue is full (reported as an `error` event
+   * with code `MESSAGES_DROPPED`). A message written to a socket that then drops is
+   * lost: delivery is at most once.
+   *
+   * Throws `CONNECTION_CLOSED` before `connect()` and after `close()`, `BAD_REQUEST`
+   * for a type that is not a non-empty string of at most 255 UTF-8 bytes,
+   * `ENCODE_ERROR` for data the codec cannot represent, and `PAYLOAD_TOO_LARGE` for
+   * a message larger than the server's `maxPayload`.
+   */
+  send(type: string, data?: unknown): boolean {
+    if (!isMessageType(type)) throw new MeshError(ErrorCode.BAD_REQUEST, `A message type must be a non-empty string of at most ${MAX_MESSAGE_TYPE_BYTES} UTF-8 bytes`)
+    if (this.currentState === 'idle' || this.currentState === 'closed') {
+      throw new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.currentState}`)
+    }
+    // No third element for no data: JSON has no `undefined`, and it would arrive as null.
+    return this.sender.message(encodeFrame(this.codec, data === undefined ? [FrameType.MESSAGE, type] : [FrameType.MESSAGE, type, data]))
+  }
+
+  private reportDropped(count: number, reason: DropReason): void {
+    this.lifecycle.emit('error', new MeshError(ErrorCode.MESSAGES_DROPPED, `${count} client message(s) dropped (${reason})`, { data: { count, reason } }))
   }
 
   /** Commands for one socket only: they fail once it is gone, so a retry never leaks onto the next socket. */

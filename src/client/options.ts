@@ -19,6 +19,12 @@ export interface MeshClientOptions {
   commandTimeout?: number
   /** Milliseconds from opening a socket to the server's hello before the attempt fails. @default 10000 */
   connectTimeout?: number
+  /**
+   * Client messages (`send`) that may wait while there is no socket (connecting,
+   * reconnecting, re-authenticating); more are dropped and reported as an `error`
+   * event with code `MESSAGES_DROPPED`. @default 1000
+   */
+  maxQueuedMessages?: number
   /** Wire codec: `msgpack` (binary, compact) or `json` (text, readable in any WebSocket tool). @default 'msgpack' */
   codec?: CodecName
   /** WebSocket implementation. @default the browser's, or `ws` in Node */
@@ -34,6 +40,7 @@ export const clientDefaults = {
   maxReconnectAttempts: Infinity,
   commandTimeout: 30_000,
   connectTimeout: 10_000,
+  maxQueuedMessages: 1_000,
   codec: 'msgpack' as CodecName,
 } satisfies MeshClientOptions
 
@@ -47,6 +54,7 @@ const clientOptionKeys: OptionKeys<MeshClientOptions> = {
   maxReconnectAttempts: true,
   commandTimeout: true,
   connectTimeout: true,
+  maxQueuedMessages: true,
   codec: true,
   WebSocket: true,
 }
@@ -61,6 +69,10 @@ export function resolveClientOptions(options: MeshClientOptions): ResolvedClient
   }
   requireNonNegative('maxMissedPings', resolved.maxMissedPings)
   requireNonNegative('maxReconnectAttempts', resolved.maxReconnectAttempts)
+  // Zero is allowed: messages then go only while a socket is open, and the rest are reported.
+  if (!(resolved.maxQueuedMessages === Infinity || (Number.isSafeInteger(resolved.maxQueuedMessages) && resolved.maxQueuedMessages >= 0))) {
+    throw new RangeError(`maxQueuedMessages must be a whole number, 0 or more, or Infinity, got ${String(resolved.maxQueuedMessages)}`)
+  }
   if (resolved.codec !== 'msgpack' && resolved.codec !== 'json') {
     throw new RangeError(`codec must be "msgpack" or "json", got ${String(resolved.codec)}`)
   }

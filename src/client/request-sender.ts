@@ -1,11 +1,14 @@
 import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { FrameType, type HelloOptions } from '../shared/protocol.js'
-import { RequestTracker, type PendingRequest } from './request-tracker.js'
+import { QueuedMessage, RequestTracker, type PendingRequest } from './request-tracker.js'
 import type { Transport } from './transport.js'
 
+/** Why client messages were dropped: the queue was full, the client closed, or one proved larger than the server accepts. */
+export type DropReason = 'overflow' | 'closed' | 'too-large'
+
 /**
- * Requests on their way to the server: encoded, held while the client may not send
+ * Requests and client messages on their way to the server: encoded, held while the client may not send
  * (no socket yet, or a reconnected socket still authenticating again), then written
  * in order within the limits the server announced in its hello (`maxPendingRequests`
  * in flight, `maxPayload` bytes each). Requests not yet written outlive a socket;
@@ -15,11 +18,19 @@ export class RequestSender {
   private readonly requests = new RequestTracker()
   private transport: Transport | undefined
   private maxPayload = Infinity
+  /** Overflow drops not yet reported. */
+  private overflowed = 0
 
-  /** @param mayFlush whether queued requests may go now (the client is open and not re-authenticating) */
+  /**
+   * @param mayFlush whether queued requests may go now (the client is open and not re-authenticating)
+   * @param maxQueuedMessages client messages that may wait for a socket
+   * @param onDropped told of client messages that will never be written
+   */
   constructor(
     private readonly codec: Codec,
     private readonly mayFlush: () => boolean,
+    private readonly maxQueuedMessages = Infinity,
+    private readonly onDropped: (count: number, reason: DropReason) => void = () => {},
   ) {}
 
   /** A socket said hello: requests go to it, within the limits it announced. */
@@ -58,6 +69,37 @@ export class RequestSender {
     return request.reply
   }
 
+  /**
+   * A client message (an encoded MESSAGE frame): written at once when nothing waits
+   * before it, else queued behind what does, so that it keeps its place among
+   * requests. False when the queue is full: the message is dropped and reported.
+   * Throws `PAYLOAD_TOO_LARGE` when it is larger than the last server's limit.
+   */
+  message(frame: WireData): boolean {
+    if (exceeds(frame, this.maxPayload)) throw tooLarge('message', this.maxPayload)
+    const requests = this.requests
+    if (!requests.hasQueued && this.mayFlush() && this.transport?.send(frame)) return true
+    if (requests.queuedMessages >= this.maxQueuedMessages) {
+      this.overflow()
+      return false
+    }
+    requests.enqueueMessage(new QueuedMessage(frame))
+    return true
+  }
+
+  /**
+   * Overflow drops are reported once per turn of the event loop with their count,
+   * so that a loop of sends into a full queue raises one report, not thousands.
+   */
+  private overflow(): void {
+    if (this.overflowed++ > 0) return
+    queueMicrotask(() => {
+      const count = this.overflowed
+      this.overflowed = 0
+      this.onDropped(count, 'overflow')
+    })
+  }
+
   /** The server answered request `id`. */
   resolve(id: number, value: unknown): void {
     this.requests.resolve(id, value)
@@ -81,10 +123,12 @@ export class RequestSender {
     this.requests.rejectSent(error)
   }
 
-  /** The client is closed: everything still waiting fails. */
+  /** The client is closed: everything still waiting fails, and waiting messages are dropped (and reported). */
   rejectAll(error: MeshError): void {
     this.transport = undefined
     this.requests.rejectAll(error)
+    const dropped = this.requests.dropMessages()
+    if (dropped > 0) this.onDropped(dropped, 'closed')
   }
 
   /** A reply freed a slot of the server's in-flight limit: the next queued request may go. */
@@ -92,17 +136,32 @@ export class RequestSender {
     if (this.requests.hasQueued && this.mayFlush()) this.flush()
   }
 
-  /** Writes a queued request; false when the socket could not take it (it stays queued). */
-  private send(request: PendingRequest): boolean {
+  /** Writes a queued request or message; false when the socket could not take it (it stays queued). */
+  private send(request: PendingRequest | QueuedMessage): boolean {
     const frame = request.frame!
+    if (request instanceof QueuedMessage) {
+      // Queued before any server announced its limit: the socket would close (1009) on it, losing what follows.
+      if (exceeds(frame, this.maxPayload)) {
+        this.requests.markSent(request)
+        this.onDropped(1, 'too-large')
+        return true
+      }
+      if (!this.transport?.send(frame)) return false
+      this.requests.markSent(request)
+      return true
+    }
     if (exceeds(frame, this.maxPayload)) {
-      this.requests.reject(request.id, new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The request is larger than the server's limit of ${this.maxPayload} bytes`))
+      this.requests.reject(request.id, tooLarge('request', this.maxPayload))
       return true
     }
     if (!this.transport?.send(frame)) return false
     this.requests.markSent(request)
     return true
   }
+}
+
+function tooLarge(what: string, limit: number): MeshError {
+  return new MeshError(ErrorCode.PAYLOAD_TOO_LARGE, `The ${what} is larger than the server's limit of ${limit} bytes`)
 }
 
 function isPositive(value: unknown): value is number {

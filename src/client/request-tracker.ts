@@ -28,6 +28,11 @@ export class PendingRequest implements Timed {
   }
 }
 
+/** A client message (`client.send`) waiting to be written: no id, no reply, no timeout. */
+export class QueuedMessage {
+  constructor(readonly frame: WireData) {}
+}
+
 // One executor for every request rather than a closure each: the promise constructor
 // calls it synchronously, so the settlers are read back at once.
 let capturedResolve: ((value: unknown) => void) | undefined
@@ -49,8 +54,14 @@ function captureSettlers(resolve: (value: unknown) => void, reject: (error: Mesh
  */
 export class RequestTracker {
   private readonly pending = new Map<number, PendingRequest>()
-  /** Requests not yet written to a socket, oldest first. Most never wait here: they are written as they are made. */
-  private readonly queue = new Set<PendingRequest>()
+  /**
+   * Requests and client messages not yet written to a socket, oldest first, in one
+   * queue so that they leave in the order they were made. Most never wait here:
+   * they are written as they are made.
+   */
+  private readonly queue = new Set<PendingRequest | QueuedMessage>()
+  /** Client messages in `queue`. */
+  private messages = 0
   /** Pending requests written to the current socket. */
   private sent = 0
   /** Ids of requests written to the current socket that timed out there: the server still runs them. */
@@ -82,6 +93,25 @@ export class RequestTracker {
 
   get hasQueued(): boolean {
     return this.queue.size > 0
+  }
+
+  /** Client messages waiting to be written. */
+  get queuedMessages(): number {
+    return this.messages
+  }
+
+  /** Queues a client message behind everything already waiting. */
+  enqueueMessage(message: QueuedMessage): void {
+    this.queue.add(message)
+    this.messages++
+  }
+
+  /** Drops every waiting client message (the client is closed); returns how many. */
+  dropMessages(): number {
+    const dropped = this.messages
+    for (const item of this.queue) if (item instanceof QueuedMessage) this.queue.delete(item)
+    this.messages = 0
+    return dropped
   }
 
   /** Whether a new request may be written at once: none waits before it and the in-flight limit allows another. */
@@ -126,18 +156,21 @@ export class RequestTracker {
     this.take(id, true)?.reject(error)
   }
 
-  /** Marks a queued request as written to the socket. */
-  markSent(request: PendingRequest): void {
+  /** Marks a queued request or message as written to the socket (or, for a message, dropped). */
+  markSent(request: PendingRequest | QueuedMessage): void {
     if (!this.queue.delete(request)) return
+    if (request instanceof QueuedMessage) {
+      this.messages--
+      return
+    }
     request.frame = undefined
     request.sent = true
     this.sent++
   }
 
-  /** The oldest request not yet written, if the in-flight limit allows another. */
-  nextSendable(): PendingRequest | undefined {
-    if (this.inFlightCount >= this.limit) return undefined
-    for (const request of this.queue) return request
+  /** The oldest request or message not yet written; a request only if the in-flight limit allows another. */
+  nextSendable(): PendingRequest | QueuedMessage | undefined {
+    for (const item of this.queue) return item instanceof QueuedMessage || this.inFlightCount < this.limit ? item : undefined
     return undefined
   }
 

@@ -51,6 +51,11 @@ export class CommandRegistry {
     return this.commands.has(name)
   }
 
+  /** The global middleware, which client messages run through too. */
+  get globalMiddleware(): readonly Middleware[] {
+    return this.global
+  }
+
   addMiddleware(middleware: readonly Middleware[]): void {
     for (const step of middleware) requireFunction(step)
     this.global.push(...middleware)

@@ -51,6 +51,13 @@ export class Connection {
   /** @internal the `rateLimit` bucket of this connection; absent when the option is off */
   rateBucket: RateBucket | undefined = undefined
 
+  /** @internal set while async middleware decides on a client message: later messages wait for it, to keep their order */
+  messageTail: Promise<void> | undefined = undefined
+  /** @internal client messages waiting behind `messageTail` */
+  waitingMessages = 0
+  /** @internal whether this connection was told once that its messages need authentication */
+  messageRefused = false
+
   /** @internal requests being handled right now */
   pendingRequests = 0
   /** @internal liveness bookkeeping, owned by the heartbeat */

@@ -7,8 +7,14 @@ import type { MeshServer } from './mesh-server.js'
  * `declare module 'meshkit/server' { interface MeshContext { user?: User } }`.
  */
 export interface MeshContext<P = unknown> {
-  /** The command's name as the client sent it. */
+  /**
+   * The command's name as the client sent it. `undefined` (despite the type, kept
+   * `string` so that command handlers need no check) while global middleware runs
+   * for a client message: test `ctx.message` first in global middleware.
+   */
   readonly command: string
+  /** Set to the message's type when global middleware runs for a client message (`client.send`); `undefined` for commands. */
+  readonly message?: string
   /** The payload the client sent (middleware may replace it, for example after validation). */
   payload: P
   /** The connection the request came on. */
@@ -42,6 +48,46 @@ export class RequestContext<P = unknown> implements MeshContext<P> {
     return this.connection.signal
   }
 }
+
+/**
+ * What `server.onMessage` handlers (and global middleware, for a message) receive.
+ * `payload` is the same value as `data`, so that middleware validating payloads
+ * works on both; replacing either replaces both.
+ */
+export class MessageContext<D = unknown> {
+  [field: string]: unknown
+  /** Always `undefined`: this is a message, not a command. */
+  readonly command: undefined = undefined
+  constructor(
+    /** The message's type as the client sent it (also `ctx.message`). */
+    readonly type: string,
+    /** What the client sent with it (`undefined` if nothing). */
+    public data: D,
+    /** The connection the message came on. */
+    readonly connection: Connection,
+    readonly server: MeshServer,
+  ) {}
+
+  get message(): string {
+    return this.type
+  }
+
+  get payload(): D {
+    return this.data
+  }
+
+  set payload(value: D) {
+    this.data = value
+  }
+
+  /** Aborts when the connection closes; see `MeshContext.signal`. */
+  get signal(): AbortSignal {
+    return this.connection.signal
+  }
+}
+
+/** Handles a client message; what it returns is ignored (a rejection is logged). */
+export type MessageHandler<D = any> = (ctx: MessageContext<D>) => unknown
 
 /** Runs before a handler; throwing stops the chain and the client's `command()` rejects. */
 export type Middleware = (ctx: MeshContext<any>) => void | Promise<void>

@@ -4,7 +4,8 @@ import { nanoid } from 'nanoid'
 import { CommandRegistry } from './command-registry.js'
 import type { Connection } from './connection.js'
 import { ConnectionLimits } from './connection-limits.js'
-import type { CommandHandler, Middleware } from './context.js'
+import type { CommandHandler, MessageHandler, Middleware } from './context.js'
+import { MessageRouter, type MessageStats } from './message-router.js'
 import { Heartbeat } from './heartbeat.js'
 import { userIdList } from './call-arguments.js'
 import { answerPlainHttp, listening } from './http-endpoint.js'
@@ -53,6 +54,7 @@ export class MeshServer {
   private readonly ownsHttp: boolean
   private readonly sockets: SocketLifecycle
   private readonly registry: CommandRegistry
+  private readonly messages: MessageRouter
   private readonly heartbeat: Heartbeat
   private readonly cluster: Cluster
   private readonly delivery: Delivery
@@ -107,6 +109,13 @@ export class MeshServer {
       logger: this.logger,
     })
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options) })
+    this.messages = new MessageRouter({
+      server: this,
+      middleware: () => this.registry.globalMiddleware,
+      mayRun: (connection) => !this.authentication.required || connection.isAuthenticated,
+      logger: this.logger,
+      maxWaiting: this.options.maxPendingRequests,
+    })
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.ownsHttp = !this.options.server
     this.http = this.options.server ?? createServer(answerPlainHttp)
@@ -119,6 +128,7 @@ export class MeshServer {
       authentication: this.authentication,
       channels: this.channels,
       registry: this.registry,
+      messages: this.messages,
       heartbeat: this.heartbeat,
       logger: this.logger,
       ownsHttp: this.ownsHttp,
@@ -171,7 +181,22 @@ export class MeshServer {
     this.registry.register(name, handler as CommandHandler, middleware)
   }
 
-  /** Middleware for every command, run before the command's own. */
+  /**
+   * Handles client messages (`client.send(type, data)`) of this type, or of every
+   * type with `'*'`; returns the function that removes the handler. Global
+   * middleware runs first (with `ctx.message` set, `ctx.command` undefined); what the
+   * handler returns is ignored, and a throw or rejection is logged, never sent back.
+   */
+  onMessage<D = any>(type: string, handler: MessageHandler<D>): () => void {
+    return this.messages.on(type, handler as MessageHandler)
+  }
+
+  /** Counters of client messages no handler took (`unhandledMessages`) or that were dropped, and why. */
+  get stats(): Readonly<MessageStats> {
+    return this.messages.stats
+  }
+
+  /** Middleware for every command and client message, run before the command's own. */
   addMiddleware(...middleware: Middleware[]): void {
     this.registry.addMiddleware(middleware)
   }

@@ -14,6 +14,7 @@ import type { Heartbeat } from './heartbeat.js'
 import { isUnclaimedUpgrade, pathOf, pickSubprotocol, refuseUpgrade, servesPath } from './http-endpoint.js'
 import type { Logger } from './logger.js'
 import type { ChannelManager } from './managers/channel-manager.js'
+import type { MessageRouter } from './message-router.js'
 import type { InstanceMonitor } from './managers/instance-monitor.js'
 import type { LocalIndex } from './managers/local-index.js'
 import type { ResolvedServerOptions } from './options.js'
@@ -41,6 +42,7 @@ export interface SocketLifecycleParts {
   authentication: Authentication
   channels: ChannelManager
   registry: CommandRegistry
+  messages: MessageRouter
   heartbeat: Heartbeat
   logger: Logger
   /** Whether the HTTP server is meshkit's own: then every upgrade on another path is refused. */
@@ -267,6 +269,10 @@ export class SocketLifecycle {
     if (frame[0] === FrameType.REQUEST) {
       if (verdict === RateVerdict.REFUSE) connection.respondError(frame[1], RATE_LIMITED)
       else this.parts.registry.dispatch(connection, frame[1], frame[2], frame[3])
+    }
+    // A message over the limit is dropped: it asked for no reply, so there is no id to refuse it on.
+    else if (frame[0] === FrameType.MESSAGE) {
+      if (verdict === RateVerdict.PASS) this.parts.messages.dispatch(connection, frame[1], frame[2])
     }
     // A pong over the limit still counts, but is handled: dropping it could cost a busy
     // but honest client its connection as a missed pong.

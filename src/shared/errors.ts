@@ -40,6 +40,13 @@ export const ErrorCode = {
   LISTENER_ERROR: 'LISTENER_ERROR',
   /** `client.subscribe()` to a channel this client already subscribes to (or is subscribing to); unsubscribe first. */
   ALREADY_SUBSCRIBED: 'ALREADY_SUBSCRIBED',
+  /**
+   * Client messages (`client.send`) that will never be written, reported as the client's
+   * `error` event: `data` is `{ count, reason }`, reason `'overflow'` (more than
+   * `maxQueuedMessages` waited for a socket), `'closed'` (the client closed with some
+   * waiting) or `'too-large'` (queued before the server's `maxPayload` was known).
+   */
+  MESSAGES_DROPPED: 'MESSAGES_DROPPED',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]

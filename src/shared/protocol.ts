@@ -31,6 +31,13 @@ export const FrameType = {
   LATENCY: 7,
   /** server → client: `[8, channel, offset, message]` */
   CHANNEL: 8,
+  /**
+   * client → server: `[9, type, data?]`, a fire-and-forget message (`client.send`). Not
+   * EVENT (4): EVENT is the server's, and its optional fourth element asks the client
+   * for an acknowledgement; a number of its own keeps every frame type one direction
+   * and one meaning, so decoders never ask who sent it.
+   */
+  MESSAGE: 9,
 } as const
 
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
@@ -81,7 +88,9 @@ export type PongFrame = [typeof FrameType.PONG, number]
 export type LatencyFrame = [typeof FrameType.LATENCY, number]
 export type ChannelFrame = [typeof FrameType.CHANNEL, string, number, unknown]
 
-export type ClientFrame = RequestFrame | PongFrame
+export type MessageFrame = [typeof FrameType.MESSAGE, string, unknown?]
+
+export type ClientFrame = RequestFrame | PongFrame | MessageFrame
 export type ServerFrame = HelloFrame | ResponseFrame | ErrorFrame | EventFrame | PingFrame | LatencyFrame | ChannelFrame
 
 /**
@@ -112,6 +121,18 @@ export const BuiltinCommand = {
   ACK: 'mesh/ack',
 } as const
 
+/** Longest message type, in UTF-8 bytes: a fixed protocol limit, so that the client can check it before it knows the server. */
+export const MAX_MESSAGE_TYPE_BYTES = 255
+
+/** Whether a message type is a non-empty string of at most `MAX_MESSAGE_TYPE_BYTES` UTF-8 bytes. */
+export function isMessageType(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length === 0) return false
+  // A UTF-16 unit takes one to three UTF-8 bytes: count exactly only when the bounds disagree.
+  if (value.length * 3 <= MAX_MESSAGE_TYPE_BYTES) return true
+  if (value.length > MAX_MESSAGE_TYPE_BYTES) return false
+  return new TextEncoder().encode(value).byteLength <= MAX_MESSAGE_TYPE_BYTES
+}
+
 /** Largest request id; ids wrap around to 1 after it. */
 export const MAX_REQUEST_ID = 0xffffffff
 
@@ -129,6 +150,8 @@ export function parseClientFrame(value: unknown): ClientFrame | null {
         : null
     case FrameType.PONG:
       return value.length === 2 && isId(value[1]) ? (value as PongFrame) : null
+    case FrameType.MESSAGE:
+      return value.length >= 2 && value.length <= 3 && isMessageType(value[1]) ? (value as MessageFrame) : null
     default:
       return null
   }

@@ -19,8 +19,12 @@ export interface FuzzSession {
 /** The commands a fuzz server registers, so that junk also reaches real handlers. */
 export const FuzzCommand = { ECHO: 'echo', SLOW: 'slow', THROWS: 'throws' } as const
 
+/** The message types a fuzz server handles: recorded, throwing, rejecting (and `'*'` sees every one). */
+export const FuzzMessageType = { RECORD: 'record', THROWS: 'throws', REJECTS: 'rejects' } as const
+
 const prototypeNames = ['__proto__', 'constructor', 'toString', 'valueOf', 'hasOwnProperty', 'prototype', '__defineGetter__', 'isPrototypeOf']
 const oddIds: unknown[] = [0, -1, 1.5, 2 ** 32, 2 ** 32 - 1, 2 ** 53, Number.MAX_SAFE_INTEGER + 2, Number.NaN, Number.POSITIVE_INFINITY, '1', null, true, [1], { id: 1 }]
+const messageTypes: unknown[] = [...Object.values(FuzzMessageType), '*', '', 'missing', 'x'.repeat(256), 'é'.repeat(100), 42, null, {}, ['record'], true]
 const commands = [...Object.values(FuzzCommand), ...Object.values(BuiltinCommand), ...prototypeNames, '', 'missing', 'mesh/', 'x'.repeat(5000)]
 
 /** A seeded generator (mulberry32): the same seed always gives the same session. */
@@ -77,7 +81,11 @@ function payload(random: Random): unknown {
 /** A frame of the protocol's shape, with one or more parts wrong. */
 function frame(random: Random): unknown {
   const id = random.next() < 0.7 ? 1 + random.int(50) : random.pick(oddIds)
-  switch (random.int(8)) {
+  switch (random.int(10)) {
+    case 8:
+      return [FrameType.MESSAGE, random.pick(messageTypes), payload(random)]
+    case 9:
+      return [FrameType.MESSAGE, ...Array.from({ length: random.int(5) }, () => random.pick([...messageTypes, payload(random)]))]
     case 0:
       return [FrameType.REQUEST, id, random.pick(commands), payload(random)]
     case 1:
@@ -111,9 +119,15 @@ function encoded(codec: CodecName, value: unknown): Buffer | string {
 function message(random: Random, codec: CodecName, seed: number): FuzzMessage {
   const binary = codec === 'msgpack'
   // Rare, since the server closes the socket on the first: more than maxPayload (1 MiB), and a text frame that is not UTF-8.
-  if (random.next() < 0.02) return { kind: 'oversized frame', binary, data: encoded(codec, [FrameType.REQUEST, 1, FuzzCommand.ECHO, 'x'.repeat(1_100_000)]) }
+  if (random.next() < 0.02) {
+    const big = 'x'.repeat(1_100_000)
+    return { kind: 'oversized frame', binary, data: encoded(codec, random.next() < 0.5 ? [FrameType.REQUEST, 1, FuzzCommand.ECHO, big] : [FrameType.MESSAGE, FuzzMessageType.RECORD, big]) }
+  }
   if (random.next() < 0.02) return { kind: 'invalid utf-8 text', binary: false, data: Buffer.from([0x5b, 0x31, 0xff, 0xfe, 0xc0, 0x5d]) }
-  switch (random.int(7)) {
+  switch (random.int(8)) {
+    case 5:
+      // Well-formed or nearly: messages reach the handlers, the throwing ones included.
+      return { kind: 'message frame', binary, data: encoded(codec, [FrameType.MESSAGE, random.pick(messageTypes), payload(random)]) }
     case 0:
       return { kind: 'random bytes', binary: true, data: pseudoRandomBytes(seed, random.int(2048)) }
     case 1: {

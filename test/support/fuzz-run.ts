@@ -3,9 +3,9 @@ import type { MeshClient } from '../../src/client/index.js'
 import type { MeshServer } from '../../src/server/index.js'
 import { codecByName } from '../../src/shared/codec.js'
 import { FrameType, Subprotocol } from '../../src/shared/protocol.js'
-import { FuzzCommand, fuzzSession } from './fuzz-frames.js'
+import { FuzzCommand, FuzzMessageType, fuzzSession } from './fuzz-frames.js'
 
-/** What a fuzz server serves: commands that echo, wait and throw, and every room and channel name. */
+/** What a fuzz server serves: commands that echo, wait and throw, message handlers that throw and reject, and every room and channel name. */
 export function configureFuzzServer(server: MeshServer): void {
   server.registerCommand(FuzzCommand.ECHO, (ctx) => ctx.payload)
   server.registerCommand<{ ms?: unknown } | undefined>(FuzzCommand.SLOW, async (ctx) => {
@@ -16,6 +16,14 @@ export function configureFuzzServer(server: MeshServer): void {
   server.registerCommand(FuzzCommand.THROWS, () => {
     throw new Error('handler failure')
   })
+  server.onMessage(FuzzMessageType.RECORD, (ctx) => void Object.keys(ctx.data ?? {}))
+  server.onMessage(FuzzMessageType.THROWS, () => {
+    throw new Error('message handler failure')
+  })
+  server.onMessage(FuzzMessageType.REJECTS, async () => {
+    throw new Error('async message handler failure')
+  })
+  server.onMessage('*', (ctx) => void String(ctx.type))
   server.exposeRoom(/.*/)
   server.exposeChannel(/.*/)
 }

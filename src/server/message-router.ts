@@ -1,0 +1,172 @@
+import { ErrorCode, MeshError } from '../shared/errors.js'
+import { isMessageType } from '../shared/protocol.js'
+import { isThenable, runChain } from './compose.js'
+import type { Connection } from './connection.js'
+import { MessageContext, type CommandHandler, type MeshContext, type MessageHandler, type Middleware } from './context.js'
+import type { Logger } from './logger.js'
+import type { MeshServer } from './mesh-server.js'
+
+/** Client messages this instance did not hand to any handler, by why. Counters only grow. */
+export interface MessageStats {
+  /** Accepted messages that no handler (typed, `'*'` or forwarder) took: logged at debug. */
+  unhandledMessages: number
+  /** Dropped because authentication is required and the connection had not authenticated. */
+  unauthorizedMessages: number
+  /** Dropped by middleware that threw, or because too many waited behind async middleware. */
+  droppedMessages: number
+  /** Handler calls that threw or rejected (each logged at error). */
+  failedMessages: number
+}
+
+/**
+ * Called for every message the middleware accepted, after the local handlers: the
+ * seam where a portal forwarder hooks in. It must not throw (a throw is logged).
+ */
+export type MessageForwarder = (ctx: MessageContext) => void
+
+/** What the router needs from the rest of the server. */
+export interface MessageRouterParts {
+  server: MeshServer
+  /** The global middleware (live: later `addMiddleware` calls count). */
+  middleware: () => readonly Middleware[]
+  /** Whether this connection's messages may run (authentication required and missing: no). */
+  mayRun: (connection: Connection) => boolean
+  logger: Logger
+  /** Messages one connection may have waiting behind async middleware before more are dropped. */
+  maxWaiting: number
+}
+
+/**
+ * Client messages (`client.send`): the auth gate, global middleware and the
+ * handlers, in the order each connection sent them. Handlers start in arrival
+ * order; an async handler is not awaited before the next message (as in Mesa), so
+ * one slow handler cannot stall a connection. Only async *middleware* holds later
+ * messages back, because otherwise a later message could overtake an earlier one
+ * whose middleware is still deciding.
+ */
+export class MessageRouter {
+  private readonly typed = new Map<string, Set<MessageHandler>>()
+  private readonly any = new Set<MessageHandler>()
+  readonly stats: MessageStats = { unhandledMessages: 0, unauthorizedMessages: 0, droppedMessages: 0, failedMessages: 0 }
+  /** The portal seam; absent until something forwards messages. */
+  forwarder: MessageForwarder | undefined
+
+  constructor(private readonly parts: MessageRouterParts) {}
+
+  /** Adds a handler for one type or `'*'` (every type); returns the function that removes it. */
+  on(type: string, handler: MessageHandler): () => void {
+    if (type !== '*' && !isMessageType(type)) throw new TypeError('A message type must be a non-empty string of at most 255 UTF-8 bytes, or "*"')
+    if (typeof handler !== 'function') throw new TypeError(`The handler of message "${type}" must be a function`)
+    const set = type === '*' ? this.any : this.typed.get(type) ?? new Set<MessageHandler>()
+    if (set !== this.any) this.typed.set(type, set)
+    // A wrapper, so that the same function added twice is called twice and removed once per call.
+    const entry: MessageHandler = (ctx) => handler(ctx)
+    set.add(entry)
+    return () => {
+      set.delete(entry)
+      if (set.size === 0 && set !== this.any && this.typed.get(type) === set) this.typed.delete(type)
+    }
+  }
+
+  /** One message from a client; never throws. */
+  dispatch(connection: Connection, type: string, data: unknown): void {
+    if (!this.parts.mayRun(connection)) {
+      this.unauthorized(connection, type)
+      return
+    }
+    const waiting = connection.messageTail
+    if (waiting === undefined) {
+      const deciding = this.run(connection, type, data)
+      if (deciding) this.hold(connection, deciding)
+      return
+    }
+    if (connection.waitingMessages >= this.parts.maxWaiting) {
+      this.stats.droppedMessages++
+      this.parts.logger.warn?.('dropped a client message: too many wait behind async middleware', { type, connectionId: connection.id, maxWaiting: this.parts.maxWaiting })
+      return
+    }
+    connection.waitingMessages++
+    this.hold(connection, waiting.then(() => {
+      connection.waitingMessages--
+      return this.run(connection, type, data)
+    }))
+  }
+
+  private hold(connection: Connection, deciding: Promise<void>): void {
+    connection.messageTail = deciding
+    void deciding.then(() => {
+      if (connection.messageTail === deciding) connection.messageTail = undefined
+    })
+  }
+
+  /** Middleware, then the handlers; a promise only while async middleware is deciding. */
+  private run(connection: Connection, type: string, data: unknown): Promise<void> | undefined {
+    const ctx = new MessageContext(type, data, connection, this.parts.server)
+    let result: unknown
+    try {
+      result = runChain(this.parts.middleware(), this.deliver as unknown as CommandHandler, ctx as unknown as MeshContext)
+    } catch (error) {
+      this.refused(ctx, error)
+      return undefined
+    }
+    if (!isThenable(result)) return undefined
+    return Promise.resolve(result).then(noop, (error: unknown) => this.refused(ctx, error))
+  }
+
+  /** Calls every handler of the message; a throw in one does not stop the others. */
+  private readonly deliver = (ctx: MessageContext): undefined => {
+    const typed = this.typed.get(ctx.type)
+    if (typed) for (const handler of typed) this.call(handler, ctx)
+    for (const handler of this.any) this.call(handler, ctx)
+    if (this.forwarder) {
+      try {
+        this.forwarder(ctx)
+      } catch (error) {
+        this.parts.logger.error?.('message forwarder failed', { type: ctx.type, connectionId: ctx.connection.id, error })
+      }
+    } else if (!typed && this.any.size === 0) {
+      this.stats.unhandledMessages++
+      this.parts.logger.debug?.('client message with no handler', { type: ctx.type, connectionId: ctx.connection.id })
+    }
+    return undefined
+  }
+
+  private call(handler: MessageHandler, ctx: MessageContext): void {
+    try {
+      const result = handler(ctx)
+      if (isThenable(result)) result.then(undefined, (error: unknown) => this.failed(ctx, error))
+    } catch (error) {
+      this.failed(ctx, error)
+    }
+  }
+
+  private failed(ctx: MessageContext, error: unknown): void {
+    this.stats.failedMessages++
+    this.parts.logger.error?.('message handler failed', { type: ctx.type, connectionId: ctx.connection.id, error })
+  }
+
+  /** Middleware threw: the message is dropped, and the client hears nothing (it asked for no reply). */
+  private refused(ctx: MessageContext, error: unknown): void {
+    this.stats.droppedMessages++
+    const details = { type: ctx.type, connectionId: ctx.connection.id, error }
+    // A MeshError is middleware refusing on purpose (validation, permissions); anything else is a bug worth a warning.
+    if (error instanceof MeshError && error.code !== ErrorCode.INTERNAL_ERROR) this.parts.logger.debug?.('middleware dropped a client message', details)
+    else this.parts.logger.warn?.('middleware failed; client message dropped', details)
+  }
+
+  /**
+   * Authentication is required and missing. The first such message of a connection
+   * gets an `UNAUTHORIZED` error frame not tied to a request (the client's `error`
+   * event), so that a client that forgot to authenticate finds out; later ones are
+   * only counted, so that a loop of sends does not become a loop of error frames.
+   */
+  private unauthorized(connection: Connection, type: string): void {
+    this.stats.unauthorizedMessages++
+    this.parts.logger.debug?.('dropped a client message: not authenticated', { type, connectionId: connection.id })
+    if (connection.messageRefused) return
+    connection.messageRefused = true
+    connection.respondError(0, new MeshError(ErrorCode.UNAUTHORIZED, 'Authenticate before sending messages', { data: { message: type } }))
+  }
+}
+
+function noop(): void {}
