@@ -91,3 +91,21 @@ describe('LocalIndex', () => {
     expect(index.size).toBe(0)
   })
 })
+
+describe('RedisBus', () => {
+  it('resolves a subscribe of a topic it already had only once it listens again, when its subscriber connection was lost', async () => {
+    const subscriber = await openClient()
+    const bus = new RedisBus(await openClient(), subscriber)
+    const topic = `redis-bus-${randomUUID()}`
+    const first: Uint8Array[] = []
+    const second: Uint8Array[] = []
+    await bus.subscribe(topic, (message) => first.push(message))
+    const closed = new Promise((resolve) => subscriber.once('close', resolve))
+    subscriber.disconnect(true) // dropped and reconnecting, as when Redis closes a subscriber it finds too slow
+    await closed
+    await bus.subscribe(topic, (message) => second.push(message))
+    await bus.publish(topic, new Uint8Array([7]))
+    await eventually(async () => expect(second).toHaveLength(1))
+    expect(first).toHaveLength(1)
+  })
+})

@@ -13,6 +13,8 @@ export class RedisBus implements MeshBus {
   /** SUBSCRIBEs in flight: a second subscriber to the topic waits for the first's to take effect. */
   private readonly pending = new Map<string, Promise<void>>()
   private readonly reconnectListeners = new Set<() => void>()
+  /** Topics Redis confirmed on the current subscriber connection (all are lost with it). */
+  private readonly listening = new Set<string>()
   private wasReady = false
 
   /**
@@ -28,12 +30,15 @@ export class RedisBus implements MeshBus {
       const handlers = this.topics.get(channel.toString())
       if (handlers) for (const handler of handlers) handler(message)
     })
+    subscriber.on('close', () => this.listening.clear())
     subscriber.on('ready', () => {
       const again = this.wasReady
       this.wasReady = true
-      const resubscribed = this.topics.size === 0 ? Promise.resolve() : subscriber.subscribe(...this.topics.keys())
+      const topics = [...this.topics.keys()]
+      const resubscribed = topics.length === 0 ? Promise.resolve() : subscriber.subscribe(...topics)
       resubscribed.then(
         () => {
+          for (const topic of topics) if (this.topics.has(topic)) this.listening.add(topic)
           if (again) for (const listener of this.reconnectListeners) listener()
         },
         // Redis went away again; the next 'ready' retries.
@@ -55,13 +60,20 @@ export class RedisBus implements MeshBus {
     if (!handlers) this.topics.set(topic, (handlers = new Set()))
     handlers.add(handler)
     if (!first) {
-      await this.pending.get(topic)
-      return
+      const pending = this.pending.get(topic)
+      if (pending) return pending
+      // Not listening (its SUBSCRIBE failed, or the connection was lost and not yet
+      // replayed): resolving now would claim a subscription Redis does not have.
+      if (this.listening.has(topic)) return
     }
     // Sent at once on a ready connection, so that SUBSCRIBEs and UNSUBSCRIBEs of a topic
     // reach Redis in the order they were asked for (a later unsubscribe must not overtake).
     // After waiting for ready, only if still wanted: an unsubscribe meanwhile failed at once (no offline queue).
-    const send = (): Promise<unknown> => (this.topics.has(topic) ? redisCall(() => this.subscriber.subscribe(topic)) : Promise.resolve())
+    const send = async (): Promise<void> => {
+      if (!this.topics.has(topic)) return
+      await redisCall(() => this.subscriber.subscribe(topic))
+      if (this.topics.has(topic)) this.listening.add(topic)
+    }
     const subscribed = (this.subscriber.status === 'ready' ? send() : whenReady(this.subscriber, this.readyTimeout).then(send))
       .then(() => undefined)
       // Only its own entry: after an unsubscribe and a new subscribe meanwhile, the newer SUBSCRIBE is the one to wait for.
@@ -80,6 +92,7 @@ export class RedisBus implements MeshBus {
     const handlers = this.topics.get(topic)
     if (!handlers?.delete(handler) || handlers.size > 0) return
     this.topics.delete(topic)
+    this.listening.delete(topic)
     await redisCall(() => this.subscriber.unsubscribe(topic))
   }
 
