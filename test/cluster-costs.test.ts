@@ -1,15 +1,9 @@
 import { Redis } from 'ioredis'
-import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { describe, expect, inject, it } from 'vitest'
 import type { MeshServer } from 'meshkit/server'
+import { commandsDuring, rawRedis } from './support/redis-watch.js'
 import { collect, startInstances, uniqueNamespace } from './support/cluster.js'
 import { connectClient, deferred, eventually, startServer } from './support/harness.js'
-
-/** A raw Redis connection of the test's own, closed when the test ends. */
-async function rawRedis(): Promise<Redis> {
-  const redis = new Redis(inject('redisUrl'))
-  onTestFinished(() => redis.quit().then(() => undefined))
-  return redis
-}
 
 /**
  * Counts the bus messages published on a topic. `settle()` publishes a sentinel and
@@ -38,25 +32,6 @@ async function countMessages(topic: string): Promise<{ settle(): Promise<number>
 async function subscribers(redis: Redis, ...topics: string[]): Promise<number[]> {
   const reply = (await redis.pubsub('NUMSUB', ...topics)) as Array<string | number>
   return topics.map((_, index) => Number(reply[index * 2 + 1]))
-}
-
-/** The commands Redis runs for one namespace's connections and rooms while `action` runs, seen with MONITOR. */
-async function commandsDuring(namespace: string, action: () => Promise<unknown>): Promise<string[]> {
-  const monitor = await (await rawRedis()).monitor()
-  onTestFinished(() => monitor.disconnect())
-  const commands: string[] = []
-  const fenced = deferred()
-  monitor.on('monitor', (_time: string, args: string[]) => {
-    if (args[1] === `${namespace}:fence`) fenced.resolve()
-    // Liveness refreshes and dead-instance sweeps run on timers, whatever is delivered.
-    else if (args[1]?.startsWith(`${namespace}:instance`)) return
-    else if (args.some((arg) => arg.includes(namespace))) commands.push(args[0]!.toLowerCase())
-  })
-  await action()
-  // Redis runs commands one at a time: once MONITOR shows this one, it has shown every earlier one.
-  await (await rawRedis()).exists(`${namespace}:fence`)
-  await fenced.promise
-  return commands
 }
 
 describe('what a delivery costs', () => {

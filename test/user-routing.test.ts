@@ -1,37 +1,14 @@
-import { Redis } from 'ioredis'
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
 import { ErrorCode } from 'meshkit'
 import type { MeshClient } from 'meshkit/client'
 import { Dispatcher, type MeshServer } from 'meshkit/server'
+import { commandsDuring, rawRedis } from './support/redis-watch.js'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
-import { connectClient, deferred, eventually, nextEvent, rejectionOf } from './support/harness.js'
+import { connectClient, eventually, nextEvent, rejectionOf } from './support/harness.js'
 
 // Named-user sends (sync off) and the Dispatcher's deliveries publish to user, room
 // and instance topics without reading Redis first; only instances holding a
 // connection of the user listen on its topic.
-
-async function rawRedis(): Promise<Redis> {
-  const redis = new Redis(inject('redisUrl'))
-  onTestFinished(() => redis.quit().then(() => undefined))
-  return redis
-}
-
-/** The commands Redis runs for one namespace's connections, users and rooms while `action` runs (instance bookkeeping left out). */
-async function commandsDuring(namespace: string, action: () => Promise<unknown>): Promise<string[]> {
-  const monitor = await (await rawRedis()).monitor()
-  onTestFinished(() => monitor.disconnect())
-  const commands: string[] = []
-  const fenced = deferred()
-  monitor.on('monitor', (_time: string, args: string[]) => {
-    if (args[1] === `${namespace}:fence`) fenced.resolve()
-    else if (args[1]?.startsWith(`${namespace}:instance`)) return
-    else if (args.some((arg) => arg.includes(namespace))) commands.push(args[0]!.toLowerCase())
-  })
-  await action()
-  await (await rawRedis()).exists(`${namespace}:fence`)
-  await fenced.promise
-  return commands
-}
 
 async function userSubscribers(namespace: string, userId: string): Promise<number> {
   const reply = (await (await rawRedis()).pubsub('NUMSUB', `${namespace}:bus:user:${userId}`)) as Array<string | number>
