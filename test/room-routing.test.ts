@@ -6,6 +6,7 @@ import { childInstance } from './support/child-instance.js'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
 import { connectClient, eventually, nextEvent, rejectionOf, startServer } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
+import { settle } from './support/routing.js'
 
 // Room broadcasts travel on room topics that only instances holding members listen
 // on. These tests count every message each client receives: none lost after a join
@@ -65,7 +66,8 @@ describe('room routing across instances', () => {
       // Started after every join and leave of the round resolved.
       await pick(servers, next).broadcastRoom('race', 'msg', `${round}:after`)
     }
-    await fence(servers[0], clients)
+    // A fence from every instance: a client's own instance writes its fence at once, the others' travel behind what they sent.
+    await settle(servers, clients)
 
     inboxes.forEach((inbox, index) => {
       const seen = counts(inbox)
@@ -111,7 +113,7 @@ describe('room routing across instances', () => {
     await b.sendTo([doomedId, survivors[0]!.id!], 'msg', 'direct')
     await eventually(async () => expect(await a.getRoomMembers('lobby')).not.toContain(doomedId))
     await b.broadcastRoom('lobby', 'msg', 'after cleanup')
-    await fence(a, survivors)
+    await settle([a, b], survivors)
     expect(inboxes[0]).toEqual(['right after', 'direct', 'after cleanup'])
     expect(inboxes[1]).toEqual(['right after', 'after cleanup'])
   })
@@ -175,7 +177,7 @@ describe('room routing across instances', () => {
     const inboxes = clients.map((client) => collect(client, 'msg'))
     for (const [index, server] of servers.entries()) await server.broadcastRoom('lobby', 'msg', index)
     await eventually(async () => expect((await servers[1]!.getRoomMembers('lobby')).length).toBe(clients.length))
-    await fence(servers[2]!, clients)
+    await settle(servers, clients)
     // Each once; from different senders in any order (a sender's own members get its broadcasts first).
     for (const inbox of inboxes) expect([...inbox].sort()).toEqual([0, 1, 2])
   })

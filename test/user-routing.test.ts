@@ -5,6 +5,7 @@ import { Dispatcher, type MeshServer } from 'meshkit/server'
 import { commandsDuring, rawRedis } from './support/redis-watch.js'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
 import { connectClient, eventually, nextEvent, rejectionOf } from './support/harness.js'
+import { settle } from './support/routing.js'
 
 // Named-user sends (sync off) and the Dispatcher's deliveries publish to user, room
 // and instance topics without reading Redis first; only instances holding a
@@ -101,7 +102,7 @@ describe('user routing across instances', () => {
     // One publish per owning instance, whatever the number of ids; an unknown id is skipped.
     const ids = [members[0]!.id!, members[1]!.id!, outsider.id!, `${b.instanceId}.nobody`, 'no-owner']
     expect(await commandsDuring(namespace, () => dispatcher.sendTo(ids, 'msg', 'direct'))).toEqual(['publish', 'publish'])
-    await fence(a, [...members, outsider])
+    await settle([a, b], [...members, outsider])
     expect(inboxes).toEqual([['room', 'direct'], ['room', 'direct'], []])
     expect(outside).toEqual(['direct'])
     expect((await rejectionOf(dispatcher.broadcastRoom('', 'msg'))).code).toBe(ErrorCode.BAD_REQUEST)
