@@ -21,7 +21,7 @@ import { Delivery } from './managers/delivery.js'
 import { InstanceMonitor } from './managers/instance-monitor.js'
 import { LocalIndex } from './managers/local-index.js'
 import { Redelivery } from './managers/redelivery.js'
-import { Ownership, idOf, type ConnectionRef } from './managers/ownership.js'
+import { Ownership, idsOf, type ConnectionRef } from './managers/ownership.js'
 import { RoomManager } from './managers/room-manager.js'
 import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOptions } from './options.js'
 import { OriginPolicy } from './origin-policy.js'
@@ -328,8 +328,4 @@ export class MeshServer {
     await this.monitor.stop()
     await Promise.allSettled([this.bus.close(), this.store.close()])
   }
-}
-
-function idsOf(refs: ConnectionRef | readonly ConnectionRef[]): string[] {
-  return Array.isArray(refs) ? refs.map(idOf) : [idOf(refs as ConnectionRef)]
 }

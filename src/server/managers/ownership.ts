@@ -13,6 +13,11 @@ export function idOf(ref: ConnectionRef): string {
   throw new MeshError(ErrorCode.BAD_REQUEST, 'Expected a connection or a connection id')
 }
 
+/** One connection or a list of them, as ids. */
+export function idsOf(refs: ConnectionRef | readonly ConnectionRef[]): string[] {
+  return Array.isArray(refs) ? refs.map(idOf) : [idOf(refs as ConnectionRef)]
+}
+
 /**
  * Who owns a connection, and the owner's own record of its connections' rooms and
  * metadata. That record is what an instance writes back when Redis comes back
