@@ -91,7 +91,8 @@ export class MeshServer {
     // read, but a Dispatcher without sync publishes to them.
     const roomIndex = new LocalIndex(shared ? { bus: this.bus, topicOf: (room) => keys.roomTopic(room), handler } : undefined, this.logger)
     const userIndex = new LocalIndex(shared ? { bus: this.bus, topicOf: (user) => keys.userTopic(user), handler } : undefined, this.logger)
-    const flushBus = shared && this.bus.flush ? () => this.bus.flush!() : undefined
+    // Only a networked bus can have messages on their way here (the memory bus has no flush).
+    const flushBus = this.bus.flush ? () => this.bus.flush!() : undefined
     const ownership = new Ownership(this.instanceId, this.live, this.store, this.cluster, (connection) => this.monitor.registerNow(connection), roomIndex, flushBus)
     const redelivery = new Redelivery(this.store, this.options.sync, this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})

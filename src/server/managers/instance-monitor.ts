@@ -44,7 +44,7 @@ export class InstanceMonitor {
     private readonly redelivery: Redelivery,
     private readonly logger: Logger,
     /** Brings a connection's rooms in line with the store (Ownership.reloadRooms). */
-    private readonly reloadRooms: (connection: Connection) => Promise<void> = () => Promise.resolve(),
+    private readonly reloadRooms: (connection: Connection) => Promise<void>,
   ) {}
 
   /** The bus listens again after an outage: what it missed is read back from the store. */

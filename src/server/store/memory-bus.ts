@@ -24,11 +24,6 @@ export class MemoryBus implements MeshBus {
     if (handlers?.size === 0) this.topics.delete(topic)
   }
 
-  /** Messages published before this are queued microtasks already; this one runs after them. */
-  flush(): Promise<void> {
-    return new Promise((resolve) => queueMicrotask(resolve))
-  }
-
   async close(): Promise<void> {
     this.topics.clear()
   }
