@@ -115,7 +115,7 @@ export class Keys {
     return `${this.namespace}:bus:room:${room}`
   }
 
-  /** Bus topic of a user: every instance holding a connection of the user (sync disabled) listens on it. */
+  /** Bus topic of a user: every instance holding an authenticated connection of the user listens on it (with or without sync). */
   userTopic(userId: string): string {
     return `${this.namespace}:bus:user:${userId}`
   }
