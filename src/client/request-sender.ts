@@ -140,19 +140,14 @@ export class RequestSender {
   /** Writes a queued request or message; false when the socket could not take it (it stays queued). */
   private send(request: PendingRequest | QueuedMessage): boolean {
     const frame = request.frame!
-    if (request instanceof QueuedMessage) {
-      // Queued before any server announced its limit: the socket would close (1009) on it, losing what follows.
-      if (exceedsBytes(frame, this.maxPayload)) {
+    // Queued before any server announced its limit: the socket would close (1009) on it, losing what follows.
+    if (exceedsBytes(frame, this.maxPayload)) {
+      if (request instanceof QueuedMessage) {
         this.requests.markSent(request)
         this.onDropped(1, 'too-large')
-        return true
+      } else {
+        this.requests.reject(request.id, tooLarge('request', this.maxPayload))
       }
-      if (!this.transport?.send(frame)) return false
-      this.requests.markSent(request)
-      return true
-    }
-    if (exceedsBytes(frame, this.maxPayload)) {
-      this.requests.reject(request.id, tooLarge('request', this.maxPayload))
       return true
     }
     if (!this.transport?.send(frame)) return false
