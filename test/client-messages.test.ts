@@ -265,6 +265,8 @@ describe('client.send: arguments and options', () => {
       expect(() => client.send(type)).toThrow(expect.objectContaining({ code: ErrorCode.BAD_REQUEST }))
     }
     expect(client.send('x'.repeat(255))).toBe(true)
+    // 254 UTF-8 bytes in 127 units: only an exact count tells it from 'é'.repeat(128).
+    expect(client.send('é'.repeat(127))).toBe(true)
     expect(() => client.send('big', 'y'.repeat(2048))).toThrow(expect.objectContaining({ code: ErrorCode.PAYLOAD_TOO_LARGE }))
     expect(client.state).toBe('open')
   })

@@ -22,8 +22,9 @@
 // headline when a target acknowledges before delivering and a backlog builds), and the
 // CPU time both servers used in the window per message counted (with a backlog, this
 // includes work on messages accepted but not yet counted).
-import { median, percentile, sleep, withServers, withTimeout, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
-import { closeAll, connectMany, type BenchClient, type Target, type TargetKey } from '../targets.js'
+import { median, percentile, sleep, withTimeout, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
+import { connectMany, type BenchClient, type Target, type TargetKey } from '../targets.js'
+import { withInstancePairs } from './fanout.js'
 
 const CLIENTS = 200
 const ROOM_SIZE = 50
@@ -143,56 +144,47 @@ function chatSession(clients: readonly BenchClient[], servers: readonly ServerPr
   }
 }
 
-export async function chat(chosen: readonly Target[], context: BenchContext): Promise<Partial<Record<TargetKey, Metrics>>> {
-  const specs = chosen.flatMap((target) => {
-    const env = { BENCH_REDIS_URL: context.redisUrl, BENCH_NAMESPACE: context.namespace() }
-    return [{ script: target.script, env }, { script: target.script, env }]
-  })
-  return withServers(specs, async (servers) => {
-    const opened: BenchClient[] = []
-    try {
-      const sessions: ReturnType<typeof chatSession>[] = []
-      for (const [index, target] of chosen.entries()) {
-        const pair = [servers[2 * index]!, servers[2 * index + 1]!]
-        const halves = [await connectMany(target, pair[0]!.port, CLIENTS / 2), await connectMany(target, pair[1]!.port, CLIENTS / 2)]
-        // Alternate instances, so that each room of 50 consecutive clients has 25 on each.
-        const clients = Array.from({ length: CLIENTS }, (_, at) => halves[at % 2]![Math.floor(at / 2)]!)
-        opened.push(...clients)
-        await Promise.all(clients.map((client, at) => client.call('join', roomOf(at))))
-        sessions.push(chatSession(clients, pair))
-      }
-      for (const session of sessions) await session(FIRST_WARM_UP_MS, 0)
-      const turns: Turn[][] = chosen.map(() => [])
-      const cycles = Math.max(1, Math.round((context.config.chatSeconds * 1000) / TURN_MS))
-      for (let cycle = 0; cycle < cycles; cycle++) {
-        for (let step = 0; step < chosen.length; step++) {
-          const index = (cycle + step) % chosen.length
-          turns[index]!.push(await sessions[index]!(WARM_UP_MS, TURN_MS))
-        }
-      }
-      const results: Partial<Record<TargetKey, Metrics>> = {}
-      for (const [index, target] of chosen.entries()) {
-        const sum = (pick: (turn: Turn) => number): number => turns[index]!.reduce((total, turn) => total + pick(turn), 0)
-        const seconds = sum((turn) => turn.ms) / 1000
-        const counted = sum((turn) => turn.counted)
-        const latencies = turns[index]!.flatMap((turn) => turn.latencies).sort((a, b) => a - b)
-        results[target.key] = {
-          messagesPerSecond: counted / seconds,
-          deliveriesPerSecond: (counted * ROOM_SIZE) / seconds,
-          repliesPerSecond: sum((turn) => turn.replies) / seconds,
-          p50: percentile(latencies, 50),
-          p99: percentile(latencies, 99),
-          serverCpuUs: (sum((turn) => turn.cpuMs) * 1000) / counted,
-        }
-      }
-      const meshAt = chosen.findIndex((target) => target.key === 'mesh')
-      const sioAt = chosen.findIndex((target) => target.key === 'sio')
-      if (meshAt >= 0 && sioAt >= 0) {
-        results.mesh!.overSio = median(turns[meshAt]!.map((turn, cycle) => turn.counted / turns[sioAt]![cycle]!.counted))
-      }
-      return results
-    } finally {
-      await closeAll(opened)
+export function chat(chosen: readonly Target[], context: BenchContext): Promise<Partial<Record<TargetKey, Metrics>>> {
+  return withInstancePairs(chosen, context, async (pairs, opened) => {
+    const sessions: ReturnType<typeof chatSession>[] = []
+    for (const [index, target] of chosen.entries()) {
+      const pair = pairs[index]!
+      const halves = [await connectMany(target, pair[0].port, CLIENTS / 2), await connectMany(target, pair[1].port, CLIENTS / 2)]
+      // Alternate instances, so that each room of 50 consecutive clients has 25 on each.
+      const clients = Array.from({ length: CLIENTS }, (_, at) => halves[at % 2]![Math.floor(at / 2)]!)
+      opened.push(...clients)
+      await Promise.all(clients.map((client, at) => client.call('join', roomOf(at))))
+      sessions.push(chatSession(clients, pair))
     }
+    for (const session of sessions) await session(FIRST_WARM_UP_MS, 0)
+    const turns: Turn[][] = chosen.map(() => [])
+    const cycles = Math.max(1, Math.round((context.config.chatSeconds * 1000) / TURN_MS))
+    for (let cycle = 0; cycle < cycles; cycle++) {
+      for (let step = 0; step < chosen.length; step++) {
+        const index = (cycle + step) % chosen.length
+        turns[index]!.push(await sessions[index]!(WARM_UP_MS, TURN_MS))
+      }
+    }
+    const results: Partial<Record<TargetKey, Metrics>> = {}
+    for (const [index, target] of chosen.entries()) {
+      const sum = (pick: (turn: Turn) => number): number => turns[index]!.reduce((total, turn) => total + pick(turn), 0)
+      const seconds = sum((turn) => turn.ms) / 1000
+      const counted = sum((turn) => turn.counted)
+      const latencies = turns[index]!.flatMap((turn) => turn.latencies).sort((a, b) => a - b)
+      results[target.key] = {
+        messagesPerSecond: counted / seconds,
+        deliveriesPerSecond: (counted * ROOM_SIZE) / seconds,
+        repliesPerSecond: sum((turn) => turn.replies) / seconds,
+        p50: percentile(latencies, 50),
+        p99: percentile(latencies, 99),
+        serverCpuUs: (sum((turn) => turn.cpuMs) * 1000) / counted,
+      }
+    }
+    const meshAt = chosen.findIndex((target) => target.key === 'mesh')
+    const sioAt = chosen.findIndex((target) => target.key === 'sio')
+    if (meshAt >= 0 && sioAt >= 0) {
+      results.mesh!.overSio = median(turns[meshAt]!.map((turn, cycle) => turn.counted / turns[sioAt]![cycle]!.counted))
+    }
+    return results
   })
 }

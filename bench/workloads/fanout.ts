@@ -1,11 +1,35 @@
 // 2. Room fan-out on one instance: 200 clients in a room; one request makes the server
 // broadcast 300 messages to it; timed from the request until every client has all 300.
-import { median, withServers, withTimeout, type BenchContext, type Metrics } from '../support.js'
+import { median, withServers, withTimeout, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
 import { closeAll, connectMany, type BenchClient, type Target } from '../targets.js'
 
 export const MEMBERS = 200
 export const MESSAGES = 300
 const ROOM = 'room'
+
+/**
+ * Starts two instances of every chosen target (one Redis, each target in its own
+ * namespace), runs `body` with each target's pair, and closes every client `body` put in
+ * `opened`, however it ends.
+ */
+export function withInstancePairs<T>(
+  chosen: readonly Target[],
+  context: BenchContext,
+  body: (pairs: [ServerProcess, ServerProcess][], opened: BenchClient[]) => Promise<T>,
+): Promise<T> {
+  const specs = chosen.flatMap((target) => {
+    const env = { BENCH_REDIS_URL: context.redisUrl, BENCH_NAMESPACE: context.namespace() }
+    return [{ script: target.script, env }, { script: target.script, env }]
+  })
+  return withServers(specs, async (servers) => {
+    const opened: BenchClient[] = []
+    try {
+      return await body(chosen.map((_, index) => [servers[2 * index]!, servers[2 * index + 1]!]), opened)
+    } finally {
+      await closeAll(opened)
+    }
+  })
+}
 
 /**
  * Prepares timed broadcasts to `members` (already in `room`), started by `trigger` with

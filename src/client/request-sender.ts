@@ -1,4 +1,5 @@
 import { encodeFrame, type Codec, type WireData } from '../shared/codec.js'
+import { exceedsBytes } from '../shared/byte-length.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { FrameType, type HelloOptions } from '../shared/protocol.js'
 import { QueuedMessage, RequestTracker, type PendingRequest } from './request-tracker.js'
@@ -57,7 +58,7 @@ export class RequestSender {
     }
     // The common case: nothing waits before it and a slot is free, so it is written at
     // once and never queued. A request that cannot go (no socket, too large) takes the queue's path.
-    if ((urgent || (requests.mayWriteNow && this.mayFlush())) && this.transport?.isOpen && !exceeds(frame, this.maxPayload)) {
+    if ((urgent || (requests.mayWriteNow && this.mayFlush())) && this.transport?.isOpen && !exceedsBytes(frame, this.maxPayload)) {
       // Tracked before it is written, so that no reply can come before its request is known.
       const request = requests.add(id, undefined, timeout, bound)
       this.transport.send(frame)
@@ -76,7 +77,7 @@ export class RequestSender {
    * Throws `PAYLOAD_TOO_LARGE` when it is larger than the last server's limit.
    */
   message(frame: WireData): boolean {
-    if (exceeds(frame, this.maxPayload)) throw tooLarge('message', this.maxPayload)
+    if (exceedsBytes(frame, this.maxPayload)) throw tooLarge('message', this.maxPayload)
     const requests = this.requests
     if (!requests.hasQueued && this.mayFlush() && this.transport?.send(frame)) return true
     if (requests.queuedMessages >= this.maxQueuedMessages) {
@@ -139,19 +140,14 @@ export class RequestSender {
   /** Writes a queued request or message; false when the socket could not take it (it stays queued). */
   private send(request: PendingRequest | QueuedMessage): boolean {
     const frame = request.frame!
-    if (request instanceof QueuedMessage) {
-      // Queued before any server announced its limit: the socket would close (1009) on it, losing what follows.
-      if (exceeds(frame, this.maxPayload)) {
+    // Queued before any server announced its limit: the socket would close (1009) on it, losing what follows.
+    if (exceedsBytes(frame, this.maxPayload)) {
+      if (request instanceof QueuedMessage) {
         this.requests.markSent(request)
         this.onDropped(1, 'too-large')
-        return true
+      } else {
+        this.requests.reject(request.id, tooLarge('request', this.maxPayload))
       }
-      if (!this.transport?.send(frame)) return false
-      this.requests.markSent(request)
-      return true
-    }
-    if (exceeds(frame, this.maxPayload)) {
-      this.requests.reject(request.id, tooLarge('request', this.maxPayload))
       return true
     }
     if (!this.transport?.send(frame)) return false
@@ -166,12 +162,4 @@ function tooLarge(what: string, limit: number): MeshError {
 
 function isPositive(value: unknown): value is number {
   return typeof value === 'number' && value > 0
-}
-
-function exceeds(frame: WireData, limit: number): boolean {
-  if (typeof frame !== 'string') return frame.byteLength > limit
-  // A UTF-16 unit takes one to three UTF-8 bytes: count exactly only when the bounds disagree.
-  if (frame.length * 3 <= limit) return false
-  if (frame.length > limit) return true
-  return new TextEncoder().encode(frame).byteLength > limit
 }

@@ -116,7 +116,7 @@ export class RequestTracker {
 
   /** Whether a new request may be written at once: none waits before it and the in-flight limit allows another. */
   get mayWriteNow(): boolean {
-    return this.queue.size === 0 && this.sent + this.late.size < this.limit
+    return this.queue.size === 0 && this.inFlightCount < this.limit
   }
 
   /** The id for the next request; throws `TOO_MANY_REQUESTS` when every id is in use. */

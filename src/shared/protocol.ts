@@ -2,6 +2,8 @@
  * The meshkit wire protocol: every frame is an array whose first element is its
  * type. docs/protocol.md describes the same thing for people writing clients.
  */
+import { exceedsBytes } from './byte-length.js'
+
 export const PROTOCOL_VERSION = 1
 
 /** WebSocket subprotocols; the one the server picks decides the codec. */
@@ -126,11 +128,7 @@ export const MAX_MESSAGE_TYPE_BYTES = 255
 
 /** Whether a message type is a non-empty string of at most `MAX_MESSAGE_TYPE_BYTES` UTF-8 bytes. */
 export function isMessageType(value: unknown): value is string {
-  if (typeof value !== 'string' || value.length === 0) return false
-  // A UTF-16 unit takes one to three UTF-8 bytes: count exactly only when the bounds disagree.
-  if (value.length * 3 <= MAX_MESSAGE_TYPE_BYTES) return true
-  if (value.length > MAX_MESSAGE_TYPE_BYTES) return false
-  return new TextEncoder().encode(value).byteLength <= MAX_MESSAGE_TYPE_BYTES
+  return typeof value === 'string' && value.length > 0 && !exceedsBytes(value, MAX_MESSAGE_TYPE_BYTES)
 }
 
 /** Largest request id; ids wrap around to 1 after it. */
