@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { CloseCode, ErrorCode, FrameType, MeshError } from 'meshkit'
 import { MeshClient, type MeshClientOptions } from 'meshkit/client'
 import type { MessageContext, MeshServer, MeshServerOptions } from 'meshkit/server'
-import { connectClient, createClient, deferred, nextEvent, RawClient, recordingLogger, startServer } from './support/harness.js'
+import { connectClient, createClient, deferred, nextEvent, RawClient, recordingLogger, startServer, waitFor } from './support/harness.js'
 
 /** A server that records, in arrival order, every message (`m:<data>`) and every `note` command (`c:<payload>`). */
 async function recordingServer(options: MeshServerOptions = {}, configure?: (server: MeshServer) => void): Promise<{ server: MeshServer; seen: unknown[] }> {
@@ -160,6 +160,26 @@ describe('messages through middleware and authentication', () => {
     expect(looked[0]).toEqual({ message: undefined, command: 'note' })
     expect(looked[1]).toEqual({ message: 'step', command: undefined })
     expect(server.stats.droppedMessages).toBe(1)
+  })
+
+  it('drops messages past maxPendingRequests waiting behind async middleware, keeping the earlier ones in order', async () => {
+    const gate = deferred()
+    const last = deferred()
+    const { server, seen } = await recordingServer({ maxPendingRequests: 2 }, (created) => {
+      created.addMiddleware(async (ctx) => {
+        if (ctx.payload === 0) await gate.promise
+      })
+      created.onMessage('step', (ctx) => ctx.data === 5 && last.resolve())
+    })
+    const client = await connectClient(server)
+    // 0 holds the middleware; 1 and 2 wait behind it; 3 and 4 find the queue full.
+    for (let index = 0; index < 5; index++) client.send('step', index)
+    await waitFor(() => server.stats.droppedMessages === 2)
+    gate.resolve()
+    client.send('step', 5)
+    await last.promise
+    expect(seen).toEqual(['m:0', 'm:1', 'm:2', 'm:5'])
+    expect(server.stats.droppedMessages).toBe(2)
   })
 
   it('drops messages before authentication when it is required, tells the client once, and handles them after', async () => {
