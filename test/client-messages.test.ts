@@ -162,6 +162,26 @@ describe('messages through middleware and authentication', () => {
     expect(server.stats.droppedMessages).toBe(1)
   })
 
+  it('logs middleware dropping a message as the command path does: a refusal at debug, a fault at warn with its cause', async () => {
+    const { logger, entries } = recordingLogger()
+    const cause = new Error('connection reset')
+    const server = await startServer({ logger }, (created) => {
+      created.registerCommand('sync', () => true)
+      created.addMiddleware((ctx) => {
+        if (ctx.payload === 'refuse') throw new MeshError('FORBIDDEN', 'not this one')
+        if (ctx.payload === 'fault') throw new MeshError(ErrorCode.INTERNAL_ERROR, 'store failed', { cause })
+      })
+    })
+    const client = await connectClient(server)
+    client.send('step', 'refuse')
+    client.send('step', 'fault')
+    await client.command('sync')
+    const dropped = entries.filter((entry) => entry.details?.type === 'step')
+    expect(dropped.map((entry) => entry.level)).toEqual(['debug', 'warn'])
+    expect(dropped[1]?.details?.error).toBe(cause)
+    expect(server.stats.droppedMessages).toBe(2)
+  })
+
   it('drops messages past maxPendingRequests waiting behind async middleware, keeping the earlier ones in order', async () => {
     const gate = deferred()
     const last = deferred()

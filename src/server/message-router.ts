@@ -1,5 +1,6 @@
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { isMessageType } from '../shared/protocol.js'
+import { faultIn } from './command-registry.js'
 import { isThenable, runChain } from './compose.js'
 import type { Connection } from './connection.js'
 import { MessageContext, type CommandHandler, type MeshContext, type MessageHandler, type Middleware } from './context.js'
@@ -148,10 +149,10 @@ export class MessageRouter {
   /** Middleware threw: the message is dropped, and the client hears nothing (it asked for no reply). */
   private refused(ctx: MessageContext, error: unknown): void {
     this.stats.droppedMessages++
-    const details = { type: ctx.type, connectionId: ctx.connection.id, error }
-    // A MeshError is middleware refusing on purpose (validation, permissions); anything else is a bug worth a warning.
-    if (error instanceof MeshError && error.code !== ErrorCode.INTERNAL_ERROR) this.parts.logger.debug?.('middleware dropped a client message', details)
-    else this.parts.logger.warn?.('middleware failed; client message dropped', details)
+    // The command path's rule: a MeshError is middleware refusing on purpose (validation, permissions); a fault is worth a warning.
+    const fault = faultIn(error)
+    if (fault === undefined) this.parts.logger.debug?.('middleware dropped a client message', { type: ctx.type, connectionId: ctx.connection.id, error })
+    else this.parts.logger.warn?.('middleware failed; client message dropped', { type: ctx.type, connectionId: ctx.connection.id, error: fault.error })
   }
 
   /**
