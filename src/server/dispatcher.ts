@@ -1,6 +1,6 @@
 import { nanoid } from 'nanoid'
 import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
-import { badArgument, requireEventName, userIdList } from './call-arguments.js'
+import { badArgument, connectionIdList, requireEventName, userIdList } from './call-arguments.js'
 import { channelMessage } from './channel-message.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'
@@ -118,9 +118,4 @@ export class Dispatcher {
     this.closing ??= this.store.close()
     return this.closing
   }
-}
-
-function connectionIdList(ids: unknown, name: string): string[] {
-  if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) throw badArgument(`${name} must be an array of connection ids`)
-  return ids as string[]
 }
