@@ -330,6 +330,18 @@ describe('the MESSAGE frame on the wire', () => {
     expect(handled).toBe(5)
   })
 
+  it('counts messages dropped over rateLimit before the connection is closed', async () => {
+    let handled = 0
+    const server = await startServer({ rateLimit: { points: 3, duration: 60_000, closeAfter: 100 } }, (created) =>
+      created.onMessage('step', () => void handled++),
+    )
+    const client = await RawClient.open(server)
+    await client.hello()
+    for (let index = 0; index < 7; index++) client.send([FrameType.MESSAGE, 'step', index])
+    await waitFor(() => server.stats.droppedMessages === 4)
+    expect(handled).toBe(3)
+  })
+
   it('closes a socket sending a message above maxPayload with 1009, as for commands', async () => {
     const server = await startServer({ maxPayload: 1024 })
     const raw = await RawClient.open(server)

@@ -13,7 +13,7 @@ export interface MessageStats {
   unhandledMessages: number
   /** Dropped because authentication is required and the connection had not authenticated. */
   unauthorizedMessages: number
-  /** Dropped by middleware that threw, or because too many waited behind async middleware. */
+  /** Dropped by middleware that threw, because too many waited behind async middleware, or over the rate limit. */
   droppedMessages: number
   /** Handler calls that threw or rejected (each logged at error). */
   failedMessages: number
@@ -91,6 +91,12 @@ export class MessageRouter {
       connection.waitingMessages--
       return this.run(connection, type, data)
     }))
+  }
+
+  /** A message over the connection's rate limit: counted, and logged at debug only, so that a flood is not a flood of log lines. */
+  rateLimited(connection: Connection, type: string): void {
+    this.stats.droppedMessages++
+    this.parts.logger.debug?.('dropped a client message: over the rate limit', { type, connectionId: connection.id })
   }
 
   private hold(connection: Connection, deciding: Promise<void>): void {
