@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { CloseCode, ErrorCode, FrameType, MeshError } from 'meshkit'
 import { MeshClient, type MeshClientOptions } from 'meshkit/client'
 import type { MessageContext, MeshServer, MeshServerOptions } from 'meshkit/server'
-import { connectClient, createClient, deferred, nextEvent, RawClient, recordingLogger, startServer } from './support/harness.js'
+import { connectClient, createClient, deferred, nextEvent, RawClient, recordingLogger, startServer, waitFor } from './support/harness.js'
 
 /** A server that records, in arrival order, every message (`m:<data>`) and every `note` command (`c:<payload>`). */
 async function recordingServer(options: MeshServerOptions = {}, configure?: (server: MeshServer) => void): Promise<{ server: MeshServer; seen: unknown[] }> {
@@ -162,6 +162,46 @@ describe('messages through middleware and authentication', () => {
     expect(server.stats.droppedMessages).toBe(1)
   })
 
+  it('logs middleware dropping a message as the command path does: a refusal at debug, a fault at warn with its cause', async () => {
+    const { logger, entries } = recordingLogger()
+    const cause = new Error('connection reset')
+    const server = await startServer({ logger }, (created) => {
+      created.registerCommand('sync', () => true)
+      created.addMiddleware((ctx) => {
+        if (ctx.payload === 'refuse') throw new MeshError('FORBIDDEN', 'not this one')
+        if (ctx.payload === 'fault') throw new MeshError(ErrorCode.INTERNAL_ERROR, 'store failed', { cause })
+      })
+    })
+    const client = await connectClient(server)
+    client.send('step', 'refuse')
+    client.send('step', 'fault')
+    await client.command('sync')
+    const dropped = entries.filter((entry) => entry.details?.type === 'step')
+    expect(dropped.map((entry) => entry.level)).toEqual(['debug', 'warn'])
+    expect(dropped[1]?.details?.error).toBe(cause)
+    expect(server.stats.droppedMessages).toBe(2)
+  })
+
+  it('drops messages past maxPendingRequests waiting behind async middleware, keeping the earlier ones in order', async () => {
+    const gate = deferred()
+    const last = deferred()
+    const { server, seen } = await recordingServer({ maxPendingRequests: 2 }, (created) => {
+      created.addMiddleware(async (ctx) => {
+        if (ctx.payload === 0) await gate.promise
+      })
+      created.onMessage('step', (ctx) => ctx.data === 5 && last.resolve())
+    })
+    const client = await connectClient(server)
+    // 0 holds the middleware; 1 and 2 wait behind it; 3 and 4 find the queue full.
+    for (let index = 0; index < 5; index++) client.send('step', index)
+    await waitFor(() => server.stats.droppedMessages === 2)
+    gate.resolve()
+    client.send('step', 5)
+    await last.promise
+    expect(seen).toEqual(['m:0', 'm:1', 'm:2', 'm:5'])
+    expect(server.stats.droppedMessages).toBe(2)
+  })
+
   it('drops messages before authentication when it is required, tells the client once, and handles them after', async () => {
     const users: unknown[] = []
     const server = await startServer({ authentication: { required: true } }, (created) => {
@@ -290,6 +330,18 @@ describe('the MESSAGE frame on the wire', () => {
     for (let index = 0; index < 100; index++) flooder.send([FrameType.MESSAGE, 'step', index])
     expect((await flooder.closed).code).toBe(CloseCode.RATE_LIMITED)
     expect(handled).toBe(5)
+  })
+
+  it('counts messages dropped over rateLimit before the connection is closed', async () => {
+    let handled = 0
+    const server = await startServer({ rateLimit: { points: 3, duration: 60_000, closeAfter: 100 } }, (created) =>
+      created.onMessage('step', () => void handled++),
+    )
+    const client = await RawClient.open(server)
+    await client.hello()
+    for (let index = 0; index < 7; index++) client.send([FrameType.MESSAGE, 'step', index])
+    await waitFor(() => server.stats.droppedMessages === 4)
+    expect(handled).toBe(3)
   })
 
   it('closes a socket sending a message above maxPayload with 1009, as for commands', async () => {

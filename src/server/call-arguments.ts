@@ -26,3 +26,9 @@ export function userIdList(value: unknown, name: string): string[] {
     throw badArgument(`${name} must hold only strings or numbers`)
   })
 }
+
+/** Connection ids: a list of strings (unlike user ids, never numbers: the server made them). */
+export function connectionIdList(value: unknown, name: string): string[] {
+  if (!Array.isArray(value) || !value.every((id) => typeof id === 'string')) throw badArgument(`${name} must be an array of connection ids`)
+  return value as string[]
+}

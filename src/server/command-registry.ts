@@ -115,12 +115,20 @@ export class CommandRegistry {
    * kept in `cause`) is such a fault too: logged, or nobody would ever see its cause.
    */
   private failed(connection: Connection, command: string, thrown: unknown): MeshError {
-    if (!(thrown instanceof MeshError) || thrown.code === ErrorCode.INTERNAL_ERROR) {
-      const error = thrown instanceof MeshError && thrown.cause !== undefined ? thrown.cause : thrown
-      this.failures.logger.error?.('command failed', { command, connectionId: connection.id, error })
-    }
+    const fault = faultIn(thrown)
+    if (fault !== undefined) this.failures.logger.error?.('command failed', { command, connectionId: connection.id, error: fault.error })
     return toClientError(thrown, this.failures.exposeErrors)
   }
+}
+
+/**
+ * Whether a throw from middleware or a handler is a fault (a bug, a failed query, a
+ * Redis reply error) rather than a `MeshError` refusing on purpose; if so, the error
+ * worth logging (an `INTERNAL_ERROR`'s cause, which holds the real text).
+ */
+export function faultIn(thrown: unknown): { error: unknown } | undefined {
+  if (thrown instanceof MeshError && thrown.code !== ErrorCode.INTERNAL_ERROR) return undefined
+  return { error: thrown instanceof MeshError && thrown.cause !== undefined ? thrown.cause : thrown }
 }
 
 function requireFunction(step: unknown): void {

@@ -1,6 +1,6 @@
 import { nanoid } from 'nanoid'
 import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
-import { badArgument, requireEventName, userIdList } from './call-arguments.js'
+import { badArgument, connectionIdList, requireEventName, userIdList } from './call-arguments.js'
 import { channelMessage } from './channel-message.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'

@@ -1,5 +1,6 @@
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { isMessageType } from '../shared/protocol.js'
+import { faultIn } from './command-registry.js'
 import { isThenable, runChain } from './compose.js'
 import type { Connection } from './connection.js'
 import { MessageContext, type CommandHandler, type MeshContext, type MessageHandler, type Middleware } from './context.js'
@@ -12,7 +13,7 @@ export interface MessageStats {
   unhandledMessages: number
   /** Dropped because authentication is required and the connection had not authenticated. */
   unauthorizedMessages: number
-  /** Dropped by middleware that threw, or because too many waited behind async middleware. */
+  /** Dropped by middleware that threw, because too many waited behind async middleware, or over the rate limit. */
   droppedMessages: number
   /** Handler calls that threw or rejected (each logged at error). */
   failedMessages: number
@@ -92,6 +93,12 @@ export class MessageRouter {
     }))
   }
 
+  /** A message over the connection's rate limit: counted, and logged at debug only, so that a flood is not a flood of log lines. */
+  rateLimited(connection: Connection, type: string): void {
+    this.stats.droppedMessages++
+    this.parts.logger.debug?.('dropped a client message: over the rate limit', { type, connectionId: connection.id })
+  }
+
   private hold(connection: Connection, deciding: Promise<void>): void {
     connection.messageTail = deciding
     void deciding.then(() => {
@@ -148,10 +155,10 @@ export class MessageRouter {
   /** Middleware threw: the message is dropped, and the client hears nothing (it asked for no reply). */
   private refused(ctx: MessageContext, error: unknown): void {
     this.stats.droppedMessages++
-    const details = { type: ctx.type, connectionId: ctx.connection.id, error }
-    // A MeshError is middleware refusing on purpose (validation, permissions); anything else is a bug worth a warning.
-    if (error instanceof MeshError && error.code !== ErrorCode.INTERNAL_ERROR) this.parts.logger.debug?.('middleware dropped a client message', details)
-    else this.parts.logger.warn?.('middleware failed; client message dropped', details)
+    // The command path's rule: a MeshError is middleware refusing on purpose (validation, permissions); a fault is worth a warning.
+    const fault = faultIn(error)
+    if (fault === undefined) this.parts.logger.debug?.('middleware dropped a client message', { type: ctx.type, connectionId: ctx.connection.id, error })
+    else this.parts.logger.warn?.('middleware failed; client message dropped', { type: ctx.type, connectionId: ctx.connection.id, error: fault.error })
   }
 
   /**

@@ -273,6 +273,7 @@ export class SocketLifecycle {
     // A message over the limit is dropped: it asked for no reply, so there is no id to refuse it on.
     else if (frame[0] === FrameType.MESSAGE) {
       if (verdict === RateVerdict.PASS) this.parts.messages.dispatch(connection, frame[1], frame[2])
+      else this.parts.messages.rateLimited(connection, frame[1])
     }
     // A pong over the limit still counts, but is handled: dropping it could cost a busy
     // but honest client its connection as a missed pong.
