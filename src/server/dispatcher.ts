@@ -7,7 +7,6 @@ import { guardLogger } from './logger.js'
 import { Cluster } from './managers/cluster.js'
 import { Delivery } from './managers/delivery.js'
 import { LocalIndex } from './managers/local-index.js'
-import { idsOf } from './managers/ownership.js'
 import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import { Keys } from './store/keys.js'
 import { RedisBus } from './store/redis-bus.js'
@@ -73,8 +72,7 @@ export class Dispatcher {
   async broadcastRoom(room: string, event: string, payload?: unknown, exclude: readonly string[] = []): Promise<void> {
     if (typeof room !== 'string' || room.length === 0) throw badArgument('A room name must be a non-empty string')
     requireEventName(event)
-    if (!Array.isArray(exclude)) throw badArgument('exclude must be an array of connection ids')
-    const excluded = idsOf(exclude)
+    const excluded = connectionIdList(exclude, 'exclude')
     await whenReady(this.redis, this.timeout)
     await this.delivery.broadcastRoom(room, event, payload, excluded)
   }
@@ -84,8 +82,7 @@ export class Dispatcher {
    * (the ids name it), no read. Unknown ids are skipped by their would-be owner.
    */
   async sendTo(connectionIds: readonly string[], event: string, payload?: unknown): Promise<void> {
-    if (!Array.isArray(connectionIds)) throw badArgument('connectionIds must be an array of connection ids')
-    const ids = idsOf(connectionIds)
+    const ids = connectionIdList(connectionIds, 'connectionIds')
     requireEventName(event)
     await whenReady(this.redis, this.timeout)
     await this.delivery.sendTo(ids, event, payload)
