@@ -35,6 +35,14 @@ describe('wrong calls to the server', () => {
     await expectBadRequest(() => server.broadcast('disconnect', 'x'))
   })
 
+  it('broadcastRoom to no room (an empty or non-string name) rejects with BAD_REQUEST instead of reaching nobody', async () => {
+    const server = await startServer()
+    const untyped = server as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    await expectBadRequest(() => server.broadcastRoom('', 'evt'))
+    await expectBadRequest(() => untyped.broadcastRoom!.call(server, undefined, 'evt'))
+    await expectBadRequest(() => untyped.broadcastRoomExclude!.call(server, 42, 'evt', 'x', []))
+  })
+
   it('a wrong call leaves the server serving', async () => {
     const server = await startServer()
     const client = await connectClient(server)

@@ -17,6 +17,11 @@ export function requireEventName(event: unknown): asserts event is string {
   if (RESERVED_EVENTS.has(event)) throw badArgument(`"${event}" is reserved for the client's lifecycle events`)
 }
 
+/** A room to send to: a non-empty string (any other name simply has no members). */
+export function requireRoomName(room: unknown): asserts room is string {
+  if (typeof room !== 'string' || room.length === 0) throw badArgument('A room name must be a non-empty string')
+}
+
 /** User ids as strings: a list of strings or numbers (`['*']` for everyone). */
 export function userIdList(value: unknown, name: string): string[] {
   if (!Array.isArray(value)) throw badArgument(`${name} must be an array of user ids`)

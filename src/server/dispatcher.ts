@@ -1,6 +1,6 @@
 import { nanoid } from 'nanoid'
 import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
-import { badArgument, connectionIdList, requireEventName, userIdList } from './call-arguments.js'
+import { connectionIdList, requireEventName, requireRoomName, userIdList } from './call-arguments.js'
 import { channelMessage } from './channel-message.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'
@@ -70,7 +70,7 @@ export class Dispatcher {
    * ids: one publish to the room's topic, no read. Resolves once Redis took it.
    */
   async broadcastRoom(room: string, event: string, payload?: unknown, exclude: readonly string[] = []): Promise<void> {
-    if (typeof room !== 'string' || room.length === 0) throw badArgument('A room name must be a non-empty string')
+    requireRoomName(room)
     requireEventName(event)
     const excluded = connectionIdList(exclude, 'exclude')
     await whenReady(this.redis, this.timeout)

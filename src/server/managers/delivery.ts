@@ -1,6 +1,6 @@
 import { FrameType } from '../../shared/protocol.js'
 import type { Connection } from '../connection.js'
-import { requireEventName } from '../call-arguments.js'
+import { requireEventName, requireRoomName } from '../call-arguments.js'
 import { FrameCache } from '../frame-cache.js'
 import type { Cluster } from './cluster.js'
 import type { LocalIndex } from './local-index.js'
@@ -65,6 +65,7 @@ export class Delivery {
 
   /** Members of a room, wherever they are, except the excluded ids. */
   broadcastRoom(room: string, event: string, payload: unknown, excluded: readonly string[] = []): Promise<void> {
+    requireRoomName(room)
     const frames = eventFrame(event, payload)
     return this.inOrder(undefined, () => {
       this.writeRoom(room, excluded, frames)
