@@ -124,4 +124,47 @@ export class Keys {
   instanceTopic(instanceId: string): string {
     return `${this.namespace}:bus:instance:${instanceId}`
   }
+
+  /**
+   * Stream of one partition of the portal events (connections, authentications,
+   * client messages, disconnections). A connection's events all go to the partition
+   * its id hashes to (see `partitionOf`), so they stay in order.
+   */
+  portalEvents(partition: number): string {
+    return `${this.namespace}:portal:events:${partition}`
+  }
+
+  /**
+   * Stream of the forwarded calls of one command to one portal group. Group names
+   * have no ":" (checked by the Portal), so a group and a command name cannot
+   * combine into another pair's key.
+   */
+  portalCommands(group: string, command: string): string {
+    return `${this.namespace}:portal:commands:${group}:${command}`
+  }
+
+  /** Lease of one event partition to one portal of a group: the portal id, with a TTL. */
+  portalLease(group: string, partition: number): string {
+    return `${this.namespace}:portal:lease:${group}:${partition}`
+  }
+
+  /** Sorted set: portal id → the Redis time (ms) its announcement expires. */
+  get portalLiveness(): string {
+    return `${this.namespace}:portal:liveness`
+  }
+
+  /** Hash: portal id → its announcement (JSON: group, commands, since). */
+  get portalRegistry(): string {
+    return `${this.namespace}:portal:registry`
+  }
+
+  /** Hash of what the servers decided for every portal: `partitions`, `distributeLoad`. */
+  get portalConfig(): string {
+    return `${this.namespace}:portal:config`
+  }
+
+  /** Bus topic where portals publish the replies to one instance's forwarded commands. */
+  portalReplies(instanceId: string): string {
+    return `${this.namespace}:bus:portal-reply:${instanceId}`
+  }
 }
