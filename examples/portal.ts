@@ -4,8 +4,8 @@
 // runnable on its own; in production the portal is a process of its own (any number of
 // them, on any machine that reaches the Redis), and the server has no code for what the
 // portal handles.
-import { MeshClient, MeshError } from 'meshkit/client'
-import { MeshServer, Portal } from 'meshkit/server'
+import { MeshClient } from 'meshkit/client'
+import { MeshError, MeshServer, Portal } from 'meshkit/server'
 
 const redis = process.env.REDIS_URL ?? 'redis://localhost:6379'
 const namespace = process.env.NAMESPACE ?? 'meshkit-portal-example'
