@@ -1,0 +1,202 @@
+import { Redis } from 'ioredis'
+import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError, Portal, type PortalContext, type PortalOptions } from 'meshkit/server'
+import { nanoid } from 'nanoid'
+import { Keys } from '../src/server/store/keys.js'
+import { preferredPartitions } from '../src/server/portal/lease-table.js'
+import { decodeReply, entryFields, EntryKind, partitionOf, type CommandReply, type EntryBody } from '../src/server/portal/stream-format.js'
+import { uniqueNamespace } from './support/cluster.js'
+import { countingProxy } from './support/counting-proxy.js'
+import { deferred, eventually, waitFor } from './support/harness.js'
+
+const TTL = 600
+const INSTANCE = 'instance-1'
+
+/** Plays the servers' role: writes entries as they would, and reads what portals leave in Redis. */
+function fakeServer(namespace: string) {
+  const redis = new Redis(inject('redisUrl'))
+  onTestFinished(() => void redis.quit())
+  const keys = new Keys(namespace)
+  return {
+    redis,
+    keys,
+    async event(kind: EntryKind, connection: string, body: EntryBody = {}): Promise<string> {
+      return (await redis.xadd(keys.portalEvents(partitionOf(connection, 16)), '*', ...entryFields(kind, connection, INSTANCE, body))) as string
+    },
+    async command(group: string, name: string, body: Record<string, unknown>): Promise<string> {
+      const full = { name, token: `t-${Math.random()}`, deadline: Date.now() + 10_000, ...body } as EntryBody
+      return (await redis.xadd(keys.portalCommands(group, name), '*', ...entryFields(EntryKind.COMMAND, 'conn-1', INSTANCE, full))) as string
+    },
+    /** Entries read by a group and not acknowledged, over every partition. */
+    async pending(group: string): Promise<number> {
+      let total = 0
+      for (let p = 0; p < 16; p++) total += Number(((await redis.xpending(keys.portalEvents(p), group)) as [number])[0])
+      return total
+    },
+  }
+}
+
+function portalFor(redis: string, options: PortalOptions): Portal {
+  const portal = new Portal(redis, { ttl: TTL, ...options })
+  onTestFinished(() => portal.close())
+  return portal
+}
+
+/** Records every event a portal handles, as `<connection>:<kind>[:<type>]`. */
+function record(portal: Portal, into: string[] = []): string[] {
+  const note = (ctx: PortalContext): void => void into.push(`${ctx.connection.id}:${ctx.kind}${ctx.type === undefined ? '' : `:${ctx.type}`}`)
+  portal.onConnection(note)
+  portal.onAuthentication(note)
+  portal.onMessage('*', note)
+  portal.onDisconnection(note)
+  return into
+}
+
+/** Connection ids whose events land in different partitions. */
+function connectionIds(count: number): string[] {
+  const ids: string[] = []
+  const used = new Set<number>()
+  for (let i = 0; ids.length < count; i++) {
+    const p = partitionOf(`c${i}`, 16)
+    if (count <= 16 && used.has(p)) continue
+    used.add(p)
+    ids.push(`c${i}`)
+  }
+  return ids
+}
+
+/** Every connection's life: connect, authenticate, `messages` messages, disconnect; interleaved across connections. */
+async function writeLives(server: ReturnType<typeof fakeServer>, ids: readonly string[], messages: number): Promise<Map<string, string[]>> {
+  const expected = new Map<string, string[]>(ids.map((id) => [id, []]))
+  const steps: Array<[EntryKind, EntryBody, string]> = [[EntryKind.CONNECTION, { handshake: { headers: {}, query: {}, address: '127.0.0.1' } }, 'connection']]
+  steps.push([EntryKind.AUTHENTICATION, { userId: 'u1', user: { id: 'u1' } }, 'authentication'])
+  for (let m = 0; m < messages; m++) steps.push([EntryKind.MESSAGE, { userId: 'u1', type: `m${m}`, data: m }, `message:m${m}`])
+  steps.push([EntryKind.DISCONNECTION, { code: 1000, reason: 'bye' }, 'disconnection'])
+  for (const [kind, body, label] of steps) {
+    for (const id of ids) {
+      await server.event(kind, id, body)
+      expected.get(id)!.push(`${id}:${label}`)
+    }
+  }
+  return expected
+}
+
+function byConnection(handled: readonly string[]): Map<string, string[]> {
+  const grouped = new Map<string, string[]>()
+  for (const line of handled) {
+    const id = line.split(':')[0]!
+    grouped.set(id, [...(grouped.get(id) ?? []), line])
+  }
+  return grouped
+}
+
+/** Waits until the portals of a group hold every partition between them, each at least one. */
+async function untilSplit(server: ReturnType<typeof fakeServer>, group: string, portals: readonly Portal[]): Promise<void> {
+  await eventually(async () => {
+    const holders = await Promise.all(Array.from({ length: 16 }, (_, p) => server.redis.get(server.keys.portalLease(group, p))))
+    for (const portal of portals) expect(holders).toContain(portal.id)
+    expect(holders.every((holder) => portals.some((portal) => portal.id === holder))).toBe(true)
+  })
+}
+
+describe('Portal: assignment', () => {
+  it('rendezvous hashing splits the partitions between two portals (plain FNV-1a gave one portal all 16 for 4 pairs in 10)', () => {
+    let lopsided = 0
+    for (let i = 0; i < 200; i++) {
+      const [a, b] = [`portal-${nanoid()}`, `portal-${nanoid()}`]
+      const live = new Map([a, b].map((id) => [id, { group: 'g', commands: [], since: 1 }]))
+      const share = preferredPartitions({ now: 0, partitions: 16, distributeLoad: true, live }, 'g', a).length
+      const other = preferredPartitions({ now: 0, partitions: 16, distributeLoad: true, live }, 'g', b).length
+      expect(share + other).toBe(16)
+      if (share === 0 || share === 16) lopsided++
+    }
+    // A fair split leaves one portal empty with probability 2 / 65536 per pair.
+    expect(lopsided).toBeLessThanOrEqual(1)
+  })
+})
+
+describe('Portal: events', () => {
+  it('hands every event of a connection to its handlers in order, with a context shaped like the server\'s', async () => {
+    const namespace = uniqueNamespace('portal-order')
+    const server = fakeServer(namespace)
+    const portal = portalFor(inject('redisUrl'), { namespace })
+    const handled = record(portal)
+    const contexts: PortalContext[] = []
+    portal.onConnection((ctx) => void contexts.push(ctx))
+    portal.onMessage('m1', (ctx) => void contexts.push(ctx))
+    portal.onDisconnection((ctx) => void contexts.push(ctx))
+    await portal.ready()
+    const ids = connectionIds(6)
+    const expected = await writeLives(server, ids, 5)
+    await waitFor(() => handled.length === 6 * 8)
+    expect(byConnection(handled)).toEqual(expected)
+    const [connected, message, closed] = ['connection', 'message', 'disconnection'].map((kind) => contexts.find((ctx) => ctx.kind === kind && ctx.connection.id === ids[0])!)
+    expect(connected!.connection).toMatchObject({ id: ids[0], instanceId: INSTANCE, handshake: { address: '127.0.0.1' } })
+    expect(message).toMatchObject({ type: 'm1', data: 1, connection: { userId: 'u1', handshake: undefined } })
+    expect(closed).toMatchObject({ code: 1000, reason: 'bye' })
+    expect(message!.eventId).toMatch(new RegExp(`^${partitionOf(ids[0]!, 16)}:\\d+-\\d+$`))
+    expect(portal.stats).toMatchObject({ handled: 48, failed: 0 })
+    await eventually(async () => expect(await server.pending('default')).toBe(0))
+  })
+
+  it('two portals of a group split the partitions and handle each entry once; another group gets every entry', { timeout: 20_000 }, async () => {
+    const namespace = uniqueNamespace('portal-split')
+    const server = fakeServer(namespace)
+    const redis = inject('redisUrl')
+    const [a, b] = [portalFor(redis, { namespace }), portalFor(redis, { namespace })]
+    const other = portalFor(redis, { namespace, group: 'audit' })
+    const [byA, byB, byOther] = [record(a), record(b), record(other)]
+    await Promise.all([a.ready(), b.ready(), other.ready()])
+    await untilSplit(server, 'default', [a, b])
+    const expected = await writeLives(server, connectionIds(40), 3)
+    await waitFor(() => byA.length + byB.length === 40 * 6 && byOther.length === 40 * 6)
+    expect(byA.length).toBeGreaterThan(0)
+    expect(byB.length).toBeGreaterThan(0)
+    // Each connection's events went to one portal of the group, in order.
+    const merged = byConnection([...byA, ...byB])
+    expect(merged).toEqual(expected)
+    for (const id of expected.keys()) expect(byConnection(byA).has(id) && byConnection(byB).has(id)).toBe(false)
+    expect(byConnection(byOther)).toEqual(expected)
+  })
+
+  it('a slow handler on one partition does not hold up the others', async () => {
+    const namespace = uniqueNamespace('portal-slow')
+    const server = fakeServer(namespace)
+    const portal = portalFor(inject('redisUrl'), { namespace })
+    const release = deferred()
+    const [slow, fast] = connectionIds(2)
+    const handled: string[] = []
+    portal.onMessage('*', async (ctx) => {
+      if (ctx.connection.id === slow) await release.promise
+      handled.push(ctx.connection.id)
+    })
+    await portal.ready()
+    await server.event(EntryKind.MESSAGE, slow!, { type: 'x' })
+    await server.event(EntryKind.MESSAGE, fast!, { type: 'x' })
+    await waitFor(() => handled.includes(fast!))
+    expect(handled).toEqual([fast])
+    release.resolve()
+    await waitFor(() => handled.length === 2)
+  })
+
+  it('acknowledges and skips malformed entries; a throwing handler is counted and its entry acknowledged', async () => {
+    const namespace = uniqueNamespace('portal-malformed')
+    const server = fakeServer(namespace)
+    const portal = portalFor(inject('redisUrl'), { namespace })
+    const handled = record(portal)
+    portal.onMessage('boom', () => {
+      throw new Error('handler bug')
+    })
+    await portal.ready()
+    const key = server.keys.portalEvents(partitionOf('c0', 16))
+    await server.redis.xadd(key, '*', 'v', '1', 'kind', 'message', 'connection', 'c0', 'instance', INSTANCE, 'body', 'not msgpack map')
+    await server.redis.xadd(key, '*', 'v', '99', 'kind', 'message')
+    await server.event(EntryKind.MESSAGE, 'c0', { data: 'no type' } as EntryBody)
+    await server.event(EntryKind.MESSAGE, 'c0', { type: 'boom' })
+    await server.event(EntryKind.MESSAGE, 'c0', { type: 'ok' })
+    await waitFor(() => handled.length === 2)
+    expect(handled).toEqual(['c0:message:boom', 'c0:message:ok'])
+    expect(portal.stats).toMatchObject({ malformed: 3, failed: 1, handled: 1 })
+    await eventually(async () => expect(await server.pending('default')).toBe(0))
+  })
+})
