@@ -200,3 +200,184 @@ describe('Portal: events', () => {
     await eventually(async () => expect(await server.pending('default')).toBe(0))
   })
 })
+
+describe('Portal: standby without distributeLoad', () => {
+  it('one portal works while the other stands by; the standby takes over at once when the active one closes', { timeout: 20_000 }, async () => {
+    const namespace = uniqueNamespace('portal-standby')
+    const server = fakeServer(namespace)
+    await server.redis.hset(server.keys.portalConfig, 'distributeLoad', '0')
+    const redis = inject('redisUrl')
+    // A longer ttl, so that taking over at once is told apart from taking over after the leases expire.
+    const ttl = 1_500
+    const active = portalFor(redis, { namespace, ttl })
+    const byActive = record(active)
+    await active.ready()
+    const standby = portalFor(redis, { namespace, ttl })
+    const byStandby = record(standby)
+    await standby.ready()
+    const ids = connectionIds(16)
+    for (const id of ids) await server.event(EntryKind.MESSAGE, id, { type: 'before' })
+    await waitFor(() => byActive.length === 16)
+    await active.close()
+    const closedAt = Date.now()
+    for (const id of ids) await server.event(EntryKind.MESSAGE, id, { type: 'after' })
+    await waitFor(() => byStandby.length === 16, ttl)
+    expect(Date.now() - closedAt).toBeLessThan(ttl)
+    expect(byActive).toHaveLength(16)
+    expect(byStandby.every((line) => line.endsWith(':after'))).toBe(true)
+  })
+
+  it('the standby takes over an abandoned active portal within ttl + ttl/3 (+ a read), and handles the entry it left unacknowledged', { timeout: 20_000 }, async () => {
+    const namespace = uniqueNamespace('portal-abandon')
+    const server = fakeServer(namespace)
+    await server.redis.hset(server.keys.portalConfig, 'distributeLoad', '0')
+    const proxy = await countingProxy(inject('redisUrl'))
+    const active = portalFor(proxy.url, { namespace })
+    const stuck = deferred()
+    onTestFinished(() => stuck.resolve())
+    const byActive: string[] = []
+    active.onMessage('*', async (ctx) => {
+      byActive.push(ctx.eventId)
+      if (ctx.type === 'stuck') await stuck.promise
+    })
+    await active.ready()
+    const standby = portalFor(inject('redisUrl'), { namespace })
+    const byStandby: PortalContext[] = []
+    standby.onMessage('*', (ctx) => void byStandby.push(ctx))
+    await standby.ready()
+
+    await server.event(EntryKind.MESSAGE, 'c0', { type: 'stuck' })
+    await server.event(EntryKind.MESSAGE, 'c0', { type: 'next' })
+    await waitFor(() => byActive.length === 1)
+    // The active portal loses Redis for good, holding the first entry unacknowledged.
+    proxy.cut()
+    const abandonedAt = Date.now()
+    await waitFor(() => byStandby.length === 2, 10_000)
+    const elapsed = Date.now() - abandonedAt
+    expect(byStandby.map((ctx) => ctx.type)).toEqual(['stuck', 'next'])
+    // Redelivered with the same id, so that a handler can tell it is a repeat.
+    expect(byStandby[0]!.eventId).toBe(byActive[0])
+    expect(elapsed).toBeLessThan(TTL + TTL / 3 + 1_000)
+    expect(byActive).toHaveLength(1)
+  })
+})
+
+/** Subscribes to an instance's reply topic as a server would, collecting decoded replies. */
+async function replies(namespace: string, instance = INSTANCE): Promise<CommandReply[]> {
+  const subscriber = new Redis(inject('redisUrl'))
+  onTestFinished(() => void subscriber.quit())
+  const received: CommandReply[] = []
+  subscriber.on('messageBuffer', (_topic: Buffer, message: Buffer) => received.push(decodeReply(message)!))
+  await subscriber.subscribe(new Keys(namespace).portalReplies(instance))
+  return received
+}
+
+describe('Portal: commands', () => {
+  it('answers forwarded commands on the owning instance\'s reply topic: results, MeshError codes and data, INTERNAL_ERROR for other throws', async () => {
+    const namespace = uniqueNamespace('portal-commands')
+    const server = fakeServer(namespace)
+    const received = await replies(namespace)
+    const portal = portalFor(inject('redisUrl'), { namespace })
+    const seen: string[] = []
+    portal.registerCommand('echo', (ctx) => ({ echoed: ctx.payload, user: ctx.connection.userId }), [
+      (ctx) => {
+        seen.push(ctx.eventId)
+        if (ctx.payload === 'forbidden') throw new MeshError(ErrorCode.FORBIDDEN, 'no', { data: { why: 'test' } })
+        if (ctx.payload === 'swap') ctx.payload = 'swapped'
+      },
+    ])
+    portal.registerCommand('crash', () => {
+      throw new Error('secret text')
+    })
+    await portal.ready()
+    const ok = await server.command('default', 'echo', { payload: 'hi', userId: 'u1', token: 'ok' })
+    await server.command('default', 'echo', { payload: 'forbidden', token: 'refused' })
+    await server.command('default', 'echo', { payload: 'swap', token: 'swapped' })
+    await server.command('default', 'crash', { token: 'crashed' })
+    await waitFor(() => received.length === 4)
+    const byToken = new Map(received.map((reply) => [reply[0], reply]))
+    expect(byToken.get('ok')).toEqual(['ok', 1, { echoed: 'hi', user: 'u1' }])
+    expect(byToken.get('refused')).toEqual(['refused', 0, ErrorCode.FORBIDDEN, 'no', { why: 'test' }])
+    expect(byToken.get('swapped')).toMatchObject(['swapped', 1, { echoed: 'swapped' }])
+    expect(byToken.get('crashed')).toEqual(['crashed', 0, ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE])
+    expect(seen).toContain(ok)
+    expect(portal.stats).toMatchObject({ handled: 3, failed: 1 })
+    const key = server.keys.portalCommands('default', 'echo')
+    await eventually(async () => expect(((await server.redis.xpending(key, 'default')) as [number])[0]).toBe(0))
+  })
+
+  it('acknowledges a command past its deadline without running it, and skips malformed command entries', async () => {
+    const namespace = uniqueNamespace('portal-deadline')
+    const server = fakeServer(namespace)
+    const received = await replies(namespace)
+    const portal = portalFor(inject('redisUrl'), { namespace })
+    const ran: unknown[] = []
+    portal.registerCommand('work', (ctx) => void ran.push(ctx.payload))
+    await portal.ready()
+    const key = server.keys.portalCommands('default', 'work')
+    await server.command('default', 'work', { payload: 'late', deadline: Date.now() - 1, token: 'late' })
+    await server.redis.xadd(key, '*', ...entryFields(EntryKind.COMMAND, 'conn-1', INSTANCE, { name: 'work' } as EntryBody))
+    await waitFor(() => portal.stats.expired === 1 && portal.stats.malformed === 1)
+    await server.command('default', 'work', { payload: 'on time', token: 'ok' })
+    await waitFor(() => received.length === 1)
+    expect(received[0]![0]).toBe('ok')
+    expect(ran).toEqual(['on time'])
+    await eventually(async () => expect(((await server.redis.xpending(key, 'default')) as [number])[0]).toBe(0))
+  })
+
+  it('takes over command entries left pending by a consumer that is not a live portal, and answers them', async () => {
+    const namespace = uniqueNamespace('portal-dead-consumer')
+    const server = fakeServer(namespace)
+    const received = await replies(namespace)
+    const key = server.keys.portalCommands('default', 'work')
+    await server.redis.xgroup('CREATE', key, 'default', '0', 'MKSTREAM')
+    await server.command('default', 'work', { payload: 1, token: 'orphan' })
+    // A portal that read it and died before answering.
+    await server.redis.xreadgroup('GROUP', 'default', 'portal-dead', 'STREAMS', key, '>')
+    const portal = portalFor(inject('redisUrl'), { namespace })
+    portal.registerCommand('work', (ctx) => ctx.payload)
+    await portal.ready()
+    await waitFor(() => received.length === 1)
+    expect(received[0]).toEqual(['orphan', 1, 1])
+    await eventually(async () => expect(((await server.redis.xpending(key, 'default')) as [number])[0]).toBe(0))
+  })
+
+  it('announces a command registered after ready at once, and stops announcing it once removed', async () => {
+    const namespace = uniqueNamespace('portal-announce')
+    const server = fakeServer(namespace)
+    const portal = portalFor(inject('redisUrl'), { namespace, ttl: 60_000 })
+    await portal.ready()
+    const announced = async (): Promise<unknown> => JSON.parse((await server.redis.hget(server.keys.portalRegistry, portal.id))!)
+    expect(await announced()).toMatchObject({ group: 'default', commands: [] })
+    const remove = portal.registerCommand('late', () => 'ok')
+    // With a ttl of a minute, the next scheduled heartbeat is 20 s away: only an announcement at once passes.
+    await eventually(async () => expect(await announced()).toMatchObject({ commands: ['late'] }), 2_000)
+    remove()
+    await eventually(async () => expect(await announced()).toMatchObject({ commands: [] }), 2_000)
+  })
+})
+
+describe('Portal: lifecycle', () => {
+  it('close() releases its leases and leaves the registry at once; it is idempotent', async () => {
+    const namespace = uniqueNamespace('portal-close')
+    const server = fakeServer(namespace)
+    const portal = portalFor(inject('redisUrl'), { namespace })
+    await portal.ready()
+    const leases = Array.from({ length: 16 }, (_, p) => server.keys.portalLease('default', p))
+    expect(await server.redis.mget(...leases)).toEqual(leases.map(() => portal.id))
+    expect(await server.redis.hexists(server.keys.portalRegistry, portal.id)).toBe(1)
+    expect(await server.redis.zscore(server.keys.portalLiveness, portal.id)).not.toBeNull()
+    await Promise.all([portal.close(), portal.close()])
+    expect(await server.redis.exists(...leases)).toBe(0)
+    expect(await server.redis.hexists(server.keys.portalRegistry, portal.id)).toBe(0)
+    expect(await server.redis.zscore(server.keys.portalLiveness, portal.id)).toBeNull()
+  })
+
+  it('throws at construction on unknown options and bad values', () => {
+    const redis = inject('redisUrl')
+    expect(() => new Portal(redis, { groupName: 'x' } as PortalOptions)).toThrow(TypeError)
+    expect(() => new Portal(redis, { group: 'a:b' })).toThrow(RangeError)
+    expect(() => new Portal(redis, { ttl: 0 })).toThrow(RangeError)
+    expect(() => new Portal(redis, { batchSize: 1.5 })).toThrow(RangeError)
+  })
+})

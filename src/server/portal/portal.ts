@@ -260,7 +260,7 @@ export class Portal {
     if (this.timer) clearInterval(this.timer)
     await this.beating
     this.partitions.stopAll()
-    await this.streams.stop()
+    this.streams.stop()
     // Bounded: a handler that never settles must not keep the portal's work from moving on.
     let bound: NodeJS.Timeout | undefined
     const waited = Promise.all([this.partitions.whenIdle(), this.commands.whenIdle()])

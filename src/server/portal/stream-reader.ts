@@ -62,11 +62,14 @@ export class StreamReader {
     }
   }
 
-  /** Stops reading; resolves when no read is in flight. Entries of a read that ends after this are left pending (the next holder claims them). */
-  async stop(): Promise<void> {
+  /**
+   * Stops reading: entries of a read that ends after this are left pending (the next
+   * holder claims them). It does not wait for a read in flight, which on a connection
+   * Redis dropped can take ioredis seconds to give up on; closing the connection ends it.
+   */
+  stop(): void {
     this.stopped = true
     this.wake()
-    await this.loop
   }
 
   private async run(): Promise<void> {
