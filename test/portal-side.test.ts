@@ -7,7 +7,8 @@ import { preferredPartitions } from '../src/server/portal/lease-table.js'
 import { decodeReply, entryFields, EntryKind, partitionOf, type CommandReply, type EntryBody } from '../src/server/portal/stream-format.js'
 import { uniqueNamespace } from './support/cluster.js'
 import { countingProxy } from './support/counting-proxy.js'
-import { deferred, eventually, waitFor } from './support/harness.js'
+import { deferred, eventually, recordingLogger, waitFor } from './support/harness.js'
+import { startRedisServer } from './support/redis-server.js'
 
 const TTL = 600
 const INSTANCE = 'instance-1'
@@ -371,6 +372,42 @@ describe('Portal: lifecycle', () => {
     expect(await server.redis.exists(...leases)).toBe(0)
     expect(await server.redis.hexists(server.keys.portalRegistry, portal.id)).toBe(0)
     expect(await server.redis.zscore(server.keys.portalLiveness, portal.id)).toBeNull()
+  })
+
+  it('reads the partition count the servers wrote', async () => {
+    const namespace = uniqueNamespace('portal-partitions')
+    const server = fakeServer(namespace)
+    await server.redis.hset(server.keys.portalConfig, 'partitions', '4')
+    const portal = portalFor(inject('redisUrl'), { namespace })
+    await portal.ready()
+    const leases = Array.from({ length: 5 }, (_, p) => server.keys.portalLease('default', p))
+    expect(await server.redis.mget(...leases)).toEqual([portal.id, portal.id, portal.id, portal.id, null])
+    expect(await server.redis.exists(server.keys.portalEvents(3), server.keys.portalEvents(4))).toBe(1)
+  })
+
+  it('outlives a Redis restart that lost every key: logs, recreates its groups and leases, and handles new entries', { timeout: 30_000 }, async () => {
+    const redis = await startRedisServer()
+    onTestFinished(() => redis.stop())
+    const namespace = uniqueNamespace('portal-restart')
+    const { logger, entries } = recordingLogger()
+    const portal = portalFor(redis.url, { namespace, logger })
+    const handled = record(portal)
+    await portal.ready()
+    const writer = new Redis(redis.url, { maxRetriesPerRequest: null })
+    writer.on('error', () => {})
+    onTestFinished(() => void writer.quit())
+    const keys = new Keys(namespace)
+    const write = (id: string, type: string): Promise<unknown> => writer.xadd(keys.portalEvents(partitionOf(id, 16)), '*', ...entryFields(EntryKind.MESSAGE, id, INSTANCE, { type }))
+    await write('c0', 'before')
+    await waitFor(() => handled.length === 1)
+    await redis.stop()
+    await waitFor(() => entries.some((entry) => entry.level === 'warn' && entry.message.startsWith('portal heartbeat failed')))
+    const restarted = await startRedisServer(redis.port)
+    onTestFinished(() => restarted.stop())
+    // The servers write to partitions with or without a group; the portal must find its way back to both.
+    await write('c0', 'after')
+    await waitFor(() => handled.length === 2, 15_000)
+    expect(handled).toEqual(['c0:message:before', 'c0:message:after'])
   })
 
   it('throws at construction on unknown options and bad values', () => {

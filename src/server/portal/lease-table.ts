@@ -31,21 +31,30 @@ local config = redis.call('HMGET', KEYS[3], 'partitions', 'distributeLoad')
 return {string.format('%.0f', now), config[1] or '', config[2] or '', announced}
 `
 
-// Acquires free leases and renews held ones. 2: renewed (it was still ours),
-// 1: acquired (it was free: whatever the last holder left pending must be claimed), 0: held by another.
-// KEYS: lease keys. ARGV: portal id, ttl.
+// Acquires free leases and renews held ones. A lease whose holder is no longer a
+// live portal (its announcement expired: killed, or cut off from Redis) is taken
+// too, without waiting out the few ms its lease outlives the announcement.
+// 2: renewed (it was still ours), 1: acquired (whatever the last holder left pending
+// must be claimed), 0: held by another live portal.
+// KEYS: liveness zset, lease keys... ARGV: portal id, ttl.
 const TAKE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-for i, key in ipairs(KEYS) do
+for i = 2, #KEYS do
+  local key = KEYS[i]
   local holder = redis.call('GET', key)
   if holder == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
-    out[i] = 2
-  elseif not holder then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-    out[i] = 1
+    out[i - 1] = 2
   else
-    out[i] = 0
+    local alive = holder and tonumber(redis.call('ZSCORE', KEYS[1], holder) or '0') > now
+    if alive then
+      out[i - 1] = 0
+    else
+      redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+      out[i - 1] = 1
+    end
   end
 end
 return out
@@ -60,11 +69,17 @@ end
 return 1
 `
 
-// Leaves the registry at once, so that servers and the other portals stop counting on it.
-// KEYS: liveness zset, registry hash. ARGV: portal id.
+// Leaves the registry at once, so that servers and the other portals stop counting
+// on it, and deletes its consumer from the streams' groups where it has nothing
+// pending (deleting one with pending entries would drop them from the group).
+// KEYS: liveness zset, registry hash, stream keys... ARGV: portal id, group.
 const LEAVE = `
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+for i = 3, #KEYS do
+  local ok, pending = pcall(redis.call, 'XPENDING', KEYS[i], ARGV[2], '-', '+', 1, ARGV[1])
+  if ok and #pending == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[i], ARGV[2], ARGV[1]) end
+end
 return 1
 `
 
@@ -132,7 +147,7 @@ export class LeaseTable {
   async take(partitions: readonly number[]): Promise<LeaseResult[]> {
     if (partitions.length === 0) return []
     const keys = partitions.map((p) => this.keys.portalLease(this.group, p))
-    return (await this.scripts.take(keys.length, ...keys, this.portalId, this.ttl)) as LeaseResult[]
+    return (await this.scripts.take(keys.length + 1, this.keys.portalLiveness, ...keys, this.portalId, this.ttl)) as LeaseResult[]
   }
 
   async release(partitions: readonly number[]): Promise<void> {
@@ -141,8 +156,9 @@ export class LeaseTable {
     await this.scripts.release(keys.length, ...keys, this.portalId)
   }
 
-  async leave(): Promise<void> {
-    await this.scripts.leave(2, this.keys.portalLiveness, this.keys.portalRegistry, this.portalId)
+  /** Leaves the registry; `streams`: where its consumer may be deleted if it has nothing pending. */
+  async leave(streams: readonly string[]): Promise<void> {
+    await this.scripts.leave(streams.length + 2, this.keys.portalLiveness, this.keys.portalRegistry, ...streams, this.portalId, this.group)
   }
 }
 

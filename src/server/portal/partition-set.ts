@@ -11,14 +11,11 @@ import { PartitionWorker, type WorkerParts } from './partition-worker.js'
 export class PartitionSet {
   private readonly workers = new Map<number, PartitionWorker>()
   private readonly releasing = new Set<number>()
-  private readonly groupsMade = new Set<number>()
 
   constructor(
     private readonly leases: LeaseTable,
     private readonly keys: Keys,
     private readonly parts: WorkerParts,
-    /** Creates the group on a partition's stream (idempotent). */
-    private readonly makeGroup: (key: string) => Promise<void>,
     private readonly logger: Logger,
   ) {}
 
@@ -44,11 +41,6 @@ export class PartitionSet {
     const wantedSet = new Set(wanted)
     // Held ones are renewed even while being handed back, so that the lease outlives the batch in flight.
     const candidates = [...new Set([...this.workers.keys(), ...wanted])]
-    for (const p of candidates) {
-      if (this.workers.has(p) || this.groupsMade.has(p)) continue
-      await this.makeGroup(this.keys.portalEvents(p))
-      this.groupsMade.add(p)
-    }
     const results = await this.leases.take(candidates)
     candidates.forEach((p, i) => {
       const result = results[i]

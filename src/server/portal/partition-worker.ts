@@ -12,6 +12,8 @@ export interface WorkerParts {
   /** Handles one entry (all its handlers); never rejects. Returns the connection id the entry is about, or undefined for a malformed one. */
   connectionOf(partition: number, entry: RawEntry): string | undefined
   run(partition: number, entry: RawEntry): Promise<void>
+  /** Creates the group on a stream (idempotent): Redis may have lost it with the lease (a restart without persistence). */
+  makeGroup(key: string): Promise<void>
   /** Whether entries not yet started should be left for the next holder (close ran out of time). */
   halted(): boolean
   /** The worker became readable again (batch done, claim done). */
@@ -66,12 +68,13 @@ export class PartitionWorker {
     return new Promise((resolve) => this.idleWaiters.push(resolve))
   }
 
-  /** Claims and handles the entries pending in the group, oldest first. Call when the worker is idle; a failure is retried at the next heartbeat. */
+  /** Claims and handles the entries pending in the group, oldest first (creating the group first if it is gone). A failure is retried at the next heartbeat. */
   async claim(): Promise<void> {
     if (this.busy || !this.needsClaim || this.stopped) return
     this.busy = true
     const { redis, group, consumer, batchSize } = this.parts
     try {
+      await this.parts.makeGroup(this.key)
       let cursor = '0-0'
       do {
         const reply = (await redis.callBuffer('XAUTOCLAIM', this.key, group, consumer, 0, cursor, 'COUNT', batchSize)) as [Buffer, Array<[Buffer, Buffer[] | null]>, Buffer[]?]

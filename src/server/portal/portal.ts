@@ -55,6 +55,7 @@ export class Portal {
   private lastBeat = 0
   private timer: NodeJS.Timeout | undefined
   private beating: Promise<void> = Promise.resolve()
+  private beatQueued = false
   private starting: Promise<void> | undefined
   private closing: Promise<void> | undefined
   private halted = false
@@ -87,8 +88,8 @@ export class Portal {
         halted: () => this.halted,
         connectionOf: (partition, entry) => this.decode(partition, entry)?.connectionId,
         run: (partition, entry) => this.runEvent(partition, entry),
+        makeGroup: (key) => this.makeGroup(key),
       },
-      (key) => this.makeGroup(key),
       this.logger,
     )
     this.streams = new StreamReader(this.reader, this.redis, group, this.id, batchSize, block, {
@@ -138,7 +139,11 @@ export class Portal {
    */
   registerCommand<P = any, R = unknown>(name: string, handler: PortalCommandHandler<P, R>, middleware: readonly PortalMiddleware[] = []): () => void {
     const key = this.commands.add(name, handler as PortalCommandHandler, middleware)
-    if (this.starting) void this.makeGroup(key).then(() => this.beat())
+    if (this.starting) {
+      this.makeGroup(key)
+        .then(() => this.beat())
+        .catch((error: unknown) => this.logger.warn?.('portal could not create the group of a command stream; retrying at the next heartbeat', { command: name, error }))
+    }
     return () => {
       this.commands.remove(name)
       if (this.starting) void this.beat()
@@ -188,9 +193,14 @@ export class Portal {
     this.streams.start()
   }
 
-  /** One heartbeat, never two at once. */
+  /** One heartbeat, never two at once, and at most one waiting: a slow Redis must not pile them up. */
   private beat(): Promise<void> {
-    this.beating = this.beating.then(() => this.heartbeat(false))
+    if (this.beatQueued) return this.beating
+    this.beatQueued = true
+    this.beating = this.beating.then(() => {
+      this.beatQueued = false
+      return this.heartbeat(false)
+    })
     return this.beating
   }
 
@@ -270,7 +280,8 @@ export class Portal {
     this.halted = true
     if (this.starting) {
       await this.partitions.releaseAll().catch((error: unknown) => this.logger.warn?.('portal could not release its leases; they expire by themselves', { error }))
-      await this.leases.leave().catch((error: unknown) => this.logger.warn?.('portal could not leave the registry; its entry expires by itself', { error }))
+      const streams = [...Array.from({ length: this.view?.partitions ?? 0 }, (_, p) => this.keys.portalEvents(p)), ...this.commands.keys]
+      await this.leases.leave(streams).catch((error: unknown) => this.logger.warn?.('portal could not leave the registry; its entry expires by itself', { error }))
     }
     await Promise.all([this.redis.quit().catch(() => this.redis.disconnect()), this.reader.quit().catch(() => this.reader.disconnect()), this.dispatcher.close()])
   }
