@@ -160,6 +160,42 @@ describe('Portal: events', () => {
     expect(byConnection(byOther)).toEqual(expected)
   })
 
+  it('a portal cut off mid-stream loses nothing: its partitions move to the survivor, each connection still in order (repeats allowed)', { timeout: 20_000 }, async () => {
+    const namespace = uniqueNamespace('portal-cut')
+    const server = fakeServer(namespace)
+    const proxy = await countingProxy(inject('redisUrl'))
+    const doomed = portalFor(proxy.url, { namespace })
+    const survivor = portalFor(inject('redisUrl'), { namespace })
+    const seen = { doomed: [] as PortalContext[], survivor: [] as PortalContext[] }
+    doomed.onMessage('*', async (ctx) => {
+      seen.doomed.push(ctx)
+      // Gives the cut a chance to land between handling and acknowledging.
+      await new Promise((resolve) => setImmediate(resolve))
+    })
+    survivor.onMessage('*', (ctx) => void seen.survivor.push(ctx))
+    await Promise.all([doomed.ready(), survivor.ready()])
+    await untilSplit(server, 'default', [doomed, survivor])
+    const ids = connectionIds(30)
+    const expected = new Map<string, string[]>(ids.map((id) => [id, []]))
+    for (let m = 0; m < 20; m++) {
+      if (m === 10) {
+        await waitFor(() => seen.doomed.length > 0)
+        proxy.cut()
+      }
+      for (const id of ids) expected.get(id)!.push(`${partitionOf(id, 16)}:${await server.event(EntryKind.MESSAGE, id, { type: `m${m}` })}`)
+    }
+    const handledOnce = (): Map<string, string[]> => {
+      const byId = new Map<string, string[]>(ids.map((id) => [id, []]))
+      for (const ctx of [...seen.doomed, ...seen.survivor]) {
+        const list = byId.get(ctx.connection.id)!
+        if (!list.includes(ctx.eventId)) list.push(ctx.eventId)
+      }
+      return byId
+    }
+    await eventually(async () => expect(handledOnce()).toEqual(expected), 10_000)
+    expect(seen.survivor.length).toBeGreaterThan(0)
+  })
+
   it('a slow handler on one partition does not hold up the others', async () => {
     const namespace = uniqueNamespace('portal-slow')
     const server = fakeServer(namespace)
@@ -370,6 +406,9 @@ describe('Portal: lifecycle', () => {
     expect(await server.redis.zscore(server.keys.portalLiveness, portal.id)).not.toBeNull()
     await Promise.all([portal.close(), portal.close()])
     expect(await server.redis.exists(...leases)).toBe(0)
+    // Nothing was pending, so its consumer is gone from the groups too (no trail of dead consumers).
+    const consumers = (await server.redis.xinfo('CONSUMERS', server.keys.portalEvents(0), 'default')) as unknown[]
+    expect(consumers).toEqual([])
     expect(await server.redis.hexists(server.keys.portalRegistry, portal.id)).toBe(0)
     expect(await server.redis.zscore(server.keys.portalLiveness, portal.id)).toBeNull()
   })
