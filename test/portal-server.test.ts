@@ -140,6 +140,36 @@ describe('events written for portals', () => {
     }
   })
 
+  it('keeps the disconnection after a message async middleware still held when the socket closed', async () => {
+    const namespace = uniqueNamespace('portal-held')
+    const keys = new Keys(namespace)
+    const redis = redisClient()
+    const server = await portalServer(namespace, { enabled: true, partitions: 1 })
+    const gate = deferred()
+    const held = deferred()
+    server.addMiddleware(async (ctx) => {
+      if (ctx.message !== 'slow') return
+      held.resolve()
+      await gate.promise
+    })
+    const gone = deferred()
+    server.onDisconnection(() => gone.resolve())
+    const raw = await RawClient.open(server)
+    await raw.hello()
+    raw.send([FrameType.MESSAGE, 'slow', 1])
+    await held.promise
+    raw.socket.close(4200, 'left early')
+    await gone.promise
+    gate.resolve()
+    const entries = await eventually(async () => {
+      const found = await entriesOf(redis, keys.portalEvents(0))
+      expect(found).toHaveLength(3)
+      return found
+    })
+    expect(entries.map((entry) => entry.kind)).toEqual(['connection', 'message', 'disconnection'])
+    expect(entries[2]!.body).toMatchObject({ code: 4200, reason: 'left early' })
+  })
+
   it('gives an upgrade-authenticated connection its user in the connection entry, with no authentication entry', async () => {
     const namespace = uniqueNamespace('portal-upgrade')
     const keys = new Keys(namespace)

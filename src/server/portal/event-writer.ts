@@ -99,9 +99,18 @@ export class EventWriter {
     this.write(EntryKind.MESSAGE, connection, body)
   }
 
-  /** An announced connection closed, with the WebSocket close code and reason. */
+  /**
+   * An announced connection closed, with the WebSocket close code and reason. Written
+   * after its last messages: one still held by async middleware when the socket
+   * closed is written (or dropped) first, so the disconnection stays last.
+   */
   disconnected(connection: Connection): void {
-    this.write(EntryKind.DISCONNECTION, connection, { ...identityOf(connection), code: connection.closeCode, reason: connection.closeReason })
+    const write = (): void => this.write(EntryKind.DISCONNECTION, connection, { ...identityOf(connection), code: connection.closeCode ?? 1005, reason: connection.closeReason ?? '' })
+    const tail = connection.messageTail
+    if (tail === undefined) return write()
+    // Counted as in flight, so that the server's close waits for it too.
+    this.inFlight++
+    void tail.then(write).finally(() => this.finished())
   }
 
   /** Resolves once every append already started has its answer (or its failure). */
@@ -126,9 +135,11 @@ export class EventWriter {
         if (dropped > 0) this.lost(dropped, 'portal backlog full: dropped events no portal group had read (see portal.maxBacklog)', { key, maxBacklog: this.options.maxBacklog })
       },
       (error: unknown) => this.lost(1, 'could not write a portal event; dropped', { kind, connectionId: connection.id, error }),
-    ).finally(() => {
-      if (--this.inFlight === 0) this.onIdle?.()
-    })
+    ).finally(() => this.finished())
+  }
+
+  private finished(): void {
+    if (--this.inFlight === 0) this.onIdle?.()
   }
 
   /**
