@@ -5,7 +5,7 @@
 // them, on any machine that reaches the Redis), and the server has no code for what the
 // portal handles.
 import { MeshClient } from 'meshkit/client'
-import { MeshError, MeshServer, Portal } from 'meshkit/server'
+import { MeshError, MeshServer, Portal, type PortalContext } from 'meshkit/server'
 
 const redis = process.env.REDIS_URL ?? 'redis://localhost:6379'
 const namespace = process.env.NAMESPACE ?? 'meshkit-portal-example'
@@ -17,13 +17,13 @@ const seen = new Set<string>()
 portal.onConnection((ctx) => {
   console.log(`portal: ${ctx.connection.id} connected (query ${JSON.stringify(ctx.connection.handshake?.query)})`)
 })
-portal.onMessage<{ text: string }>('chat', async (ctx) => {
+portal.onMessage('chat', async (ctx: PortalContext<{ text: string }>) => {
   // Delivery is at least once: an event handled just before a crash comes again with the
   // same eventId, so a handler with side effects drops repeats by it.
   if (seen.has(ctx.eventId)) return
   seen.add(ctx.eventId)
   // Answers that one connection, on whichever instance holds it.
-  await ctx.connection.send('chat-reply', { text: ctx.data.text.toUpperCase(), eventId: ctx.eventId })
+  await ctx.connection.send('chat-reply', { text: String(ctx.data?.text).toUpperCase(), eventId: ctx.eventId })
 })
 let left!: () => void
 const disconnected = new Promise<void>((resolve) => (left = resolve))
