@@ -273,6 +273,28 @@ describe('commands forwarded to portals', () => {
     expect(Date.now() - lostAt).toBeLessThan(2_500)
   })
 
+  it('stops waiting for a forwarded call when its connection closes', async () => {
+    const namespace = uniqueNamespace('portal-drop')
+    const keys = new Keys(namespace)
+    const redis = redisClient()
+    await announce(redis, keys, 'p1', 'g', ['slow'])
+    const seen = await answerCalls(keys, 'g', 'slow', () => undefined)
+    const { logger, entries } = recordingLogger()
+    const server = await portalServer(namespace, { enabled: true }, { logger })
+    const gone = deferred()
+    server.onDisconnection(() => gone.resolve())
+    const client = await connectClient(server)
+    const call = client.command('slow')
+    call.catch(() => {})
+    await waitFor(() => seen.length === 1)
+    await client.close()
+    await gone.promise
+    // The reply arrives after the close: nobody waits for it any more.
+    const token = (seen[0]!.body as CommandBody).token
+    await redis.publish(keys.portalReplies(server.instanceId), Buffer.from(encodeReply([token, 1, 'late'])))
+    await waitFor(() => entries.some((entry) => entry.level === 'debug' && entry.details?.token === token))
+  })
+
   it('answers TIMEOUT when no portal replies within portal.commandTimeout', async () => {
     const namespace = uniqueNamespace('portal-timeout')
     const keys = new Keys(namespace)
