@@ -7,8 +7,8 @@ import { preferredPartitions } from '../src/server/portal/lease-table.js'
 import { decodeReply, entryFields, EntryKind, partitionOf, type CommandReply, type EntryBody } from '../src/server/portal/stream-format.js'
 import { uniqueNamespace } from './support/cluster.js'
 import { countingProxy } from './support/counting-proxy.js'
-import { deferred, eventually, recordingLogger, waitFor } from './support/harness.js'
-import { startRedisServer } from './support/redis-server.js'
+import { deferred, eventually, recordingLogger, rejectionOf, waitFor } from './support/harness.js'
+import { freePort, startRedisServer } from './support/redis-server.js'
 
 const TTL = 600
 const INSTANCE = 'instance-1'
@@ -449,11 +449,21 @@ describe('Portal: lifecycle', () => {
     expect(handled).toEqual(['c0:message:before', 'c0:message:after'])
   })
 
+  it('ready() rejects with UNAVAILABLE when Redis is not reachable within redisTimeout', async () => {
+    const portal = portalFor(`redis://127.0.0.1:${await freePort()}`, { redisTimeout: 200 })
+    expect((await rejectionOf(portal.ready())).code).toBe(ErrorCode.UNAVAILABLE)
+  })
+
   it('throws at construction on unknown options and bad values', () => {
     const redis = inject('redisUrl')
     expect(() => new Portal(redis, { groupName: 'x' } as PortalOptions)).toThrow(TypeError)
     expect(() => new Portal(redis, { group: 'a:b' })).toThrow(RangeError)
     expect(() => new Portal(redis, { ttl: 0 })).toThrow(RangeError)
     expect(() => new Portal(redis, { batchSize: 1.5 })).toThrow(RangeError)
+    const portal = portalFor(redis, {})
+    portal.registerCommand('twice', () => 1)
+    expect(() => portal.registerCommand('twice', () => 2)).toThrow(RangeError)
+    expect(() => portal.registerCommand('mesh/own', () => 1)).toThrow(RangeError)
+    expect(() => portal.onMessage('', () => {})).toThrow(TypeError)
   })
 })

@@ -3,7 +3,7 @@ import { nanoid } from 'nanoid'
 import { Dispatcher } from '../dispatcher.js'
 import { guardLogger, type Logger } from '../logger.js'
 import { Keys } from '../store/keys.js'
-import { createRedisClient, watchConnection, whenReady, type RedisConfig } from '../store/redis-client.js'
+import { createRedisClient, redisCall, watchConnection, whenReady, type RedisConfig } from '../store/redis-client.js'
 import { CommandRunner } from './command-runner.js'
 import { EventHandlers } from './event-handlers.js'
 import { activePortal, LeaseTable, preferredPartitions, type HeartbeatView } from './lease-table.js'
@@ -182,15 +182,19 @@ export class Portal {
 
   private async start(): Promise<void> {
     await whenReady(this.redis, this.options.redisTimeout)
+    await redisCall(() => this.join())
+    if (this.closing) return
+    this.timer = setInterval(() => void this.beat(), Math.max(10, Math.floor(this.options.ttl / 3)))
+    this.streams.start()
+  }
+
+  private async join(): Promise<void> {
     if (this.since === 0) {
       const [seconds, micros] = await this.redis.time()
       this.since = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
     }
     for (const key of this.commands.keys) await this.makeGroup(key)
     await this.heartbeat(true)
-    if (this.closing) return
-    this.timer = setInterval(() => void this.beat(), Math.max(10, Math.floor(this.options.ttl / 3)))
-    this.streams.start()
   }
 
   /** One heartbeat, never two at once, and at most one waiting: a slow Redis must not pile them up. */
