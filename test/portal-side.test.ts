@@ -196,6 +196,40 @@ describe('Portal: events', () => {
     expect(seen.survivor.length).toBeGreaterThan(0)
   })
 
+  it('a portal joining mid-stream takes its share from the others: nothing lost, nothing left pending, each connection in order', { timeout: 20_000 }, async () => {
+    const namespace = uniqueNamespace('portal-join')
+    const server = fakeServer(namespace)
+    const redis = inject('redisUrl')
+    const first = portalFor(redis, { namespace })
+    const seen: PortalContext[] = []
+    first.onMessage('*', (ctx) => void seen.push(ctx))
+    await first.ready()
+    const ids = connectionIds(40)
+    const expected = new Map<string, string[]>(ids.map((id) => [id, []]))
+    const leases = Array.from({ length: 16 }, (_, p) => server.keys.portalLease('default', p))
+    let joined: Portal | undefined
+    // Writes go on while the newcomer joins and the first portal hands partitions over, and a few rounds after.
+    for (let m = 0, after = 0; after < 3; m++) {
+      if (m === 3) {
+        joined = portalFor(redis, { namespace })
+        joined.onMessage('*', (ctx) => void seen.push(ctx))
+        await joined.ready()
+      }
+      for (const id of ids) expected.get(id)!.push(`${partitionOf(id, 16)}:${await server.event(EntryKind.MESSAGE, id, { type: `m${m}` })}`)
+      if (joined && (await server.redis.mget(...leases)).includes(joined.id)) after++
+    }
+    const handledOnce = (): Map<string, string[]> => {
+      const byId = new Map<string, string[]>(ids.map((id) => [id, []]))
+      for (const ctx of seen) {
+        const list = byId.get(ctx.connection.id)!
+        if (!list.includes(ctx.eventId)) list.push(ctx.eventId)
+      }
+      return byId
+    }
+    await eventually(async () => expect(handledOnce()).toEqual(expected))
+    await eventually(async () => expect(await server.pending('default')).toBe(0))
+  })
+
   it('a slow handler on one partition does not hold up the others', async () => {
     const namespace = uniqueNamespace('portal-slow')
     const server = fakeServer(namespace)

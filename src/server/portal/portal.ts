@@ -90,6 +90,7 @@ export class Portal {
         run: (partition, entry) => this.runEvent(partition, entry),
         makeGroup: (key) => this.makeGroup(key),
       },
+      () => this.streams.settled(),
       this.logger,
     )
     this.streams = new StreamReader(this.reader, this.redis, group, this.id, batchSize, block, {
@@ -277,7 +278,8 @@ export class Portal {
     this.streams.stop()
     // Bounded: a handler that never settles must not keep the portal's work from moving on.
     let bound: NodeJS.Timeout | undefined
-    const waited = Promise.all([this.partitions.whenIdle(), this.commands.whenIdle()])
+    // The read in flight must be over before the leases go: entries it took after the next holder claimed would stay pending here.
+    const waited = this.streams.settled().then(() => Promise.all([this.partitions.whenIdle(), this.commands.whenIdle()]))
     const timedOut = new Promise<void>((resolve) => (bound = setTimeout(resolve, this.options.ttl)))
     await Promise.race([waited, timedOut])
     clearTimeout(bound)
