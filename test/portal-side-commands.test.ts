@@ -107,6 +107,7 @@ describe('Portal: lifecycle', () => {
     expect(await server.redis.hexists(server.keys.portalRegistry, portal.id)).toBe(1)
     expect(await server.redis.zscore(server.keys.portalLiveness, portal.id)).not.toBeNull()
     await Promise.all([portal.close(), portal.close()])
+    expect((await rejectionOf(portal.ready())).code).toBe(ErrorCode.CONNECTION_CLOSED)
     expect(await server.redis.exists(...leases)).toBe(0)
     // Nothing was pending, so its consumer is gone from the groups too (no trail of dead consumers).
     const consumers = (await server.redis.xinfo('CONSUMERS', server.keys.portalEvents(0), 'default')) as unknown[]

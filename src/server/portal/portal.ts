@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { nanoid } from 'nanoid'
+import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { Dispatcher } from '../dispatcher.js'
 import { guardLogger, type Logger } from '../logger.js'
 import { Keys } from '../store/keys.js'
@@ -108,7 +109,7 @@ export class Portal {
 
   /** Announces the portal, takes its share of the partitions and starts reading. Rejects with `UNAVAILABLE` if Redis is not reachable within `redisTimeout` (call again to retry). */
   ready(): Promise<void> {
-    if (this.closing) return Promise.reject(new Error('The portal is closed'))
+    if (this.closing) return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The portal is closed'))
     this.starting ??= this.start().catch((error: unknown) => {
       this.starting = undefined
       throw error
