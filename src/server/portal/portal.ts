@@ -87,7 +87,7 @@ export class Portal {
         ...base,
         readable,
         halted: () => this.halted,
-        connectionOf: (partition, entry) => this.decode(partition, entry)?.connectionId,
+        decode: (partition, entry) => this.decode(partition, entry),
         run: (partition, entry) => this.runEvent(partition, entry),
         makeGroup: (key) => this.makeGroup(key),
       },
@@ -264,9 +264,7 @@ export class Portal {
     return undefined
   }
 
-  private async runEvent(partition: number, raw: RawEntry): Promise<void> {
-    const entry = decodeEntry(raw[0], raw[1])
-    if (!entry) return
+  private async runEvent(partition: number, entry: PortalEntry): Promise<void> {
     const ok = await this.events.run(contextOf(this, entry, `${partition}:${entry.id}`))
     this.counters[ok ? 'handled' : 'failed']++
   }
