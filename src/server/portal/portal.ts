@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { nanoid } from 'nanoid'
+import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { Dispatcher } from '../dispatcher.js'
 import { guardLogger, type Logger } from '../logger.js'
 import { Keys } from '../store/keys.js'
@@ -86,10 +87,11 @@ export class Portal {
         ...base,
         readable,
         halted: () => this.halted,
-        connectionOf: (partition, entry) => this.decode(partition, entry)?.connectionId,
+        decode: (partition, entry) => this.decode(partition, entry),
         run: (partition, entry) => this.runEvent(partition, entry),
         makeGroup: (key) => this.makeGroup(key),
       },
+      () => this.streams.settled(),
       this.logger,
     )
     this.streams = new StreamReader(this.reader, this.redis, group, this.id, batchSize, block, {
@@ -107,7 +109,7 @@ export class Portal {
 
   /** Announces the portal, takes its share of the partitions and starts reading. Rejects with `UNAVAILABLE` if Redis is not reachable within `redisTimeout` (call again to retry). */
   ready(): Promise<void> {
-    if (this.closing) return Promise.reject(new Error('The portal is closed'))
+    if (this.closing) return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The portal is closed'))
     this.starting ??= this.start().catch((error: unknown) => {
       this.starting = undefined
       throw error
@@ -262,9 +264,7 @@ export class Portal {
     return undefined
   }
 
-  private async runEvent(partition: number, raw: RawEntry): Promise<void> {
-    const entry = decodeEntry(raw[0], raw[1])
-    if (!entry) return
+  private async runEvent(partition: number, entry: PortalEntry): Promise<void> {
     const ok = await this.events.run(contextOf(this, entry, `${partition}:${entry.id}`))
     this.counters[ok ? 'handled' : 'failed']++
   }
@@ -277,7 +277,8 @@ export class Portal {
     this.streams.stop()
     // Bounded: a handler that never settles must not keep the portal's work from moving on.
     let bound: NodeJS.Timeout | undefined
-    const waited = Promise.all([this.partitions.whenIdle(), this.commands.whenIdle()])
+    // The read in flight must be over before the leases go: entries it took after the next holder claimed would stay pending here.
+    const waited = this.streams.settled().then(() => Promise.all([this.partitions.whenIdle(), this.commands.whenIdle()]))
     const timedOut = new Promise<void>((resolve) => (bound = setTimeout(resolve, this.options.ttl)))
     await Promise.race([waited, timedOut])
     clearTimeout(bound)
