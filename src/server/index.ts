@@ -1,4 +1,4 @@
-export { MeshServer, type ConnectionListener } from './mesh-server.js'
+export { MeshServer, type ConnectionListener, type ServerStats } from './mesh-server.js'
 export { Dispatcher, type DispatcherOptions } from './dispatcher.js'
 export { Connection } from './connection.js'
 export type { MeshContext, Middleware, CommandHandler, MessageContext, MessageHandler } from './context.js'
@@ -10,6 +10,7 @@ export type { ConnectionManager, SetMetadataOptions } from './managers/connectio
 export type { ConnectionRef } from './managers/ownership.js'
 export { serverDefaults, type MeshServerOptions } from './options.js'
 export { rateLimitDefaults, type RateLimitOptions } from './rate-limiter.js'
+export { serverPortalDefaults, type ServerPortalOptions } from './portal/server-portal-options.js'
 export type { Logger } from './logger.js'
 export type { AllowedOrigins } from './origin-policy.js'
 export type { Handshake } from './handshake.js'
