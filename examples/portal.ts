@@ -37,8 +37,7 @@ portal.registerCommand<{ a: number; b: number }>('add', (ctx) => {
   if (typeof a !== 'number' || typeof b !== 'number') throw new MeshError('BAD_REQUEST', 'a and b must be numbers')
   return a + b
 })
-// Started before the server here so that the server knows `add` as it starts; a server
-// started first learns of a new portal's commands within a second.
+// Portals and servers may start in any order: once ready() resolves, the servers forward `add`.
 await portal.ready()
 
 const server = new MeshServer({ port: 0, redis, namespace, portal: { enabled: true } })
