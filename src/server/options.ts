@@ -124,6 +124,13 @@ export interface MeshServerOptions {
    */
   rateLimit?: RateLimitOptions
   /**
+   * Accept only clients of exactly this server's meshkit version (Mesa's
+   * `client.enforceEqualVersions`). The client offers its version at the upgrade;
+   * another version, or none, is closed with 4009 before authentication, and the
+   * client fails with `VERSION_MISMATCH` and does not reconnect. @default false
+   */
+  enforceEqualVersions?: boolean
+  /**
    * Forward connections, authentications, client messages, disconnections and
    * commands with no local handler to Portals in other processes (needs `redis`).
    * @default off
@@ -154,6 +161,7 @@ export const serverDefaults = {
   redisTimeout: 5_000,
   exposeErrors: false,
   maxConnections: Infinity,
+  enforceEqualVersions: false,
 } satisfies Partial<MeshServerOptions>
 
 /** Every server option; `redis` holds ioredis options, which are ioredis's to check. */
@@ -192,6 +200,7 @@ const serverOptionKeys: OptionKeys<MeshServerOptions> = {
   bus: true,
   logger: true,
   portal: true,
+  enforceEqualVersions: true,
 }
 
 /** The options over their defaults; nested ones (`sync`, `rateLimit`, `portal`) resolved once, here. */
@@ -237,7 +246,9 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')
   }
-  if (typeof resolved.exposeErrors !== 'boolean') throw new TypeError('exposeErrors must be a boolean')
+  for (const key of ['exposeErrors', 'enforceEqualVersions'] as const) {
+    if (typeof resolved[key] !== 'boolean') throw new TypeError(`${key} must be a boolean`)
+  }
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
   return resolved
 }

@@ -19,6 +19,7 @@ import type { InstanceMonitor } from './managers/instance-monitor.js'
 import type { LocalIndex } from './managers/local-index.js'
 import type { ResolvedServerOptions } from './options.js'
 import { RateLimiter, RateVerdict } from './rate-limiter.js'
+import { isSameVersion, refuseVersion } from './version-check.js'
 import type { OriginPolicy } from './origin-policy.js'
 
 export type ConnectionListener = (connection: Connection) => void | Promise<void>
@@ -26,7 +27,7 @@ export type ConnectionListener = (connection: Connection) => void | Promise<void
 /** The server options the socket lifecycle reads. */
 export type SocketLifecycleOptions = Pick<
   ResolvedServerOptions,
-  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout' | 'rateLimit' | 'maxConnections'
+  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout' | 'rateLimit' | 'maxConnections' | 'enforceEqualVersions'
 >
 
 /** The server's parts a socket meets between its upgrade and its cleanup. */
@@ -146,6 +147,10 @@ export class SocketLifecycle {
       if (!this.full) this.parts.logger.warn?.('maxConnections reached: refusing upgrades with 503', { maxConnections: this.options.maxConnections })
       this.full = true
       refuseUpgrade(socket, 503, 'Service Unavailable')
+      return
+    }
+    if (this.options.enforceEqualVersions && !isSameVersion(request)) {
+      refuseVersion(this.wss, request, socket, head)
       return
     }
     this.upgrading++
