@@ -8,6 +8,7 @@ export { authenticationDefaults, type AuthenticationOptions, type AuthenticateHa
 export { syncDefaults, type SyncOptions } from './managers/redelivery.js'
 export type { ConnectionManager, SetMetadataOptions } from './managers/connection-manager.js'
 export type { ConnectionRef } from './managers/ownership.js'
+export type { StoredMessage, StoredMessages } from '../shared/message-log.js'
 export { serverDefaults, type MeshServerOptions } from './options.js'
 export { rateLimitDefaults, type RateLimitOptions } from './rate-limiter.js'
 export { serverPortalDefaults, type ServerPortalOptions } from './portal/server-portal-options.js'

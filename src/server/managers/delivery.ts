@@ -183,7 +183,7 @@ export class Delivery {
   /** Every event goes out here: one held for a connection whose kept messages are being redelivered waits behind them. */
   private write(connection: Connection, frames: FrameCache): void {
     const data = frames.for(connection.codec)
-    if (!this.users.redelivery?.holds(connection, data)) connection.write(data)
+    if (!this.users.redelivery?.holds(connection, data)) connection.writeEvent(data)
   }
 
   /**

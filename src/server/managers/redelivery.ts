@@ -134,7 +134,7 @@ export class Redelivery {
   release(connection: Connection): void {
     const held = this.held.get(connection)
     this.held.delete(connection)
-    if (held) for (const data of held.frames) connection.write(data)
+    if (held) for (const data of held.frames) connection.writeEvent(data)
   }
 
   /**
@@ -199,7 +199,7 @@ export class Redelivery {
         await this.store.deletePendingMessages(userId, [id])
         continue
       }
-      connection.write(encodeFrame(connection.codec, [FrameType.EVENT, event, payload, id]))
+      connection.writeEvent(encodeFrame(connection.codec, [FrameType.EVENT, event, payload, id]))
       if (this.options.redeliveryInterval > 0) await new Promise((resolve) => setTimeout(resolve, this.options.redeliveryInterval))
     }
   }
