@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { MeshClient } from 'meshkit/client'
 import { MeshServer, type Connection } from 'meshkit/server'
+import { codecByName } from '../src/shared/codec.js'
+import { FrameType, PROTOCOL_VERSION } from '../src/shared/protocol.js'
+import { fakeServer } from './support/fake-server.js'
 import { connectClient, createClient, nextEvent, startServer, waitFor } from './support/harness.js'
 
 /** The server side of the only connection. */
@@ -64,6 +67,24 @@ describe('stored messages (storeMessages)', () => {
     await waitFor(() => received.length === 1)
     expect(client.messages?.sent).toEqual([{ type: 'early', data: 1 }])
     expect(onlyConnection(server).messages?.received).toEqual([{ type: 'early', data: 1 }])
+  })
+
+  it('keeps a redelivered event the client receives twice once, as its listeners see it once', async () => {
+    const codec = codecByName('msgpack')
+    const url = await fakeServer((socket) => {
+      socket.send(codec.encode([FrameType.HELLO, PROTOCOL_VERSION, 'fake', { maxPayload: 1 << 20, pingInterval: 30_000 }]))
+      socket.send(codec.encode([FrameType.EVENT, 'kept', 'once', 'id-1']))
+      socket.send(codec.encode([FrameType.EVENT, 'kept', 'once', 'id-1']))
+      socket.send(codec.encode([FrameType.EVENT, 'after', null]))
+    })
+    const client = createClient(url, { storeMessages: true })
+    const seen: unknown[] = []
+    client.on('kept', (data) => seen.push(data))
+    const after = nextEvent(client, 'after')
+    await client.connect()
+    await after
+    expect(seen).toEqual(['once'])
+    expect(client.messages?.received).toEqual([{ type: 'kept', data: 'once' }, { type: 'after', data: null }])
   })
 
   it('returns a copy: changing what was read changes nothing stored', async () => {
