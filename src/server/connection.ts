@@ -7,6 +7,7 @@ import { requireEventName } from './call-arguments.js'
 import type { RateBucket } from './rate-limiter.js'
 import type { Handshake } from './handshake.js'
 import type { MessageLog, StoredMessages } from '../shared/message-log.js'
+import type { ServerHooks } from './server-hooks.js'
 
 const OPEN = 1
 
@@ -63,6 +64,9 @@ export class Connection {
   closeCode: number | undefined = undefined
   /** The close reason once the socket closed (`''` when none). */
   closeReason: string | undefined = undefined
+
+  /** @internal the server's hooks, for the sends made through this connection */
+  hooks: ServerHooks | undefined = undefined
 
   /** @internal the messages kept with `storeMessages`; absent when the option is off */
   messageLog: MessageLog | undefined = undefined
@@ -177,7 +181,13 @@ export class Connection {
    */
   send(event: string, payload?: unknown): boolean {
     requireEventName(event)
-    return this.writeEvent(encodeFrame(this.codec, [FrameType.EVENT, event, payload]))
+    const written = this.writeEvent(encodeFrame(this.codec, [FrameType.EVENT, event, payload]))
+    const hooks = this.hooks
+    if (hooks !== undefined) {
+      if (hooks.sending) hooks.messageSent(this, { type: event, data: payload, target: 'connection', recipients: written ? 1 : 0, relayed: false })
+      if (!written && hooks.undeliverable) hooks.undeliverableSent({ type: event, data: payload }, { userIds: [], connectionIds: [this.id] })
+    }
+    return written
   }
 
   /** @internal writes an event frame: every event goes out here, so that `storeMessages` keeps each exactly once */

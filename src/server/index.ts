@@ -1,6 +1,7 @@
 export { MeshServer, type ConnectionListener, type ServerStats } from './mesh-server.js'
 export { Dispatcher, type DispatcherOptions } from './dispatcher.js'
 export { Connection } from './connection.js'
+export type { MeshHooks, SentMessage, SendTarget, Undeliverable, HookErrorContext } from './server-hooks.js'
 export type { MeshContext, Middleware, CommandHandler, MessageContext, MessageHandler } from './context.js'
 export type { MessageStats } from './message-router.js'
 export type { Guard } from './exposure.js'

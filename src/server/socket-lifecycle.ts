@@ -20,6 +20,7 @@ import type { InstanceMonitor } from './managers/instance-monitor.js'
 import type { LocalIndex } from './managers/local-index.js'
 import type { ResolvedServerOptions } from './options.js'
 import { RateLimiter, RateVerdict } from './rate-limiter.js'
+import type { ServerHooks } from './server-hooks.js'
 import { isSameVersion, refuseVersion } from './version-check.js'
 import type { OriginPolicy } from './origin-policy.js'
 
@@ -46,6 +47,8 @@ export interface SocketLifecycleParts {
   registry: CommandRegistry
   messages: MessageRouter
   heartbeat: Heartbeat
+  /** `server.use` hooks: client messages are reported here, sends through the connection. */
+  hooks: ServerHooks
   logger: Logger
   /** Whether the HTTP server is meshkit's own: then every upgrade on another path is refused. */
   ownsHttp: boolean
@@ -191,6 +194,7 @@ export class SocketLifecycle {
     const connection = new Connection(ws, `${this.parts.instanceId}.${nanoid()}`, codec, this.options.maxBufferedBytes, handshake)
     this.sockets.add(connection)
     if (this.limiter) connection.rateBucket = this.limiter.bucket()
+    connection.hooks = this.parts.hooks
     if (this.options.storeMessages) connection.messageLog = new MessageLog(codec, this.options.maxStoredMessages)
     // Nothing is read until the hello is out, so no reply, ping or event can precede it.
     ws.pause()
@@ -285,6 +289,7 @@ export class SocketLifecycle {
     else if (frame[0] === FrameType.MESSAGE) {
       if (verdict === RateVerdict.PASS) {
         connection.messageLog?.received(frame[1], frame[2])
+        if (this.parts.hooks.receiving) this.parts.hooks.messageReceived(connection, frame[1], frame[2])
         this.parts.messages.dispatch(connection, frame[1], frame[2])
       } else this.parts.messages.rateLimited(connection, frame[1])
     }

@@ -199,7 +199,8 @@ export class Redelivery {
         await this.store.deletePendingMessages(userId, [id])
         continue
       }
-      connection.writeEvent(encodeFrame(connection.codec, [FrameType.EVENT, event, payload, id]))
+      const written = connection.writeEvent(encodeFrame(connection.codec, [FrameType.EVENT, event, payload, id]))
+      if (connection.hooks?.sending) connection.hooks.messageSent(connection, { type: event, data: payload, target: 'redelivery', recipients: written ? 1 : 0, relayed: false })
       if (this.options.redeliveryInterval > 0) await new Promise((resolve) => setTimeout(resolve, this.options.redeliveryInterval))
     }
   }
