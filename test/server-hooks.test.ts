@@ -115,6 +115,23 @@ describe('server hooks (server.use)', () => {
     ])
   })
 
+  it('reports a kept message redelivered on authentication against its connection, and stores it there once', async () => {
+    const server = await startServer({ sync: { enabled: true }, storeMessages: true })
+    server.onAuthenticate((credentials) => ({ id: String(credentials) }))
+    const { hooks, calls } = recorder()
+    server.use(hooks)
+    await server.send('kept', 'for later', ['ada'])
+    const client = await connectClient(server)
+    const redelivered = nextEvent(client, 'kept')
+    await client.authenticate('ada')
+    expect(await redelivered).toBe('for later')
+    expect(sentCalls(calls)).toEqual([
+      [undefined, { type: 'kept', data: 'for later', target: 'users', recipients: 0, relayed: false }],
+      [client.id, { type: 'kept', data: 'for later', target: 'redelivery', recipients: 1, relayed: false }],
+    ])
+    expect(server.connections.get(client.id!)!.messages?.sent).toEqual([{ type: 'kept', data: 'for later' }])
+  })
+
   it('a hook that throws or rejects is logged and reported to every onError, and the server carries on', async () => {
     const { logger, entries } = recordingLogger()
     const server = await startServer({ logger })

@@ -228,12 +228,7 @@ export class MeshServer {
     this.registry.addMiddleware(middleware)
   }
 
-  /**
-   * Adds hooks (Mesa's middleware): connections, disconnections, authentications,
-   * client messages, sends, undeliverable sends and errors. Several sets stack, called
-   * in the order added; a hook that throws or rejects is logged and reported to
-   * `onError`, and never disturbs the server. Returns the function that removes them.
-   */
+  /** Adds a set of hooks (Mesa's middleware; see `MeshHooks`); sets stack. Returns the function that removes it. */
   use(hooks: MeshHooks): () => void {
     return this.hooks.use(hooks)
   }

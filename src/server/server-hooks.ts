@@ -2,6 +2,7 @@ import type { StoredMessage } from '../shared/message-log.js'
 import type { Authentication } from './authentication.js'
 import { isThenable } from './compose.js'
 import type { Connection } from './connection.js'
+import type { FrameCache } from './frame-cache.js'
 import type { Logger } from './logger.js'
 import type { SocketLifecycle } from './socket-lifecycle.js'
 
@@ -121,6 +122,21 @@ export class ServerHooks {
     this.run('onMessageSent', [connection, message], connection)
   }
 
+  /** A send made on this instance: reported even when none of its connections got it. */
+  sentHere(type: string, data: unknown, target: SendTarget, recipients: number, room?: string): void {
+    const message: SentMessage = { type, data, target, recipients, relayed: false }
+    if (room !== undefined) message.room = room
+    this.messageSent(undefined, message)
+  }
+
+  /** A delivery from another instance: reported where it reached someone, its frame decoded once, and only for a hook. */
+  sentRelayed(frames: FrameCache, target: SendTarget, recipients: number, room?: string): void {
+    if (!this.sending || recipients === 0) return
+    const message: SentMessage = { ...eventOf(frames), target, recipients, relayed: true }
+    if (room !== undefined) message.room = room
+    this.messageSent(undefined, message)
+  }
+
   undeliverableSent(message: StoredMessage, missing: Undeliverable): void {
     this.run('onUndeliverableMessageSent', [message, missing])
   }
@@ -153,4 +169,10 @@ export class ServerHooks {
     this.logger.error?.(`${hook} hook failed`, { connectionId: connection?.id, error })
     if (hook !== 'onError') this.error(error, connection === undefined ? { hook } : { hook, connection })
   }
+}
+
+/** An event frame's name and data: `[4, event, payload, id?]`. */
+export function eventOf(frames: FrameCache): StoredMessage {
+  const frame = frames.decoded
+  return { type: frame[1] as string, data: frame[2] }
 }

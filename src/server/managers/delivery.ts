@@ -5,7 +5,7 @@ import { FrameCache } from '../frame-cache.js'
 import type { Cluster } from './cluster.js'
 import type { LocalIndex } from './local-index.js'
 import type { Redelivery } from './redelivery.js'
-import type { SendTarget, ServerHooks } from '../server-hooks.js'
+import { eventOf, type ServerHooks } from '../server-hooks.js'
 
 /** How user-addressed sends treat this instance's connections. */
 export interface UserDeliveryOptions {
@@ -65,7 +65,7 @@ export class Delivery {
     return this.inOrder(undefined, () => {
       const before = this.written
       this.writeAllExcept(excluded, frames)
-      if (this.hooks.sending) this.reportSent(event, payload, 'all', before)
+      if (this.hooks.sending) this.hooks.sentHere(event, payload, 'all', this.written - before)
       return this.shared ? this.cluster.deliverAll(excluded, frames.msgpack) : Promise.resolve()
     })
   }
@@ -77,7 +77,7 @@ export class Delivery {
     return this.inOrder(undefined, () => {
       const before = this.written
       this.writeRoom(room, excluded, frames)
-      if (this.hooks.sending) this.reportSent(event, payload, 'room', before, room)
+      if (this.hooks.sending) this.hooks.sentHere(event, payload, 'room', this.written - before, room)
       return this.shared ? this.cluster.deliverRoom(room, excluded, frames.msgpack) : resolved
     })
   }
@@ -87,7 +87,7 @@ export class Delivery {
     const frames = FrameCache.fromMsgpack(frame)
     const before = this.written
     this.writeRoom(room, excludedIds, frames)
-    this.reportRelayed(frames, 'room', before, room)
+    this.hooks.sentRelayed(frames, 'room', this.written - before, room)
   }
 
   private writeRoom(room: string, excludedIds: readonly string[], frames: FrameCache): void {
@@ -104,7 +104,7 @@ export class Delivery {
       const before = this.written
       const missing = this.hooks.undeliverable ? [] : undefined
       const sent = this.send(this.route(connectionIds, missing), frames)
-      if (this.hooks.sending) this.reportSent(event, payload, 'connections', before)
+      if (this.hooks.sending) this.hooks.sentHere(event, payload, 'connections', this.written - before)
       if (missing !== undefined && missing.length > 0) this.hooks.undeliverableSent({ type: event, data: payload }, { userIds: [], connectionIds: missing })
       return sent
     })
@@ -126,7 +126,7 @@ export class Delivery {
       return this.inOrder(undefined, () => {
         const before = this.written
         this.deliverUsersLocal(excludedUserIds, frames)
-        if (this.hooks.sending) this.reportSent(event, payload, 'users', before)
+        if (this.hooks.sending) this.hooks.sentHere(event, payload, 'users', this.written - before)
         return this.shared ? this.cluster.deliverUsers(excludedUserIds, frames.msgpack) : Promise.resolve()
       })
     }
@@ -135,7 +135,7 @@ export class Delivery {
       return this.inOrder(undefined, () => {
         const before = this.written
         const sent = this.sendToNamedUsers(targets, frames)
-        if (this.hooks.sending) this.reportSent(event, payload, 'users', before)
+        if (this.hooks.sending) this.hooks.sentHere(event, payload, 'users', this.written - before)
         return sent
       })
     }
@@ -143,7 +143,7 @@ export class Delivery {
     return this.inOrder(routes, (resolved) => {
       const before = this.written
       const sent = Promise.all(resolved.map(([route, frame]) => this.send(route, frame)))
-      if (this.hooks.sending) this.reportSent(event, payload, 'users', before)
+      if (this.hooks.sending) this.hooks.sentHere(event, payload, 'users', this.written - before)
       return sent
     })
   }
@@ -160,7 +160,7 @@ export class Delivery {
     const frames = FrameCache.fromMsgpack(frame)
     const before = this.written
     this.writeUser(userId, frames)
-    this.reportRelayed(frames, 'users', before)
+    this.hooks.sentRelayed(frames, 'users', this.written - before)
   }
 
   private writeUser(userId: string, frames: FrameCache): void {
@@ -193,7 +193,7 @@ export class Delivery {
     const frames = FrameCache.fromMsgpack(frame)
     const before = this.written
     this.deliverUsersLocal(excludedUserIds, frames)
-    this.reportRelayed(frames, 'users', before)
+    this.hooks.sentRelayed(frames, 'users', this.written - before)
   }
 
   private deliverUsersLocal(excludedUserIds: readonly string[], frames: FrameCache): void {
@@ -215,8 +215,8 @@ export class Delivery {
       if (connection) this.write(connection, frames)
       else if (this.hooks.undeliverable) (missing ??= []).push(id)
     }
-    this.reportRelayed(frames, 'connections', before)
-    if (missing !== undefined) this.hooks.undeliverableSent(messageOf(frames), { userIds: [], connectionIds: missing })
+    this.hooks.sentRelayed(frames, 'connections', this.written - before)
+    if (missing !== undefined) this.hooks.undeliverableSent(eventOf(frames), { userIds: [], connectionIds: missing })
   }
 
   /** Writes a broadcast that arrived from another instance to every local connection but the excluded. */
@@ -224,7 +224,7 @@ export class Delivery {
     const frames = FrameCache.fromMsgpack(frame)
     const before = this.written
     this.writeAllExcept(excludedIds, frames)
-    this.reportRelayed(frames, 'all', before)
+    this.hooks.sentRelayed(frames, 'all', this.written - before)
   }
 
   private writeAllExcept(excludedIds: readonly string[], frames: FrameCache): void {
@@ -264,20 +264,6 @@ export class Delivery {
       ids.push(id)
     }
     return { local, remote }
-  }
-
-  /** A send made here: reported even when no connection of this instance got it. */
-  private reportSent(type: string, data: unknown, target: SendTarget, before: number, room?: string): void {
-    const message = { type, data, target, recipients: this.written - before, relayed: false }
-    this.hooks.messageSent(undefined, room === undefined ? message : { ...message, room })
-  }
-
-  /** A delivery from another instance: reported where it reached someone, its frame decoded once for the hooks. */
-  private reportRelayed(frames: FrameCache, target: SendTarget, before: number, room?: string): void {
-    const recipients = this.written - before
-    if (!this.hooks.sending || recipients === 0) return
-    const message = { ...messageOf(frames), target, recipients, relayed: true }
-    this.hooks.messageSent(undefined, room === undefined ? message : { ...message, room })
   }
 
   private send({ local, remote }: Routes, frames: FrameCache): Promise<unknown> {
@@ -321,8 +307,3 @@ function eventFrame(event: string, payload: unknown, id?: string): FrameCache {
   return FrameCache.of(id === undefined ? [FrameType.EVENT, event, payload] : [FrameType.EVENT, event, payload, id])
 }
 
-/** An event frame's name and data: `[4, event, payload, id?]`. */
-function messageOf(frames: FrameCache): { type: string; data: unknown } {
-  const frame = frames.decoded
-  return { type: frame[1] as string, data: frame[2] }
-}
