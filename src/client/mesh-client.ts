@@ -182,7 +182,8 @@ export class MeshClient {
   /**
    * With `storeMessages`: the newest `maxStoredMessages` messages this client sent
    * (`send`) and events it received (each redelivered one once), oldest first, each
-   * `{ type, data }`; a fresh copy on every read. `undefined` when the option is off.
+   * `{ type, data }`; fresh arrays on every read (sent ones decoded anew from the
+   * frames). `undefined` when the option is off.
    */
   get messages(): StoredMessages | undefined {
     return this.log?.read()

@@ -74,7 +74,8 @@ export class Connection {
   /**
    * With `storeMessages`: the newest `maxStoredMessages` events written to this
    * connection (`sent`) and client messages it sent (`received`), oldest first, each
-   * `{ type, data }`. A fresh copy on every read. `undefined` when the option is off.
+   * `{ type, data }`. Fresh arrays on every read (sent ones decoded anew from the
+   * bytes written). `undefined` when the option is off.
    */
   get messages(): StoredMessages | undefined {
     return this.messageLog?.read()

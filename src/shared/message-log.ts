@@ -59,7 +59,7 @@ export class MessageLog {
     this.receivedMessages.push({ type, data })
   }
 
-  /** A fresh copy: decoding on read also keeps callers from changing what is stored. */
+  /** Fresh arrays; sent messages decoded anew, so that a caller cannot change what is stored. Received ones are the values handlers and listeners got. */
   read(): StoredMessages {
     const sent = this.sentFrames.toArray().map((frame) => {
       const decoded = this.codec.decode(frame) as unknown[]
