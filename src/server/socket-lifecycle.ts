@@ -5,7 +5,7 @@ import { nanoid } from 'nanoid'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 import { codecForSubprotocol, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
-import { CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol.js'
+import { BuiltinCommand, CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol.js'
 import type { Authentication } from './authentication.js'
 import type { CommandRegistry } from './command-registry.js'
 import { Connection } from './connection.js'
@@ -20,6 +20,7 @@ import type { LocalIndex } from './managers/local-index.js'
 import type { ResolvedServerOptions } from './options.js'
 import { RateLimiter, RateVerdict } from './rate-limiter.js'
 import type { OriginPolicy } from './origin-policy.js'
+import { SyncChannels, syncProtocolOf, type Replies } from './sync-channels.js'
 
 export type ConnectionListener = (connection: Connection) => void | Promise<void>
 
@@ -76,6 +77,8 @@ export class SocketLifecycle {
   private upgrading = 0
   /** Set when `maxConnections` refused an upgrade, so that a full instance warns once rather than per upgrade. */
   private full = false
+  /** Second sockets of connections that use `commandSync`; invisible to everything else. */
+  private readonly sync: SyncChannels
 
   constructor(
     private readonly options: SocketLifecycleOptions,
@@ -89,6 +92,7 @@ export class SocketLifecycle {
       handleProtocols: pickSubprotocol,
     })
     this.limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined
+    this.sync = new SyncChannels(parts.live, (connection, requestId, name, payload, out) => this.onRequest(connection, requestId, name, payload, out), parts.logger)
     servesPath(this.onUpgrade, options.path)
   }
 
@@ -116,6 +120,7 @@ export class SocketLifecycle {
       else this.onLastConnectionGone = resolve
     })
     for (const connection of this.sockets) connection.close(CloseCode.GOING_AWAY, 'server shutting down')
+    this.sync.close()
     const deadline = setTimeout(() => {
       for (const connection of this.sockets) connection.terminate()
     }, this.options.closeTimeout)
@@ -137,15 +142,21 @@ export class SocketLifecycle {
       refuseUpgrade(socket, 503, 'Service Unavailable')
       return
     }
+    // A side channel's secret is its authentication: no cookie, and no page of another origin, can present it.
+    const sideChannel = syncProtocolOf(request) !== undefined
     // Both before authentication: a foreign page must not learn whether the user's cookie is valid, and a full instance must not pay for checking.
-    if (!this.allowsOrigin(request)) {
+    if (!sideChannel && !this.allowsOrigin(request)) {
       refuseUpgrade(socket, 403, 'Forbidden')
       return
     }
-    if (this.sockets.size + this.upgrading >= this.options.maxConnections) {
+    if (this.sockets.size + this.upgrading + this.sync.size >= this.options.maxConnections) {
       if (!this.full) this.parts.logger.warn?.('maxConnections reached: refusing upgrades with 503', { maxConnections: this.options.maxConnections })
       this.full = true
       refuseUpgrade(socket, 503, 'Service Unavailable')
+      return
+    }
+    if (sideChannel) {
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.sync.accept(ws))
       return
     }
     this.upgrading++
@@ -239,6 +250,7 @@ export class SocketLifecycle {
     this.sockets.delete(connection)
     this.full = false
     this.parts.channels.dropConnection(connection)
+    this.sync.dropConnection(connection)
     connection.disposed()
     if (this.sockets.size === 0) this.onLastConnectionGone?.()
     const cleanup = announced
@@ -272,6 +284,8 @@ export class SocketLifecycle {
     }
     if (frame[0] === FrameType.REQUEST) {
       if (verdict === RateVerdict.REFUSE) connection.respondError(frame[1], RATE_LIMITED)
+      // Plumbing of `commandSync`, not an application command: no gate, no middleware.
+      else if (frame[2] === BuiltinCommand.SYNC_SECRET) this.sync.offer(connection, frame[1], frame[3])
       else this.parts.registry.dispatch(connection, frame[1], frame[2], frame[3])
     }
     // A message over the limit is dropped: it asked for no reply, so there is no id to refuse it on.
@@ -282,6 +296,14 @@ export class SocketLifecycle {
     // A pong over the limit still counts, but is handled: dropping it could cost a busy
     // but honest client its connection as a missed pong.
     else this.parts.heartbeat.onPong(connection, frame[1])
+  }
+
+  /** A request that came on a connection's side channel: rate limited as the connection's own, answered on `out`. */
+  private onRequest(connection: Connection, requestId: number, name: string, payload: unknown, out: Replies): void {
+    const verdict = this.limiter === undefined ? RateVerdict.PASS : this.limiter.take(connection.rateBucket!)
+    if (verdict === RateVerdict.CLOSE) this.closeFlooder(connection)
+    else if (verdict === RateVerdict.REFUSE) out.respondError(requestId, RATE_LIMITED)
+    else this.parts.registry.dispatch(connection, requestId, name, payload, out)
   }
 
   /** Past `closeAfter`: frames already in flight behind this one find the socket closing and get nothing. */
