@@ -180,7 +180,7 @@ export class MeshClient {
    * another instance than the connection's); `ENCODE_ERROR`, `PAYLOAD_TOO_LARGE`.
    */
   commandSync<R = unknown>(name: string, payload?: unknown, timeout: number = this.options.commandTimeout): R {
-    if (!isNode) throw notSupported()
+    if (!isNode()) throw notSupported()
     const { transport, connectionId, url } = this
     // While re-authenticating, a request would run unauthenticated; the wait for it needs the event loop.
     if (this.currentState !== 'open' || this.resuming || !transport || connectionId === undefined || url === undefined) {

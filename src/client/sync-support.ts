@@ -7,7 +7,9 @@ let syncModule: SyncModule | undefined
 let loading: Promise<void> | undefined
 
 /** Whether this is Node (or a runtime that says it is compatible): `commandSync` is refused anywhere else. */
-export const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string'
+export function isNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string'
+}
 
 /**
  * `commandSync` cannot await an import (it must not yield), so in Node its module is
@@ -16,7 +18,7 @@ export const isNode = typeof process !== 'undefined' && typeof process.versions?
  * it costs a client that never calls `commandSync`: no thread, no socket.
  */
 export function loadSyncSupport(): Promise<void> | undefined {
-  if (syncModule || !isNode) return undefined
+  if (syncModule || !isNode()) return undefined
   return (loading ??= import('./sync-caller.js').then(
     (module) => {
       syncModule = module

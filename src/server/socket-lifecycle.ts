@@ -52,6 +52,8 @@ export interface SocketLifecycleParts {
   http: EventEmitter
   /** Which pages' upgrades are let through to authentication. */
   origins: OriginPolicy
+  /** Milliseconds a `commandSync` side channel has to attach (`authentication.timeout`). */
+  attachTimeout: number
 }
 
 /**
@@ -92,7 +94,7 @@ export class SocketLifecycle {
       handleProtocols: pickSubprotocol,
     })
     this.limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined
-    this.sync = new SyncChannels(parts.live, (connection, requestId, name, payload, out) => this.onRequest(connection, requestId, name, payload, out), parts.logger)
+    this.sync = new SyncChannels(parts.live, (connection, requestId, name, payload, out) => this.onRequest(connection, requestId, name, payload, out), parts.attachTimeout, parts.logger)
     servesPath(this.onUpgrade, options.path)
   }
 

@@ -16,12 +16,6 @@ export interface Replies {
 /** Runs a request of `connection` (rate limit, gate, middleware, handler) and answers it on `out`. */
 export type SideDispatch = (connection: Connection, requestId: number, name: string, payload: unknown, out: Replies) => void
 
-/**
- * How long a side channel may take to attach. Its secret travels on the connection's
- * own socket, which may arrive after the side channel's attach request (two TCP
- * connections, no order between them): the attach waits for it this long.
- */
-const ATTACH_TIMEOUT = 10_000
 const OPEN = 1
 
 /** The side channel subprotocol an upgrade asks for, if any: a plain connection never pays more than this header check. */
@@ -98,9 +92,16 @@ export class SyncChannels {
   /** Side channels not attached yet (they count towards `maxConnections` too). */
   private readonly pending = new Set<SideChannel>()
 
+  /**
+   * @param attachTimeout how long a side channel may take to attach (the server's
+   *   `authentication.timeout`: attaching is its authentication). Its secret travels on
+   *   the connection's own socket, which may arrive after the attach request (two TCP
+   *   connections, no order between them): the attach waits for it this long.
+   */
   constructor(
     private readonly live: ReadonlyMap<string, Connection>,
     private readonly dispatch: SideDispatch,
+    private readonly attachTimeout: number,
     private readonly logger: Logger,
   ) {}
 
@@ -121,11 +122,11 @@ export class SyncChannels {
     for (const side of this.pending) if (side.waitingFor === connection) this.tryAttach(side, connection)
   }
 
-  /** An upgraded side channel socket: it must attach within `ATTACH_TIMEOUT`. */
+  /** An upgraded side channel socket: it must attach within `attachTimeout`. */
   accept(ws: WebSocket): void {
     const side = new SideChannel(ws, codecByName(ws.protocol === SyncSubprotocol.json ? 'json' : 'msgpack'))
     this.pending.add(side)
-    side.timer = setTimeout(() => side.refuse('not attached in time'), ATTACH_TIMEOUT)
+    side.timer = setTimeout(() => side.refuse('not attached in time'), this.attachTimeout)
     ws.on('error', (error) => this.logger.debug?.('side channel socket error', { error }))
     ws.on('message', (data, isBinary) => this.onMessage(side, data, isBinary))
     ws.on('close', () => this.onClose(side))
