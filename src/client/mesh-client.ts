@@ -21,7 +21,7 @@ import { isNode, loadSyncSupport, newSyncCaller } from './sync-support.js'
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
 
 function notSupported(): MeshError {
-  return new MeshError(ErrorCode.NOT_SUPPORTED, 'commandSync needs Node (worker threads, Atomics.wait); use command() here')
+  return new MeshError(ErrorCode.NOT_SUPPORTED, 'commandSync needs Node 20.16 or newer (worker threads, Atomics.wait); use command() here')
 }
 const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_FAILED, CloseCode.AUTH_TIMEOUT])
 

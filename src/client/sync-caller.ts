@@ -1,7 +1,8 @@
 // Node only: loaded by `sync-support.ts` with the first socket in Node, never in browsers.
-import { getRandomValues } from 'node:crypto'
-import { createRequire } from 'node:module'
-import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
+// Node's modules come from `process.getBuiltinModule`, not imports: a browser bundler
+// follows this chunk's imports (it is a dynamic import of the client) and fails on
+// `worker_threads`; with no import of them there is nothing for it to resolve.
+import type { MessagePort, Worker } from 'node:worker_threads'
 import { exceedsBytes } from '../shared/byte-length.js'
 import { encodeFrame, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
@@ -96,6 +97,7 @@ export class SyncCaller {
 
   private start(): { worker: Worker; port: MessagePort } {
     if (this.worker && this.port) return { worker: this.worker, port: this.port }
+    const { MessageChannel, Worker } = threads()
     const { port1, port2 } = new MessageChannel()
     const worker = new Worker(SYNC_WORKER_SOURCE, {
       eval: true,
@@ -117,7 +119,7 @@ export class SyncCaller {
 
   /** A new secret on the connection's own socket, and a new side channel presenting it. */
   private bind(target: SyncTarget, worker: Worker): void {
-    const secret = Buffer.from(getRandomValues(new Uint8Array(32))).toString('base64url')
+    const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url')
     target.offerSecret(secret)
     const generation = ++this.generation
     this.binding = { connectionId: target.connectionId, generation }
@@ -132,7 +134,7 @@ export class SyncCaller {
   }
 
   private receive(port: MessagePort): WorkerNotice | undefined {
-    return receiveMessageOnPort(port)?.message as WorkerNotice | undefined
+    return threads().receiveMessageOnPort(port)?.message as WorkerNotice | undefined
   }
 }
 
@@ -146,8 +148,20 @@ function sideChannelClosed(code: number, reason: string): MeshError {
   return new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived', { data: { closeCode: code, closeReason: reason } })
 }
 
-/** Where `ws` is, resolved from meshkit's own location (the worker's `require` would start from the process's directory). */
+/**
+ * Where `ws` is, resolved from meshkit's own location (the worker's `require` would
+ * start from the process's directory). tsup's `shims` turn `import.meta.url` into the
+ * file's URL in the CommonJS build.
+ */
 function wsPath(): string {
-  const base = typeof __filename === 'string' ? __filename : import.meta.url
-  return createRequire(base).resolve('ws')
+  return process.getBuiltinModule('node:module').createRequire(import.meta.url).resolve('ws')
+}
+
+/** Whether this Node can run `commandSync`: `process.getBuiltinModule` came with Node 20.16. */
+export function supported(): boolean {
+  return typeof process.getBuiltinModule === 'function'
+}
+
+function threads(): typeof import('node:worker_threads') {
+  return process.getBuiltinModule('node:worker_threads')
 }

@@ -21,9 +21,9 @@ export function loadSyncSupport(): Promise<void> | undefined {
   if (syncModule || !isNode()) return undefined
   return (loading ??= import('./sync-caller.js').then(
     (module) => {
-      syncModule = module
+      if (module.supported()) syncModule = module
     },
-    // A runtime without worker threads: commandSync then throws NOT_SUPPORTED.
+    // A runtime that cannot load it: commandSync then throws NOT_SUPPORTED.
     () => {},
   ))
 }
