@@ -103,9 +103,6 @@ export class SyncCaller {
       eval: true,
       workerData: { port: port2, control: this.signal.buffer, wsPath: wsPath() },
       transferList: [port2],
-      // Its own small heap and no stdin: it only pipes frames.
-      resourceLimits: { maxOldGenerationSizeMb: 64 },
-      stdin: false,
     })
     worker.unref()
     // A worker that fails to start is seen by the caller as a timeout; this keeps it from being an uncaught error.
