@@ -99,11 +99,18 @@ export class SyncCaller {
     if (this.worker && this.port) return { worker: this.worker, port: this.port }
     const { MessageChannel, Worker } = threads()
     const { port1, port2 } = new MessageChannel()
-    const worker = new Worker(SYNC_WORKER_SOURCE, {
-      eval: true,
-      workerData: { port: port2, control: this.signal.buffer, wsPath: wsPath() },
-      transferList: [port2],
-    })
+    let worker: Worker
+    try {
+      worker = new Worker(SYNC_WORKER_SOURCE, {
+        eval: true,
+        workerData: { port: port2, control: this.signal.buffer, wsPath: wsPath() },
+        transferList: [port2],
+      })
+    } catch (error) {
+      // A bundle without node_modules (no `ws` to find), or no thread to be had.
+      port1.close()
+      throw new MeshError(ErrorCode.NOT_SUPPORTED, 'commandSync could not start its worker thread', { cause: error })
+    }
     worker.unref()
     // A worker that fails to start is seen by the caller as a timeout; this keeps it from being an uncaught error.
     worker.on('error', () => {
