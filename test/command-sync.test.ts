@@ -122,6 +122,18 @@ describe('client.commandSync', () => {
     expect(client.commandSync<Echo>('echo').connectionId).toBe(client.id)
   })
 
+  it('throws CONNECTION_FAILED when the side channel reaches another instance than the connection\'s', async () => {
+    const [a, b] = await Promise.all([childInstance({}, FIXTURE), childInstance({}, FIXTURE)])
+    // Round robin without sticky sessions: the connection lands on one instance, its side channel on the other.
+    const balancer = await childInstance({ TARGETS: `${a.port},${b.port}` }, 'test/fixtures/sync-balancer.ts')
+    const client = await connectClient(`ws://127.0.0.1:${balancer.port}`)
+    const error = thrownBy(() => client.commandSync('echo'))
+    expect(error.code).toBe(ErrorCode.CONNECTION_FAILED)
+    expect(error.data).toMatchObject({ closeCode: CloseCode.SIDE_CHANNEL_REFUSED })
+    // The connection itself is unharmed.
+    expect(await client.command<Echo>('echo', 'still')).toMatchObject({ payload: 'still', connectionId: client.id })
+  })
+
   it('throws CONNECTION_CLOSED before connect() and NOT_SUPPORTED where there is no Node', async () => {
     const { url } = await syncServer()
     const client = await connectClient(url)

@@ -176,8 +176,8 @@ export class MeshClient {
    * Throws `NOT_SUPPORTED` outside Node (in browsers); `CONNECTION_CLOSED` unless the
    * client is open (it cannot wait for a reconnect: that needs the event loop it
    * blocks) or if the connection drops during the call; `TIMEOUT` after `timeout` ms;
-   * `CONNECTION_FAILED` if the server refused the side channel (an older server, or
-   * another instance than the connection's); `ENCODE_ERROR`, `PAYLOAD_TOO_LARGE`.
+   * `CONNECTION_FAILED` if the side channel could not be opened or was refused (an older
+   * server, or another instance than the connection's); `ENCODE_ERROR`, `PAYLOAD_TOO_LARGE`.
    */
   commandSync<R = unknown>(name: string, payload?: unknown, timeout: number = this.options.commandTimeout): R {
     if (!isNode()) throw notSupported()

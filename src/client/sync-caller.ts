@@ -26,6 +26,8 @@ interface WorkerNotice {
   data?: WireData
   closed?: number
   reason?: string
+  /** Whether the ended socket had opened: one that never did is a failed attempt, not a drop. */
+  opened?: boolean
 }
 
 interface Binding {
@@ -69,7 +71,7 @@ export class SyncCaller {
         if (notice.generation !== generation) continue
         if (notice.closed !== undefined) {
           this.binding = undefined
-          throw sideChannelClosed(notice.closed, notice.reason ?? '')
+          throw sideChannelClosed(notice.closed, notice.reason ?? '', notice.opened === true)
         }
         const reply = parseServerFrame(tryDecode(target.codec, notice.data!))
         if (reply?.[0] === FrameType.RESPONSE && reply[1] === id) return reply[2]
@@ -142,9 +144,13 @@ export class SyncCaller {
   }
 }
 
-/** The side channel ended during a call: refused (4403), or gone with the server or the connection. */
-function sideChannelClosed(code: number, reason: string): MeshError {
-  if (code === CloseCode.SIDE_CHANNEL_REFUSED) {
+/**
+ * The side channel ended during a call: it could not be opened (the server is gone, or
+ * older and without side channels) or was refused (4403), or it went with the server or
+ * the connection, the request in flight.
+ */
+function sideChannelClosed(code: number, reason: string, opened: boolean): MeshError {
+  if (code === CloseCode.SIDE_CHANNEL_REFUSED || !opened) {
     return new MeshError(ErrorCode.CONNECTION_FAILED, `The server refused the commandSync side channel: ${reason}`, {
       data: { reason: 'closed', closeCode: code, closeReason: reason },
     })

@@ -14,8 +14,8 @@
  * - `{ send, frame }`: write a request frame on the socket of generation `send`; if
  *   that socket is gone, say so again.
  *
- * Posted to the port: `{ generation, data }` for a frame, `{ generation, closed, reason }`
- * when the socket ended (its close code; 1006 for a failure).
+ * Posted to the port: `{ generation, data }` for a frame, `{ generation, closed, reason,
+ * opened }` when the socket ended (its close code, 1006 for a failure; whether it had opened).
  */
 export const SYNC_WORKER_SOURCE = `
 'use strict'
@@ -42,14 +42,14 @@ function open(generation, url, protocol, attach) {
     current.gone = true
     try { current.socket.terminate() } catch {}
   }
-  const state = { generation, socket: undefined, attached: false, queue: [], gone: false, ended: false }
+  const state = { generation, socket: undefined, opened: false, attached: false, queue: [], gone: false, ended: false }
   current = state
   const end = (code, reason) => {
     if (state.ended) return
     state.ended = true
     state.code = code
     state.reason = reason
-    post({ generation, closed: code, reason })
+    post({ generation, closed: code, reason, opened: state.opened })
   }
   if (!WebSocket) return end(1006, 'ws could not be loaded in the worker')
   let socket
@@ -60,7 +60,10 @@ function open(generation, url, protocol, attach) {
   }
   state.socket = socket
   socket.binaryType = 'nodebuffer'
-  socket.on('open', () => socket.send(attach))
+  socket.on('open', () => {
+    state.opened = true
+    socket.send(attach)
+  })
   socket.on('message', (data, isBinary) => {
     if (state.gone) return
     if (!state.attached) {
@@ -80,7 +83,8 @@ parentPort.on('message', (message) => {
   if (message.open !== undefined) return open(message.open, message.url, message.protocol, message.attach)
   const state = current
   if (!state || state.generation !== message.send || state.ended) {
-    return post({ generation: message.send, closed: state && state.ended ? state.code : 1006, reason: 'side channel gone' })
+    const ended = state && state.generation === message.send && state.ended
+    return post({ generation: message.send, closed: ended ? state.code : 1006, reason: 'side channel gone', opened: ended ? state.opened : false })
   }
   if (state.attached) state.socket.send(message.frame)
   else state.queue.push(message.frame)
