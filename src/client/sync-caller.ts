@@ -79,7 +79,8 @@ export class SyncCaller {
         // Anything else is the late reply of a call that timed out.
       }
       const remaining = deadline - performance.now()
-      if (remaining <= 0) throw new MeshError(ErrorCode.TIMEOUT, `No reply within ${timeout} ms`)
+      // Written so that a NaN timeout fails at once rather than waiting forever.
+      if (!(remaining > 0)) throw new MeshError(ErrorCode.TIMEOUT, `No reply within ${timeout} ms`)
       // Returns at once if the worker posted after `seen` was read: no notice is missed.
       Atomics.wait(this.signal, 0, seen, remaining)
     }
