@@ -6,6 +6,7 @@ import { ErrorCode, MeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode, FrameType, SyncSubprotocol, isId, isSyncSecret, parseClientFrame } from '../shared/protocol.js'
 import type { Connection } from './connection.js'
 import type { Logger } from './logger.js'
+import { errorFrame, responseFrame } from './reply-frames.js'
 
 /** Where a request's reply goes: the connection's own socket, or its side channel. */
 export interface Replies {
@@ -44,26 +45,11 @@ class SideChannel implements Replies {
   ) {}
 
   respond(requestId: number, result: unknown): void {
-    let data: WireData
-    try {
-      data = this.codec.encode([FrameType.RESPONSE, requestId, result])
-    } catch (error) {
-      this.respondError(requestId, new MeshError(ErrorCode.ENCODE_ERROR, 'The reply could not be encoded', { cause: error }))
-      return
-    }
-    this.send(data)
+    this.send(responseFrame(this.codec, requestId, result))
   }
 
   respondError(requestId: number, error: MeshError): void {
-    const frame: unknown[] = [FrameType.ERROR, requestId, error.code, error.message]
-    if (error.data !== undefined) frame.push(error.data)
-    let data: WireData
-    try {
-      data = this.codec.encode(frame)
-    } catch {
-      data = this.codec.encode([FrameType.ERROR, requestId, error.code, error.message])
-    }
-    this.send(data)
+    this.send(errorFrame(this.codec, requestId, error))
   }
 
   refuse(reason: string): void {
