@@ -6,19 +6,23 @@ import type { Keys } from '../store/keys.js'
 import type { ResolvedServerPortalOptions } from './server-portal-options.js'
 import { EntryKind, entryFields, partitionOf, type EntryBody, type EntryIdentity } from './stream-format.js'
 
-// Appends one event to a partition, keeping the stream at most `cap` long. At the cap
-// the oldest entries make room; each one that some consumer group has not been
-// delivered yet (or every one, when no group exists: no portal ever read it) is a
-// dropped event, and the reply counts them. Exact trimming (no "~"): the bound is
-// what `maxBacklog` promises. Entries delivered but not yet acknowledged are trimmed
-// without counting: a portal that holds them already has them.
-// KEYS: the partition's stream. ARGV: cap, then the entry's fields and values.
-const APPEND_EVENT = `
+// Appends a batch of events to a partition (in order), then keeps the stream at most
+// `cap` long. The oldest entries make room; each one that some consumer group has
+// not been delivered yet (or every one, when no group exists: no portal ever read
+// it) is a dropped event, and the reply counts them. Exact trimming (no "~"): the
+// bound is what `maxBacklog` promises. Entries delivered but not yet acknowledged
+// are trimmed without counting: a portal that holds them already has them.
+// KEYS: the partition's stream. ARGV: cap, values per entry, then each entry's fields and values.
+const APPEND_EVENTS = `
 local cap = tonumber(ARGV[1])
+local width = tonumber(ARGV[2])
+for i = 3, #ARGV, width do
+  redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + width - 1))
+end
 local length = redis.call('XLEN', KEYS[1])
 local dropped = 0
-if length >= cap then
-  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', length - cap + 1)
+if length > cap then
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', length - cap)
   local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
   if #groups == 0 then
     dropped = #oldest
@@ -41,23 +45,25 @@ if length >= cap then
       if ms > lowMs or (ms == lowMs and seq > lowSeq) then dropped = dropped + 1 end
     end
   end
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', cap - 1)
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', cap)
 end
-redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 return dropped
 `
 
-type AppendScript = (key: string, cap: number, ...fields: (string | Buffer)[]) => Promise<number>
+type AppendScript = (key: string, cap: number, width: number, ...fields: (string | Buffer)[]) => Promise<number>
+
+/** Most events one script call appends: a long script would hold up every other client of Redis. */
+const MAX_BATCH = 256
 
 /** A warning per this many milliseconds at most while events are being dropped; debug lines in between. */
 const WARN_EVERY = 1_000
 
 /**
- * Writes a connection's events to its partition of the portal event streams. Every
- * append goes out at once on the server's one Redis command connection, which
- * sends commands in call order: a connection's events reach its partition in the
- * order they happened, and nothing waits for Redis (the connection's handling goes
- * on while the append travels). An append that fails (Redis away: the client keeps
+ * Writes a connection's events to its partition of the portal event streams. The
+ * events of one event-loop turn go out together, one script call per partition, on
+ * the server's one Redis command connection, which sends commands in call order: a
+ * connection's events reach its partition in the order they happened, and nothing
+ * waits for Redis (the connection's handling goes on while the append travels). An append that fails (Redis away: the client keeps
  * no offline queue) or that pushed out an unread event is counted in `dropped`.
  */
 export class EventWriter {
@@ -67,6 +73,9 @@ export class EventWriter {
   /** Events per partition. */
   private readonly cap: number
   private inFlight = 0
+  /** Events of this event-loop turn not yet sent, by partition key, in the order they happened. */
+  private readonly batches = new Map<string, (string | Buffer)[][]>()
+  private flushing: NodeJS.Immediate | undefined
   private onIdle: (() => void) | undefined
   private lastWarning = -Infinity
   private droppedSinceWarning = 0
@@ -78,7 +87,7 @@ export class EventWriter {
     private readonly options: ResolvedServerPortalOptions,
     private readonly logger: Logger,
   ) {
-    redis.defineCommand('meshPortalAppend', { lua: APPEND_EVENT, numberOfKeys: 1 })
+    redis.defineCommand('meshPortalAppend', { lua: APPEND_EVENTS, numberOfKeys: 1 })
     const script = (redis as unknown as Record<string, AppendScript>).meshPortalAppend!
     this.append = script.bind(redis)
     this.cap = Math.ceil(options.maxBacklog / options.partitions)
@@ -139,13 +148,39 @@ export class EventWriter {
       return
     }
     const key = this.keys.portalEvents(partitionOf(connection.id, this.options.partitions))
+    const batch = this.batches.get(key)
+    if (batch) batch.push(fields)
+    else this.batches.set(key, [fields])
+    // Counted from now: the server's close waits for events still in a batch too.
     this.inFlight++
-    this.append(key, this.cap, ...fields).then(
+    this.flushing ??= setImmediate(this.flush)
+  }
+
+  /**
+   * One script call per partition for every event of the turn (at most MAX_BATCH a
+   * call), instead of one per event: the calls go out on one connection in the
+   * order of their first event, and each partition's events keep their order, so a
+   * connection's events still reach its partition in the order they happened.
+   */
+  private readonly flush = (): void => {
+    this.flushing = undefined
+    for (const [key, entries] of this.batches) {
+      for (let start = 0; start < entries.length; start += MAX_BATCH) this.send(key, entries.slice(start, start + MAX_BATCH))
+    }
+    this.batches.clear()
+  }
+
+  private send(key: string, entries: (string | Buffer)[][]): void {
+    const count = entries.length
+    this.append(key, this.cap, entries[0]!.length, ...entries.flat()).then(
       (dropped) => {
         if (dropped > 0) this.lost(dropped, 'portal backlog full: dropped events no portal group had read (see portal.maxBacklog)', { key, maxBacklog: this.options.maxBacklog })
       },
-      (error: unknown) => this.lost(1, 'could not write a portal event; dropped', { kind, connectionId: connection.id, error }),
-    ).finally(() => this.finished())
+      (error: unknown) => this.lost(count, 'could not write portal events; dropped', { key, count, error }),
+    ).finally(() => {
+      this.inFlight -= count - 1
+      this.finished()
+    })
   }
 
   private finished(): void {
