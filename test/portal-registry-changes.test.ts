@@ -2,7 +2,7 @@ import { describe, expect, inject, it, onTestFinished } from 'vitest'
 import { ErrorCode } from 'meshkit'
 import { Portal } from 'meshkit/server'
 import { uniqueNamespace } from './support/cluster.js'
-import { connectClient, rejectionOf } from './support/harness.js'
+import { connectClient, nextEvent, rejectionOf } from './support/harness.js'
 import { portalServer } from './support/hand-portal.js'
 
 /**
@@ -29,5 +29,26 @@ describe('portal registry changes', () => {
       const error = await rejectionOf(client.command(`first-${round}`, undefined, 20_000))
       expect(error.code).toBe(ErrorCode.UNAVAILABLE)
     }
+  })
+})
+
+describe('a portal dispatching to users', () => {
+  it('keeps a message for an offline user with the sync option, redelivered when the user authenticates', async () => {
+    const namespace = uniqueNamespace('portal-sync')
+    const sync = { enabled: true }
+    const server = await portalServer(namespace, { enabled: true, partitions: 2 }, { sync })
+    server.onAuthenticate((credentials) => ({ id: (credentials as { user: string }).user }))
+    const portal = new Portal(inject('redisUrl'), { namespace, sync })
+    onTestFinished(() => portal.close())
+    await portal.ready()
+    await portal.dispatch('note', { text: 'while you were away' }, ['ada'])
+    const client = await connectClient(server)
+    const received = nextEvent(client, 'note')
+    await client.authenticate({ user: 'ada' })
+    await expect(received).resolves.toEqual({ text: 'while you were away' })
+  })
+
+  it('refuses a bad sync option at construction', () => {
+    expect(() => new Portal(inject('redisUrl'), { sync: { enabled: true, maxMessages: -1 } })).toThrow(RangeError)
   })
 })

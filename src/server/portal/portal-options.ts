@@ -1,5 +1,6 @@
 import { mergeOptions, requireCount, requireKnownKeys, requirePositive, type OptionKeys } from '../../shared/options.js'
 import type { Logger } from '../logger.js'
+import { resolveSyncOptions, type SyncOptions } from '../managers/redelivery.js'
 
 export interface PortalOptions {
   /** The servers' namespace: the portal reads and writes only under this prefix. @default 'meshkit' */
@@ -19,6 +20,11 @@ export interface PortalOptions {
   batchSize?: number
   /** Milliseconds a Redis command may take before it fails with `UNAVAILABLE`. @default 5000 */
   redisTimeout?: number
+  /**
+   * Keep `portal.dispatch` messages for users with no connection, to be redelivered
+   * when they next authenticate: the servers' `sync` option (use the same). @default off
+   */
+  sync?: SyncOptions
   /** Receives what the portal cannot throw: failing handlers, Redis faults. @default silent */
   logger?: Logger
 }
@@ -32,9 +38,9 @@ export const portalDefaults = {
 } satisfies Partial<PortalOptions>
 
 /** Every Portal option, so that a misspelt one throws. */
-const portalOptionKeys: OptionKeys<PortalOptions> = { namespace: true, group: true, ttl: true, batchSize: true, redisTimeout: true, logger: true }
+const portalOptionKeys: OptionKeys<PortalOptions> = { namespace: true, group: true, ttl: true, batchSize: true, redisTimeout: true, sync: true, logger: true }
 
-export type ResolvedPortalOptions = typeof portalDefaults & Pick<PortalOptions, 'logger'>
+export type ResolvedPortalOptions = typeof portalDefaults & Pick<PortalOptions, 'logger' | 'sync'>
 
 /** Group names end up inside key names next to command names, so ":" is kept out. */
 const GROUP_NAME = /^[\w.-]+$/
@@ -48,6 +54,8 @@ export function resolvePortalOptions(options: PortalOptions): ResolvedPortalOpti
   requirePositive('ttl', resolved.ttl)
   requirePositive('redisTimeout', resolved.redisTimeout)
   requireCount('batchSize', resolved.batchSize)
+  // Checked here, before the constructor opens any Redis connection a throw would leak.
+  resolveSyncOptions(resolved.sync)
   // Three heartbeats per ttl must fit in it with room for a Redis round trip.
   if (resolved.ttl < 30) throw new RangeError(`ttl must be at least 30 ms, got ${resolved.ttl}`)
   return resolved

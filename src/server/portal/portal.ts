@@ -73,7 +73,7 @@ export class Portal {
     // A blocking read holds its connection: it gets one of its own, allowed to wait the block time on top.
     this.reader = this.redis.duplicate({ commandTimeout: redisTimeout + block })
     watchConnection(this.reader, 'portal reader', this.logger)
-    this.dispatcher = new Dispatcher(redis, { namespace, redisTimeout, logger: options.logger })
+    this.dispatcher = new Dispatcher(redis, { namespace, redisTimeout, logger: options.logger, ...(options.sync === undefined ? {} : { sync: options.sync }) })
     this.leases = new LeaseTable(this.redis, this.keys, group, this.id, ttl)
     this.events = new EventHandlers(this.logger)
     const readable = (): void => this.streams.wake()
