@@ -59,6 +59,8 @@ const OPEN_COMMANDS = new Set<string>([BuiltinCommand.AUTHENTICATE])
  */
 export class Authentication {
   private handler: AuthenticateHandler | undefined
+  /** Told of every successful `client.authenticate` that identified the connection (the portal seam); not of upgrade authentication. */
+  authenticated: ((connection: Connection) => void) | undefined
 
   constructor(
     private readonly options: ResolvedAuthenticationOptions,
@@ -183,6 +185,7 @@ export class Authentication {
         if (!(error instanceof MeshError && error.code === ErrorCode.CONNECTION_CLOSED)) connection.claimedUserId = id
         throw error
       }
+      this.authenticated?.(connection)
     }
     return this.options.sendUserObject ? user : {}
   }

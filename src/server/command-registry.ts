@@ -21,11 +21,20 @@ interface Command {
   chain: readonly Middleware[]
 }
 
+/** Commands answered elsewhere (portals): asked only for names with no local handler. */
+export interface RemoteCommands {
+  /** Whether calls of this name are the remote side's: then the global middleware runs, then `call`. */
+  knows(name: string): boolean
+  call: CommandHandler
+}
+
 /** Commands, their middleware, and running one request through them. */
 export class CommandRegistry {
   // A Map, not an object: names such as `__proto__` or `toString` must be unknown commands.
   private readonly commands = new Map<string, Command>()
   private readonly global: Middleware[] = []
+  /** Where names with no local handler go (portals); absent, they are `NOT_FOUND` at once. */
+  remote: RemoteCommands | undefined
 
   constructor(
     private readonly server: MeshServer,
@@ -70,10 +79,13 @@ export class CommandRegistry {
       return
     }
     const command = this.commands.get(name)
-    if (!command) {
-      connection.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
-      return
-    }
+    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler)
+    // Only names some portal announced run the middleware: any other stays NOT_FOUND before it, as without portals.
+    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call)
+    else connection.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
+  }
+
+  private run(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler): void {
     if (connection.pendingRequests >= this.maxPendingRequests) {
       connection.respondError(
         requestId,
@@ -84,7 +96,7 @@ export class CommandRegistry {
     const ctx: MeshContext = new RequestContext(name, payload, connection, this.server)
     let result: unknown
     try {
-      result = runChain(command.chain, command.handler, ctx)
+      result = runChain(chain, handler, ctx)
     } catch (error) {
       connection.respondError(requestId, this.failed(connection, name, error))
       return

@@ -58,6 +58,11 @@ export class Connection {
   /** @internal whether this connection was told once that its messages need authentication */
   messageRefused = false
 
+  /** The WebSocket close code once the socket closed (1005 when the close frame had none, 1006 when there was no close frame). */
+  closeCode: number | undefined = undefined
+  /** The close reason once the socket closed (`''` when none). */
+  closeReason: string | undefined = undefined
+
   /** @internal requests being handled right now */
   pendingRequests = 0
   /** @internal liveness bookkeeping, owned by the heartbeat */

@@ -26,10 +26,17 @@ import { RoomManager } from './managers/room-manager.js'
 import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOptions } from './options.js'
 import { OriginPolicy } from './origin-policy.js'
 import { SocketLifecycle, type ConnectionListener } from './socket-lifecycle.js'
+import { ServerPortals } from './portal/server-portals.js'
 import { createBackend } from './store/backend.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 
 export type { ConnectionListener } from './socket-lifecycle.js'
+
+/** `server.stats`. */
+export interface ServerStats extends MessageStats {
+  /** Portal events lost: pushed out of a full backlog before some portal group read them, or not written (Redis away). */
+  portalEventsDropped: number
+}
 
 /**
  * A meshkit server: accepts WebSocket connections, answers their commands through
@@ -63,6 +70,8 @@ export class MeshServer {
   private readonly roomExposure = new Exposure('room')
   private readonly authentication: Authentication
   private readonly monitor: InstanceMonitor
+  /** Only with `portal.enabled`. */
+  private readonly portals: ServerPortals | undefined
   /** Connections that received their hello: the ones events, pings and lookups reach. Only `sockets` writes it. */
   private readonly live = new Map<string, Connection>()
   private readonly started: Promise<unknown>
@@ -136,13 +145,18 @@ export class MeshServer {
       http: this.http,
       origins,
     })
+    // Checked at construction: portals need `redis`, so the backend has a Redis connection.
+    if (this.options.portal && backend.redis) {
+      this.portals = new ServerPortals({ redis: backend.redis, bus: this.bus, keys, instanceId: this.instanceId, logger: this.logger }, this.options.portal)
+      this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry })
+    }
     // A listening server can still fail (accept errors); without a listener that would crash the process.
     if (this.ownsHttp) this.http.on('error', (error) => this.logger.error?.('http server error', { error }))
     this.http.on('upgrade', this.sockets.onUpgrade)
     const listened = listening(this.http, this.ownsHttp ? () => this.http.listen(this.options.port, this.options.host) : undefined)
     // Joining starts even when Redis is unreachable: the monitor's timers and the bus's
     // replayed subscriptions then finish the job once it is back.
-    const join = (): Promise<unknown> => Promise.all([this.monitor.start(), this.cluster.start()])
+    const join = (): Promise<unknown> => Promise.all([this.monitor.start(), this.cluster.start(), this.portals?.start()])
     const joined = backend.connected().then(join, (error: unknown) => {
       join().catch(() => {})
       throw error
@@ -192,9 +206,13 @@ export class MeshServer {
     return this.messages.on(type, handler as MessageHandler)
   }
 
-  /** Counters of client messages no handler took (`unhandledMessages`) or that were dropped, and why. */
-  get stats(): Readonly<MessageStats> {
-    return this.messages.stats
+  /**
+   * Counters of client messages no handler took (`unhandledMessages`) or that were
+   * dropped, and why; `portalEventsDropped`: portal events lost (backlog full before a
+   * portal group read them, or Redis away). A snapshot: read it again for new values.
+   */
+  get stats(): Readonly<ServerStats> {
+    return { ...this.messages.stats, portalEventsDropped: this.portals?.eventsDropped ?? 0 }
   }
 
   /** Middleware for every command and client message, run before the command's own. */
@@ -325,6 +343,8 @@ export class MeshServer {
       })
     }
     await this.started.catch(() => {})
+    // After the sockets: their disconnections are written before the portal side stops.
+    await this.portals?.close()
     await this.cluster.stop()
     await this.monitor.stop()
     await Promise.allSettled([this.bus.close(), this.store.close()])

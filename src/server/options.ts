@@ -8,6 +8,7 @@ import type { AllowedOrigins } from './origin-policy.js'
 import { resolveSyncOptions, type ResolvedSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
+import { resolveServerPortalOptions, type ResolvedServerPortalOptions, type ServerPortalOptions } from './portal/server-portal-options.js'
 
 export interface MeshServerOptions {
   /** Port to listen on; 0 picks a free one (read it from `server.port` after `ready()`). Ignored with `server`. */
@@ -122,6 +123,12 @@ export interface MeshServerOptions {
    * with 4029. @default off
    */
   rateLimit?: RateLimitOptions
+  /**
+   * Forward connections, authentications, client messages, disconnections and
+   * commands with no local handler to Portals in other processes (needs `redis`).
+   * @default off
+   */
+  portal?: ServerPortalOptions
 }
 
 export const serverDefaults = {
@@ -184,11 +191,17 @@ const serverOptionKeys: OptionKeys<MeshServerOptions> = {
   store: true,
   bus: true,
   logger: true,
+  portal: true,
 }
 
-/** The options over their defaults; nested ones (`sync`, `rateLimit`) resolved once, here. */
+/** The options over their defaults; nested ones (`sync`, `rateLimit`, `portal`) resolved once, here. */
 export type ResolvedServerOptions = typeof serverDefaults &
-  Omit<MeshServerOptions, 'sync' | 'rateLimit'> & { sync: ResolvedSyncOptions; rateLimit: ResolvedRateLimitOptions | undefined }
+  Omit<MeshServerOptions, 'sync' | 'rateLimit' | 'portal'> & {
+    sync: ResolvedSyncOptions
+    rateLimit: ResolvedRateLimitOptions | undefined
+    /** `undefined` unless portals are enabled. */
+    portal: ResolvedServerPortalOptions | undefined
+  }
 
 export function resolveServerOptions(options: MeshServerOptions): ResolvedServerOptions {
   requireKnownKeys(options, serverOptionKeys)
@@ -198,6 +211,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
     ...merged,
     sync: resolveSyncOptions(merged.sync),
     rateLimit: merged.rateLimit === undefined ? undefined : resolveRateLimit(merged.rateLimit),
+    portal: resolveServerPortalOptions(merged.portal, merged.redis !== undefined || merged.redisOptions !== undefined),
   }
   const numeric = ['pingInterval', 'latencyInterval', 'maxPayload', 'maxBufferedBytes', 'maxPendingRequests', 'instanceTtl', 'redisTimeout'] as const
   for (const key of numeric) {

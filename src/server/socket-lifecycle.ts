@@ -200,7 +200,11 @@ export class SocketLifecycle {
         return false
       },
     )
-    ws.on('close', () => this.onClose(connection, announced))
+    ws.on('close', (code, reason) => {
+      connection.closeCode = code
+      connection.closeReason = reason.toString()
+      this.onClose(connection, announced)
+    })
   }
 
   /** Sends the hello to a registered connection and makes it live; resolves whether it was announced. */

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis'
 import type { Logger } from '../logger.js'
 import type { ResolvedServerOptions } from '../options.js'
 import { Keys } from './keys.js'
@@ -15,6 +16,8 @@ export interface Backend {
   readonly bus: MeshBus
   /** Whether other instances can share this state; an in-process bus has no one else to tell. */
   readonly shared: boolean
+  /** The Redis command connection, when there is one (portals append and read on it). */
+  readonly redis?: Redis
   /** Resolves once the store can be used; rejects with `UNAVAILABLE` if Redis is not reachable in time. */
   connected(): Promise<void>
 }
@@ -44,6 +47,7 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger): B
     store: options.store ?? new RedisStore(commands, keys),
     bus: options.bus ?? new RedisBus(commands, subscriber, options.redisTimeout),
     shared: true,
+    redis: commands,
     connected: async () => {
       await Promise.all([whenReady(commands, options.redisTimeout), whenReady(subscriber, options.redisTimeout)])
     },

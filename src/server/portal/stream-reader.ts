@@ -1,0 +1,120 @@
+import type { Redis } from 'ioredis'
+import type { Logger } from '../logger.js'
+
+/** One entry as Redis returns it with Buffer replies: its id and flat field/value list (`null` once trimmed). */
+export type RawEntry = [id: string, fields: Buffer[] | null]
+
+/** What the reader reads for: asked for its streams before every read, handed what came back. */
+export interface ReadSource {
+  /** The streams to read new entries (`>`) from now; none: the reader waits for `wake()`. */
+  streams(): string[]
+  /** Entries read from one stream (never empty). */
+  deliver(key: string, entries: RawEntry[]): void
+  /** A read failed with NOGROUP (Redis lost its data): recreate the groups of these streams. */
+  recreateGroups(keys: readonly string[]): Promise<void>
+}
+
+/**
+ * The portal's one blocking `XREADGROUP` loop, on a connection of its own, over
+ * every stream it may read at that moment (free partitions, command streams). A
+ * stream busy with a batch is left out of the next read, so one slow partition
+ * never holds up the others. When the set changes, `wake()` ends the blocked read
+ * at once with `CLIENT UNBLOCK` (the block time bounds the rare race where the
+ * unblock reaches Redis before the read does).
+ */
+export class StreamReader {
+  private stopped = false
+  private reading = false
+  /** Set by `wake()`, so that a wake between asking for the streams and pausing is not lost. */
+  private woken = false
+  private readerId: number | undefined
+  private wakeUp: (() => void) | undefined
+  private loop: Promise<void> | undefined
+
+  constructor(
+    private readonly reader: Redis,
+    private readonly control: Redis,
+    private readonly group: string,
+    private readonly consumer: string,
+    private readonly batchSize: number,
+    private readonly blockMs: number,
+    private readonly source: ReadSource,
+    private readonly logger: Logger,
+  ) {
+    // A reconnected reader is another Redis client, with another id.
+    reader.on('close', () => (this.readerId = undefined))
+  }
+
+  start(): void {
+    this.loop ??= this.run()
+  }
+
+  /** The streams to read changed: read again now rather than after the block time. */
+  wake(): void {
+    this.woken = true
+    const wakeUp = this.wakeUp
+    this.wakeUp = undefined
+    wakeUp?.()
+    if (this.reading && this.readerId !== undefined) {
+      this.control.client('UNBLOCK', this.readerId).catch(() => {
+        // The read ends by itself within the block time.
+      })
+    }
+  }
+
+  /**
+   * Stops reading: entries of a read that ends after this are left pending (the next
+   * holder claims them). It does not wait for a read in flight, which on a connection
+   * Redis dropped can take ioredis seconds to give up on; closing the connection ends it.
+   */
+  stop(): void {
+    this.stopped = true
+    this.wake()
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0
+    while (!this.stopped) {
+      this.woken = false
+      const keys = this.source.streams()
+      if (keys.length === 0) {
+        await this.pause(this.blockMs)
+        continue
+      }
+      try {
+        this.readerId ??= (await this.reader.client('ID')) as number
+        this.reading = true
+        const reply = (await this.reader.callBuffer('XREADGROUP', 'GROUP', this.group, this.consumer, 'COUNT', this.batchSize, 'BLOCK', this.blockMs, 'STREAMS', ...keys, ...keys.map(() => '>'))) as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]> | null
+        this.reading = false
+        failures = 0
+        if (this.stopped || !reply) continue
+        for (const [key, entries] of reply) {
+          if (entries.length > 0) this.source.deliver(key.toString(), entries.map(([id, fields]) => [id.toString(), fields]))
+        }
+      } catch (error) {
+        this.reading = false
+        if (this.stopped) break
+        failures++
+        const level = failures === 1 ? 'warn' : 'debug'
+        this.logger[level]?.('portal read failed; retrying', { error })
+        if (error instanceof Error && error.message.startsWith('NOGROUP')) await this.source.recreateGroups(keys).catch(() => {})
+        await this.pause(Math.min(50 * 2 ** Math.min(failures, 6), 2_000))
+      }
+    }
+  }
+
+  /** Waits for `wake()` or `ms`, whichever comes first. */
+  private pause(ms: number): Promise<void> {
+    if (this.stopped || this.woken) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeUp = undefined
+        resolve()
+      }, ms)
+      this.wakeUp = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  }
+}
