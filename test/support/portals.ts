@@ -91,7 +91,7 @@ export function handlingOrder(reports: readonly PortalReport[], connectionId: st
 
 export { ReportLog }
 
-/** FNV-1a (32 bits) of a string's UTF-8 bytes: the hash of partitions and of the portals' rendezvous. */
+/** FNV-1a (32 bits) of a string's UTF-8 bytes: the hash of partitions (docs/protocol.md). */
 export function fnv1a(text: string): number {
   let hash = 0x811c9dc5
   for (const byte of Buffer.from(text, 'utf8')) {
@@ -101,10 +101,28 @@ export function fnv1a(text: string): number {
   return hash
 }
 
-/** The portal that prefers a partition (rendezvous hashing, as documented): the highest `fnv1a(portalId + ':' + p)`. */
+/** The rendezvous score of docs/protocol.md: FNV-1a followed by murmur3's 32-bit finalizer. */
+function rendezvousScore(text: string): number {
+  let hash = fnv1a(text)
+  hash ^= hash >>> 16
+  hash = Math.imul(hash, 0x85ebca6b)
+  hash ^= hash >>> 13
+  hash = Math.imul(hash, 0xc2b2ae35)
+  hash ^= hash >>> 16
+  return hash >>> 0
+}
+
+/** The portal that wants a partition (docs/protocol.md): the highest score of `<portal id>:<p>`, ties to the greater id. */
 export function preferredPortal(portalIds: readonly string[], partition: number): string {
-  let best = portalIds[0]!
-  for (const id of portalIds) if (fnv1a(`${id}:${partition}`) > fnv1a(`${best}:${partition}`)) best = id
+  let best = ''
+  let bestScore = -1
+  for (const id of portalIds) {
+    const score = rendezvousScore(`${id}:${partition}`)
+    if (score > bestScore || (score === bestScore && id > best)) {
+      best = id
+      bestScore = score
+    }
+  }
   return best
 }
 
