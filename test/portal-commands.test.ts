@@ -188,4 +188,25 @@ describe('commands forwarded to portals', () => {
     expect((await rejectionOf(client.command('echo', 3))).code).toBe(ErrorCode.UNAVAILABLE)
     expect(Date.now() - startedAt).toBeLessThan(1_000)
   })
+
+  it('a call taken by a portal that is then killed is answered by a live portal of its group', { timeout: 20_000 }, async () => {
+    const { server, namespace } = await commandServer()
+    const ttl = PORTAL_TTL
+    const log = new ReportLog()
+    // The only portal at first, so it takes the call; it never answers.
+    const doomed = await childPortal({ namespace, log, ttl, commands: ['work'], hold: true })
+    const client = await connectClient(server)
+    const reply = firstForwarded<{ portal: string; payload: unknown }>(client, 'work', 'job')
+    await log.until((reports) => reports.some((report) => report.kind === 'command'))
+    const survivor = await childPortal({ namespace, log, ttl, commands: ['work'] })
+    await doomed.kill()
+    const killedAt = Date.now()
+    expect(await reply).toEqual({ portal: survivor.id, payload: 'job', connection: client.id })
+    // The survivor claims commands of consumers that are not live at its heartbeat: ttl + ttl/3, with slack.
+    expect(Date.now() - killedAt).toBeLessThan(ttl + ttl / 3 + 1_500)
+    const taken = log.reports.filter((report) => report.kind === 'command')
+    expect(taken.map((report) => report.portal)).toEqual([doomed.id, survivor.id])
+    // The same entry both times: the id a portal would use to drop the repeat.
+    expect(taken[0]!.eventId).toBe(taken[1]!.eventId)
+  })
 })

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { MeshClient } from 'meshkit/client'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
 import { childPortal, ReportLog, type PortalReport } from './support/child-portal.js'
-import { connectClient } from './support/harness.js'
+import { connectClient, eventually } from './support/harness.js'
 import { allDisconnected, eventLine, expectedLine, expectStableEventIds, PORTAL_TTL } from './support/portals.js'
 
 const now = (): number => performance.timeOrigin + performance.now()
@@ -23,20 +23,28 @@ describe('a portal group without distributeLoad', () => {
     const [server] = await startInstances(1, { namespace, portal: { enabled: true, distributeLoad: false } })
     const log = new ReportLog()
     // The oldest live portal is the active one: start them one after the other.
-    const active = await childPortal({ namespace, log, ttl })
-    const standby = await childPortal({ namespace, log, ttl })
+    const active = await childPortal({ namespace, log, ttl, commands: ['whoami'] })
+    const standby = await childPortal({ namespace, log, ttl, commands: ['whoami'] })
     const clients = await Promise.all(Array.from({ length: 8 }, () => connectClient(server!)))
+    const whoami = async (): Promise<string> => (await clients[0]!.command<{ portal: string }>('whoami')).portal
+    // The server reads the registry about once a second: retry until it has seen the portals.
+    await eventually(() => whoami())
+    // Commands too go to the active portal only.
+    expect(await Promise.all([0, 1, 2, 3].map(() => whoami()))).toEqual([active.id, active.id, active.id, active.id])
     const ids = clients.map((client) => client.id!)
 
     sendSteps(clients, 0, 10)
     await log.until(handledUpTo(ids, 10))
     // Each event went once, and only to the active portal: the standby read nothing.
-    expect(log.reports).toHaveLength(ids.length * 11)
+    expect(log.reports.filter((report) => report.kind !== 'command')).toHaveLength(ids.length * 11)
     expect(log.of(standby.id)).toEqual([])
 
     await active.kill()
     const killedAt = now()
+    const afterKill = whoami()
     sendSteps(clients, 10, 20)
+    // A call made just after the kill waits for the standby, which answers it once active.
+    expect(await afterKill).toBe(standby.id)
     await Promise.all(clients.map((client) => client.close()))
     await log.until(allDisconnected(ids), 15_000)
 

@@ -75,6 +75,8 @@ export interface ChildPortalOptions {
   /** Milliseconds each event handler works before reporting. */
   delay?: number
   commands?: string[]
+  /** Report commands, then never answer them. */
+  hold?: boolean
 }
 
 /** Starts test/fixtures/portal.ts in a process of its own; resolves once its portal is ready. Killed when the test ends. */
@@ -85,6 +87,7 @@ export async function childPortal(options: ChildPortalOptions): Promise<ChildPor
     TTL: String(options.ttl ?? 1_000),
     DELAY: String(options.delay ?? 0),
     COMMANDS: (options.commands ?? []).join(','),
+    HOLD: options.hold === true ? '1' : '0',
   }
   if (options.group !== undefined) env.GROUP = options.group
   // node itself runs the portal (tsx as a loader), so SIGKILL reaches the process that holds its Redis connections.

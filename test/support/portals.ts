@@ -48,9 +48,9 @@ export function recordEvents(portal: Portal, log: ReportLog): void {
   portal.onDisconnection(record)
 }
 
-/** A connection's events as `kind` or `kind:data` strings, in the order given. */
+/** A connection's events (not its commands) as `kind` or `kind:data` strings, in the order given. */
 export function eventLine(reports: readonly PortalReport[], connectionId: string): string[] {
-  return reports.filter((report) => report.connection === connectionId).map((report) => (report.kind === 'message' ? `message:${JSON.stringify(report.data)}` : report.kind))
+  return reports.filter((report) => report.connection === connectionId && report.kind !== 'command').map((report) => (report.kind === 'message' ? `message:${JSON.stringify(report.data)}` : report.kind))
 }
 
 /** What a connection that sent messages `0 .. count - 1` (as `{ seq }`) and then closed produces, in order. */
