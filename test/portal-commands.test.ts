@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
-import type { MeshClient } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
 import { uniqueNamespace } from './support/cluster.js'
 import { childPortal, ReportLog } from './support/child-portal.js'
@@ -8,45 +7,30 @@ import { connectClient, deferred, nextEvent, rejectionOf } from './support/harne
 import { PORTAL_TTL, startPortal, startPortalServer } from './support/portals.js'
 
 /**
- * Calls a command until the server has seen the portal that registered it (its view
- * of live portals is refreshed about once a second), then returns that first reply.
+ * A server with portals on, authenticating `{ name }` credentials as that user.
+ * Tests start it after their portals: it reads the registry at start and forwards at once.
  */
-async function firstForwarded<T>(client: MeshClient, name: string, payload?: unknown): Promise<T> {
-  const deadline = Date.now() + 5_000
-  for (;;) {
-    try {
-      return await client.command<T>(name, payload)
-    } catch (error) {
-      const unseen = error instanceof MeshError && error.code === ErrorCode.NOT_FOUND
-      if (!unseen || Date.now() > deadline) throw error
-    }
-    // No event tells a test that the server refreshed its view: retry, as `eventually` does.
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
-
-/** A server with portals on, authenticating `{ name }` credentials as that user. */
-async function commandServer(options: Parameters<typeof startPortalServer>[0] = {}): Promise<{ server: MeshServer; namespace: string }> {
-  const namespace = uniqueNamespace('portal-cmd')
-  const server = await startPortalServer({ namespace, ...options }, (created) => {
+function commandServer(namespace: string, options: Parameters<typeof startPortalServer>[0] = {}): Promise<MeshServer> {
+  return startPortalServer({ namespace, ...options }, (created) => {
     created.onAuthenticate((credentials) => ({ id: (credentials as { name: string }).name, user: { name: (credentials as { name: string }).name } }))
   })
-  return { server, namespace }
 }
 
 describe('commands forwarded to portals', () => {
   it('round-trip: the portal gets the payload and the calling connection, answers it directly, and its result is the reply', async () => {
-    const { server, namespace } = await commandServer()
+    const namespace = uniqueNamespace('portal-cmd')
     await startPortal(namespace, {}, (portal) => {
       portal.registerCommand('echo', async (ctx) => {
         await ctx.connection.send('progress', { halfway: ctx.payload })
         return { payload: ctx.payload, connection: ctx.connection.id, instance: ctx.connection.instanceId, user: ctx.connection.userId, command: ctx.command }
       })
     })
+    const server = await commandServer(namespace)
     const client = await connectClient(server)
     await client.authenticate({ name: 'ada' })
     const progress = nextEvent(client, 'progress')
-    const reply = await firstForwarded(client, 'echo', { n: 1 })
+    // The server read the registry before it was ready: the first call is forwarded.
+    const reply = await client.command('echo', { n: 1 })
     expect(reply).toEqual({ payload: { n: 1 }, connection: client.id, instance: server.instanceId, user: 'ada', command: 'echo' })
     expect(await progress).toEqual({ halfway: { n: 1 } })
     // Later calls take the same path, each answered with its own result.
@@ -55,7 +39,7 @@ describe('commands forwarded to portals', () => {
   })
 
   it('keeps a MeshError\'s code and data; any other throw becomes INTERNAL_ERROR without its text', async () => {
-    const { server, namespace } = await commandServer()
+    const namespace = uniqueNamespace('portal-cmd')
     await startPortal(namespace, {}, (portal) => {
       portal.registerCommand('refuse', () => {
         throw new MeshError('QUOTA_EXCEEDED', 'over quota', { data: { limit: 3 } })
@@ -64,8 +48,9 @@ describe('commands forwarded to portals', () => {
         throw new Error('password=hunter2')
       })
     })
+    const server = await commandServer(namespace)
     const client = await connectClient(server)
-    const refused = await rejectionOf(firstForwarded(client, 'refuse'))
+    const refused = await rejectionOf(client.command('refuse'))
     expect(refused.code).toBe('QUOTA_EXCEEDED')
     expect(refused.data).toEqual({ limit: 3 })
     const crashed = await rejectionOf(client.command('crash'))
@@ -74,7 +59,7 @@ describe('commands forwarded to portals', () => {
   })
 
   it('runs the portal\'s command middleware before its handler', async () => {
-    const { server, namespace } = await commandServer()
+    const namespace = uniqueNamespace('portal-cmd')
     let handled = 0
     await startPortal(namespace, {}, (portal) => {
       portal.registerCommand(
@@ -90,17 +75,15 @@ describe('commands forwarded to portals', () => {
         ],
       )
     })
+    const server = await commandServer(namespace)
     const client = await connectClient(server)
-    expect((await rejectionOf(firstForwarded(client, 'guarded', 'nope'))).code).toBe(ErrorCode.FORBIDDEN)
+    expect((await rejectionOf(client.command('guarded', 'nope'))).code).toBe(ErrorCode.FORBIDDEN)
     expect(await client.command('guarded', 'ok')).toBe('ok')
     expect(handled).toBe(1)
   })
 
   it('runs the server\'s global middleware and authentication gating first: a refused call never reaches the portal', async () => {
-    const { server, namespace } = await commandServer({ authentication: { required: true } })
-    server.addMiddleware((ctx) => {
-      if (ctx.command === 'count' && ctx.payload === 'blocked') throw new MeshError(ErrorCode.FORBIDDEN, 'blocked here')
-    })
+    const namespace = uniqueNamespace('portal-cmd')
     const calls: unknown[] = []
     await startPortal(namespace, {}, (portal) => {
       portal.registerCommand('count', (ctx) => {
@@ -108,11 +91,15 @@ describe('commands forwarded to portals', () => {
         return calls.length
       })
     })
+    const server = await commandServer(namespace, { authentication: { required: true } })
+    server.addMiddleware((ctx) => {
+      if (ctx.command === 'count' && ctx.payload === 'blocked') throw new MeshError(ErrorCode.FORBIDDEN, 'blocked here')
+    })
     const client = await connectClient(server)
     // Unauthenticated: UNAUTHORIZED whether or not the server knows the portal yet.
     expect((await rejectionOf(client.command('count', 'anonymous'))).code).toBe(ErrorCode.UNAUTHORIZED)
     await client.authenticate({ name: 'lin' })
-    expect(await firstForwarded(client, 'count', 'first')).toBe(1)
+    expect(await client.command('count', 'first')).toBe(1)
     expect((await rejectionOf(client.command('count', 'blocked'))).code).toBe(ErrorCode.FORBIDDEN)
     expect(await client.command('count', 'second')).toBe(2)
     expect(calls).toEqual([
@@ -122,31 +109,34 @@ describe('commands forwarded to portals', () => {
   })
 
   it('leaves a command with a local handler to the server', async () => {
-    const { server, namespace } = await commandServer()
-    server.registerCommand('where', () => 'server')
+    const namespace = uniqueNamespace('portal-cmd')
     await startPortal(namespace, {}, (portal) => {
       portal.registerCommand('where', () => 'portal')
       portal.registerCommand('fence', () => 'portal')
     })
+    const server = await commandServer(namespace)
+    server.registerCommand('where', () => 'server')
     const client = await connectClient(server)
-    // Once the portal's own command is forwarded, the server knows the portal has "where" too.
-    expect(await firstForwarded(client, 'fence')).toBe('portal')
+    // The portal's other command is forwarded; "where" stays the server's own.
+    expect(await client.command('fence')).toBe('portal')
     expect(await client.command('where')).toBe('server')
   })
 
   it('answers NOT_FOUND for a name no portal ever registered', async () => {
-    const { server, namespace } = await commandServer()
+    const namespace = uniqueNamespace('portal-cmd')
     await startPortal(namespace, {}, (portal) => portal.registerCommand('known', () => true))
+    const server = await commandServer(namespace)
     const client = await connectClient(server)
-    expect(await firstForwarded(client, 'known')).toBe(true)
+    expect(await client.command('known')).toBe(true)
     expect((await rejectionOf(client.command('unknown'))).code).toBe(ErrorCode.NOT_FOUND)
   })
 
   it('answers UNAVAILABLE promptly once the only portal with the command has closed, not after the timeout', async () => {
-    const { server, namespace } = await commandServer()
+    const namespace = uniqueNamespace('portal-cmd')
     const portal = await startPortal(namespace, {}, (created) => created.registerCommand('echo', (ctx) => ctx.payload))
+    const server = await commandServer(namespace)
     const client = await connectClient(server)
-    expect(await firstForwarded(client, 'echo', 1)).toBe(1)
+    expect(await client.command('echo', 1)).toBe(1)
     await portal.close()
     const startedAt = Date.now()
     expect((await rejectionOf(client.command('echo', 2))).code).toBe(ErrorCode.UNAVAILABLE)
@@ -156,7 +146,7 @@ describe('commands forwarded to portals', () => {
   })
 
   it('answers TIMEOUT when the portal does not reply within portal.commandTimeout', async () => {
-    const { server, namespace } = await commandServer({ portal: { enabled: true, commandTimeout: 500 } })
+    const namespace = uniqueNamespace('portal-cmd')
     const release = deferred()
     await startPortal(namespace, {}, (portal) => {
       portal.registerCommand('stall', async (ctx) => {
@@ -164,8 +154,9 @@ describe('commands forwarded to portals', () => {
         return ctx.payload
       })
     })
+    const server = await commandServer(namespace, { portal: { enabled: true, commandTimeout: 500 } })
     const client = await connectClient(server)
-    expect(await firstForwarded(client, 'stall', 'quick')).toBe('quick')
+    expect(await client.command('stall', 'quick')).toBe('quick')
     const startedAt = Date.now()
     expect((await rejectionOf(client.command('stall', 'stall'))).code).toBe(ErrorCode.TIMEOUT)
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(450)
@@ -173,11 +164,12 @@ describe('commands forwarded to portals', () => {
   })
 
   it('answers UNAVAILABLE within the liveness bound when the only portal with the command is killed, also for a call already waiting', { timeout: 20_000 }, async () => {
-    const { server, namespace } = await commandServer()
+    const namespace = uniqueNamespace('portal-cmd')
     const ttl = PORTAL_TTL
     const child = await childPortal({ namespace, log: new ReportLog(), ttl, commands: ['echo'] })
+    const server = await commandServer(namespace)
     const client = await connectClient(server)
-    expect(await firstForwarded<{ portal: string }>(client, 'echo', 1)).toEqual({ portal: child.id, payload: 1, connection: client.id })
+    expect(await client.command<{ portal: string }>('echo', 1)).toEqual({ portal: child.id, payload: 1, connection: client.id })
     await child.kill()
     const killedAt = Date.now()
     // The server still counts the portal live (its announcement has up to ttl left): the call is forwarded and waits.
@@ -190,13 +182,14 @@ describe('commands forwarded to portals', () => {
   })
 
   it('a call taken by a portal that is then killed is answered by a live portal of its group', { timeout: 20_000 }, async () => {
-    const { server, namespace } = await commandServer()
+    const namespace = uniqueNamespace('portal-cmd')
     const ttl = PORTAL_TTL
     const log = new ReportLog()
     // The only portal at first, so it takes the call; it never answers.
     const doomed = await childPortal({ namespace, log, ttl, commands: ['work'], hold: true })
+    const server = await commandServer(namespace)
     const client = await connectClient(server)
-    const reply = firstForwarded<{ portal: string; payload: unknown }>(client, 'work', 'job')
+    const reply = client.command<{ portal: string; payload: unknown }>('work', 'job')
     await log.until((reports) => reports.some((report) => report.kind === 'command'))
     const survivor = await childPortal({ namespace, log, ttl, commands: ['work'] })
     await doomed.kill()

@@ -65,14 +65,14 @@ describe('portal processes sharing a group', () => {
     const namespace = uniqueNamespace('portal-kill')
     const partitions = 16
     const ttl = PORTAL_TTL
-    const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
+    const servers = await startInstances(2, { namespace, portal: { enabled: true, partitions } })
     const log = new ReportLog()
     // Each event takes 10 ms to handle, so that the victim has work in flight and a backlog when it dies.
     const portals = await Promise.all([0, 1, 2].map(() => childPortal({ namespace, log, ttl, delay: 10 })))
     const portalIds = portals.map((portal) => portal.id)
     await leasesSettled(namespace, portalIds, partitions)
 
-    const clients = await clientsCovering([server!], portalIds, partitions, 4, 24)
+    const clients = await clientsCovering(servers, portalIds, partitions, 4, 24)
     const ids = clients.map((client) => client.id!)
     const victim = portals[0]!
     const victimConnections = ids.filter((id) => preferredPortal(portalIds, partitionOf(id, partitions)) === victim.id)
