@@ -123,6 +123,28 @@ describe('portal events', () => {
     expect(new Set(eventIds(audit)).size).toBe(audit.reports.length)
   })
 
+  it('carry message data as the server\'s own handlers see it: nested values, binary, null and none', async () => {
+    const { server, namespace } = await authenticatingServer()
+    const local: unknown[] = []
+    server.onMessage('*', (ctx) => void local.push(ctx.data))
+    const log = new ReportLog()
+    await startPortal(namespace, {}, (created) => recordEvents(created, log))
+    const values = [{ nested: { list: [1, 'two', { three: 3 }] } }, new Uint8Array([0, 1, 254, 255]), null, undefined, 'text', 0, false]
+    for (const codec of ['msgpack', 'json'] as const) {
+      const client = await connectClient(server, { codec })
+      const id = client.id!
+      for (const value of values) client.send('value', value)
+      await client.close()
+      await log.until(allDisconnected([id]))
+      const forwarded = log.reports.filter((report) => report.connection === id && report.kind === 'message').map((report) => report.data)
+      // JSON clients cannot send bytes: compare with what the server's own handler got from the same client.
+      expect(forwarded).toEqual(local.splice(0))
+      // Bytes arrive as a Buffer (a Uint8Array), on the server as on the portal.
+      const plain = forwarded.map((value) => (value instanceof Uint8Array ? new Uint8Array(value) : value))
+      if (codec === 'msgpack') expect(plain).toEqual(values)
+    }
+  })
+
   it('keep a bounded backlog while no portal reads: what is trimmed is counted and logged, what is kept reaches a portal that starts later', async () => {
     const { logger, entries } = recordingLogger()
     const namespace = `portal-${Math.random().toString(36).slice(2, 10)}`
@@ -162,15 +184,18 @@ describe('portal events', () => {
 })
 
 describe('a portal answering clients', () => {
-  it('reaches a connection with ctx.connection.send, users with dispatch (and exclude), connections with sendTo, rooms with broadcastRoom, channels with writeChannel', async () => {
+  it('reaches a connection with ctx.connection.send, users with dispatch (and exclude), connections with sendTo, rooms with broadcastRoom, channels with writeChannel, on any instance', async () => {
     const { server, namespace } = await authenticatingServer()
-    server.exposeRoom('lobby')
-    server.exposeChannel('news')
+    const { server: other } = await authenticatingServer({ namespace })
+    for (const each of [server, other]) {
+      each.exposeRoom('lobby')
+      each.exposeChannel('news')
+    }
     const portal = await startPortal(namespace, {}, (created) => {
       created.onMessage('ping', (ctx) => ctx.connection.send('pong', ctx.data))
     })
     const ada = await connectClient(server)
-    const bob = await connectClient(server)
+    const bob = await connectClient(other)
     await ada.authenticate({ name: 'Ada' })
     await bob.authenticate({ name: 'Bob' })
 
