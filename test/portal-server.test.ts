@@ -1,71 +1,17 @@
-import { Redis } from 'ioredis'
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
 import { ErrorCode, FrameType } from 'meshkit'
-import { MeshServer, type MeshServerOptions } from 'meshkit/server'
+import { MeshServer } from 'meshkit/server'
 import { Keys } from '../src/server/store/keys.js'
-import { decodeEntry, encodeReply, partitionOf, type CommandBody, type PortalEntry } from '../src/server/portal/stream-format.js'
+import { partitionOf } from '../src/server/portal/stream-format.js'
 import { uniqueNamespace } from './support/cluster.js'
 import { connectClient, deferred, eventually, RawClient, recordingLogger, rejectionOf, startServer, waitFor } from './support/harness.js'
+import { entriesOf, portalServer, redisClient } from './support/hand-portal.js'
 import { startRedisServer } from './support/redis-server.js'
 
 /**
- * The server's side of Portals, with this test playing the portal by hand on the
- * real Redis: reading the event and command streams, writing announcements, and
- * publishing replies in the documented stream format.
+ * The server's side of Portals: its options, and the events it writes for them,
+ * read back by hand from the real Redis in the documented stream format.
  */
-
-function redisClient(url: string = inject('redisUrl')): Redis {
-  const redis = new Redis(url)
-  onTestFinished(() => redis.quit().then(() => {}, () => redis.disconnect()))
-  return redis
-}
-
-async function entriesOf(redis: Redis, key: string): Promise<PortalEntry[]> {
-  const raw = await redis.xrangeBuffer(key, '-', '+')
-  return raw.map(([id, fields]) => decodeEntry(id.toString(), fields)!)
-}
-
-async function redisNow(redis: Redis): Promise<number> {
-  const [seconds, micros] = await redis.time()
-  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-}
-
-/** Writes a portal's announcement as a portal's heartbeat does; `liveFor` < 0 makes it one that has expired. */
-async function announce(redis: Redis, keys: Keys, portalId: string, group: string, commands: string[], liveFor = 60_000): Promise<void> {
-  const now = await redisNow(redis)
-  await redis.zadd(keys.portalLiveness, now + liveFor, portalId)
-  await redis.hset(keys.portalRegistry, portalId, JSON.stringify({ group, commands, since: now }))
-}
-
-/** Plays one portal of `group` answering calls of `command` with `answer` (which returns the reply after the token). */
-async function answerCalls(keys: Keys, group: string, command: string, answer: (body: CommandBody) => unknown[] | undefined): Promise<PortalEntry[]> {
-  const reader = redisClient()
-  const key = keys.portalCommands(group, command)
-  await reader.xgroup('CREATE', key, group, '0', 'MKSTREAM')
-  const seen: PortalEntry[] = []
-  let running = true
-  onTestFinished(() => {
-    running = false
-  })
-  void (async () => {
-    while (running) {
-      const reply = (await reader.callBuffer('XREADGROUP', 'GROUP', group, 'me', 'BLOCK', 200, 'STREAMS', key, '>').catch(() => null)) as [Buffer, [Buffer, Buffer[]][]][] | null
-      for (const [id, fields] of reply?.[0]?.[1] ?? []) {
-        const entry = decodeEntry(id.toString(), fields)!
-        seen.push(entry)
-        const body = entry.body as CommandBody
-        const rest = answer(body)
-        if (rest) await reader.publish(keys.portalReplies(entry.instanceId), Buffer.from(encodeReply([body.token, ...rest] as never)))
-      }
-    }
-  })()
-  return seen
-}
-
-/** A server on the run's Redis; `portal` as given (`undefined`: the option left out). */
-function portalServer(namespace: string, portal: MeshServerOptions['portal'], options: MeshServerOptions = {}): Promise<MeshServer> {
-  return startServer({ redis: inject('redisUrl'), namespace, ...(portal === undefined ? {} : { portal }), ...options })
-}
 
 describe('server options for portals', () => {
   it('refuses portal.enabled without redis, unknown portal keys and bad values at construction', () => {
@@ -211,106 +157,6 @@ describe('events written for portals', () => {
       expect(server.stats.portalEventsDropped).toBe(0)
     })
   }
-})
-
-describe('commands forwarded to portals', () => {
-  it('forwards a command to the first live group that has it and answers with the reply or its error', async () => {
-    const namespace = uniqueNamespace('portal-rpc')
-    const keys = new Keys(namespace)
-    const redis = redisClient()
-    await announce(redis, keys, 'p-zeta', 'zeta', ['sum'])
-    await announce(redis, keys, 'p-alpha', 'alpha', ['sum', 'other'])
-    const seen = await answerCalls(keys, 'alpha', 'sum', (body) => {
-      const { a, b } = body.payload as { a: number; b: number }
-      return b < 0 ? [0, 'NEGATIVE', 'no negatives', { b }] : [1, a + b]
-    })
-    const server = await portalServer(namespace, { enabled: true }, { authenticate: () => ({ id: 'u1' }) })
-    const client = await connectClient(server)
-    expect(await client.command('sum', { a: 2, b: 3 })).toBe(5)
-    const error = await rejectionOf(client.command('sum', { a: 2, b: -1 }))
-    expect(error.code).toBe('NEGATIVE')
-    expect(error.data).toEqual({ b: -1 })
-    expect(seen).toHaveLength(2)
-    expect(seen[0]).toMatchObject({ kind: 'command', connectionId: client.id, instanceId: server.instanceId })
-    expect(seen[0]!.body).toMatchObject({ name: 'sum', payload: { a: 2, b: 3 }, userId: 'u1' })
-    expect((seen[0]!.body as CommandBody).deadline).toBeGreaterThan(Date.now())
-    expect(await redis.xlen(keys.portalCommands('zeta', 'sum'))).toBe(0)
-  })
-
-  it('answers UNAVAILABLE at once when only an expired portal announced the command, NOT_FOUND when none did', async () => {
-    const namespace = uniqueNamespace('portal-unavailable')
-    const keys = new Keys(namespace)
-    const redis = redisClient()
-    await announce(redis, keys, 'p-dead', 'g', ['report'], -1_000)
-    const server = await portalServer(namespace, { enabled: true })
-    const ran: string[] = []
-    server.addMiddleware((ctx) => void ran.push(ctx.command))
-    const client = await connectClient(server)
-    const startedAt = Date.now()
-    const error = await rejectionOf(client.command('report'))
-    expect(error.code).toBe(ErrorCode.UNAVAILABLE)
-    expect(Date.now() - startedAt).toBeLessThan(1_000)
-    expect((await rejectionOf(client.command('never-announced'))).code).toBe(ErrorCode.NOT_FOUND)
-    // Global middleware runs for a portal's command, not for a name nobody has.
-    expect(ran).toEqual(['report'])
-    expect(await redis.xlen(keys.portalCommands('g', 'report'))).toBe(0)
-  })
-
-  it('fails a waiting call with UNAVAILABLE when its group loses its last live portal, long before the timeout', async () => {
-    const namespace = uniqueNamespace('portal-lost')
-    const keys = new Keys(namespace)
-    const redis = redisClient()
-    await announce(redis, keys, 'p1', 'g', ['slow'])
-    const seen = await answerCalls(keys, 'g', 'slow', () => undefined)
-    const server = await portalServer(namespace, { enabled: true })
-    const client = await connectClient(server)
-    const call = client.command('slow', null, 20_000)
-    await waitFor(() => seen.length === 1)
-    const lostAt = Date.now()
-    await redis.zadd(keys.portalLiveness, 0, 'p1')
-    expect((await rejectionOf(call)).code).toBe(ErrorCode.UNAVAILABLE)
-    // Noticed at the next registry read (every second).
-    expect(Date.now() - lostAt).toBeLessThan(2_500)
-  })
-
-  it('answers TIMEOUT when no portal replies within portal.commandTimeout', async () => {
-    const namespace = uniqueNamespace('portal-timeout')
-    const keys = new Keys(namespace)
-    const redis = redisClient()
-    await announce(redis, keys, 'p1', 'g', ['slow'])
-    const server = await portalServer(namespace, { enabled: true, commandTimeout: 300 })
-    const client = await connectClient(server)
-    const startedAt = Date.now()
-    expect((await rejectionOf(client.command('slow'))).code).toBe(ErrorCode.TIMEOUT)
-    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(290)
-    expect(await redis.xlen(keys.portalCommands('g', 'slow'))).toBe(1)
-  })
-
-  it('refuses a forwarded command with UNAUTHORIZED before authentication when it is required, writing nothing', async () => {
-    const namespace = uniqueNamespace('portal-auth')
-    const keys = new Keys(namespace)
-    const redis = redisClient()
-    await announce(redis, keys, 'p1', 'g', ['secret'])
-    const server = await portalServer(namespace, { enabled: true }, { authentication: { required: true } })
-    const client = await connectClient(server)
-    expect((await rejectionOf(client.command('secret'))).code).toBe(ErrorCode.UNAUTHORIZED)
-    await server.getRoomMembers('fence')
-    expect(await redis.xlen(keys.portalCommands('g', 'secret'))).toBe(0)
-  })
-
-  it('removes announcements of portals dead for over an hour', async () => {
-    const namespace = uniqueNamespace('portal-clean')
-    const keys = new Keys(namespace)
-    const redis = redisClient()
-    await announce(redis, keys, 'ancient', 'g', ['old'], -3 * 3_600_000)
-    await announce(redis, keys, 'recent', 'g', ['new'], -60_000)
-    const server = await portalServer(namespace, { enabled: true })
-    expect(await redis.zrange(keys.portalLiveness, 0, -1)).toEqual(['recent'])
-    expect(await redis.hkeys(keys.portalRegistry)).toEqual(['recent'])
-    const client = await connectClient(server)
-    expect((await rejectionOf(client.command('old'))).code).toBe(ErrorCode.NOT_FOUND)
-    expect((await rejectionOf(client.command('new'))).code).toBe(ErrorCode.UNAVAILABLE)
-  })
 })
 
 describe('the portal backlog', () => {

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from '../../shared/errors.js'
+import { RESERVED_PREFIX } from '../command-registry.js'
 import type { Logger } from '../logger.js'
 import type { Keys } from '../store/keys.js'
 import { isCommandBody, type PortalCommandContext, type PortalCommandHandler, type PortalMiddleware } from './portal-context.js'
@@ -48,7 +49,9 @@ export class CommandRunner {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError('A command name must be a non-empty string')
     if (typeof handler !== 'function') throw new TypeError(`The handler of command "${name}" must be a function`)
     if (!Array.isArray(middleware) || middleware.some((step) => typeof step !== 'function')) throw new TypeError(`The middleware of command "${name}" must be an array of functions`)
-    if (this.commands.has(name)) throw new MeshError(ErrorCode.BAD_REQUEST, `Command "${name}" is already registered`)
+    // A server never forwards its built-in commands, so a portal could not be reached by one.
+    if (name.startsWith(RESERVED_PREFIX)) throw new RangeError(`Command names starting with "${RESERVED_PREFIX}" are reserved for meshkit`)
+    if (this.commands.has(name)) throw new RangeError(`Command "${name}" is already registered`)
     const key = this.parts.keys.portalCommands(this.parts.group, name)
     const registered: Registered = { name, key, handler, middleware: [...middleware], running: 0 }
     this.commands.set(name, registered)

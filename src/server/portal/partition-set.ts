@@ -16,6 +16,8 @@ export class PartitionSet {
     private readonly leases: LeaseTable,
     private readonly keys: Keys,
     private readonly parts: WorkerParts,
+    /** Resolves once the shared read in flight (which may include a partition being handed back) has delivered. */
+    private readonly readSettled: () => Promise<void>,
     private readonly logger: Logger,
   ) {}
 
@@ -74,8 +76,8 @@ export class PartitionSet {
     if (this.releasing.has(worker.partition)) return
     this.releasing.add(worker.partition)
     worker.stop()
-    void worker
-      .whenIdle()
+    void this.readSettled()
+      .then(() => worker.whenIdle())
       .then(() => worker.flush())
       .then(() => this.leases.release([worker.partition]))
       .catch((error: unknown) => this.logger.warn?.('portal could not release a partition lease; it expires by itself', { partition: worker.partition, error }))

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from '../logger.js'
+import type { PortalEntry } from './stream-format.js'
 import type { RawEntry } from './stream-reader.js'
 
 /** What a worker needs from its portal. */
@@ -9,9 +10,10 @@ export interface WorkerParts {
   consumer: string
   batchSize: number
   logger: Logger
-  /** Handles one entry (all its handlers); never rejects. Returns the connection id the entry is about, or undefined for a malformed one. */
-  connectionOf(partition: number, entry: RawEntry): string | undefined
-  run(partition: number, entry: RawEntry): Promise<void>
+  /** The entry decoded, or undefined for a malformed one (counted and logged there). */
+  decode(partition: number, entry: RawEntry): PortalEntry | undefined
+  /** Handles one entry (all its handlers); never rejects. */
+  run(partition: number, entry: PortalEntry): Promise<void>
   /** Creates the group on a stream (idempotent): Redis may have lost it with the lease (a restart without persistence). */
   makeGroup(key: string): Promise<void>
   /** Whether entries not yet started should be left for the next holder (close ran out of time). */
@@ -104,24 +106,24 @@ export class PartitionWorker {
 
   private async handle(entries: RawEntry[]): Promise<void> {
     // One chain per connection, in stream order; malformed entries have no chain and are acknowledged as they are.
-    const chains = new Map<string, RawEntry[]>()
+    const chains = new Map<string, PortalEntry[]>()
     const done: string[] = []
-    for (const entry of entries) {
-      const connection = this.parts.connectionOf(this.partition, entry)
-      if (connection === undefined) {
-        done.push(entry[0])
+    for (const raw of entries) {
+      const entry = this.parts.decode(this.partition, raw)
+      if (entry === undefined) {
+        done.push(raw[0])
         continue
       }
-      const chain = chains.get(connection)
+      const chain = chains.get(entry.connectionId)
       if (chain) chain.push(entry)
-      else chains.set(connection, [entry])
+      else chains.set(entry.connectionId, [entry])
     }
     await Promise.all(
       [...chains.values()].map(async (chain) => {
         for (const entry of chain) {
           if (this.parts.halted()) return
           await this.parts.run(this.partition, entry)
-          done.push(entry[0])
+          done.push(entry.id)
         }
       }),
     )

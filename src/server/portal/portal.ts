@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis'
 import { nanoid } from 'nanoid'
+import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { Dispatcher } from '../dispatcher.js'
 import { guardLogger, type Logger } from '../logger.js'
 import { Keys } from '../store/keys.js'
-import { createRedisClient, watchConnection, whenReady, type RedisConfig } from '../store/redis-client.js'
+import { createRedisClient, redisCall, watchConnection, whenReady, type RedisConfig } from '../store/redis-client.js'
 import { CommandRunner } from './command-runner.js'
 import { EventHandlers } from './event-handlers.js'
 import { activePortal, LeaseTable, preferredPartitions, type HeartbeatView } from './lease-table.js'
@@ -86,10 +87,11 @@ export class Portal {
         ...base,
         readable,
         halted: () => this.halted,
-        connectionOf: (partition, entry) => this.decode(partition, entry)?.connectionId,
+        decode: (partition, entry) => this.decode(partition, entry),
         run: (partition, entry) => this.runEvent(partition, entry),
         makeGroup: (key) => this.makeGroup(key),
       },
+      () => this.streams.settled(),
       this.logger,
     )
     this.streams = new StreamReader(this.reader, this.redis, group, this.id, batchSize, block, {
@@ -107,7 +109,7 @@ export class Portal {
 
   /** Announces the portal, takes its share of the partitions and starts reading. Rejects with `UNAVAILABLE` if Redis is not reachable within `redisTimeout` (call again to retry). */
   ready(): Promise<void> {
-    if (this.closing) return Promise.reject(new Error('The portal is closed'))
+    if (this.closing) return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The portal is closed'))
     this.starting ??= this.start().catch((error: unknown) => {
       this.starting = undefined
       throw error
@@ -182,15 +184,19 @@ export class Portal {
 
   private async start(): Promise<void> {
     await whenReady(this.redis, this.options.redisTimeout)
+    await redisCall(() => this.join())
+    if (this.closing) return
+    this.timer = setInterval(() => void this.beat(), Math.max(10, Math.floor(this.options.ttl / 3)))
+    this.streams.start()
+  }
+
+  private async join(): Promise<void> {
     if (this.since === 0) {
       const [seconds, micros] = await this.redis.time()
       this.since = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
     }
     for (const key of this.commands.keys) await this.makeGroup(key)
     await this.heartbeat(true)
-    if (this.closing) return
-    this.timer = setInterval(() => void this.beat(), Math.max(10, Math.floor(this.options.ttl / 3)))
-    this.streams.start()
   }
 
   /** One heartbeat, never two at once, and at most one waiting: a slow Redis must not pile them up. */
@@ -258,9 +264,7 @@ export class Portal {
     return undefined
   }
 
-  private async runEvent(partition: number, raw: RawEntry): Promise<void> {
-    const entry = decodeEntry(raw[0], raw[1])
-    if (!entry) return
+  private async runEvent(partition: number, entry: PortalEntry): Promise<void> {
     const ok = await this.events.run(contextOf(this, entry, `${partition}:${entry.id}`))
     this.counters[ok ? 'handled' : 'failed']++
   }
@@ -273,7 +277,8 @@ export class Portal {
     this.streams.stop()
     // Bounded: a handler that never settles must not keep the portal's work from moving on.
     let bound: NodeJS.Timeout | undefined
-    const waited = Promise.all([this.partitions.whenIdle(), this.commands.whenIdle()])
+    // The read in flight must be over before the leases go: entries it took after the next holder claimed would stay pending here.
+    const waited = this.streams.settled().then(() => Promise.all([this.partitions.whenIdle(), this.commands.whenIdle()]))
     const timedOut = new Promise<void>((resolve) => (bound = setTimeout(resolve, this.options.ttl)))
     await Promise.race([waited, timedOut])
     clearTimeout(bound)

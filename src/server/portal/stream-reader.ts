@@ -30,6 +30,8 @@ export class StreamReader {
   private readerId: number | undefined
   private wakeUp: (() => void) | undefined
   private loop: Promise<void> | undefined
+  /** The read in flight and the hand-over of what it returned: settles once those entries are with their streams' owners. */
+  private pass: Promise<void> | undefined
 
   constructor(
     private readonly reader: Redis,
@@ -63,6 +65,19 @@ export class StreamReader {
   }
 
   /**
+   * Resolves once no read that was in flight when called is still pending: it is
+   * ended (`wake()`) and what it returned is delivered. A partition is released only
+   * after this, because entries a read takes after the next holder claimed the
+   * partition's pending ones would be pending with this portal for good.
+   */
+  async settled(): Promise<void> {
+    const pass = this.pass
+    if (!pass) return
+    this.wake()
+    await pass
+  }
+
+  /**
    * Stops reading: entries of a read that ends after this are left pending (the next
    * holder claims them). It does not wait for a read in flight, which on a connection
    * Redis dropped can take ioredis seconds to give up on; closing the connection ends it.
@@ -81,6 +96,8 @@ export class StreamReader {
         await this.pause(this.blockMs)
         continue
       }
+      let passed!: () => void
+      this.pass = new Promise((resolve) => (passed = resolve))
       try {
         this.readerId ??= (await this.reader.client('ID')) as number
         this.reading = true
@@ -98,8 +115,11 @@ export class StreamReader {
         const level = failures === 1 ? 'warn' : 'debug'
         this.logger[level]?.('portal read failed; retrying', { error })
         if (error instanceof Error && error.message.startsWith('NOGROUP')) await this.source.recreateGroups(keys).catch(() => {})
-        await this.pause(Math.min(50 * 2 ** Math.min(failures, 6), 2_000))
+      } finally {
+        this.pass = undefined
+        passed()
       }
+      if (failures > 0) await this.pause(Math.min(50 * 2 ** Math.min(failures, 6), 2_000))
     }
   }
 
