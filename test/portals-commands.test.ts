@@ -170,8 +170,8 @@ describe('commands forwarded to portals', () => {
     const server = await commandServer(namespace)
     const client = await connectClient(server)
     expect(await client.command<{ portal: string }>('echo', 1)).toEqual({ portal: child.id, payload: 1, connection: client.id })
-    await child.kill()
     const killedAt = Date.now()
+    await child.kill()
     // The server still counts the portal live (its announcement has up to ttl left): the call is forwarded and waits.
     expect((await rejectionOf(client.command('echo', 2))).code).toBe(ErrorCode.UNAVAILABLE)
     // The documented bound: ttl + one 1 s refresh, with slack for a loaded machine.
@@ -192,8 +192,8 @@ describe('commands forwarded to portals', () => {
     const reply = client.command<{ portal: string; payload: unknown }>('work', 'job')
     await log.until((reports) => reports.some((report) => report.kind === 'command'))
     const survivor = await childPortal({ namespace, log, ttl, commands: ['work'] })
-    await doomed.kill()
     const killedAt = Date.now()
+    await doomed.kill()
     expect(await reply).toEqual({ portal: survivor.id, payload: 'job', connection: client.id })
     // The survivor claims commands of consumers that are not live at its heartbeat: ttl + ttl/3, with slack.
     expect(Date.now() - killedAt).toBeLessThan(ttl + ttl / 3 + 1_500)

@@ -39,8 +39,8 @@ describe('a portal group without distributeLoad', () => {
     expect(log.reports.filter((report) => report.kind !== 'command')).toHaveLength(ids.length * 11)
     expect(log.of(standby.id)).toEqual([])
 
-    await active.kill()
     const killedAt = now()
+    await active.kill()
     const afterKill = whoami()
     sendSteps(clients, 10, 20)
     // A call made just after the kill waits for the standby, which answers it once active.
