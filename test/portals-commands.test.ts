@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
-import type { MeshServer } from 'meshkit/server'
+import type { MeshServer, Portal } from 'meshkit/server'
 import { uniqueNamespace } from './support/cluster.js'
 import { childPortal, ReportLog } from './support/child-portal.js'
-import { connectClient, deferred, nextEvent, rejectionOf } from './support/harness.js'
+import { connectClient, deferred, eventually, nextEvent, rejectionOf } from './support/harness.js'
 import { PORTAL_TTL, startPortal, startPortalServer } from './support/portals.js'
 
 /**
@@ -120,6 +120,26 @@ describe('commands forwarded to portals', () => {
     // The portal's other command is forwarded; "where" stays the server's own.
     expect(await client.command('fence')).toBe('portal')
     expect(await client.command('where')).toBe('server')
+  })
+
+  it('sends a command two groups registered to the first live group by name, and to the next once that one is gone', async () => {
+    const namespace = uniqueNamespace('portal-cmd')
+    const ran: string[] = []
+    const register = (group: string) => (portal: Portal) =>
+      void portal.registerCommand('which', () => {
+        ran.push(group)
+        return group
+      })
+    await startPortal(namespace, { group: 'beta' }, register('beta'))
+    const alpha = await startPortal(namespace, { group: 'alpha' }, register('alpha'))
+    const server = await commandServer(namespace)
+    const client = await connectClient(server)
+    expect(await Promise.all([1, 2, 3].map(() => client.command('which')))).toEqual(['alpha', 'alpha', 'alpha'])
+    // One group ran each call: the other never saw them.
+    expect(ran).toEqual(['alpha', 'alpha', 'alpha'])
+    await alpha.close()
+    // Calls the server still sent to alpha fail with UNAVAILABLE; once it has read the registry again, beta answers.
+    await eventually(async () => expect(await client.command('which')).toBe('beta'))
   })
 
   it('answers NOT_FOUND for a name no portal ever registered', async () => {
