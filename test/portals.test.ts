@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ErrorCode, MeshError } from 'meshkit'
+import { CloseCode, ErrorCode, MeshError } from 'meshkit'
 import type { MeshServer } from 'meshkit/server'
 import { connectClient, deferred, eventually, nextEvent, recordingLogger, urlOf } from './support/harness.js'
 import { rawRedis } from './support/redis-watch.js'
@@ -62,6 +62,19 @@ describe('portal events', () => {
     await log.until(allDisconnected([id]))
     expect(eventLine(log.reports, id)).toEqual(expectedLine(1))
     expect(log.reports.every((report) => report.userId === 'grace')).toBe(true)
+  })
+
+  it('include the disconnections of a server that closes: they are written before it lets go of Redis', async () => {
+    const { server, namespace } = await authenticatingServer()
+    const log = new ReportLog()
+    await startPortal(namespace, {}, (created) => recordEvents(created, log))
+    const clients = await Promise.all([0, 1, 2].map(() => connectClient(server, { shouldReconnect: false })))
+    const ids = clients.map((client) => client.id!)
+    for (const client of clients) client.send('step', { seq: 0 })
+    await server.close()
+    await log.until(allDisconnected(ids))
+    for (const id of ids) expect(eventLine(log.reports, id)).toEqual(expectedLine(1))
+    expect(new Set(log.reports.filter((report) => report.kind === 'disconnection').map((report) => report.code))).toEqual(new Set([CloseCode.GOING_AWAY]))
   })
 
   it('leave out messages that global middleware refused, and carry what it rewrote', async () => {
