@@ -115,4 +115,34 @@ describe('portal processes sharing a group', () => {
     expect(survivors.some((report) => report.kind === 'message' && victimConnections.includes(report.connection))).toBe(true)
     expect(Math.max(...takeOvers.values())).toBeLessThan(ttl + ttl / 3 + 1_500)
   })
+
+  it('a portal joining while another is busy takes its share mid-stream without a loss, a repeat or a reordering', { timeout: 40_000 }, async () => {
+    const namespace = uniqueNamespace('portal-join')
+    const partitions = 16
+    const perConnection = 200
+    const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
+    const log = new ReportLog()
+    // Slow handling: each connection's backlog outlasts the hand-over, which waits for the batch in hand.
+    const first = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 8 })
+    const second = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 8, deferred: true })
+    const clients = await Promise.all(Array.from({ length: 16 }, () => connectClient(server!)))
+    const ids = clients.map((client) => client.id!)
+    sendSteps(clients, 0, perConnection)
+    await log.until((reports) => reports.length >= 40)
+    await second.start()
+    const portalIds = [first.id, second.id]
+    await leasesSettled(namespace, portalIds, partitions)
+    await Promise.all(clients.map((client) => client.close()))
+    await log.until(allDisconnected(ids), 25_000)
+
+    // A hand-over between live portals waits for the batch in hand to be acknowledged: each event exactly once.
+    expect(log.reports).toHaveLength(ids.length * (perConnection + 2))
+    expect(new Set(log.reports.map((report) => report.eventId)).size).toBe(log.reports.length)
+    for (const id of ids) expect(handlingOrder(log.reports, id).map(lineOf)).toEqual(expectedLine(perConnection))
+    // The newcomer took over connections in the middle of their messages.
+    const moved = ids.filter((id) => preferredPortal(portalIds, partitionOf(id, partitions)) === second.id)
+    for (const id of moved) expect(handlingOrder(log.reports, id).at(-1)!.portal).toBe(second.id)
+    const midStream = moved.filter((id) => log.of(first.id).some((report) => report.connection === id && report.kind === 'message') && log.of(second.id).some((report) => report.connection === id && report.kind === 'message'))
+    expect(midStream.length).toBeGreaterThan(0)
+  })
 })

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { inject, onTestFinished } from 'vitest'
+import { deferred } from './harness.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -59,8 +60,10 @@ export class ReportLog {
 }
 
 export interface ChildPortal {
-  /** The portal's `id`. */
+  /** The portal's `id` (once started). */
   readonly id: string
+  /** Creates the portal of a `deferred` child; resolves with its id once it is ready. */
+  start(): Promise<string>
   /** kill -9: no close, no acknowledgement of what it was handling. */
   kill(): Promise<void>
   /** Asks the portal to `close()`; resolves with the exit code once the process exited by itself. */
@@ -77,6 +80,8 @@ export interface ChildPortalOptions {
   commands?: string[]
   /** Report commands, then never answer them. */
   hold?: boolean
+  /** Resolve once the process has loaded, and create the portal only on `start()`. */
+  deferred?: boolean
 }
 
 /** Starts test/fixtures/portal.ts in a process of its own; resolves once its portal is ready. Killed when the test ends. */
@@ -88,6 +93,7 @@ export async function childPortal(options: ChildPortalOptions): Promise<ChildPor
     DELAY: String(options.delay ?? 0),
     COMMANDS: (options.commands ?? []).join(','),
     HOLD: options.hold === true ? '1' : '0',
+    DEFER: options.deferred === true ? '1' : '0',
   }
   if (options.group !== undefined) env.GROUP = options.group
   // node itself runs the portal (tsx as a loader), so SIGKILL reaches the process that holds its Redis connections.
@@ -100,24 +106,44 @@ export async function childPortal(options: ChildPortalOptions): Promise<ChildPor
   })
   let output = ''
   let pending = ''
-  const id = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      pending += chunk.toString()
-      let newline: number
-      while ((newline = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, newline)
-        pending = pending.slice(newline + 1)
-        output += `${line}\n`
-        if (line.startsWith('{')) options.log.push(JSON.parse(line) as PortalReport)
-        const ready = /^READY (\S+)/.exec(line)
-        if (ready) resolve(ready[1]!)
-      }
-    })
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    void closed.then((code) => reject(new Error(`portal exited with ${code}: ${output}`)))
+  const loaded = deferred()
+  const ready = deferred<string>()
+  child.stdout.on('data', (chunk: Buffer) => {
+    pending += chunk.toString()
+    let newline: number
+    while ((newline = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, newline)
+      pending = pending.slice(newline + 1)
+      output += `${line}\n`
+      if (line.startsWith('{')) options.log.push(JSON.parse(line) as PortalReport)
+      if (line === 'LOADED') loaded.resolve()
+      const isReady = /^READY (\S+)/.exec(line)
+      if (isReady) ready.resolve(isReady[1]!)
+    }
   })
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  void closed.then((code) => {
+    const failure = new Error(`portal exited with ${code}: ${output}`)
+    loaded.reject(failure)
+    ready.reject(failure)
+  })
+  // Settled only by a test that waits for them; an exit later must not be an unhandled rejection.
+  loaded.promise.catch(() => {})
+  ready.promise.catch(() => {})
+  let id: string | undefined
+  const start = async (): Promise<string> => {
+    child.stdin.write('start\n')
+    id = await ready.promise
+    return id
+  }
+  if (options.deferred) await loaded.promise
+  else id = await ready.promise
   return {
-    id,
+    get id() {
+      if (id === undefined) throw new Error('the portal has not started')
+      return id
+    },
+    start,
     async kill() {
       child.kill('SIGKILL')
       await closed
