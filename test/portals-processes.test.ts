@@ -2,12 +2,10 @@ import { describe, expect, it } from 'vitest'
 import type { MeshClient } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
-import { childPortal, ReportLog, type PortalReport } from './support/child-portal.js'
+import { childPortal, ReportLog } from './support/child-portal.js'
 import { connectClient } from './support/harness.js'
-import { allDisconnected, eventLine, expectedLine, expectStableEventIds, handlingOrder, leasesSettled, PORTAL_TTL, preferredPortal } from './support/portals.js'
+import { allDisconnected, eventLine, expectedLine, expectStableEventIds, handlingOrder, leasesSettled, lineOf, PORTAL_TTL, preferredPortal, sendSteps } from './support/portals.js'
 import { partitionOf } from '../src/server/portal/stream-format.js'
-
-const lineOf = (report: PortalReport): string => (report.kind === 'message' ? `message:${JSON.stringify(report.data)}` : report.kind)
 
 /**
  * Connects clients, alternating between the servers, until every portal owns the
@@ -26,11 +24,6 @@ async function clientsCovering(servers: readonly MeshServer[], portalIds: readon
     owned.set(owner, owned.get(owner)! + 1)
   }
   return clients
-}
-
-/** Sends messages `{ seq }` for seq in [from, to) from every client, interleaved. */
-function sendSteps(clients: readonly MeshClient[], from: number, to: number): void {
-  for (let seq = from; seq < to; seq++) for (const client of clients) client.send('step', { seq })
 }
 
 describe('portal processes sharing a group', () => {
@@ -114,35 +107,5 @@ describe('portal processes sharing a group', () => {
     // Mid-stream indeed: messages the victim had not finished moved, not only the disconnections sent after the kill.
     expect(survivors.some((report) => report.kind === 'message' && victimConnections.includes(report.connection))).toBe(true)
     expect(Math.max(...takeOvers.values())).toBeLessThan(ttl + ttl / 3 + 1_500)
-  })
-
-  it('a portal joining while another is busy takes its share mid-stream without a loss, a repeat or a reordering', { timeout: 40_000 }, async () => {
-    const namespace = uniqueNamespace('portal-join')
-    const partitions = 16
-    const perConnection = 200
-    const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
-    const log = new ReportLog()
-    // Slow handling: each connection's backlog outlasts the hand-over, which waits for the batch in hand.
-    const first = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 8 })
-    const second = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 8, deferred: true })
-    const clients = await Promise.all(Array.from({ length: 16 }, () => connectClient(server!)))
-    const ids = clients.map((client) => client.id!)
-    sendSteps(clients, 0, perConnection)
-    await log.until((reports) => reports.length >= 40)
-    await second.start()
-    const portalIds = [first.id, second.id]
-    await leasesSettled(namespace, portalIds, partitions)
-    await Promise.all(clients.map((client) => client.close()))
-    await log.until(allDisconnected(ids), 25_000)
-
-    // A hand-over between live portals waits for the batch in hand to be acknowledged: each event exactly once.
-    expect(log.reports).toHaveLength(ids.length * (perConnection + 2))
-    expect(new Set(log.reports.map((report) => report.eventId)).size).toBe(log.reports.length)
-    for (const id of ids) expect(handlingOrder(log.reports, id).map(lineOf)).toEqual(expectedLine(perConnection))
-    // The newcomer took over connections in the middle of their messages.
-    const moved = ids.filter((id) => preferredPortal(portalIds, partitionOf(id, partitions)) === second.id)
-    for (const id of moved) expect(handlingOrder(log.reports, id).at(-1)!.portal).toBe(second.id)
-    const midStream = moved.filter((id) => log.of(first.id).some((report) => report.connection === id && report.kind === 'message') && log.of(second.id).some((report) => report.connection === id && report.kind === 'message'))
-    expect(midStream.length).toBeGreaterThan(0)
   })
 })

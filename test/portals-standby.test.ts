@@ -1,15 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import type { MeshClient } from 'meshkit/client'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
 import { childPortal, ReportLog, type PortalReport } from './support/child-portal.js'
 import { connectClient, eventually } from './support/harness.js'
-import { allDisconnected, eventLine, expectedLine, expectStableEventIds, PORTAL_TTL } from './support/portals.js'
+import { allDisconnected, eventLine, expectedLine, expectStableEventIds, PORTAL_TTL, sendSteps } from './support/portals.js'
 
 const now = (): number => performance.timeOrigin + performance.now()
-
-function sendSteps(clients: readonly MeshClient[], from: number, to: number): void {
-  for (let seq = from; seq < to; seq++) for (const client of clients) client.send('step', { seq })
-}
 
 /** Whether the log holds every connection's connection event and messages up to `seq` (excluded). */
 function handledUpTo(ids: readonly string[], seq: number): (reports: readonly PortalReport[]) => boolean {

@@ -4,7 +4,7 @@ import type { MeshServer } from 'meshkit/server'
 import { connectClient, deferred, eventually, nextEvent, recordingLogger, urlOf } from './support/harness.js'
 import { rawRedis } from './support/redis-watch.js'
 import { Keys } from '../src/server/store/keys.js'
-import { allDisconnected, eventLine, expectedLine, expectStableEventIds, recordEvents, ReportLog, startPortal, startPortalServer } from './support/portals.js'
+import { allDisconnected, eventLine, expectedLine, recordEvents, ReportLog, startPortal, startPortalServer } from './support/portals.js'
 
 /** A server that authenticates `{ name }` credentials as that user, with portals on; its namespace is returned alongside. */
 async function authenticatingServer(options: Parameters<typeof startPortalServer>[0] = {}): Promise<{ server: MeshServer; namespace: string }> {

@@ -1,4 +1,5 @@
 import { expect, inject, onTestFinished } from 'vitest'
+import type { MeshClient } from 'meshkit/client'
 import { Portal, type MeshServer, type MeshServerOptions, type PortalContext, type PortalOptions } from 'meshkit/server'
 import { uniqueNamespace } from './cluster.js'
 import { eventually, startServer } from './harness.js'
@@ -48,9 +49,19 @@ export function recordEvents(portal: Portal, log: ReportLog): void {
   portal.onDisconnection(record)
 }
 
+/** One report as `kind` or `kind:data`. */
+export function lineOf(report: PortalReport): string {
+  return report.kind === 'message' ? `message:${JSON.stringify(report.data)}` : report.kind
+}
+
+/** Sends messages `step { seq }` for seq in [from, to) from every client, interleaved. */
+export function sendSteps(clients: readonly MeshClient[], from: number, to: number): void {
+  for (let seq = from; seq < to; seq++) for (const client of clients) client.send('step', { seq })
+}
+
 /** A connection's events (not its commands) as `kind` or `kind:data` strings, in the order given. */
 export function eventLine(reports: readonly PortalReport[], connectionId: string): string[] {
-  return reports.filter((report) => report.connection === connectionId && report.kind !== 'command').map((report) => (report.kind === 'message' ? `message:${JSON.stringify(report.data)}` : report.kind))
+  return reports.filter((report) => report.connection === connectionId && report.kind !== 'command').map(lineOf)
 }
 
 /** What a connection that sent messages `0 .. count - 1` (as `{ seq }`) and then closed produces, in order. */
