@@ -1,11 +1,37 @@
 import { describe, expect, it } from 'vitest'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
-import { childPortal, ReportLog } from './support/child-portal.js'
+import { childPortal, ReportLog, type ChildPortal } from './support/child-portal.js'
+import type { MeshClient } from 'meshkit/client'
 import { connectClient } from './support/harness.js'
-import { allDisconnected, expectedLine, handlingOrder, leasesSettled, lineOf, PORTAL_TTL, preferredPortal, sendSteps } from './support/portals.js'
+import { allDisconnected, eventLine, expectedLine, expectStableEventIds, handlingOrder, leasesSettled, lineOf, PORTAL_TTL, preferredPortal, sendSteps } from './support/portals.js'
 import { partitionOf } from '../src/server/portal/stream-format.js'
 
-describe('portals joining a group at work', () => {
+/**
+ * One message `step { seq }` from every client every 5 ms: traffic while partitions
+ * move, light enough that partitions are mostly idle, so that hand-overs meet blocking
+ * reads in flight rather than batches in hand.
+ */
+function startTrickle(clients: readonly MeshClient[]): { readonly sent: number; stop(): void } {
+  let sent = 0
+  const timer = setInterval(() => {
+    sendSteps(clients, sent, sent + 1)
+    sent++
+  }, 5)
+  return {
+    get sent() {
+      return sent
+    },
+    stop: () => clearInterval(timer),
+  }
+}
+
+/** Waits until some more traffic went through the settled assignment. */
+function throughSettled(log: ReportLog, ids: readonly string[], trickle: { readonly sent: number }): Promise<void> {
+  const target = ids.length * (trickle.sent + 6)
+  return log.until((reports) => reports.length >= target)
+}
+
+describe('portals joining and leaving a group at work', () => {
   it('a portal joining while another is busy takes its share mid-stream without a loss, a repeat or a reordering', { timeout: 40_000 }, async () => {
     const namespace = uniqueNamespace('portal-join')
     const partitions = 16
@@ -13,8 +39,8 @@ describe('portals joining a group at work', () => {
     const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
     const log = new ReportLog()
     // Slow handling: each connection's backlog outlasts the hand-over, which waits for the batch in hand.
-    const first = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 8 })
-    const second = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 8, deferred: true })
+    const first = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 4 })
+    const second = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 4, deferred: true })
     const clients = await Promise.all(Array.from({ length: 16 }, () => connectClient(server!)))
     const ids = clients.map((client) => client.id!)
     sendSteps(clients, 0, perConnection)
@@ -46,29 +72,69 @@ describe('portals joining a group at work', () => {
     const third = await childPortal({ namespace, log, ttl: PORTAL_TTL, deferred: true })
     const clients = await Promise.all(Array.from({ length: 24 }, () => connectClient(server!)))
     const ids = clients.map((client) => client.id!)
-    let seq = 0
-    // Traffic while the partitions move, light enough that partitions are mostly idle: the
-    // hand-overs then meet blocking reads in flight (which once left entries pending with
-    // the old holder for good: 3 runs in 4 lost events before portal-side's 416b7ab).
-    const trickle = setInterval(() => {
-      sendSteps(clients, seq, seq + 1)
-      seq++
-    }, 5)
+    // (Joins during light traffic once left entries pending with the old holder for good:
+    // 3 runs in 4 lost events before portal-side's 416b7ab.)
+    const trickle = startTrickle(clients)
     try {
       await log.until((reports) => reports.length >= 48)
       await second.start()
       await third.start()
       await leasesSettled(namespace, [first.id, second.id, third.id], partitions)
-      // Some more traffic through the settled assignment.
-      const target = ids.length * (seq + 6)
-      await log.until((reports) => reports.length >= target)
+      await throughSettled(log, ids, trickle)
     } finally {
-      clearInterval(trickle)
+      trickle.stop()
     }
+    const seq = trickle.sent
     await Promise.all(clients.map((client) => client.close()))
     await log.until(allDisconnected(ids), 25_000)
     expect(log.reports).toHaveLength(ids.length * (seq + 2))
     expect(new Set(log.reports.map((report) => report.eventId)).size).toBe(log.reports.length)
     for (const id of ids) expect(handlingOrder(log.reports, id).map(lineOf)).toEqual(expectedLine(seq))
   })
+
+  for (const leaving of ['closes', 'is killed'] as const) {
+    it(`a portal that ${leaving} while messages trickle in hands its share to the others: nothing lost${leaving === 'closes' ? ' or repeated' : ''}, order kept`, { timeout: 40_000 }, async () => {
+      const namespace = uniqueNamespace('portal-leave')
+      const partitions = 16
+      const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
+      const log = new ReportLog()
+      const portals = await Promise.all([0, 1, 2].map(() => childPortal({ namespace, log, ttl: PORTAL_TTL })))
+      await leasesSettled(namespace, portals.map((portal) => portal.id), partitions)
+      const [leaver, ...stayers] = portals as [ChildPortal, ChildPortal, ChildPortal]
+      const clients = await Promise.all(Array.from({ length: 24 }, () => connectClient(server!)))
+      const ids = clients.map((client) => client.id!)
+      const trickle = startTrickle(clients)
+      try {
+        await log.until((reports) => log.of(leaver.id).length >= 20 && reports.length >= 100)
+        if (leaving === 'closes') expect(await leaver.close()).toBe(0)
+        else await leaver.kill()
+        await leasesSettled(namespace, stayers.map((portal) => portal.id), partitions)
+        await throughSettled(log, ids, trickle)
+      } finally {
+        trickle.stop()
+      }
+      const seq = trickle.sent
+      await Promise.all(clients.map((client) => client.close()))
+      await log.until(allDisconnected(ids), 25_000)
+      const expected = expectedLine(seq)
+      await log.until((reports) => ids.every((id) => new Set(eventLine(reports, id)).size === expected.length), 10_000)
+
+      expectStableEventIds(log.reports)
+      const stayed = log.reports.filter((report) => report.portal !== leaver.id)
+      expect(new Set(stayed.map((report) => report.eventId)).size).toBe(stayed.length)
+      if (leaving === 'closes') {
+        // A closing portal finishes and acknowledges what it took: each event exactly once.
+        expect(log.reports).toHaveLength(ids.length * (seq + 2))
+        for (const id of ids) expect(handlingOrder(log.reports, id).map(lineOf)).toEqual(expected)
+      } else {
+        for (const id of ids) {
+          const before = eventLine(log.of(leaver.id), id)
+          const after = handlingOrder(stayed, id).map(lineOf)
+          expect(before).toEqual(expected.slice(0, before.length))
+          expect(after).toEqual(expected.slice(expected.length - after.length))
+          expect(before.length + after.length).toBeGreaterThanOrEqual(expected.length)
+        }
+      }
+    })
+  }
 })
