@@ -206,12 +206,13 @@ describe('commands forwarded to portals', () => {
     const ttl = PORTAL_TTL
     const log = new ReportLog()
     // The only portal at first, so it takes the call; it never answers.
-    const doomed = await childPortal({ namespace, log, ttl, commands: ['work'], hold: true })
+    // Both processes load at once; the survivor's portal starts only once the doomed one has the call.
+    const [doomed, survivor] = await Promise.all([childPortal({ namespace, log, ttl, commands: ['work'], hold: true }), childPortal({ namespace, log, ttl, commands: ['work'], deferred: true })])
     const server = await commandServer(namespace)
     const client = await connectClient(server)
     const reply = client.command<{ portal: string; payload: unknown }>('work', 'job')
     await log.until((reports) => reports.some((report) => report.kind === 'command'))
-    const survivor = await childPortal({ namespace, log, ttl, commands: ['work'] })
+    await survivor.start()
     const killedAt = Date.now()
     await doomed.kill()
     expect(await reply).toEqual({ portal: survivor.id, payload: 'job', connection: client.id })

@@ -35,13 +35,12 @@ describe('portals joining and leaving a group at work', () => {
   it('a portal joining while another is busy takes its share mid-stream without a loss, a repeat or a reordering', { timeout: 40_000 }, async () => {
     const namespace = uniqueNamespace('portal-join')
     const partitions = 16
-    const perConnection = 200
+    const perConnection = 150
     const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
     const log = new ReportLog()
     // Slow handling: each connection's backlog outlasts the hand-over, which waits for the batch in hand.
-    const first = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 4 })
-    const second = await childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 4, deferred: true })
-    const clients = await Promise.all(Array.from({ length: 16 }, () => connectClient(server!)))
+    const [first, second] = await Promise.all([childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 4 }), childPortal({ namespace, log, ttl: PORTAL_TTL, delay: 4, deferred: true })])
+    const clients = await Promise.all(Array.from({ length: 12 }, () => connectClient(server!)))
     const ids = clients.map((client) => client.id!)
     sendSteps(clients, 0, perConnection)
     await log.until((reports) => reports.length >= 40)
@@ -62,24 +61,27 @@ describe('portals joining and leaving a group at work', () => {
     expect(midStream.length).toBeGreaterThan(0)
   })
 
-  it('portals joining while messages trickle in take their share without a loss, a repeat or a reordering', { timeout: 40_000 }, async () => {
+  it('portals joining and leaving while messages trickle in: each event handled once, in order per connection', { timeout: 40_000 }, async () => {
     const namespace = uniqueNamespace('portal-trickle')
     const partitions = 16
     const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
     const log = new ReportLog()
-    const first = await childPortal({ namespace, log, ttl: PORTAL_TTL })
-    const second = await childPortal({ namespace, log, ttl: PORTAL_TTL, deferred: true })
-    const third = await childPortal({ namespace, log, ttl: PORTAL_TTL, deferred: true })
+    const [first, second, third] = (await Promise.all([childPortal({ namespace, log, ttl: PORTAL_TTL }), ...[0, 1].map(() => childPortal({ namespace, log, ttl: PORTAL_TTL, deferred: true }))])) as [ChildPortal, ChildPortal, ChildPortal]
     const clients = await Promise.all(Array.from({ length: 24 }, () => connectClient(server!)))
     const ids = clients.map((client) => client.id!)
-    // (Joins during light traffic once left entries pending with the old holder for good:
-    // 3 runs in 4 lost events before portal-side's 416b7ab.)
+    // Three rounds of hand-overs, each meeting reads in flight. Joins during light traffic
+    // once left entries pending with the old holder for good (before portal-side's
+    // 416b7ab this test lost events in about half its runs).
     const trickle = startTrickle(clients)
     try {
       await log.until((reports) => reports.length >= 48)
       await second.start()
+      await leasesSettled(namespace, [first.id, second.id], partitions)
       await third.start()
       await leasesSettled(namespace, [first.id, second.id, third.id], partitions)
+      // A closing portal finishes and acknowledges what it took before it lets go.
+      expect(await second.close()).toBe(0)
+      await leasesSettled(namespace, [first.id, third.id], partitions)
       await throughSettled(log, ids, trickle)
     } finally {
       trickle.stop()
@@ -90,51 +92,43 @@ describe('portals joining and leaving a group at work', () => {
     expect(log.reports).toHaveLength(ids.length * (seq + 2))
     expect(new Set(log.reports.map((report) => report.eventId)).size).toBe(log.reports.length)
     for (const id of ids) expect(handlingOrder(log.reports, id).map(lineOf)).toEqual(expectedLine(seq))
+    expect([second, third].every((portal) => log.of(portal.id).length > 0)).toBe(true)
   })
 
-  for (const leaving of ['closes', 'is killed'] as const) {
-    it(`a portal that ${leaving} while messages trickle in hands its share to the others: nothing lost${leaving === 'closes' ? ' or repeated' : ''}, order kept`, { timeout: 40_000 }, async () => {
-      const namespace = uniqueNamespace('portal-leave')
-      const partitions = 16
-      const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
-      const log = new ReportLog()
-      const portals = await Promise.all([0, 1, 2].map(() => childPortal({ namespace, log, ttl: PORTAL_TTL })))
-      await leasesSettled(namespace, portals.map((portal) => portal.id), partitions)
-      const [leaver, ...stayers] = portals as [ChildPortal, ChildPortal, ChildPortal]
-      const clients = await Promise.all(Array.from({ length: 24 }, () => connectClient(server!)))
-      const ids = clients.map((client) => client.id!)
-      const trickle = startTrickle(clients)
-      try {
-        await log.until((reports) => log.of(leaver.id).length >= 20 && reports.length >= 100)
-        if (leaving === 'closes') expect(await leaver.close()).toBe(0)
-        else await leaver.kill()
-        await leasesSettled(namespace, stayers.map((portal) => portal.id), partitions)
-        await throughSettled(log, ids, trickle)
-      } finally {
-        trickle.stop()
-      }
-      const seq = trickle.sent
-      await Promise.all(clients.map((client) => client.close()))
-      await log.until(allDisconnected(ids), 25_000)
-      const expected = expectedLine(seq)
-      await log.until((reports) => ids.every((id) => new Set(eventLine(reports, id)).size === expected.length), 10_000)
+  it('a portal killed while messages trickle in hands its share to the others: nothing lost, order kept', { timeout: 40_000 }, async () => {
+    const namespace = uniqueNamespace('portal-leave')
+    const partitions = 16
+    const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
+    const log = new ReportLog()
+    const portals = await Promise.all([0, 1, 2].map(() => childPortal({ namespace, log, ttl: PORTAL_TTL })))
+    await leasesSettled(namespace, portals.map((portal) => portal.id), partitions)
+    const [victim, ...survivors] = portals as [ChildPortal, ChildPortal, ChildPortal]
+    const clients = await Promise.all(Array.from({ length: 12 }, () => connectClient(server!)))
+    const ids = clients.map((client) => client.id!)
+    const trickle = startTrickle(clients)
+    try {
+      await log.until((reports) => log.of(victim.id).length >= 20 && reports.length >= 100)
+      await victim.kill()
+      await leasesSettled(namespace, survivors.map((portal) => portal.id), partitions)
+      await throughSettled(log, ids, trickle)
+    } finally {
+      trickle.stop()
+    }
+    const seq = trickle.sent
+    await Promise.all(clients.map((client) => client.close()))
+    await log.until(allDisconnected(ids), 25_000)
+    const expected = expectedLine(seq)
+    await log.until((reports) => ids.every((id) => new Set(eventLine(reports, id)).size === expected.length), 10_000)
 
-      expectStableEventIds(log.reports)
-      const stayed = log.reports.filter((report) => report.portal !== leaver.id)
-      expect(new Set(stayed.map((report) => report.eventId)).size).toBe(stayed.length)
-      if (leaving === 'closes') {
-        // A closing portal finishes and acknowledges what it took: each event exactly once.
-        expect(log.reports).toHaveLength(ids.length * (seq + 2))
-        for (const id of ids) expect(handlingOrder(log.reports, id).map(lineOf)).toEqual(expected)
-      } else {
-        for (const id of ids) {
-          const before = eventLine(log.of(leaver.id), id)
-          const after = handlingOrder(stayed, id).map(lineOf)
-          expect(before).toEqual(expected.slice(0, before.length))
-          expect(after).toEqual(expected.slice(expected.length - after.length))
-          expect(before.length + after.length).toBeGreaterThanOrEqual(expected.length)
-        }
-      }
-    })
-  }
+    expectStableEventIds(log.reports)
+    const stayed = log.reports.filter((report) => report.portal !== victim.id)
+    expect(new Set(stayed.map((report) => report.eventId)).size).toBe(stayed.length)
+    for (const id of ids) {
+      const before = eventLine(log.of(victim.id), id)
+      const after = handlingOrder(stayed, id).map(lineOf)
+      expect(before).toEqual(expected.slice(0, before.length))
+      expect(after).toEqual(expected.slice(expected.length - after.length))
+      expect(before.length + after.length).toBeGreaterThanOrEqual(expected.length)
+    }
+  })
 })

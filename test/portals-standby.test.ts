@@ -17,9 +17,9 @@ describe('a portal group without distributeLoad', () => {
     const ttl = PORTAL_TTL
     const [server] = await startInstances(1, { namespace, portal: { enabled: true, distributeLoad: false } })
     const log = new ReportLog()
-    // The oldest live portal is the active one: start them one after the other.
-    const active = await childPortal({ namespace, log, ttl, commands: ['whoami'] })
-    const standby = await childPortal({ namespace, log, ttl, commands: ['whoami'] })
+    // The oldest live portal is the active one: the standby's portal starts once the active one is ready.
+    const [active, standby] = await Promise.all([childPortal({ namespace, log, ttl, commands: ['whoami'] }), childPortal({ namespace, log, ttl, commands: ['whoami'], deferred: true })])
+    await standby.start()
     const clients = await Promise.all(Array.from({ length: 8 }, () => connectClient(server!)))
     const whoami = async (): Promise<string> => (await clients[0]!.command<{ portal: string }>('whoami')).portal
     // The server reads the registry about once a second: retry until it has seen the portals.
@@ -63,8 +63,8 @@ describe('a portal group without distributeLoad', () => {
     const ttl = 6_000
     const [server] = await startInstances(1, { namespace, portal: { enabled: true, distributeLoad: false } })
     const log = new ReportLog()
-    const active = await childPortal({ namespace, log, ttl })
-    const standby = await childPortal({ namespace, log, ttl })
+    const [active, standby] = await Promise.all([childPortal({ namespace, log, ttl }), childPortal({ namespace, log, ttl, deferred: true })])
+    await standby.start()
     const clients = await Promise.all(Array.from({ length: 6 }, () => connectClient(server!)))
     const ids = clients.map((client) => client.id!)
 
