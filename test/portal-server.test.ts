@@ -136,6 +136,34 @@ describe('events written for portals', () => {
     expect(entries[1]!.body).toMatchObject({ userId: '7', code: 1000 })
   })
 
+  it('keeps credential headers out of the connection entry unless redactHeaders says otherwise', async () => {
+    const namespace = uniqueNamespace('portal-redact')
+    const keys = new Keys(namespace)
+    const redis = redisClient()
+    const headers = { cookie: 'session=secret', authorization: 'Bearer secret', 'x-app': 'demo' }
+    const headersOf = async (server: MeshServer): Promise<Record<string, unknown>> => {
+      const client = await RawClient.open(server, 'msgpack', { headers })
+      await client.hello()
+      const entries = await eventually(async () => {
+        const found = (await entriesOf(redis, keys.portalEvents(0))).filter((entry) => entry.kind === 'connection')
+        expect(found.length).toBeGreaterThan(0)
+        return found
+      })
+      await redis.del(keys.portalEvents(0))
+      return (entries[0]!.body as { handshake: { headers: Record<string, unknown> } }).handshake.headers
+    }
+    const strict = await portalServer(namespace, { enabled: true, partitions: 1 })
+    const redacted = await headersOf(strict)
+    expect(redacted['x-app']).toBe('demo')
+    expect(redacted).not.toHaveProperty('cookie')
+    expect(redacted).not.toHaveProperty('authorization')
+    await strict.close()
+    const open = await portalServer(namespace, { enabled: true, partitions: 1, redactHeaders: ['X-App'] })
+    const forwarded = await headersOf(open)
+    expect(forwarded).toMatchObject({ cookie: 'session=secret', authorization: 'Bearer secret' })
+    expect(forwarded).not.toHaveProperty('x-app')
+  })
+
   for (const portal of [undefined, { enabled: false }]) {
     it(`writes nothing and subscribes nothing with portal ${JSON.stringify(portal)}`, async () => {
       const namespace = uniqueNamespace('portal-off')

@@ -25,6 +25,8 @@ interface Command {
 export interface RemoteCommands {
   /** Whether calls of this name are the remote side's: then the global middleware runs, then `call`. */
   knows(name: string): boolean
+  /** While the remote side is taking in an announced change (a new command), the promise of that. */
+  changing(): Promise<void> | undefined
   call: CommandHandler
 }
 
@@ -82,7 +84,12 @@ export class CommandRegistry {
     if (command) this.run(connection, requestId, name, payload, command.chain, command.handler)
     // Only names some portal announced run the middleware: any other stays NOT_FOUND before it, as without portals.
     else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call)
-    else connection.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
+    else {
+      // A portal announced a change that is being read: the name may be what it just registered.
+      const changing = this.remote?.changing()
+      if (changing) void changing.then(() => this.dispatch(connection, requestId, name, payload))
+      else connection.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
+    }
   }
 
   private run(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler): void {

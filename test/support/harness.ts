@@ -143,7 +143,7 @@ export class RawClient {
     })
   }
 
-  static async open(server: MeshServer, codecName: CodecName = 'msgpack', options: { maxPayload?: number } = {}): Promise<RawClient> {
+  static async open(server: MeshServer, codecName: CodecName = 'msgpack', options: { maxPayload?: number; headers?: Record<string, string> } = {}): Promise<RawClient> {
     const socket = new WebSocket(urlOf(server), [Subprotocol[codecName]], options)
     const client = new RawClient(socket, codecName)
     onTestFinished(() => socket.terminate())

@@ -48,6 +48,11 @@ export class CommandForwarder {
     return this.view.isAnnounced(command)
   }
 
+  /** The registry read of a change a portal just announced, while it runs. */
+  changing(): Promise<void> | undefined {
+    return this.view.changing()
+  }
+
   /** The handler of a forwarded command, run after the global middleware. */
   readonly call = (ctx: MeshContext): Promise<unknown> => {
     const command = ctx.command

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Connection } from '../connection.js'
+import type { Handshake } from '../handshake.js'
 import type { Logger } from '../logger.js'
 import type { Keys } from '../store/keys.js'
 import type { ResolvedServerPortalOptions } from './server-portal-options.js'
@@ -85,7 +86,16 @@ export class EventWriter {
 
   /** A connection received its hello; an upgrade-authenticated one carries its user here. */
   connected(connection: Connection): void {
-    this.write(EntryKind.CONNECTION, connection, { ...identityOf(connection), handshake: connection.handshake })
+    this.write(EntryKind.CONNECTION, connection, { ...identityOf(connection), handshake: this.redacted(connection.handshake) })
+  }
+
+  /** The handshake without the headers `redactHeaders` keeps out of Redis; the same object when it has none of them. */
+  private redacted(handshake: Handshake): Handshake {
+    const { redactHeaders } = this.options
+    if (!redactHeaders.some((name) => name in handshake.headers)) return handshake
+    const headers: Record<string, unknown> = { ...handshake.headers }
+    for (const name of redactHeaders) delete headers[name]
+    return { ...handshake, headers: headers as Handshake['headers'] }
   }
 
   /** A `client.authenticate` succeeded. */

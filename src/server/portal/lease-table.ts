@@ -6,11 +6,16 @@ import { DEFAULT_PARTITIONS, parseAnnouncement, type Announcement } from './stre
 // dead for more than an hour, and returns what every portal decides by: Redis time,
 // the servers' config and the live announcements (by Redis time, so that portals
 // with skewed clocks agree on who is alive).
-// KEYS: liveness zset, registry hash, config hash. ARGV: portal id, ttl, announcement JSON.
+// A portal that was not live, or whose announcement changed (its commands), says
+// so on the registry topic: servers then read the registry at once, instead of
+// answering NOT_FOUND or UNAVAILABLE until their next periodic read.
+// KEYS: liveness zset, registry hash, config hash. ARGV: portal id, ttl, announcement JSON, registry topic.
 // Replies [now, partitions or '', distributeLoad or '', [id, announcement, ...]].
 const HEARTBEAT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wasLive = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0') > now
+local changed = not wasLive or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3]
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - 3600000))
@@ -28,6 +33,7 @@ for _, id in ipairs(live) do
   end
 end
 local config = redis.call('HMGET', KEYS[3], 'partitions', 'distributeLoad')
+if changed then redis.call('PUBLISH', ARGV[4], ARGV[1]) end
 return {string.format('%.0f', now), config[1] or '', config[2] or '', announced}
 `
 
@@ -69,13 +75,18 @@ end
 return 1
 `
 
-// Leaves the registry at once, so that servers and the other portals stop counting
-// on it, and deletes its consumer from the streams' groups where it has nothing
-// pending (deleting one with pending entries would drop them from the group).
-// KEYS: liveness zset, registry hash, stream keys... ARGV: portal id, group.
+// Stops being live at once, so that servers and the other portals stop counting on
+// it, and deletes its consumer from the streams' groups where it has nothing pending
+// (deleting one with pending entries would drop them from the group). The
+// announcement stays, dead, for the hour announcements of dead portals are kept:
+// its commands are UNAVAILABLE until a portal has them again (a portal restarting
+// in a deploy), not NOT_FOUND as names nobody ever registered.
+// KEYS: liveness zset, registry hash, stream keys... ARGV: portal id, group, registry topic.
 const LEAVE = `
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[1]) end
+redis.call('PUBLISH', ARGV[3], ARGV[1])
 for i = 3, #KEYS do
   local ok, pending = pcall(redis.call, 'XPENDING', KEYS[i], ARGV[2], '-', '+', 1, ARGV[1])
   if ok and #pending == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[i], ARGV[2], ARGV[1]) end
@@ -126,7 +137,7 @@ export class LeaseTable {
 
   async heartbeat(announcement: Announcement): Promise<HeartbeatView> {
     const { portalLiveness, portalRegistry, portalConfig } = this.keys
-    const reply = (await this.scripts.heartbeat(3, portalLiveness, portalRegistry, portalConfig, this.portalId, this.ttl, JSON.stringify(announcement))) as [string, string, string, string[]]
+    const reply = (await this.scripts.heartbeat(3, portalLiveness, portalRegistry, portalConfig, this.portalId, this.ttl, JSON.stringify(announcement), this.keys.portalRegistryChanges)) as [string, string, string, string[]]
     const [now, partitions, distributeLoad, announced] = reply
     const live = new Map<string, Announcement>()
     for (let i = 0; i + 1 < announced.length; i += 2) {
@@ -158,7 +169,7 @@ export class LeaseTable {
 
   /** Leaves the registry; `streams`: where its consumer may be deleted if it has nothing pending. */
   async leave(streams: readonly string[]): Promise<void> {
-    await this.scripts.leave(streams.length + 2, this.keys.portalLiveness, this.keys.portalRegistry, ...streams, this.portalId, this.group)
+    await this.scripts.leave(streams.length + 2, this.keys.portalLiveness, this.keys.portalRegistry, ...streams, this.portalId, this.group, this.keys.portalRegistryChanges)
   }
 }
 

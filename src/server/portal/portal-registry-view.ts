@@ -49,6 +49,10 @@ export class PortalRegistryView {
   private readonly read: ReadScript
   private timer: ReturnType<typeof setInterval> | undefined
   private reading: Promise<void> | undefined
+  /** A change was announced while a read ran: that read may predate it, so another follows. */
+  private stale = false
+  /** The read in flight covers a change a portal announced (see `changing`). */
+  private changeRead = false
   private failing = false
 
   constructor(
@@ -84,10 +88,37 @@ export class PortalRegistryView {
     return this.announced.has(command)
   }
 
-  /** A new read, unless one is already running (then that one). */
+  /** Reads the registry now; while a read runs, one more follows it (it may have started before the change that asks for this one). */
   refresh(): Promise<void> {
-    this.reading ??= this.readOnce().finally(() => (this.reading = undefined))
+    if (this.reading) this.stale = true
+    else {
+      this.reading = this.readUntilCurrent().finally(() => {
+        this.reading = undefined
+        this.changeRead = false
+      })
+    }
     return this.reading
+  }
+
+  /** A portal joined, changed its commands or left: read at once rather than at the next interval. */
+  readonly onChange = (): void => {
+    this.changeRead = true
+    void this.refresh()
+  }
+
+  /**
+   * The read of an announced change, while it runs: a command a portal registered a
+   * moment ago must wait for it rather than get `NOT_FOUND` from the view before it.
+   */
+  changing(): Promise<void> | undefined {
+    return this.changeRead ? this.reading : undefined
+  }
+
+  private async readUntilCurrent(): Promise<void> {
+    do {
+      this.stale = false
+      await this.readOnce()
+    } while (this.stale && this.timer !== undefined)
   }
 
   /** Stops the timer and waits for a read in flight. */

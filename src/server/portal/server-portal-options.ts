@@ -31,6 +31,13 @@ export interface ServerPortalOptions {
   maxBacklog?: number
   /** Milliseconds a forwarded command waits for a portal's reply before the client gets `TIMEOUT`. @default 30000 */
   commandTimeout?: number
+  /**
+   * Handshake headers left out of the connection events, lower-case: credentials stay
+   * out of Redis and portals unless asked for. `[]` forwards every header (a portal
+   * that authenticates by cookie needs that).
+   * @default ['cookie', 'authorization', 'proxy-authorization']
+   */
+  redactHeaders?: readonly string[]
 }
 
 export const serverPortalDefaults = {
@@ -39,6 +46,7 @@ export const serverPortalDefaults = {
   partitions: DEFAULT_PARTITIONS,
   maxBacklog: 100_000,
   commandTimeout: 30_000,
+  redactHeaders: ['cookie', 'authorization', 'proxy-authorization'] as readonly string[],
 } satisfies Required<ServerPortalOptions>
 
 export type ResolvedServerPortalOptions = typeof serverPortalDefaults
@@ -49,6 +57,7 @@ const serverPortalOptionKeys: OptionKeys<ServerPortalOptions> = {
   partitions: true,
   maxBacklog: true,
   commandTimeout: true,
+  redactHeaders: true,
 }
 
 /**
@@ -65,6 +74,10 @@ export function resolveServerPortalOptions(options: ServerPortalOptions | undefi
   requireCount('portal.partitions', resolved.partitions)
   requireCount('portal.maxBacklog', resolved.maxBacklog)
   requirePositive('portal.commandTimeout', resolved.commandTimeout)
+  if (!Array.isArray(resolved.redactHeaders) || !resolved.redactHeaders.every((name) => typeof name === 'string')) {
+    throw new TypeError('portal.redactHeaders must be an array of header names')
+  }
+  resolved.redactHeaders = resolved.redactHeaders.map((name) => name.toLowerCase())
   // Each partition keeps at least one event, so fewer events than partitions cannot be honoured.
   if (resolved.maxBacklog < resolved.partitions) {
     throw new RangeError(`portal.maxBacklog (${resolved.maxBacklog}) must be at least portal.partitions (${resolved.partitions})`)

@@ -75,7 +75,10 @@ export class ServerPortals {
    * it when Redis is back); the config and the registry are retried every second.
    */
   async start(): Promise<void> {
-    const listening = this.parts.bus.subscribe(this.replyTopic, this.forwarder.onReply)
+    const listening = Promise.all([
+      this.parts.bus.subscribe(this.replyTopic, this.forwarder.onReply),
+      this.parts.bus.subscribe(this.parts.keys.portalRegistryChanges, this.view.onChange),
+    ])
     await this.view.start()
     await Promise.all([listening, this.configWrite])
   }
@@ -84,7 +87,11 @@ export class ServerPortals {
   async close(): Promise<void> {
     await this.view.stop()
     this.forwarder.close()
-    await Promise.allSettled([this.parts.bus.unsubscribe(this.replyTopic, this.forwarder.onReply), this.writer.settled()])
+    await Promise.allSettled([
+      this.parts.bus.unsubscribe(this.replyTopic, this.forwarder.onReply),
+      this.parts.bus.unsubscribe(this.parts.keys.portalRegistryChanges, this.view.onChange),
+      this.writer.settled(),
+    ])
   }
 
   private disconnected(connection: Connection): void {

@@ -163,6 +163,11 @@ export class Keys {
     return `${this.namespace}:portal:config`
   }
 
+  /** Bus topic where a portal announces that it joined, changed its commands or left, so servers read the registry at once. */
+  get portalRegistryChanges(): string {
+    return `${this.namespace}:bus:portal-registry`
+  }
+
   /** Bus topic where portals publish the replies to one instance's forwarded commands. */
   portalReplies(instanceId: string): string {
     return `${this.namespace}:bus:portal-reply:${instanceId}`
