@@ -26,7 +26,7 @@ describe('portal registry changes', () => {
       await expect.poll(() => client.command(`later-${round}`), { timeout: 500 }).toBe('later')
       unregister()
       await portal.close()
-      const error = await rejectionOf(client.command(`first-${round}`, undefined, { timeout: 20_000 }))
+      const error = await rejectionOf(client.command(`first-${round}`, undefined, 20_000))
       expect(error.code).toBe(ErrorCode.UNAVAILABLE)
     }
   })

@@ -31,21 +31,15 @@ const KEEP_DEAD_MS = 3_600_000
  * This server's view of which portal groups handle which commands, read from the
  * portal registry at start and every `interval` ms (one read at a time). A command
  * is forwarded to the lexicographically first group with a live portal that
- * registered it; one that no live portal has but some portal announced (dead and not
- * yet cleaned, or seen by this server before its portal closed) is `UNAVAILABLE`;
- * one nobody announced stays `NOT_FOUND`. A portal killed without
+ * registered it; one that only dead (not yet cleaned) portals announced is
+ * `UNAVAILABLE`; one nobody announced stays `NOT_FOUND`. A portal killed without
  * closing is noticed within its TTL plus one interval.
  */
 export class PortalRegistryView {
   /** Command → groups with a live portal that registered it, sorted. */
   private live = new Map<string, string[]>()
-  /**
-   * Commands some announcement, live or dead, named since this server started. Never
-   * shrinks: a closed portal removes its announcement, and its callers (during a
-   * redeploy, say) must get the retryable `UNAVAILABLE`, not `NOT_FOUND`. Command names
-   * are few, so keeping them costs nothing.
-   */
-  private readonly announced = new Set<string>()
+  /** Commands some announcement, live or dead, names. */
+  private announced = new Set<string>()
   private readonly read: ReadScript
   private timer: ReturnType<typeof setInterval> | undefined
   private reading: Promise<void> | undefined
@@ -142,11 +136,12 @@ export class PortalRegistryView {
     const [liveIds, flat] = reply
     const alive = new Set(liveIds)
     const live = new Map<string, string[]>()
+    const announced = new Set<string>()
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const announcement = parseAnnouncement(flat[i + 1])
       if (!announcement) continue
       for (const command of announcement.commands) {
-        this.announced.add(command)
+        announced.add(command)
         if (!alive.has(flat[i]!)) continue
         const groups = live.get(command) ?? []
         if (!groups.includes(announcement.group)) groups.push(announcement.group)
@@ -155,6 +150,7 @@ export class PortalRegistryView {
     }
     for (const groups of live.values()) groups.sort()
     this.live = live
+    this.announced = announced
     this.refreshed()
   }
 }
