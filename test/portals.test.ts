@@ -3,12 +3,13 @@ import { CloseCode, ErrorCode, MeshError } from 'meshkit'
 import type { MeshServer } from 'meshkit/server'
 import { connectClient, deferred, eventually, nextEvent, recordingLogger, urlOf } from './support/harness.js'
 import { rawRedis } from './support/redis-watch.js'
+import { uniqueNamespace } from './support/cluster.js'
 import { Keys } from '../src/server/store/keys.js'
 import { allDisconnected, eventLine, expectedLine, recordEvents, ReportLog, startPortal, startPortalServer } from './support/portals.js'
 
 /** A server that authenticates `{ name }` credentials as that user, with portals on; its namespace is returned alongside. */
 async function authenticatingServer(options: Parameters<typeof startPortalServer>[0] = {}): Promise<{ server: MeshServer; namespace: string }> {
-  const namespace = `portal-${Math.random().toString(36).slice(2, 10)}`
+  const namespace = uniqueNamespace('portal')
   const server = await startPortalServer({ namespace, ...options }, (created) => {
     created.onAuthenticate((credentials) => {
       const { name } = credentials as { name: string }
@@ -51,7 +52,7 @@ describe('portal events', () => {
   })
 
   it('carry the user of an upgrade-authenticated connection in its connection event, with no separate authentication', async () => {
-    const namespace = `portal-${Math.random().toString(36).slice(2, 10)}`
+    const namespace = uniqueNamespace('portal')
     const server = await startPortalServer({ namespace, authenticate: () => ({ id: 'grace', name: 'Grace' }) })
     const log = new ReportLog()
     await startPortal(namespace, {}, (created) => recordEvents(created, log))
@@ -160,7 +161,7 @@ describe('portal events', () => {
 
   it('keep a bounded backlog while no portal reads: what is trimmed is counted and logged, what is kept reaches a portal that starts later', async () => {
     const { logger, entries } = recordingLogger()
-    const namespace = `portal-${Math.random().toString(36).slice(2, 10)}`
+    const namespace = uniqueNamespace('portal')
     // 16 partitions (the default) keep 2 events each.
     const server = await startPortalServer({ namespace, logger, portal: { enabled: true, maxBacklog: 32 } })
     const clients = await Promise.all(Array.from({ length: 8 }, () => connectClient(server)))
