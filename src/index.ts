@@ -9,3 +9,4 @@ export {
   type ClientFrame,
   type ServerFrame,
 } from './shared/protocol.js'
+export { PACKAGE_VERSION } from './shared/version.js'

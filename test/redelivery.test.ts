@@ -15,6 +15,8 @@ function recordingConnection(): { connection: Connection; written: string[] } {
     codec: codecByName('json'),
     maxBufferedBytes: 1 << 20,
     write: (data: string) => written.push(data) > 0,
+    // Events go out through writeEvent (it also feeds storeMessages); both record here.
+    writeEvent: (data: string) => written.push(data) > 0,
   }
   return { connection: connection as unknown as Connection, written }
 }

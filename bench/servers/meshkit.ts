@@ -1,5 +1,5 @@
 // meshkit (msgpack): in memory by default; with BENCH_REDIS_URL, on Redis under
-// BENCH_NAMESPACE. BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat.
+// BENCH_NAMESPACE; BENCH_HOOKS=noop adds no-op hooks. BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat.
 import { MeshServer } from 'meshkit/server'
 import { serveControl } from './control.js'
 
@@ -11,6 +11,8 @@ const server = new MeshServer({
   ...(env.BENCH_PING_INTERVAL ? { pingInterval: Number(env.BENCH_PING_INTERVAL) } : {}),
   ...(env.BENCH_LATENCY_INTERVAL ? { latencyInterval: Number(env.BENCH_LATENCY_INTERVAL) } : {}),
 })
+// BENCH_HOOKS=noop: a set of no-op message hooks, to show that hooks cost a broadcast nothing per recipient.
+if (env.BENCH_HOOKS === 'noop') server.use({ onMessageSent() {}, onMessageReceived() {} })
 server.registerCommand('echo', (ctx) => ctx.payload)
 server.registerCommand<string>('join', async (ctx) => {
   await server.addToRoom(ctx.payload, ctx.connection)

@@ -1,6 +1,7 @@
 export { MeshClient } from './mesh-client.js'
 export type { ClientEvents, ClientState } from './client-events.js'
 export type { ReauthenticateEvent } from './reauthentication.js'
+export type { StoredMessage, StoredMessages } from '../shared/message-log.js'
 export { clientDefaults, type MeshClientOptions } from './options.js'
 export type { WebSocketConstructor, SocketLike } from './transport.js'
 export type { ChannelCallback, SubscribeOptions, SubscribeResult, RecoveryEvent, RejoinEvent } from './subscriptions.js'

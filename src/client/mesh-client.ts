@@ -1,5 +1,6 @@
 import { codecByName, encodeFrame, type Codec } from '../shared/codec.js'
 import { Emitter } from '../shared/emitter.js'
+import { MessageLog, type StoredMessages } from '../shared/message-log.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode, FrameType, MAX_MESSAGE_TYPE_BYTES, RESERVED_EVENTS, isMessageType, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from '../shared/backoff.js'
@@ -53,8 +54,10 @@ export class MeshClient {
   )
   private readonly redelivered = new RedeliveredMessages(
     (ids) => this.command(BuiltinCommand.ACK, { ids }),
-    (event, payload) => this.serverEvents.emit(event, payload),
+    (event, payload) => this.receiveEvent(event, payload),
   )
+  /** Only with `storeMessages`. */
+  private readonly log: MessageLog | undefined
   /** Set while a reconnected socket authenticates again: other requests wait until it is done. */
   private resuming = false
   /** Whether `close` was emitted for the current session (reset by `connect()`). */
@@ -77,6 +80,7 @@ export class MeshClient {
     this.urls = new UrlSource(url)
     this.options = resolveClientOptions(options)
     this.codec = codecByName(this.options.codec)
+    if (this.options.storeMessages) this.log = new MessageLog(this.codec, this.options.maxStoredMessages)
     this.sender = new RequestSender(this.codec, () => this.currentState === 'open' && !this.resuming, this.options.maxQueuedMessages, (count, reason) =>
       this.reportDropped(count, reason),
     )
@@ -168,7 +172,26 @@ export class MeshClient {
       throw new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.currentState}`)
     }
     // No third element for no data: JSON has no `undefined`, and it would arrive as null.
-    return this.sender.message(encodeFrame(this.codec, data === undefined ? [FrameType.MESSAGE, type] : [FrameType.MESSAGE, type, data]))
+    const frame = encodeFrame(this.codec, data === undefined ? [FrameType.MESSAGE, type] : [FrameType.MESSAGE, type, data])
+    const accepted = this.sender.message(frame)
+    // Kept when accepted, not when written: a queued message is written later, once.
+    if (accepted && this.log) this.log.sent(frame)
+    return accepted
+  }
+
+  /**
+   * With `storeMessages`: the newest `maxStoredMessages` messages this client sent
+   * (`send`) and events it received (each redelivered one once), oldest first, each
+   * `{ type, data }`; fresh arrays on every read (sent ones decoded anew from the
+   * frames). `undefined` when the option is off.
+   */
+  get messages(): StoredMessages | undefined {
+    return this.log?.read()
+  }
+
+  private receiveEvent(event: string, payload: unknown): void {
+    this.log?.received(event, payload)
+    this.serverEvents.emit(event, payload)
   }
 
   private reportDropped(count: number, reason: DropReason): void {
@@ -320,7 +343,7 @@ export class MeshClient {
         return
       }
       case FrameType.EVENT:
-        if (frame[3] === undefined) this.serverEvents.emit(frame[1], frame[2])
+        if (frame[3] === undefined) this.receiveEvent(frame[1], frame[2])
         // After close() it could no longer be acknowledged: left for the next session, not shown twice.
         else if (this.currentState !== 'closed') this.redelivered.receive(frame[1], frame[2], frame[3])
         return

@@ -3,6 +3,7 @@ import { ErrorCode, MeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, PROTOCOL_VERSION, parseServerFrame, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { connectionFailed, socketFailure, type SocketFailure } from './connection-failure.js'
 import { Transport, type WebSocketConstructor } from './transport.js'
+import { PACKAGE_VERSION } from '../shared/version.js'
 
 export interface SocketHandlers {
   /** The socket exists (not yet open): the client can abandon it from now on. */
@@ -20,7 +21,7 @@ export interface SocketHandlers {
  * `CONNECTION_FAILED` and a `ConnectionFailure` as `data` if the socket ends first,
  * if no hello comes within `connectTimeout` ms or if the WebSocket refuses the URL,
  * or with `VERSION_MISMATCH` (the socket is then closed) if the server speaks
- * another protocol version.
+ * another protocol version, or closes it with 4009 (`enforceEqualVersions`).
  * Frames before the hello are ignored.
  */
 export function openSocket(
@@ -59,6 +60,8 @@ export function openSocket(
       onGone: (code: number, reason: string, failure: SocketFailure | undefined) => {
         clearTimeout(timer)
         if (greeted) handlers.onGone(code, reason, failure)
+        // The server enforces equal package versions; its reason is its own version.
+        else if (code === CloseCode.VERSION_MISMATCH) reject(packageMismatch(reason))
         else if (timedOut) reject(connectionFailed(url, { reason: 'timeout', timeout: connectTimeout }))
         else reject(connectionFailed(url, socketFailure(failure, code, reason)))
       },
@@ -76,5 +79,11 @@ export function openSocket(
       transport.abandon(CloseCode.HEARTBEAT_TIMEOUT, 'no hello from server')
     }, connectTimeout)
     handlers.onStart(transport)
+  })
+}
+
+function packageMismatch(serverVersion: string): MeshError {
+  return new MeshError(ErrorCode.VERSION_MISMATCH, `The server runs meshkit ${serverVersion || '(unknown)'} and accepts only that version; this client is ${PACKAGE_VERSION}`, {
+    data: { server: serverVersion, client: PACKAGE_VERSION },
   })
 }

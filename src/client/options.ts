@@ -1,5 +1,5 @@
 import type { CodecName } from '../shared/protocol.js'
-import { mergeOptions, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
+import { mergeOptions, requireCount, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
 import type { WebSocketConstructor } from './transport.js'
 
 export interface MeshClientOptions {
@@ -27,6 +27,14 @@ export interface MeshClientOptions {
   maxQueuedMessages?: number
   /** Wire codec: `msgpack` (binary, compact) or `json` (text, readable in any WebSocket tool). @default 'msgpack' */
   codec?: CodecName
+  /**
+   * Keep the messages this client sends and the events it receives, readable as
+   * `client.messages` (Mesa's `options.storeMessages`); commands, replies, channel
+   * messages, pings and latency reports are not kept. @default false
+   */
+  storeMessages?: boolean
+  /** Messages kept per direction with `storeMessages`; older ones are dropped first. @default 100 */
+  maxStoredMessages?: number
   /** WebSocket implementation. @default the browser's, or `ws` in Node */
   WebSocket?: WebSocketConstructor
 }
@@ -42,6 +50,8 @@ export const clientDefaults = {
   connectTimeout: 10_000,
   maxQueuedMessages: 1_000,
   codec: 'msgpack' as CodecName,
+  storeMessages: false,
+  maxStoredMessages: 100,
 } satisfies MeshClientOptions
 
 /** Every client option, so that a misspelt one throws. */
@@ -57,6 +67,8 @@ const clientOptionKeys: OptionKeys<MeshClientOptions> = {
   maxQueuedMessages: true,
   codec: true,
   WebSocket: true,
+  storeMessages: true,
+  maxStoredMessages: true,
 }
 
 export type ResolvedClientOptions = typeof clientDefaults & MeshClientOptions
@@ -73,6 +85,8 @@ export function resolveClientOptions(options: MeshClientOptions): ResolvedClient
   if (!(resolved.maxQueuedMessages === Infinity || (Number.isSafeInteger(resolved.maxQueuedMessages) && resolved.maxQueuedMessages >= 0))) {
     throw new RangeError(`maxQueuedMessages must be a whole number, 0 or more, or Infinity, got ${String(resolved.maxQueuedMessages)}`)
   }
+  if (typeof resolved.storeMessages !== 'boolean') throw new TypeError('storeMessages must be a boolean')
+  requireCount('maxStoredMessages', resolved.maxStoredMessages)
   if (resolved.codec !== 'msgpack' && resolved.codec !== 'json') {
     throw new RangeError(`codec must be "msgpack" or "json", got ${String(resolved.codec)}`)
   }

@@ -1,5 +1,9 @@
 import type { Codec, WireData } from '../shared/codec.js'
 import type { SocketFailure } from './connection-failure.js'
+import { VERSION_SUBPROTOCOL_PREFIX } from '../shared/protocol.js'
+import { PACKAGE_VERSION } from '../shared/version.js'
+
+const VERSION_SUBPROTOCOL = VERSION_SUBPROTOCOL_PREFIX + PACKAGE_VERSION
 
 /** The part of the browser's WebSocket API the client uses; `ws` in Node provides the same. */
 export interface SocketLike {
@@ -99,8 +103,9 @@ export class Transport {
     }
   }
 
+  /** Offers the codec's subprotocol and, second, this client's package version (for `enforceEqualVersions`). */
   static open(WebSocket: WebSocketConstructor, url: string, codec: Codec, handlers: TransportHandlers): Transport {
-    return new Transport(new WebSocket(url, [codec.subprotocol]), handlers)
+    return new Transport(new WebSocket(url, [codec.subprotocol, VERSION_SUBPROTOCOL]), handlers)
   }
 
   get isOpen(): boolean {

@@ -9,6 +9,8 @@ import type { MeshServer } from './mesh-server.js'
 export interface FailureReporting {
   exposeErrors: boolean
   logger: Logger
+  /** Told of every fault that is logged (the `onError` hooks). */
+  onFault?: (error: unknown, connection: Connection, command: string) => void
 }
 
 /** Command names under this prefix belong to meshkit's built-in commands. */
@@ -135,7 +137,10 @@ export class CommandRegistry {
    */
   private failed(connection: Connection, command: string, thrown: unknown): MeshError {
     const fault = faultIn(thrown)
-    if (fault !== undefined) this.failures.logger.error?.('command failed', { command, connectionId: connection.id, error: fault.error })
+    if (fault !== undefined) {
+      this.failures.logger.error?.('command failed', { command, connectionId: connection.id, error: fault.error })
+      this.failures.onFault?.(fault.error, connection, command)
+    }
     return toClientError(thrown, this.failures.exposeErrors)
   }
 }

@@ -6,6 +6,8 @@ import { CloseCode, FrameType, PROTOCOL_VERSION, type HelloOptions } from '../sh
 import { requireEventName } from './call-arguments.js'
 import type { RateBucket } from './rate-limiter.js'
 import type { Handshake } from './handshake.js'
+import type { MessageLog, StoredMessages } from '../shared/message-log.js'
+import type { ServerHooks } from './server-hooks.js'
 
 const OPEN = 1
 
@@ -62,6 +64,22 @@ export class Connection {
   closeCode: number | undefined = undefined
   /** The close reason once the socket closed (`''` when none). */
   closeReason: string | undefined = undefined
+
+  /** @internal the server's hooks, for the sends made through this connection */
+  hooks: ServerHooks | undefined = undefined
+
+  /** @internal the messages kept with `storeMessages`; absent when the option is off */
+  messageLog: MessageLog | undefined = undefined
+
+  /**
+   * With `storeMessages`: the newest `maxStoredMessages` events written to this
+   * connection (`sent`) and client messages it sent (`received`), oldest first, each
+   * `{ type, data }`. Fresh arrays on every read (sent ones decoded anew from the
+   * bytes written). `undefined` when the option is off.
+   */
+  get messages(): StoredMessages | undefined {
+    return this.messageLog?.read()
+  }
 
   /** @internal requests being handled right now */
   pendingRequests = 0
@@ -164,7 +182,20 @@ export class Connection {
    */
   send(event: string, payload?: unknown): boolean {
     requireEventName(event)
-    return this.write(encodeFrame(this.codec, [FrameType.EVENT, event, payload]))
+    const written = this.writeEvent(encodeFrame(this.codec, [FrameType.EVENT, event, payload]))
+    const hooks = this.hooks
+    if (hooks !== undefined) {
+      if (hooks.sending) hooks.messageSent(this, { type: event, data: payload, target: 'connection', recipients: written ? 1 : 0, relayed: false })
+      if (!written && hooks.undeliverable) hooks.undeliverableSent({ type: event, data: payload }, { userIds: [], connectionIds: [this.id] })
+    }
+    return written
+  }
+
+  /** @internal writes an event frame: every event goes out here, so that `storeMessages` keeps each exactly once */
+  writeEvent(data: WireData): boolean {
+    const written = this.write(data)
+    if (written && this.messageLog !== undefined) this.messageLog.sent(data)
+    return written
   }
 
   /**

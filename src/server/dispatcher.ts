@@ -5,6 +5,7 @@ import { channelMessage } from './channel-message.js'
 import type { Logger } from './logger.js'
 import { guardLogger } from './logger.js'
 import { Cluster } from './managers/cluster.js'
+import { ServerHooks } from './server-hooks.js'
 import { Delivery } from './managers/delivery.js'
 import { LocalIndex } from './managers/local-index.js'
 import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
@@ -62,7 +63,7 @@ export class Dispatcher {
     const redelivery = new Redelivery(this.store, sync, logger)
     // No connections here, so the indexes stay empty and subscribe nothing: deliveries only publish.
     const noMembers = new LocalIndex(undefined, logger)
-    this.delivery = new Delivery(id, noLocalConnections, cluster, true, noMembers, { required: false, redelivery, index: noMembers })
+    this.delivery = new Delivery(id, noLocalConnections, cluster, true, noMembers, { required: false, redelivery, index: noMembers }, new ServerHooks(logger))
   }
 
   /**

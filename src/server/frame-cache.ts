@@ -28,11 +28,15 @@ export class FrameCache {
     return this.encoded.get(msgpackCodec) as Uint8Array
   }
 
+  /** The frame itself, decoded once if it arrived as bytes. */
+  get decoded(): unknown[] {
+    return (this.frame ??= msgpackCodec.decode(this.msgpack) as unknown[])
+  }
+
   for(codec: Codec): WireData {
     let data = this.encoded.get(codec)
     if (data === undefined) {
-      this.frame ??= msgpackCodec.decode(this.msgpack) as unknown[]
-      this.encoded.set(codec, (data = encodeFrame(codec, this.frame)))
+      this.encoded.set(codec, (data = encodeFrame(codec, this.decoded)))
     }
     return data
   }

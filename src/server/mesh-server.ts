@@ -27,6 +27,7 @@ import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOption
 import { OriginPolicy } from './origin-policy.js'
 import { SocketLifecycle, type ConnectionListener } from './socket-lifecycle.js'
 import { ServerPortals } from './portal/server-portals.js'
+import { ServerHooks, type MeshHooks } from './server-hooks.js'
 import { createBackend } from './store/backend.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 
@@ -70,6 +71,7 @@ export class MeshServer {
   private readonly roomExposure = new Exposure('room')
   private readonly authentication: Authentication
   private readonly monitor: InstanceMonitor
+  private readonly hooks: ServerHooks
   /** Only with `portal.enabled`. */
   private readonly portals: ServerPortals | undefined
   /** Connections that received their hello: the ones events, pings and lookups reach. Only `sockets` writes it. */
@@ -82,6 +84,7 @@ export class MeshServer {
     // Validated before anything below opens a connection (Redis) that a throw would leak.
     const origins = new OriginPolicy(this.options.allowedOrigins)
     this.logger = guardLogger(this.options.logger)
+    this.hooks = new ServerHooks(this.logger)
     const backend = createBackend(this.options, this.logger)
     this.store = backend.store
     this.bus = backend.bus
@@ -106,7 +109,7 @@ export class MeshServer {
     const redelivery = new Redelivery(this.store, this.options.sync, this.logger)
     const authOptions = mergeOptions(authenticationDefaults, this.options.authentication ?? {})
     this.authentication = new Authentication(authOptions, this.options.authenticate, this.store, redelivery, this.logger, this.options.exposeErrors, userIndex)
-    this.delivery = new Delivery(this.instanceId, this.live, this.cluster, shared, roomIndex, { required: authOptions.required, redelivery, index: userIndex })
+    this.delivery = new Delivery(this.instanceId, this.live, this.cluster, shared, roomIndex, { required: authOptions.required, redelivery, index: userIndex }, this.hooks)
     this.rooms = new RoomManager(this.store, ownership)
     this.connectionManager = new ConnectionManager(this.store, ownership)
     this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, this.options.instanceTtl, authOptions.storeConnectedUsers, redelivery, this.logger, (connection) =>
@@ -117,6 +120,7 @@ export class MeshServer {
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
       exposeErrors: this.options.exposeErrors,
       logger: this.logger,
+      onFault: (error, connection, command) => this.hooks.error(error, { command, connection }),
     })
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options) })
     this.messages = new MessageRouter({
@@ -124,6 +128,7 @@ export class MeshServer {
       middleware: () => this.registry.globalMiddleware,
       mayRun: (connection) => !this.authentication.required || connection.isAuthenticated,
       logger: this.logger,
+      onFault: (error, connection, messageType) => this.hooks.error(error, { messageType, connection }),
       maxWaiting: this.options.maxPendingRequests,
     })
     this.heartbeat = new Heartbeat(this.live, this.options)
@@ -140,6 +145,7 @@ export class MeshServer {
       registry: this.registry,
       messages: this.messages,
       heartbeat: this.heartbeat,
+      hooks: this.hooks,
       logger: this.logger,
       ownsHttp: this.ownsHttp,
       http: this.http,
@@ -150,6 +156,8 @@ export class MeshServer {
       this.portals = new ServerPortals({ redis: backend.redis, bus: this.bus, keys, instanceId: this.instanceId, logger: this.logger }, this.options.portal)
       this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry })
     }
+    // After the portal side: both take the authentication seam, and the hooks chain onto it.
+    this.hooks.attach(this.sockets, this.authentication)
     // A listening server can still fail (accept errors); without a listener that would crash the process.
     if (this.ownsHttp) this.http.on('error', (error) => this.logger.error?.('http server error', { error }))
     this.http.on('upgrade', this.sockets.onUpgrade)
@@ -218,6 +226,11 @@ export class MeshServer {
   /** Middleware for every command and client message, run before the command's own. */
   addMiddleware(...middleware: Middleware[]): void {
     this.registry.addMiddleware(middleware)
+  }
+
+  /** Adds a set of hooks (Mesa's middleware; see `MeshHooks`); sets stack. Returns the function that removes it. */
+  use(hooks: MeshHooks): () => void {
+    return this.hooks.use(hooks)
   }
 
   /** Called once the client has received its hello. Returns a function that removes the listener. */

@@ -33,6 +33,8 @@ export interface MessageRouterParts {
   /** Whether this connection's messages may run (authentication required and missing: no). */
   mayRun: (connection: Connection) => boolean
   logger: Logger
+  /** Told of every failed handler (the `onError` hooks). */
+  onFault?: (error: unknown, connection: Connection, type: string) => void
   /** Messages one connection may have waiting behind async middleware before more are dropped. */
   maxWaiting: number
 }
@@ -150,6 +152,7 @@ export class MessageRouter {
   private failed(ctx: MessageContext, error: unknown): void {
     this.stats.failedMessages++
     this.parts.logger.error?.('message handler failed', { type: ctx.type, connectionId: ctx.connection.id, error })
+    this.parts.onFault?.(error, ctx.connection, ctx.type)
   }
 
   /** Middleware threw: the message is dropped, and the client hears nothing (it asked for no reply). */

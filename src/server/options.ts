@@ -124,6 +124,22 @@ export interface MeshServerOptions {
    */
   rateLimit?: RateLimitOptions
   /**
+   * Keep each connection's messages, readable as `connection.messages` (Mesa's
+   * `options.storeMessages`): the events written to it and the client messages it
+   * sent. Commands, replies, channel messages, pings and latency reports are not
+   * messages. Each is kept once, bounded by `maxStoredMessages`. @default false
+   */
+  storeMessages?: boolean
+  /** Messages kept per direction per connection with `storeMessages`; older ones are dropped first. @default 100 */
+  maxStoredMessages?: number
+  /**
+   * Accept only clients of exactly this server's meshkit version (Mesa's
+   * `client.enforceEqualVersions`). The client offers its version at the upgrade;
+   * another version, or none, is closed with 4009 before authentication, and the
+   * client fails with `VERSION_MISMATCH` and does not reconnect. @default false
+   */
+  enforceEqualVersions?: boolean
+  /**
    * Forward connections, authentications, client messages, disconnections and
    * commands with no local handler to Portals in other processes (needs `redis`).
    * @default off
@@ -154,6 +170,9 @@ export const serverDefaults = {
   redisTimeout: 5_000,
   exposeErrors: false,
   maxConnections: Infinity,
+  enforceEqualVersions: false,
+  storeMessages: false,
+  maxStoredMessages: 100,
 } satisfies Partial<MeshServerOptions>
 
 /** Every server option; `redis` holds ioredis options, which are ioredis's to check. */
@@ -192,6 +211,9 @@ const serverOptionKeys: OptionKeys<MeshServerOptions> = {
   bus: true,
   logger: true,
   portal: true,
+  enforceEqualVersions: true,
+  storeMessages: true,
+  maxStoredMessages: true,
 }
 
 /** The options over their defaults; nested ones (`sync`, `rateLimit`, `portal`) resolved once, here. */
@@ -221,7 +243,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (Number.isFinite(resolved.maxPendingRequests) && !Number.isInteger(resolved.maxPendingRequests)) {
     throw new RangeError(`maxPendingRequests must be a whole number, got ${String(resolved.maxPendingRequests)}`)
   }
-  const counts = ['maxHistoryLimit', 'maxHistoryBytes', 'maxConcurrentHistoryReads', 'maxChannelsPerConnection', 'maxRoomsPerConnection', 'maxNameLength'] as const
+  const counts = ['maxHistoryLimit', 'maxHistoryBytes', 'maxConcurrentHistoryReads', 'maxChannelsPerConnection', 'maxRoomsPerConnection', 'maxNameLength', 'maxStoredMessages'] as const
   for (const key of counts) requireCount(key, resolved[key])
   requireCount('maxConnections', resolved.maxConnections, true)
   requireNonNegative('maxMissedPongs', resolved.maxMissedPongs)
@@ -237,7 +259,9 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')
   }
-  if (typeof resolved.exposeErrors !== 'boolean') throw new TypeError('exposeErrors must be a boolean')
+  for (const key of ['exposeErrors', 'enforceEqualVersions', 'storeMessages'] as const) {
+    if (typeof resolved[key] !== 'boolean') throw new TypeError(`${key} must be a boolean`)
+  }
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
   return resolved
 }

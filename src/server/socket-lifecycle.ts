@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { nanoid } from 'nanoid'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
+import { MessageLog } from '../shared/message-log.js'
 import { codecForSubprotocol, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
 import { CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol.js'
@@ -19,6 +20,8 @@ import type { InstanceMonitor } from './managers/instance-monitor.js'
 import type { LocalIndex } from './managers/local-index.js'
 import type { ResolvedServerOptions } from './options.js'
 import { RateLimiter, RateVerdict } from './rate-limiter.js'
+import type { ServerHooks } from './server-hooks.js'
+import { isSameVersion, refuseVersion } from './version-check.js'
 import type { OriginPolicy } from './origin-policy.js'
 
 export type ConnectionListener = (connection: Connection) => void | Promise<void>
@@ -26,7 +29,7 @@ export type ConnectionListener = (connection: Connection) => void | Promise<void
 /** The server options the socket lifecycle reads. */
 export type SocketLifecycleOptions = Pick<
   ResolvedServerOptions,
-  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout' | 'rateLimit' | 'maxConnections'
+  'path' | 'maxPayload' | 'perMessageDeflate' | 'maxBufferedBytes' | 'pingInterval' | 'latencyInterval' | 'maxPendingRequests' | 'closeTimeout' | 'rateLimit' | 'maxConnections' | 'enforceEqualVersions' | 'storeMessages' | 'maxStoredMessages'
 >
 
 /** The server's parts a socket meets between its upgrade and its cleanup. */
@@ -44,6 +47,8 @@ export interface SocketLifecycleParts {
   registry: CommandRegistry
   messages: MessageRouter
   heartbeat: Heartbeat
+  /** `server.use` hooks: client messages are reported here, sends through the connection. */
+  hooks: ServerHooks
   logger: Logger
   /** Whether the HTTP server is meshkit's own: then every upgrade on another path is refused. */
   ownsHttp: boolean
@@ -148,6 +153,10 @@ export class SocketLifecycle {
       refuseUpgrade(socket, 503, 'Service Unavailable')
       return
     }
+    if (this.options.enforceEqualVersions && !isSameVersion(request)) {
+      refuseVersion(this.wss, request, socket, head)
+      return
+    }
     this.upgrading++
     // A module-level listener: a closure here would share this scope and keep the
     // request and its headers alive for as long as the socket lives.
@@ -185,6 +194,8 @@ export class SocketLifecycle {
     const connection = new Connection(ws, `${this.parts.instanceId}.${nanoid()}`, codec, this.options.maxBufferedBytes, handshake)
     this.sockets.add(connection)
     if (this.limiter) connection.rateBucket = this.limiter.bucket()
+    connection.hooks = this.parts.hooks
+    if (this.options.storeMessages) connection.messageLog = new MessageLog(codec, this.options.maxStoredMessages)
     // Nothing is read until the hello is out, so no reply, ping or event can precede it.
     ws.pause()
     ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary))
@@ -276,8 +287,11 @@ export class SocketLifecycle {
     }
     // A message over the limit is dropped: it asked for no reply, so there is no id to refuse it on.
     else if (frame[0] === FrameType.MESSAGE) {
-      if (verdict === RateVerdict.PASS) this.parts.messages.dispatch(connection, frame[1], frame[2])
-      else this.parts.messages.rateLimited(connection, frame[1])
+      if (verdict === RateVerdict.PASS) {
+        connection.messageLog?.received(frame[1], frame[2])
+        if (this.parts.hooks.receiving) this.parts.hooks.messageReceived(connection, frame[1], frame[2])
+        this.parts.messages.dispatch(connection, frame[1], frame[2])
+      } else this.parts.messages.rateLimited(connection, frame[1])
     }
     // A pong over the limit still counts, but is handled: dropping it could cost a busy
     // but honest client its connection as a missed pong.

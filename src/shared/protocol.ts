@@ -14,6 +14,13 @@ export const Subprotocol = {
 
 export type CodecName = keyof typeof Subprotocol
 
+/**
+ * The client offers `meshkit.version.<its package version>` as a second subprotocol
+ * (the server never picks it): a browser WebSocket can set no header, and the query
+ * string is the application's (its `authenticate` and `handshake.query` read it).
+ */
+export const VERSION_SUBPROTOCOL_PREFIX = 'meshkit.version.'
+
 export const FrameType = {
   /** server → client: `[0, version, connectionId, { maxPayload, pingInterval, maxPendingRequests? }]` */
   HELLO: 0,
@@ -58,7 +65,7 @@ export const CloseCode = {
   HEARTBEAT_TIMEOUT: 4000,
   /** The server stopped writing to a reader that fell too far behind. */
   SLOW_CONSUMER: 4008,
-  /** Client and server protocol versions differ. */
+  /** Client and server protocol versions differ, or (`enforceEqualVersions`) their package versions; the reason is then the server's package version. The client does not reconnect. */
   VERSION_MISMATCH: 4009,
   /** The client kept sending frames past the server's `rateLimit` after being refused. The client reconnects. */
   RATE_LIMITED: 4029,

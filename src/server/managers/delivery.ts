@@ -5,6 +5,7 @@ import { FrameCache } from '../frame-cache.js'
 import type { Cluster } from './cluster.js'
 import type { LocalIndex } from './local-index.js'
 import type { Redelivery } from './redelivery.js'
+import { eventOf, type ServerHooks } from '../server-hooks.js'
 
 /** How user-addressed sends treat this instance's connections. */
 export interface UserDeliveryOptions {
@@ -42,6 +43,8 @@ export class Delivery {
   private tail: Promise<unknown> = Promise.resolve()
   /** Deliveries whose store step has not emitted yet: while there are none, a delivery emits at once. */
   private waiting = 0
+  /** Events written to local connections so far: a delivery's recipients are the difference, counted without a list. */
+  private written = 0
 
   constructor(
     private readonly instanceId: string,
@@ -52,13 +55,17 @@ export class Delivery {
     /** This instance's live connections by room. */
     private readonly rooms: LocalIndex,
     private readonly users: UserDeliveryOptions,
+    /** Told once per delivery, with a count: never once per recipient. */
+    private readonly hooks: ServerHooks,
   ) {}
 
   /** Every connection on every instance, except the excluded ids. */
   broadcast(event: string, payload: unknown, excluded: readonly string[] = []): Promise<void> {
     const frames = eventFrame(event, payload)
     return this.inOrder(undefined, () => {
+      const before = this.written
       this.writeAllExcept(excluded, frames)
+      if (this.hooks.sending) this.hooks.sentHere(event, payload, 'all', this.written - before)
       return this.shared ? this.cluster.deliverAll(excluded, frames.msgpack) : Promise.resolve()
     })
   }
@@ -68,14 +75,19 @@ export class Delivery {
     requireRoomName(room)
     const frames = eventFrame(event, payload)
     return this.inOrder(undefined, () => {
+      const before = this.written
       this.writeRoom(room, excluded, frames)
+      if (this.hooks.sending) this.hooks.sentHere(event, payload, 'room', this.written - before, room)
       return this.shared ? this.cluster.deliverRoom(room, excluded, frames.msgpack) : resolved
     })
   }
 
   /** A room broadcast that arrived from another instance (or a dispatcher). */
   deliverRoomFromBus(room: string, excludedIds: readonly string[], frame: Uint8Array): void {
-    this.writeRoom(room, excludedIds, FrameCache.fromMsgpack(frame))
+    const frames = FrameCache.fromMsgpack(frame)
+    const before = this.written
+    this.writeRoom(room, excludedIds, frames)
+    this.hooks.sentRelayed(frames, 'room', this.written - before, room)
   }
 
   private writeRoom(room: string, excludedIds: readonly string[], frames: FrameCache): void {
@@ -88,7 +100,14 @@ export class Delivery {
   /** Specific connections, wherever they are. Unknown ids are skipped. */
   sendTo(connectionIds: readonly string[], event: string, payload: unknown): Promise<void> {
     const frames = eventFrame(event, payload)
-    return this.inOrder(undefined, () => this.send(this.route(connectionIds), frames))
+    return this.inOrder(undefined, () => {
+      const before = this.written
+      const missing = this.hooks.undeliverable ? [] : undefined
+      const sent = this.send(this.route(connectionIds, missing), frames)
+      if (this.hooks.sending) this.hooks.sentHere(event, payload, 'connections', this.written - before)
+      if (missing !== undefined && missing.length > 0) this.hooks.undeliverableSent({ type: event, data: payload }, { userIds: [], connectionIds: missing })
+      return sent
+    })
   }
 
   /**
@@ -105,14 +124,28 @@ export class Delivery {
     const excluded = new Set(excludedUserIds)
     if (userIds.includes('*')) {
       return this.inOrder(undefined, () => {
+        const before = this.written
         this.deliverUsersLocal(excludedUserIds, frames)
+        if (this.hooks.sending) this.hooks.sentHere(event, payload, 'users', this.written - before)
         return this.shared ? this.cluster.deliverUsers(excludedUserIds, frames.msgpack) : Promise.resolve()
       })
     }
     const targets = [...new Set(userIds)].filter((id) => !excluded.has(id))
-    if (!this.users.redelivery?.enabled) return this.inOrder(undefined, () => this.sendToNamedUsers(targets, frames))
+    if (!this.users.redelivery?.enabled) {
+      return this.inOrder(undefined, () => {
+        const before = this.written
+        const sent = this.sendToNamedUsers(targets, frames)
+        if (this.hooks.sending) this.hooks.sentHere(event, payload, 'users', this.written - before)
+        return sent
+      })
+    }
     const routes = this.keptRoutes(targets, event, payload, frames)
-    return this.inOrder(routes, (resolved) => Promise.all(resolved.map(([route, frame]) => this.send(route, frame))))
+    return this.inOrder(routes, (resolved) => {
+      const before = this.written
+      const sent = Promise.all(resolved.map(([route, frame]) => this.send(route, frame)))
+      if (this.hooks.sending) this.hooks.sentHere(event, payload, 'users', this.written - before)
+      return sent
+    })
   }
 
   /** Without sync: local connections of each user from the index, and one publish per user's topic. */
@@ -124,7 +157,10 @@ export class Delivery {
 
   /** A named-user send that arrived from another instance (or a dispatcher). */
   deliverUserFromBus(userId: string, frame: Uint8Array): void {
-    this.writeUser(userId, FrameCache.fromMsgpack(frame))
+    const frames = FrameCache.fromMsgpack(frame)
+    const before = this.written
+    this.writeUser(userId, frames)
+    this.hooks.sentRelayed(frames, 'users', this.written - before)
   }
 
   private writeUser(userId: string, frames: FrameCache): void {
@@ -141,6 +177,11 @@ export class Delivery {
   private async keptRoutes(targets: string[], event: string, payload: unknown, frames: FrameCache): Promise<Array<[Routes, FrameCache]>> {
     const redelivery = this.users.redelivery!
     const kept = await Promise.all(targets.map((userId) => redelivery.keep(userId, event, payload)))
+    // The keep step read every user's connections anyway: who had none is known for free.
+    if (this.hooks.undeliverable) {
+      const offline = targets.filter((_, index) => kept[index]!.connections.length === 0)
+      if (offline.length > 0) this.hooks.undeliverableSent({ type: event, data: payload }, { userIds: offline, connectionIds: [] })
+    }
     if (!redelivery.acknowledged) return [[this.route(kept.flatMap(({ connections }) => connections)), frames]]
     // Each user's stream gives the message its own id, so each user gets its own frame.
     const reached = kept.filter(({ connections }) => connections.length > 0)
@@ -149,7 +190,10 @@ export class Delivery {
 
   /** A user send to `'*'` that arrived from another instance. */
   deliverUsersFromBus(excludedUserIds: readonly string[], frame: Uint8Array): void {
-    this.deliverUsersLocal(excludedUserIds, FrameCache.fromMsgpack(frame))
+    const frames = FrameCache.fromMsgpack(frame)
+    const before = this.written
+    this.deliverUsersLocal(excludedUserIds, frames)
+    this.hooks.sentRelayed(frames, 'users', this.written - before)
   }
 
   private deliverUsersLocal(excludedUserIds: readonly string[], frames: FrameCache): void {
@@ -164,15 +208,23 @@ export class Delivery {
   /** Writes a frame that arrived from another instance to some local connections. */
   deliverLocal(connectionIds: readonly string[], frame: Uint8Array): void {
     const frames = FrameCache.fromMsgpack(frame)
+    const before = this.written
+    let missing: string[] | undefined
     for (const id of connectionIds) {
       const connection = this.live.get(id)
       if (connection) this.write(connection, frames)
+      else if (this.hooks.undeliverable) (missing ??= []).push(id)
     }
+    this.hooks.sentRelayed(frames, 'connections', this.written - before)
+    if (missing !== undefined) this.hooks.undeliverableSent(eventOf(frames), { userIds: [], connectionIds: missing })
   }
 
   /** Writes a broadcast that arrived from another instance to every local connection but the excluded. */
   deliverAllLocal(excludedIds: readonly string[], frame: Uint8Array): void {
-    this.writeAllExcept(excludedIds, FrameCache.fromMsgpack(frame))
+    const frames = FrameCache.fromMsgpack(frame)
+    const before = this.written
+    this.writeAllExcept(excludedIds, frames)
+    this.hooks.sentRelayed(frames, 'all', this.written - before)
   }
 
   private writeAllExcept(excludedIds: readonly string[], frames: FrameCache): void {
@@ -182,8 +234,9 @@ export class Delivery {
 
   /** Every event goes out here: one held for a connection whose kept messages are being redelivered waits behind them. */
   private write(connection: Connection, frames: FrameCache): void {
+    this.written++
     const data = frames.for(connection.codec)
-    if (!this.users.redelivery?.holds(connection, data)) connection.write(data)
+    if (!this.users.redelivery?.holds(connection, data)) connection.writeEvent(data)
   }
 
   /**
@@ -192,7 +245,7 @@ export class Delivery {
    * or never were). Ids of no owner's shape, or of this instance but not live (just
    * closed), are skipped here.
    */
-  private route(connectionIds: readonly string[]): Routes {
+  private route(connectionIds: readonly string[], missing?: string[]): Routes {
     const local: Connection[] = []
     const remote = new Map<string, string[]>()
     for (const id of new Set(connectionIds)) {
@@ -202,7 +255,10 @@ export class Delivery {
         continue
       }
       const owner = ownerOfId(id)
-      if (owner === undefined || owner === this.instanceId) continue
+      if (owner === undefined || owner === this.instanceId) {
+        missing?.push(id)
+        continue
+      }
       let ids = remote.get(owner)
       if (!ids) remote.set(owner, (ids = []))
       ids.push(id)
@@ -250,3 +306,4 @@ function eventFrame(event: string, payload: unknown, id?: string): FrameCache {
   requireEventName(event)
   return FrameCache.of(id === undefined ? [FrameType.EVENT, event, payload] : [FrameType.EVENT, event, payload, id])
 }
+

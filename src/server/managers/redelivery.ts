@@ -134,7 +134,7 @@ export class Redelivery {
   release(connection: Connection): void {
     const held = this.held.get(connection)
     this.held.delete(connection)
-    if (held) for (const data of held.frames) connection.write(data)
+    if (held) for (const data of held.frames) connection.writeEvent(data)
   }
 
   /**
@@ -199,7 +199,8 @@ export class Redelivery {
         await this.store.deletePendingMessages(userId, [id])
         continue
       }
-      connection.write(encodeFrame(connection.codec, [FrameType.EVENT, event, payload, id]))
+      const written = connection.writeEvent(encodeFrame(connection.codec, [FrameType.EVENT, event, payload, id]))
+      if (connection.hooks?.sending) connection.hooks.messageSent(connection, { type: event, data: payload, target: 'redelivery', recipients: written ? 1 : 0, relayed: false })
       if (this.options.redeliveryInterval > 0) await new Promise((resolve) => setTimeout(resolve, this.options.redeliveryInterval))
     }
   }
