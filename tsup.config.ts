@@ -13,4 +13,6 @@ export default defineConfig({
   sourcemap: true,
   target: 'node20',
   splitting: true,
+  // \`import.meta.url\` in the CommonJS build (commandSync finds \`ws\` for its worker with it).
+  shims: true,
 })

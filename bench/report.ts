@@ -20,6 +20,7 @@ interface Row {
 
 const integer = (value: number): string => Math.round(value).toLocaleString('en-US')
 const decimals = (value: number): string => value.toFixed(2)
+const multiple = (value: number): string => `${value.toFixed(2)}×`
 const times = (value: number | undefined): string => (value === undefined || !Number.isFinite(value) ? '—' : `${value.toFixed(2)}×`)
 const all = (...checks: (boolean | undefined)[]): boolean | undefined => (checks.includes(undefined) ? undefined : checks.every(Boolean))
 const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined ? undefined : a / b)
@@ -55,7 +56,7 @@ const rows: Row[] = [
   { workload: '5. Broadcast to 10, 2 instances', metric: 'ms, no bystanders', key: 'broadcastCost:aloneMs', format: decimals },
   { workload: '5. Broadcast to 10, 2 instances', metric: 'ms, 5,000 bystanders', key: 'broadcastCost:crowdedMs', format: decimals, target: '≤1.2× no bystanders',
     met: (_, s) => atMost(worst(s, 'broadcastCost:ratio', median), 1.2) },
-  { workload: '5. Broadcast to 10, 2 instances', metric: 'with / without bystanders', key: 'broadcastCost:ratio', format: (v) => `${v.toFixed(2)}×` },
+  { workload: '5. Broadcast to 10, 2 instances', metric: 'with / without bystanders', key: 'broadcastCost:ratio', format: multiple },
   { workload: '6. 10,000 connections, heartbeats on', metric: 'held by server (worst round)', key: 'connections:held', format: integer, target: 'all 10,000 held',
     met: (_, s) => all(atLeast(worst(s, 'connections:held', (v) => Math.min(...v)), 10_000), atLeast(worst(s, 'connections:open', (v) => Math.min(...v)), 10_000), atMost(worst(s, 'connections:dropped', (v) => Math.max(...v)), 0)) },
   { workload: '6. 10,000 connections, heartbeats on', metric: 'open / dropped at load side (worst round)', key: 'connections:open', format: integer },
@@ -74,6 +75,21 @@ const rows: Row[] = [
   { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'CPU µs of both servers per message counted', key: 'chat:serverCpuUs', format: decimals },
   { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'ms to all 50 and reply, p50', key: 'chat:p50', format: decimals },
   { workload: '8. Chat, 200 clients on 2 instances, rooms of 50', metric: 'ms to all 50 and reply, p99', key: 'chat:p99', format: decimals },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'local command round-trips/s (50 clients, 1 awaited call each)', key: 'portal:localRps', format: integer },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'forwarded command round-trips/s', key: 'portal:forwardedRps', format: integer },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'forwarded / local round-trips/s', key: 'portal:forwardedOverLocal', format: multiple },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'local command p99 ms', key: 'portal:localP99', format: decimals },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'forwarded command p99 ms', key: 'portal:forwardedP99', format: decimals },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'forwarded / local p99', key: 'portal:p99Ratio', format: multiple },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'server CPU µs per call, local', key: 'portal:localServerCpuUs', format: decimals },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'server CPU µs per call, forwarded', key: 'portal:forwardedServerCpuUs', format: decimals },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'portal CPU µs per forwarded call', key: 'portal:forwardedPortalCpuUs', format: decimals },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'client messages/s handled by the portal', key: 'portal:portalMessagesPerSecond', format: integer },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'client messages/s handled by onMessage (server without portals)', key: 'portal:serverMessagesPerSecond', format: integer },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'portal / onMessage messages/s', key: 'portal:messagesRatio', format: multiple },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'server CPU µs per message, with portals', key: 'portal:portalMessageServerCpuUs', format: decimals },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'server CPU µs per message, without portals', key: 'portal:serverMessageCpuUs', format: decimals },
+  { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'portal CPU µs per message', key: 'portal:portalMessagePortalCpuUs', format: decimals },
 ]
 
 const columns: TargetKey[] = ['raw', 'sio', 'mesh']
@@ -182,6 +198,15 @@ Workloads:
    above messages/s, it shows senders running ahead of the deliveries. CPU per message: both servers' CPU time
    over the window per message counted (Redis's own not included; with such a backlog it includes work on
    messages accepted but not yet counted).
+9. Portals: one meshkit server with \`portal: { enabled: true }\` on Redis and one \`Portal\` in a process of its own.
+   Commands: 50 clients, each \`await client.command(...)\` in a loop, call \`echo\` (the server's handler) and
+   \`portal-echo\` (registered by the portal; forwarded through its command stream, answered on the server's
+   reply topic), in 0.5 s slices taken in turn (${rpcSeconds} s each per round, after a 1 s warm-up); the ratio of a
+   round is the median of the per-cycle ratios, the p99s are over all slices. Client messages: the same clients
+   send 20,000 \`tick\` messages in bursts of 50 per client, timed until the portal's handler counted every one;
+   the baseline is a second server without portals counting them in \`server.onMessage\`; the two take turns,
+   ${fanoutRepetitions} times per round after a warm-up each, and any event the server dropped fails the run. CPU per call
+   or message: the server's and the portal process's over the timed runs.
 ${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 

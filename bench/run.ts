@@ -2,7 +2,7 @@
 // target's server in its own process and the load here; medians and ratios at the end.
 //   npm run bench                full run (4 rounds, about 10 minutes), writes bench/results.md
 //   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md (as does --only)
-//   options: --rounds N, --only rpc,fanout,chat,..., --cpu-prof (meshkit servers, into /tmp)
+//   options: --rounds N, --only rpc,fanout,chat,portal,..., --cpu-prof (meshkit servers, into /tmp)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
@@ -17,6 +17,7 @@ import { fanoutClusterAwaited } from './workloads/fanout-cluster-awaited.js'
 import { fanoutCluster } from './workloads/fanout-cluster.js'
 import { fanout } from './workloads/fanout.js'
 import { memory, memoryFixedYoung } from './workloads/memory.js'
+import { portal } from './workloads/portal.js'
 import { rpc } from './workloads/rpc.js'
 
 type Workload = {
@@ -39,6 +40,7 @@ const workloads: Workload[] = [
   { name: 'memoryFixedYoung', run: memoryFixedYoung, targets: ['raw', 'sio', 'mesh'] },
   { name: 'broadcastCost', run: broadcastCost, targets: ['mesh'], redis: true },
   { name: 'connections', run: connections, targets: ['mesh'] },
+  { name: 'portal', run: portal, targets: ['mesh'], redis: true },
 ]
 
 const args = process.argv.slice(2)

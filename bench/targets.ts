@@ -11,6 +11,8 @@ export interface BenchClient {
   /** A request and its reply (raw ws: { id, cmd, data }; Socket.IO: an acknowledgement; meshkit: a command). */
   call(command: string, data?: unknown): Promise<unknown>
   on(event: string, listener: (data: any) => void): void
+  /** A fire-and-forget client message (meshkit only: `client.send`). */
+  send?(type: string, data?: unknown): void
   /** Called if the connection drops without close() being called. */
   onDrop(listener: () => void): void
   isOpen(): boolean
@@ -85,6 +87,7 @@ async function connectMeshkit(port: number): Promise<BenchClient> {
   let closing = false
   return {
     call: (cmd, data) => client.command(cmd, data),
+    send: (type, data) => client.send(type, data),
     on: (event, listener) => void client.on(event, listener),
     onDrop: (listener) => void client.on('disconnect', () => closing || listener()),
     isOpen: () => client.state === 'open',

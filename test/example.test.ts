@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { uniqueNamespace } from './support/cluster.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -48,5 +49,18 @@ describe('examples (what `npm start` runs)', () => {
     server.kill('SIGTERM')
     const [serverCode] = await once(server, 'exit')
     expect(serverCode).toBe(0)
+  })
+
+  it('the portal example handles a client message and a command in the portal, and exits cleanly', { timeout: 60_000 }, async () => {
+    const example = run('examples/portal.ts', { REDIS_URL: inject('redisUrl'), NAMESPACE: uniqueNamespace('example-portal') })
+    const output = collect(example)
+    const [code] = await once(example, 'exit')
+    expect(output()).toMatch(/portal: [\w-]+\.[\w-]+ connected \(query \{"from":"example"\}\)/)
+    expect(output()).toContain('chat → chat-reply: HELLO, PORTAL')
+    expect(output()).toContain('add → 5')
+    expect(output()).toContain('add with a string → BAD_REQUEST')
+    expect(output()).toMatch(/portal: [\w-]+\.[\w-]+ disconnected \(1000\)/)
+    // Exiting by itself shows that close() released everything (timers, Redis connections).
+    expect(code).toBe(0)
   })
 })

@@ -28,8 +28,8 @@ const staticImport = /^\s*(?:import|export)\b[^;'"`]*?\bfrom\s*["']([^"']+)["']/
 const sideEffectImport = /^\s*import\s*["']([^"']+)["']/gm
 const dynamicImport = /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g
 
-/** Follows the imports of an ESM file of dist/ through the relative files it reaches. */
-function importGraph(entry: string): ImportGraph {
+/** Follows the imports of an ESM file of dist/ through the relative files it reaches (only what loads at once, without `dynamic`). */
+function importGraph(entry: string, dynamic = true): ImportGraph {
   const graph: ImportGraph = { files: [], packages: new Map() }
   const pending = [resolve(dist, entry)]
   const seen = new Set<string>()
@@ -42,7 +42,7 @@ function importGraph(entry: string): ImportGraph {
     const specifiers: Array<[string, 'static' | 'dynamic']> = [
       ...[...text.matchAll(staticImport)].map((match) => [match[1], 'static'] as [string, 'static']),
       ...[...text.matchAll(sideEffectImport)].map((match) => [match[1], 'static'] as [string, 'static']),
-      ...[...text.matchAll(dynamicImport)].map((match) => [match[1], 'dynamic'] as [string, 'dynamic']),
+      ...(dynamic ? [...text.matchAll(dynamicImport)].map((match) => [match[1], 'dynamic'] as [string, 'dynamic']) : []),
     ]
     for (const [specifier, kind] of specifiers) {
       if (specifier.startsWith('.') || specifier.startsWith('/')) {
@@ -78,6 +78,15 @@ describe('the built package', () => {
     }
     for (const name of graph.packages.keys()) expect(['msgpackr', 'ws', 'nanoid']).toContain(name)
     expect(graph.packages.get('ws')).toEqual(new Set(['dynamic']))
+  })
+
+  it('dist/client.js loads commandSync\'s Node-only chunk through a dynamic import, and that chunk imports no Node built-in', () => {
+    const eager = importGraph('client.js', false)
+    const syncChunk = importGraph('client.js').files.find((file) => /^sync-caller-.*\.js$/.test(file))
+    expect(syncChunk).toBeDefined()
+    expect(eager.files).not.toContain(syncChunk)
+    // A browser bundler follows dynamic imports too: a `worker_threads` import there would fail its build.
+    expect(readFileSync(join(dist, syncChunk!), 'utf8')).toContain('getBuiltinModule("node:worker_threads")')
   })
 
   it('the import graph walker sees what dist/server.js imports (a check on the check)', () => {

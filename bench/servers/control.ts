@@ -5,8 +5,14 @@ import { createInterface } from 'node:readline'
 
 const gc = (globalThis as { gc?: () => void }).gc
 
-/** Serves the control commands, then prints the port the orchestrator waits for. */
-export function serveControl(port: number, connections: () => number): void {
+/** A server's own control command: gets what followed its name on the line (`await-events 20000`). */
+export type ControlCommand = (argument: string) => unknown
+
+/**
+ * Serves the control commands (the common ones and the server's `extra` ones, which may
+ * be async), then prints the port the orchestrator waits for.
+ */
+export function serveControl(port: number, connections: () => number, extra: Record<string, ControlCommand> = {}): void {
   const loopDelay = monitorEventLoopDelay({ resolution: 10 })
   const commands: Record<string, () => unknown> = {
     connections: () => ({ connections: connections() }),
@@ -41,9 +47,11 @@ export function serveControl(port: number, connections: () => number): void {
   createInterface({ input: process.stdin })
     .on('line', (line) => {
       const { id, command } = JSON.parse(line) as { id: number; command: string }
-      const handler = commands[command]
-      const result = handler ? handler() : { error: `unknown control command ${command}` }
-      process.stdout.write(`REPLY ${JSON.stringify({ id, result })}\n`)
+      const [name = '', ...rest] = command.split(' ')
+      const handler = commands[name] ?? extra[name]
+      const reply = (result: unknown): void => void process.stdout.write(`REPLY ${JSON.stringify({ id, result })}\n`)
+      if (!handler) return reply({ error: `unknown control command ${name}` })
+      void Promise.resolve(handler(rest.join(' '))).then(reply, (error: Error) => reply({ error: error.message }))
     })
     // The orchestrator is gone (or done): nothing is left to serve.
     .on('close', () => process.exit(0))

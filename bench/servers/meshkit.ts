@@ -1,7 +1,9 @@
 // meshkit (msgpack): in memory by default; with BENCH_REDIS_URL, on Redis under
-// BENCH_NAMESPACE; BENCH_HOOKS=noop adds no-op hooks. BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat.
+// BENCH_NAMESPACE; BENCH_HOOKS=noop adds no-op hooks; BENCH_PORTAL=1 enables portals (workload 9).
+// BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat.
 import { MeshServer } from 'meshkit/server'
 import { serveControl } from './control.js'
+import { countTo } from './count-to.js'
 
 const env = process.env
 const server = new MeshServer({
@@ -10,6 +12,7 @@ const server = new MeshServer({
   ...(env.BENCH_REDIS_URL ? { redis: env.BENCH_REDIS_URL, namespace: env.BENCH_NAMESPACE } : {}),
   ...(env.BENCH_PING_INTERVAL ? { pingInterval: Number(env.BENCH_PING_INTERVAL) } : {}),
   ...(env.BENCH_LATENCY_INTERVAL ? { latencyInterval: Number(env.BENCH_LATENCY_INTERVAL) } : {}),
+  ...(env.BENCH_PORTAL === '1' ? { portal: { enabled: true } } : {}),
 })
 // BENCH_HOOKS=noop: a set of no-op message hooks, to show that hooks cost a broadcast nothing per recipient.
 if (env.BENCH_HOOKS === 'noop') server.use({ onMessageSent() {}, onMessageReceived() {} })
@@ -36,5 +39,12 @@ server.registerCommand<{ room: string }>('say', async (ctx) => {
   await server.broadcastRoom(ctx.payload.room, 'chat', ctx.payload)
   return true
 })
+// Workload 9's baseline: client messages handled here, counted until the load's target.
+const ticks = countTo()
+server.onMessage('tick', () => ticks.count())
 await server.ready()
-serveControl(server.port, () => server.connections.size)
+serveControl(server.port, () => server.connections.size, {
+  'expect-ticks': (total) => ticks.expect(Number(total)),
+  'await-ticks': () => ticks.reached(),
+  stats: () => ({ ...server.stats }),
+})

@@ -16,8 +16,14 @@ import { Subscriptions, type ChannelCallback, type SubscribeOptions, type Subscr
 import { defaultWebSocket, type Transport } from './transport.js'
 import { refusalStatus } from './connection-failure.js'
 import { UrlSource, type ClientUrl } from './url-source.js'
+import type { SyncCaller } from './sync-caller.js'
+import { isNode, loadSyncSupport, newSyncCaller } from './sync-support.js'
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
+
+function notSupported(): MeshError {
+  return new MeshError(ErrorCode.NOT_SUPPORTED, 'commandSync needs Node 20.16 or newer (worker threads, Atomics.wait); use command() here')
+}
 const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_FAILED, CloseCode.AUTH_TIMEOUT])
 
 
@@ -69,6 +75,8 @@ export class MeshClient {
    * resumes them as a reconnect would. `close()` clears it.
    */
   private resumeOnConnect = false
+  /** Made by the first `commandSync` of a session: its worker thread and side channel. */
+  private syncCaller: SyncCaller | undefined
 
   /**
    * @param url the server; or several instances of it: reconnect attempts go round
@@ -150,6 +158,60 @@ export class MeshClient {
       return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.currentState}`))
     }
     return this.sender.request(name, payload, timeout, false) as Promise<R>
+  }
+
+  /**
+   * Node only: sends a command and blocks the calling thread until the reply, which it
+   * returns, or throws the `MeshError` that `command()` would reject with. It runs on
+   * this connection: the server's middleware, authentication and the connection's
+   * metadata apply, and the handler's `ctx.connection.id` is `client.id`.
+   *
+   * A blocked thread cannot read its own socket, so the request travels on a side
+   * channel: a worker thread of this client with a second socket, bound to the
+   * connection by a one-time secret. The first call of a connection opens it (a
+   * thread, a socket, one more round trip); later calls cost one round trip. Behind a
+   * load balancer it must reach the connection's instance (sticky sessions).
+   *
+   * What blocking costs: while it waits, nothing else on this thread runs. Timers,
+   * events, channel messages, pings and the replies of other commands wait until it
+   * returns, and are then handled in the order they came. A call longer than the
+   * server's ping interval can cost the connection (pongs wait too).
+   *
+   * Throws `NOT_SUPPORTED` outside Node (in browsers); `CONNECTION_CLOSED` unless the
+   * client is open (it cannot wait for a reconnect: that needs the event loop it
+   * blocks) or if the connection drops during the call; `TIMEOUT` after `timeout` ms;
+   * `CONNECTION_FAILED` if the side channel could not be opened or was refused (an older
+   * server, or another instance than the connection's); `ENCODE_ERROR`, `PAYLOAD_TOO_LARGE`.
+   */
+  commandSync<R = unknown>(name: string, payload?: unknown, timeout: number = this.options.commandTimeout): R {
+    if (!isNode()) throw notSupported()
+    const { transport, connectionId, url } = this
+    // While re-authenticating, a request would run unauthenticated; the wait for it needs the event loop.
+    if (this.currentState !== 'open' || this.resuming || !transport || connectionId === undefined || url === undefined) {
+      throw new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.resuming ? 're-authenticating' : this.currentState}`)
+    }
+    const caller = (this.syncCaller ??= newSyncCaller())
+    if (!caller) throw notSupported()
+    try {
+      return caller.call(
+        {
+          connectionId,
+          url,
+          codec: this.codec,
+          maxPayload: this.sender.payloadLimit,
+          offerSecret: (secret) => {
+            // Failures show on the side channel (refused), which the caller reports.
+            this.sender.request(BuiltinCommand.SYNC_SECRET, { secret }, this.options.commandTimeout, true, true).catch(() => {})
+            transport.flushNow()
+          },
+        },
+        name,
+        payload,
+        timeout,
+      ) as R
+    } finally {
+      this.watchdog.resume()
+    }
   }
 
   /**
@@ -304,6 +366,8 @@ export class MeshClient {
 
   /** Opens one socket and resolves on the server's hello; rejects if it ends or times out first. */
   private async openSocket(): Promise<void> {
+    const loading = loadSyncSupport()
+    if (loading) await loading
     const WebSocket = this.options.WebSocket ?? (await defaultWebSocket())
     const url = await this.urls.resolve()
     if (this.currentState === 'closed') throw new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client was closed')
@@ -458,6 +522,8 @@ export class MeshClient {
     this.connectionId = undefined
     this.setState('closed')
     this.sender.rejectAll(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The client is closed'))
+    this.syncCaller?.close()
+    this.syncCaller = undefined
     if (this.finished) return
     this.finished = true
     this.lifecycle.emit('close')

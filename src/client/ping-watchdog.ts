@@ -27,6 +27,16 @@ export class PingWatchdog {
 
   stop(): void {
     clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  /**
+   * The thread was blocked (`commandSync`) and read nothing: pings may be waiting
+   * unread, so the silence is counted again from now rather than by a timer that
+   * would fire before they are read.
+   */
+  resume(): void {
+    if (this.timer !== undefined) this.arm()
   }
 
   private arm(): void {

@@ -34,6 +34,11 @@ export class RequestSender {
     private readonly onDropped: (count: number, reason: DropReason) => void = () => {},
   ) {}
 
+  /** The largest request the current server accepts, in bytes (its hello's `maxPayload`). */
+  get payloadLimit(): number {
+    return this.maxPayload
+  }
+
   /** A socket said hello: requests go to it, within the limits it announced. */
   use(transport: Transport, options: Partial<HelloOptions>): void {
     this.transport = transport

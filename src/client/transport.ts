@@ -166,6 +166,17 @@ export class Transport {
     })
   }
 
+  /**
+   * Writes what is held now rather than at the end of this tick: for a frame that
+   * must leave before the thread blocks (`commandSync`), when no tick would end.
+   */
+  flushNow(): void {
+    const raw = (this.socket as unknown as WsExtras)._socket
+    if (!this.corked || !raw) return
+    this.corked = false
+    raw.uncork()
+  }
+
   private end(code: number, reason: string): void {
     if (this.gone) return
     this.gone = true

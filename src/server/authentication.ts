@@ -9,7 +9,11 @@ import type { MeshStore } from './store/types.js'
 import type { OptionKeys } from '../shared/options.js'
 
 export interface AuthenticationOptions {
-  /** Milliseconds a connection has to authenticate when authentication is `required`; then it is closed with 4003. @default 10000 */
+  /**
+   * Milliseconds a connection has to authenticate when authentication is `required`;
+   * then it is closed with 4003. Also the time a `commandSync` side channel has to
+   * attach (whether or not authentication is required); then it is closed with 4403. @default 10000
+   */
   timeout?: number
   /** Unauthenticated connections get no user sends and may run no command but authentication. @default false */
   required?: boolean

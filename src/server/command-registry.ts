@@ -4,6 +4,7 @@ import type { Connection } from './connection.js'
 import { RequestContext, type CommandHandler, type MeshContext, type Middleware } from './context.js'
 import { silentLogger, type Logger } from './logger.js'
 import type { MeshServer } from './mesh-server.js'
+import type { Replies } from './sync-channels.js'
 
 /** How handler failures are reported: the server's `exposeErrors` option and logger. */
 export interface FailureReporting {
@@ -75,28 +76,31 @@ export class CommandRegistry {
     for (const command of this.commands.values()) command.chain = [...this.global, ...command.own]
   }
 
-  /** Handles one request and answers it on the connection; never throws. */
-  dispatch(connection: Connection, requestId: number, name: string, payload: unknown): void {
+  /**
+   * Handles one request of `connection` and answers it on `out` (the connection's own
+   * socket, or its side channel for `commandSync`); never throws.
+   */
+  dispatch(connection: Connection, requestId: number, name: string, payload: unknown, out: Replies = connection): void {
     const refusal = this.gate(connection, name)
     if (refusal) {
-      connection.respondError(requestId, refusal)
+      out.respondError(requestId, refusal)
       return
     }
     const command = this.commands.get(name)
-    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler)
+    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out)
     // Only names some portal announced run the middleware: any other stays NOT_FOUND before it, as without portals.
-    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call)
+    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out)
     else {
       // A portal announced a change that is being read: the name may be what it just registered.
       const changing = this.remote?.changing()
-      if (changing) void changing.then(() => this.dispatch(connection, requestId, name, payload))
-      else connection.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
+      if (changing) void changing.then(() => this.dispatch(connection, requestId, name, payload, out))
+      else out.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
     }
   }
 
-  private run(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler): void {
+  private run(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies): void {
     if (connection.pendingRequests >= this.maxPendingRequests) {
-      connection.respondError(
+      out.respondError(
         requestId,
         new MeshError(ErrorCode.TOO_MANY_REQUESTS, `More than ${this.maxPendingRequests} requests in flight`),
       )
@@ -107,22 +111,22 @@ export class CommandRegistry {
     try {
       result = runChain(chain, handler, ctx)
     } catch (error) {
-      connection.respondError(requestId, this.failed(connection, name, error))
+      out.respondError(requestId, this.failed(connection, name, error))
       return
     }
     if (!isThenable(result)) {
-      connection.respond(requestId, result)
+      out.respond(requestId, result)
       return
     }
     connection.pendingRequests++
     result.then(
       (value) => {
         connection.pendingRequests--
-        connection.respond(requestId, value)
+        out.respond(requestId, value)
       },
       (error: unknown) => {
         connection.pendingRequests--
-        connection.respondError(requestId, this.failed(connection, name, error))
+        out.respondError(requestId, this.failed(connection, name, error))
       },
     )
   }

@@ -7,6 +7,7 @@ import { requireEventName } from './call-arguments.js'
 import type { RateBucket } from './rate-limiter.js'
 import type { Handshake } from './handshake.js'
 import type { MessageLog, StoredMessages } from '../shared/message-log.js'
+import { errorFrame, responseFrame } from './reply-frames.js'
 import type { ServerHooks } from './server-hooks.js'
 
 const OPEN = 1
@@ -255,27 +256,12 @@ export class Connection {
 
   /** @internal */
   respond(requestId: number, result: unknown): void {
-    let data: WireData
-    try {
-      data = this.codec.encode([FrameType.RESPONSE, requestId, result])
-    } catch (error) {
-      this.respondError(requestId, new MeshError(ErrorCode.ENCODE_ERROR, 'The reply could not be encoded', { cause: error }))
-      return
-    }
-    this.write(data)
+    this.write(responseFrame(this.codec, requestId, result))
   }
 
   /** @internal */
   respondError(requestId: number, error: MeshError): void {
-    const frame: unknown[] = [FrameType.ERROR, requestId, error.code, error.message]
-    if (error.data !== undefined) frame.push(error.data)
-    let data: WireData
-    try {
-      data = this.codec.encode(frame)
-    } catch {
-      data = this.codec.encode([FrameType.ERROR, requestId, error.code, error.message])
-    }
-    this.write(data)
+    this.write(errorFrame(this.codec, requestId, error))
   }
 
   /** @internal */

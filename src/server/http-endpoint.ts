@@ -2,9 +2,10 @@ import type { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
-import { Subprotocol } from '../shared/protocol.js'
+import { Subprotocol, SyncSubprotocol } from '../shared/protocol.js'
 
-const knownSubprotocols = new Set<string>(Object.values(Subprotocol))
+// Side channel subprotocols reach here only from side channel upgrades (see `syncProtocolOf`).
+const knownSubprotocols = new Set<string>([...Object.values(Subprotocol), ...Object.values(SyncSubprotocol)])
 
 /** The first subprotocol the client offered that meshkit speaks; none means msgpack. */
 export function pickSubprotocol(offered: Set<string>): string | false {

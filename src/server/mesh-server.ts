@@ -150,6 +150,7 @@ export class MeshServer {
       ownsHttp: this.ownsHttp,
       http: this.http,
       origins,
+      attachTimeout: authOptions.timeout,
     })
     // Checked at construction: portals need `redis`, so the backend has a Redis connection.
     if (this.options.portal && backend.redis) {

@@ -6,7 +6,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 import { MessageLog } from '../shared/message-log.js'
 import { codecForSubprotocol, tryDecode, type Codec, type WireData } from '../shared/codec.js'
 import { ErrorCode, MeshError } from '../shared/errors.js'
-import { CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol.js'
+import { BuiltinCommand, CloseCode, FrameType, isId, parseClientFrame } from '../shared/protocol.js'
 import type { Authentication } from './authentication.js'
 import type { CommandRegistry } from './command-registry.js'
 import { Connection } from './connection.js'
@@ -23,6 +23,7 @@ import { RateLimiter, RateVerdict } from './rate-limiter.js'
 import type { ServerHooks } from './server-hooks.js'
 import { isSameVersion, refuseVersion } from './version-check.js'
 import type { OriginPolicy } from './origin-policy.js'
+import { SyncChannels, syncProtocolOf, type Replies } from './sync-channels.js'
 
 export type ConnectionListener = (connection: Connection) => void | Promise<void>
 
@@ -56,6 +57,8 @@ export interface SocketLifecycleParts {
   http: EventEmitter
   /** Which pages' upgrades are let through to authentication. */
   origins: OriginPolicy
+  /** Milliseconds a `commandSync` side channel has to attach (`authentication.timeout`). */
+  attachTimeout: number
 }
 
 /**
@@ -81,6 +84,8 @@ export class SocketLifecycle {
   private upgrading = 0
   /** Set when `maxConnections` refused an upgrade, so that a full instance warns once rather than per upgrade. */
   private full = false
+  /** Second sockets of connections that use `commandSync`; invisible to everything else. */
+  private readonly sync: SyncChannels
 
   constructor(
     private readonly options: SocketLifecycleOptions,
@@ -94,6 +99,7 @@ export class SocketLifecycle {
       handleProtocols: pickSubprotocol,
     })
     this.limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined
+    this.sync = new SyncChannels(parts.live, (connection, requestId, name, payload, out) => this.onRequest(connection, requestId, name, payload, out), parts.attachTimeout, parts.logger)
     servesPath(this.onUpgrade, options.path)
   }
 
@@ -121,6 +127,7 @@ export class SocketLifecycle {
       else this.onLastConnectionGone = resolve
     })
     for (const connection of this.sockets) connection.close(CloseCode.GOING_AWAY, 'server shutting down')
+    this.sync.close()
     const deadline = setTimeout(() => {
       for (const connection of this.sockets) connection.terminate()
     }, this.options.closeTimeout)
@@ -142,15 +149,22 @@ export class SocketLifecycle {
       refuseUpgrade(socket, 503, 'Service Unavailable')
       return
     }
+    // A side channel's secret is its authentication: no cookie, and no page of another origin, can present it.
+    const sideChannel = syncProtocolOf(request) !== undefined
     // Both before authentication: a foreign page must not learn whether the user's cookie is valid, and a full instance must not pay for checking.
-    if (!this.allowsOrigin(request)) {
+    if (!sideChannel && !this.allowsOrigin(request)) {
       refuseUpgrade(socket, 403, 'Forbidden')
       return
     }
-    if (this.sockets.size + this.upgrading >= this.options.maxConnections) {
+    if (this.sockets.size + this.upgrading + this.sync.size >= this.options.maxConnections) {
       if (!this.full) this.parts.logger.warn?.('maxConnections reached: refusing upgrades with 503', { maxConnections: this.options.maxConnections })
       this.full = true
       refuseUpgrade(socket, 503, 'Service Unavailable')
+      return
+    }
+    // A side channel is bound to a connection that already passed the version check.
+    if (sideChannel) {
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.sync.accept(ws))
       return
     }
     if (this.options.enforceEqualVersions && !isSameVersion(request)) {
@@ -250,6 +264,7 @@ export class SocketLifecycle {
     this.sockets.delete(connection)
     this.full = false
     this.parts.channels.dropConnection(connection)
+    this.sync.dropConnection(connection)
     connection.disposed()
     if (this.sockets.size === 0) this.onLastConnectionGone?.()
     const cleanup = announced
@@ -283,6 +298,8 @@ export class SocketLifecycle {
     }
     if (frame[0] === FrameType.REQUEST) {
       if (verdict === RateVerdict.REFUSE) connection.respondError(frame[1], RATE_LIMITED)
+      // Plumbing of `commandSync`, not an application command: no gate, no middleware.
+      else if (frame[2] === BuiltinCommand.SYNC_SECRET) this.sync.offer(connection, frame[1], frame[3])
       else this.parts.registry.dispatch(connection, frame[1], frame[2], frame[3])
     }
     // A message over the limit is dropped: it asked for no reply, so there is no id to refuse it on.
@@ -296,6 +313,14 @@ export class SocketLifecycle {
     // A pong over the limit still counts, but is handled: dropping it could cost a busy
     // but honest client its connection as a missed pong.
     else this.parts.heartbeat.onPong(connection, frame[1])
+  }
+
+  /** A request that came on a connection's side channel: rate limited as the connection's own, answered on `out`. */
+  private onRequest(connection: Connection, requestId: number, name: string, payload: unknown, out: Replies): void {
+    const verdict = this.limiter === undefined ? RateVerdict.PASS : this.limiter.take(connection.rateBucket!)
+    if (verdict === RateVerdict.CLOSE) this.closeFlooder(connection)
+    else if (verdict === RateVerdict.REFUSE) out.respondError(requestId, RATE_LIMITED)
+    else this.parts.registry.dispatch(connection, requestId, name, payload, out)
   }
 
   /** Past `closeAfter`: frames already in flight behind this one find the socket closing and get nothing. */

@@ -32,6 +32,8 @@ export const ErrorCode = {
   FORBIDDEN: 'FORBIDDEN',
   /** A feature that is switched off in the options. */
   NOT_ENABLED: 'NOT_ENABLED',
+  /** Something this environment cannot do: `client.commandSync` outside Node (in a browser). */
+  NOT_SUPPORTED: 'NOT_SUPPORTED',
   /** A per-connection limit was reached (rooms, subscriptions, name length); see the server's options. */
   LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
   /** Another authentication of this connection is still being decided; only one runs at a time. */

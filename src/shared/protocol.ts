@@ -21,6 +21,16 @@ export type CodecName = keyof typeof Subprotocol
  */
 export const VERSION_SUBPROTOCOL_PREFIX = 'meshkit.version.'
 
+/**
+ * Subprotocols of a side channel (`client.commandSync` in Node): a second socket
+ * that carries the requests of one connection, bound to it by a secret. Its frames
+ * use the named codec, which must be the bound connection's.
+ */
+export const SyncSubprotocol = {
+  msgpack: 'meshkit.sync.msgpack',
+  json: 'meshkit.sync.json',
+} as const
+
 export const FrameType = {
   /** server → client: `[0, version, connectionId, { maxPayload, pingInterval, maxPendingRequests? }]` */
   HELLO: 0,
@@ -73,6 +83,11 @@ export const CloseCode = {
   AUTH_FAILED: 4001,
   /** Authentication is required and did not happen in time. The client does not reconnect. */
   AUTH_TIMEOUT: 4003,
+  /**
+   * A side channel (`commandSync`) was refused: its attach request was malformed, named
+   * no connection of this instance, or its secret did not match (or never came).
+   */
+  SIDE_CHANNEL_REFUSED: 4403,
 } as const
 
 export interface HelloOptions {
@@ -128,7 +143,19 @@ export const BuiltinCommand = {
   LEAVE_ROOM: 'mesh/leave-room',
   AUTHENTICATE: 'mesh/authenticate',
   ACK: 'mesh/ack',
+  /** Hands the server a secret for this connection's side channel (`commandSync`); skips middleware. */
+  SYNC_SECRET: 'mesh/sync-secret',
+  /** The first frame on a side channel: `{ connectionId, secret }`; answered `true`, or the channel is closed with 4403. */
+  SYNC_ATTACH: 'mesh/sync-attach',
 } as const
+
+/** Length of a side channel's secret: 32 random bytes in base64url without padding. */
+export const SYNC_SECRET_LENGTH = 43
+
+/** Whether a value is a well-formed side channel secret. */
+export function isSyncSecret(value: unknown): value is string {
+  return typeof value === 'string' && value.length === SYNC_SECRET_LENGTH && /^[A-Za-z0-9_-]+$/.test(value)
+}
 
 /** Longest message type, in UTF-8 bytes: a fixed protocol limit, so that the client can check it before it knows the server. */
 export const MAX_MESSAGE_TYPE_BYTES = 255

@@ -4,10 +4,10 @@ import { onTestFinished } from 'vitest'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
-/** Starts an instance in a child process and resolves with its port. */
-export async function childInstance(env: Record<string, string>): Promise<{ port: number; kill(): Promise<void> }> {
+/** Starts an instance in a child process (`fixture`: another script printing "PORT <port>") and resolves with its port. */
+export async function childInstance(env: Record<string, string>, fixture = 'test/fixtures/instance.ts'): Promise<{ port: number; kill(): Promise<void> }> {
   // node itself runs the instance (tsx as a loader), so SIGKILL reaches the process that holds the sockets.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/instance.ts'], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   onTestFinished(async () => {
     child.kill('SIGKILL')
