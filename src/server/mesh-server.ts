@@ -155,7 +155,7 @@ export class MeshServer {
     // Checked at construction: portals need `redis`, so the backend has a Redis connection.
     if (this.options.portal && backend.redis) {
       this.portals = new ServerPortals({ redis: backend.redis, bus: this.bus, keys, instanceId: this.instanceId, logger: this.logger }, this.options.portal)
-      this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry })
+      this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry, monitor: this.monitor })
     }
     // After the portal side: both take the authentication seam, and the hooks chain onto it.
     this.hooks.attach(this.sockets, this.authentication)

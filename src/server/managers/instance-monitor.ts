@@ -20,6 +20,13 @@ import type { Redelivery } from './redelivery.js'
  *   from the store (one read per connection), unless the store came back empty.
  */
 export class InstanceMonitor {
+  /**
+   * Called (it must not throw) once this instance has cleaned up a dead one, with the
+   * connections the dead one held: they closed without anyone seeing it (portals
+   * then get their disconnections).
+   */
+  onInstanceCleaned: ((instanceId: string, connectionIds: readonly string[]) => void) | undefined
+
   private refreshTimer: ReturnType<typeof setInterval> | undefined
   private sweepTimer: ReturnType<typeof setInterval> | undefined
   /** Live connections whose registration (or their user's) failed; written back when the store is back. */
@@ -230,6 +237,7 @@ export class InstanceMonitor {
         const connections = await this.store.getInstanceConnections(instanceId)
         await Promise.all(connections.map((id) => this.store.removeConnection(id)))
         await this.store.unregisterInstance(instanceId)
+        this.onInstanceCleaned?.(instanceId, connections)
         this.logger.info?.('cleaned up a dead instance', { instanceId, connections: connections.length })
       }
     } catch (error) {

@@ -138,16 +138,27 @@ export class EventWriter {
     await new Promise<void>((resolve) => (this.onIdle = resolve))
   }
 
-  private write(kind: EntryKind, connection: Connection, body: EntryBody): void {
+  /**
+   * The connections of an instance that died (a survivor cleaned it up): nobody wrote
+   * their disconnections, so the survivor does, with code 1006 and no user (the dead
+   * instance's record of it is gone). Their earlier events, written by the dead
+   * instance long before its liveness expired, stay before them.
+   */
+  instanceDied(instanceId: string, connectionIds: readonly string[]): void {
+    for (const id of connectionIds) this.write(EntryKind.DISCONNECTION, id, { code: 1006, reason: 'instance died' }, instanceId)
+  }
+
+  private write(kind: EntryKind, connection: Connection | string, body: EntryBody, instanceId = this.instanceId): void {
+    const connectionId = typeof connection === 'string' ? connection : connection.id
     let fields: (string | Buffer)[]
     try {
-      fields = entryFields(kind, connection.id, this.instanceId, body)
+      fields = entryFields(kind, connectionId, instanceId, body)
     } catch (error) {
       // A user object or message data msgpack cannot encode (a function, a BigInt out of range).
-      this.lost(1, 'a portal event could not be encoded; dropped', { kind, connectionId: connection.id, error })
+      this.lost(1, 'a portal event could not be encoded; dropped', { kind, connectionId, error })
       return
     }
-    const key = this.keys.portalEvents(partitionOf(connection.id, this.options.partitions))
+    const key = this.keys.portalEvents(partitionOf(connectionId, this.options.partitions))
     const batch = this.batches.get(key)
     if (batch) batch.push(fields)
     else this.batches.set(key, [fields])

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { Authentication } from '../authentication.js'
 import type { CommandRegistry } from '../command-registry.js'
+import type { InstanceMonitor } from '../managers/instance-monitor.js'
 import type { Connection } from '../connection.js'
 import type { Logger } from '../logger.js'
 import type { MessageRouter } from '../message-router.js'
@@ -28,6 +29,7 @@ export interface PortalHooks {
   messages: MessageRouter
   authentication: Authentication
   registry: CommandRegistry
+  monitor: InstanceMonitor
 }
 
 /**
@@ -67,6 +69,7 @@ export class ServerPortals {
     hooks.messages.forwarder = (ctx) => this.writer.message(ctx.connection, ctx.type, ctx.data)
     hooks.authentication.authenticated = (connection) => this.writer.authenticated(connection)
     hooks.registry.remote = this.forwarder
+    hooks.monitor.onInstanceCleaned = (instanceId, connectionIds) => this.writer.instanceDied(instanceId, connectionIds)
   }
 
   /**
