@@ -131,6 +131,26 @@ describe('meshkit/mesh', () => {
     expect(timeout?.code).toBe(ErrorCode.TIMEOUT)
   })
 
+  it('registers a listener given to on() twice once, so one off() leaves nothing behind', async () => {
+    const server = await meshServer()
+    server.registerCommand('notify', async (ctx) => {
+      ctx.connection.send('note', 1)
+      ctx.connection.send('fence', 2)
+      return true
+    })
+    const client = await connected(server)
+    const notes: unknown[] = []
+    const listener = (event: { detail: unknown }) => notes.push(event.detail)
+    client.on('note', listener)
+    client.on('note', listener)
+    client.off('note', listener)
+    const fence = deferred()
+    client.once('fence', () => fence.resolve())
+    await client.command('notify')
+    await fence.promise
+    expect(notes).toEqual([])
+  })
+
   it('keeps thrown messages hidden when exposeErrors is turned off', async () => {
     const server = new MeshServer({ host: '127.0.0.1', port: 0, exposeErrors: false })
     onTestFinished(() => server.close())

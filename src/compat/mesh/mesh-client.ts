@@ -100,6 +100,8 @@ export class MeshClient {
    */
   on<T = unknown>(event: string, listener: (event: MeshEvent<T>) => void): () => void {
     const wrapped = listener as Listener
+    // One registration per listener and event, so `off` can always find and remove it.
+    if (this.wrappers.get(event)?.has(wrapped)) return () => this.off(event, listener)
     const stop = this.core.on(event, (payload: unknown) => wrapped({ detail: detailOf(event, payload) as never }))
     let byListener = this.wrappers.get(event)
     if (byListener === undefined) this.wrappers.set(event, (byListener = new Map()))
