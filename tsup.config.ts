@@ -5,6 +5,8 @@ export default defineConfig({
     index: 'src/index.ts',
     server: 'src/server/index.ts',
     client: 'src/client/index.ts',
+    'mesh-server': 'src/compat/mesh/server.ts',
+    'mesh-client': 'src/compat/mesh/client.ts',
   },
   format: ['esm', 'cjs'],
   // Members tagged @internal are for meshkit's own modules, not part of the published types.

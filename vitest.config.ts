@@ -9,6 +9,8 @@ export default defineConfig({
     alias: [
       { find: /^meshkit\/server$/, replacement: src('server/index.ts') },
       { find: /^meshkit\/client$/, replacement: src('client/index.ts') },
+      { find: /^meshkit\/mesh\/server$/, replacement: src('compat/mesh/server.ts') },
+      { find: /^meshkit\/mesh\/client$/, replacement: src('compat/mesh/client.ts') },
       { find: /^meshkit$/, replacement: src('index.ts') },
     ],
   },
