@@ -5,6 +5,7 @@ export default defineConfig({
     index: 'src/index.ts',
     server: 'src/server/index.ts',
     client: 'src/client/index.ts',
+    mesa: 'src/compat/mesa/index.ts',
   },
   format: ['esm', 'cjs'],
   // Members tagged @internal are for meshkit's own modules, not part of the published types.

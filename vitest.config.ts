@@ -9,6 +9,7 @@ export default defineConfig({
     alias: [
       { find: /^meshkit\/server$/, replacement: src('server/index.ts') },
       { find: /^meshkit\/client$/, replacement: src('client/index.ts') },
+      { find: /^meshkit\/mesa$/, replacement: src('compat/mesa/index.ts') },
       { find: /^meshkit$/, replacement: src('index.ts') },
     ],
   },
