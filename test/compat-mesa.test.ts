@@ -197,3 +197,42 @@ describe('the Mesa README through meshkit/mesa', () => {
     ])
   })
 })
+
+describe('what the facade adds to meshkit', () => {
+  it('MeshClient.onAnyEvent gets every server event by name; a listener that throws is a LISTENER_ERROR, and the next still runs', async () => {
+    const mesa = await startMesa()
+    const client = await mesaClient(mesa)
+    const seen: [string, unknown][] = []
+    const errors: { code: string; data: unknown }[] = []
+    client.mesh.on('error', (error) => errors.push({ code: error.code, data: error.data }))
+    const stop = client.mesh.onAnyEvent(() => {
+      throw new Error('listener fault')
+    })
+    client.mesh.onAnyEvent((event, payload) => seen.push([event, payload]))
+    for (const connection of mesa.mesh.connections.values()) connection.send('ONE', { n: 1 })
+    await new Inbox(client).next('ONE')
+    stop()
+    for (const connection of mesa.mesh.connections.values()) connection.send('TWO', 2)
+    await new Inbox(client).next('TWO')
+    expect(seen).toEqual([['ONE', { n: 1 }], ['TWO', 2]])
+    expect(errors).toEqual([{ code: ErrorCode.LISTENER_ERROR, data: { event: 'ONE' } }])
+  })
+
+  it('a Mesa listener that throws is logged and the server carries on', async () => {
+    const errors: string[] = []
+    const mesa = await startMesa({ logger: { error: (message) => errors.push(message) } })
+    mesa.on('connection', (client: ServerClient) => {
+      client.on('message', () => {
+        throw new Error('app fault')
+      })
+    })
+    const client = await mesaClient(mesa)
+    const inbox = new Inbox(client)
+    client.send(new Message(0, {}, 'BOOM'))
+    client.send(new Message(0, {}, 'BOOM'))
+    await mesa.send(new Message(0, {}, 'STILL_HERE'))
+    await inbox.next('STILL_HERE')
+    await expect.poll(() => errors.length).toBe(2)
+    expect(client.mesh.state).toBe('open')
+  })
+})
