@@ -7,7 +7,7 @@ import { Client, Dispatcher, Message, type ServerClient, type MesaOptions } from
 import { resolveMesaOptions } from '../src/compat/mesa/mesa-options.js'
 import { uniqueNamespace } from './support/cluster.js'
 import type { MeshServer } from 'meshkit/server'
-import { deferred, RawClient, rejectionOf, startServer } from './support/harness.js'
+import { deferred, nextEvent, RawClient, rejectionOf, startServer } from './support/harness.js'
 import { Inbox, mesaClient, mesaUrl, nextOf, startMesa } from './support/mesa.js'
 
 /** One test per key of Mesa's server configuration reference, each showing its effect through the facade. */
@@ -169,18 +169,24 @@ describe('Mesa configuration keys through meshkit/mesa', () => {
   })
 
   it('reconnect: enabled, clients reconnect every interval after a drop; off, they stay disconnected', async () => {
-    const mesa = await startMesa({ reconnect: { enabled: true, interval: 50 } })
+    const mesa = await authMesa({ reconnect: { enabled: true, interval: 50 } })
     const configured = deferred()
     const client = new Client(mesaUrl(mesa), { autoConnect: false })
     onTestFinished(() => client.disconnect())
     client.mesh.on('mesa:config', () => configured.resolve())
     await client.connect()
     await configured.promise
+    await client.authenticate({ id: '4' })
+    const reauthenticated = nextEvent<{ authenticated: boolean }>(client.mesh, 'reauthenticate')
     const disconnected = nextOf<[number, string, { willAttemptReconnect: boolean }]>(client, 'disconnected')
     const reconnected = nextOf<[{ isAutomaticReconnection: boolean; isInitialConnection: boolean }]>(client, 'connected')
     for (const connection of mesa.mesh.connections.values()) connection.close(1012, 'restart')
     expect((await disconnected)[2]).toEqual({ willAttemptReconnect: true })
     expect((await reconnected)[0]).toMatchObject({ isAutomaticReconnection: true, isInitialConnection: false })
+    // The reconnect is meshkit's session resume: the user is authenticated again by itself.
+    expect((await reauthenticated).authenticated).toBe(true)
+    expect(client.authenticated).toBe(true)
+    expect([...mesa.mesh.connections.values()].map((c) => c.userId)).toEqual(['4'])
 
     const off = await startMesa()
     const stays = await mesaClient(off)
