@@ -7,6 +7,7 @@ export default defineConfig({
     client: 'src/client/index.ts',
     'mesh-server': 'src/compat/mesh/server.ts',
     'mesh-client': 'src/compat/mesh/client.ts',
+    mesa: 'src/compat/mesa/index.ts',
   },
   format: ['esm', 'cjs'],
   // Members tagged @internal are for meshkit's own modules, not part of the published types.

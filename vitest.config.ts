@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^meshkit\/client$/, replacement: src('client/index.ts') },
       { find: /^meshkit\/mesh\/server$/, replacement: src('compat/mesh/server.ts') },
       { find: /^meshkit\/mesh\/client$/, replacement: src('compat/mesh/client.ts') },
+      { find: /^meshkit\/mesa$/, replacement: src('compat/mesa/index.ts') },
       { find: /^meshkit$/, replacement: src('index.ts') },
     ],
   },

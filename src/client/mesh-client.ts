@@ -37,6 +37,8 @@ export class MeshClient {
   private readonly codec: Codec
   private readonly lifecycle = new Emitter<ClientEvents>((error, event) => this.onListenerError(error, event))
   private readonly serverEvents = new Emitter((error, event) => this.onListenerError(error, event))
+  /** Listeners of every server event (`onAnyEvent`); empty for apps that never add one. */
+  private readonly anyListeners = new Set<(event: string, payload: unknown) => void>()
   private readonly sender: RequestSender
   private readonly watchdog: PingWatchdog
   private readonly subscriptions = new Subscriptions((name, payload) => this.command(name, payload), {
@@ -254,6 +256,23 @@ export class MeshClient {
   private receiveEvent(event: string, payload: unknown): void {
     this.log?.received(event, payload)
     this.serverEvents.emit(event, payload)
+    for (const listener of this.anyListeners) {
+      try {
+        listener(event, payload)
+      } catch (error) {
+        this.onListenerError(error, event)
+      }
+    }
+  }
+
+  /**
+   * Listens to every event the server sends, whatever its name (not lifecycle events),
+   * for layers that dispatch on the name themselves, such as `meshkit/mesa`'s `message`.
+   * Returns the function that stops listening.
+   */
+  onAnyEvent(listener: (event: string, payload: unknown) => void): () => void {
+    this.anyListeners.add(listener)
+    return () => void this.anyListeners.delete(listener)
   }
 
   private reportDropped(count: number, reason: DropReason): void {

@@ -1,0 +1,8 @@
+export { Mesa as default, Mesa } from './mesa.js'
+export { Client, type ClientOptions, type AuthenticateOptions } from './client.js'
+export { Dispatcher } from './dispatcher.js'
+export { Portal, type PortalOptions } from './portal.js'
+export { Message, type MessageOptions, type Messages } from './message.js'
+export { ServerClient, type AuthenticationHandler, type AuthenticationDone } from './server-client.js'
+export { mesaDefaults, type MesaOptions, type MesaHeartbeatOptions, type MesaReconnectOptions } from './mesa-options.js'
+export type { Middleware, MiddlewareHandler } from './mesa-middleware.js'
