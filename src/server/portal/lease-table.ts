@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Keys } from '../store/keys.js'
-import { DEFAULT_PARTITIONS, parseAnnouncement, type Announcement } from './stream-format.js'
+import { DEFAULT_PARTITIONS, fnv1a, parseAnnouncement, type Announcement } from './stream-format.js'
 
 // One heartbeat: announces the portal until Redis time + ttl, drops announcements
 // dead for more than an hour, and returns what every portal decides by: Redis time,
@@ -223,14 +223,4 @@ export function rendezvousScore(text: string): number {
   hash = Math.imul(hash, 0xc2b2ae35)
   hash ^= hash >>> 16
   return hash >>> 0
-}
-
-/** FNV-1a, 32 bits, of a string's UTF-8 bytes (the same hash as `partitionOf`). */
-export function fnv1a(text: string): number {
-  let hash = 0x811c9dc5
-  for (const byte of Buffer.from(text, 'utf8')) {
-    hash ^= byte
-    hash = Math.imul(hash, 0x01000193) >>> 0
-  }
-  return hash
 }

@@ -140,10 +140,15 @@ export function parseAnnouncement(json: string | null | undefined): Announcement
  * that every server version agrees.
  */
 export function partitionOf(connectionId: string, partitions: number): number {
+  return fnv1a(connectionId) % partitions
+}
+
+/** FNV-1a, 32 bits, of a string's UTF-8 bytes: the partition hash, and the start of the portals' rendezvous score. */
+export function fnv1a(text: string): number {
   let hash = 0x811c9dc5
-  for (const byte of Buffer.from(connectionId, 'utf8')) {
+  for (const byte of Buffer.from(text, 'utf8')) {
     hash ^= byte
     hash = Math.imul(hash, 0x01000193) >>> 0
   }
-  return hash % partitions
+  return hash
 }
