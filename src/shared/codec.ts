@@ -17,12 +17,16 @@ export interface Codec {
   readonly binary: boolean
   encode(value: unknown): WireData
   decode(data: WireData): unknown
+  /** Set only in a build that leaves this codec out (the JSON-only browser build): choosing it then throws at construction. */
+  readonly missing?: true
 }
 
 const codecs: Record<CodecName, Codec> = { msgpack: msgpackCodec, json: jsonCodec }
 
 export function codecByName(name: CodecName): Codec {
-  return codecs[name]
+  const codec = codecs[name]
+  if (codec.missing) throw new RangeError(`codec "${name}" is not in this build of meshkit/client; use codec: "json" or the full build`)
+  return codec
 }
 
 /** The codec for a negotiated subprotocol; no subprotocol means msgpack. */
