@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
 import { startRedisServer, type RedisProcess } from '../test/support/redis-server.js'
+import { clientSizes, clientSizeTable } from './client-size.js'
 import { finalTable, resultsMarkdown, type Samples } from './report.js'
 import { fileLimits, killAllServers, processOptions, repoRoot, withTimeout, type BenchConfig, type BenchContext, type Metrics } from './support.js'
 import { targets, type Target, type TargetKey } from './targets.js'
@@ -147,7 +148,10 @@ const dirty = git('status', '--porcelain', '--', 'src').length > 0 ? ' with unco
 const revision = `meshkit at ${git('rev-parse', '--short', 'HEAD')}${dirty}`
 const table = finalTable(samples)
 console.log(`\n${table}\n\n${machine}; ${config.rounds} round(s) in ${seconds.toFixed(0)} s`)
-const markdown = resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures })
+// Sizes are exact, so they ride along with every run rather than being a workload with rounds.
+const sizes = await clientSizes().then(clientSizeTable, (error: Error) => `## Browser client size\n\nNot measured: ${error.message}`)
+console.log(`\n${sizes}`)
+const markdown = `${resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures })}\n${sizes}\n`
 // Only a full run of every workload replaces the committed results.
 const file = quick || only ? 'bench/results-quick.md' : 'bench/results.md'
 writeFileSync(`${repoRoot}${file}`, markdown)
