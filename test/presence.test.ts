@@ -8,7 +8,8 @@ import { connectClient, eventually, nextEvent, rejectionOf, startServer } from '
 
 /** A server exposing "lobby…" and "presence:…" rooms with presence (as test/fixtures/instance.ts does the latter) and "plain" without. */
 function presenceServer(options: MeshServerOptions = {}): Promise<MeshServer> {
-  return startServer(options, (server) => {
+  // Leaves at once unless a test asks for the delay: most tests wait for them.
+  return startServer({ presenceLeaveDelay: 0, ...options }, (server) => {
     server.exposeRoom(/^lobby/, undefined, { presence: true })
     server.exposeRoom(/^presence:/, undefined, { presence: true })
     server.exposeRoom('plain')
@@ -105,6 +106,45 @@ describe.each(backends)('presence (%s)', (_name, start) => {
   })
 })
 
+describe('presence across a reconnect', () => {
+  it('with presenceLeaveDelay, the others see the new join before the old leave: never gone', { timeout: 20_000 }, async () => {
+    const namespace = uniqueNamespace('presence-flicker')
+    const options = { redis: inject('redisUrl'), namespace, instanceTtl: 2_000, presenceLeaveDelay: 3_000 }
+    const [a, b] = [await presenceServer(options), await presenceServer(options)]
+    const [alice, bob] = [await connectClient(a), await connectClient(b)]
+    await bob.joinRoom('lobby', { presence: 'bob' })
+    await alice.joinRoom('lobby', { presence: 'alice' })
+    const oldId = alice.id!
+    // Alice's first join reaches Bob through the bus after her joinRoom resolves.
+    await eventually(async () => expect(await b.getPresence('lobby')).toHaveLength(2))
+    await fence(a, [bob])
+    const seen = collect<PresenceEvent>(bob, 'presence')
+    const left = presenceOf(bob, 'leave', oldId)
+    a.connections.get(oldId)!.close(1001, 'test')
+    await left
+    const newId = alice.id!
+    expect(newId).not.toBe(oldId)
+    expect(seen.map((event) => [event.type, event.connectionId, event.state])).toEqual([
+      ['join', newId, 'alice'],
+      ['leave', oldId, 'alice'],
+    ])
+    expect((await b.getPresence('lobby')).map((m) => m.connectionId).sort()).toEqual([bob.id, newId].sort())
+  })
+
+  it('closing the server sends the leaves still waiting out presenceLeaveDelay', async () => {
+    const namespace = uniqueNamespace('presence-shutdown')
+    const options = { redis: inject('redisUrl'), namespace, instanceTtl: 2_000, presenceLeaveDelay: 60_000 }
+    const [a, b] = [await presenceServer(options), await presenceServer(options)]
+    const [alice, bob] = [await connectClient(a, { shouldReconnect: false }), await connectClient(b)]
+    await bob.joinRoom('lobby', { presence: 'bob' })
+    await alice.joinRoom('lobby', { presence: 'alice' })
+    const left = presenceOf(bob, 'leave', alice.id)
+    await a.close()
+    await left
+    expect(await b.getPresence('lobby')).toEqual([{ connectionId: bob.id, state: 'bob' }])
+  })
+})
+
 describe('presence limits and codes', () => {
   it('NOT_ENABLED without presence, PAYLOAD_TOO_LARGE past maxPresenceBytes, FORBIDDEN for non-members', async () => {
     const server = await presenceServer({ maxPresenceBytes: 16 })
@@ -137,6 +177,7 @@ describe('presence limits and codes', () => {
 
   it('rejects a bad maxPresenceBytes at construction', () => {
     expect(() => new MeshServer({ port: 0, maxPresenceBytes: 0 })).toThrow(RangeError)
+    expect(() => new MeshServer({ port: 0, presenceLeaveDelay: -1 })).toThrow(RangeError)
   })
 })
 

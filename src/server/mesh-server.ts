@@ -124,7 +124,7 @@ export class MeshServer {
       ownership.reloadRooms(connection),
     )
     this.bus.onReconnect?.(() => this.monitor.busReconnected())
-    this.presence = new PresenceManager(this.store, this.options.maxPresenceBytes, (room, event) => this.delivery.broadcastRoom(room, 'presence', event), this.logger)
+    this.presence = new PresenceManager(this.store, this.options.maxPresenceBytes, this.options.presenceLeaveDelay, (room, event) => this.delivery.broadcastRoom(room, 'presence', event), this.logger)
     this.monitor.onInstanceCleaned((_instanceId, connectionIds) => void this.presence.instanceCleaned(connectionIds))
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
@@ -167,7 +167,7 @@ export class MeshServer {
       this.portals = new ServerPortals({ redis: backend.redis, bus: this.bus, keys, instanceId: this.instanceId, logger: this.logger }, this.options.portal)
       this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry, monitor: this.monitor })
     }
-    this.sockets.onDisconnection((connection) => void this.presence.closed(connection))
+    this.sockets.onDisconnection((connection) => this.presence.closed(connection))
     // After the portal side: both take the authentication seam, and the hooks chain onto it.
     this.hooks.attach(this.sockets, this.authentication)
     // A listening server can still fail (accept errors); without a listener that would crash the process.
@@ -377,7 +377,9 @@ export class MeshServer {
       })
     }
     await this.started.catch(() => {})
-    // After the sockets: their disconnections are written before the portal side stops.
+    // After the sockets: their disconnections are written before the portal side stops,
+    // and their presence leaves (delayed ones too) before the store closes.
+    await this.presence.close()
     await this.portals?.close()
     await this.cluster.stop()
     await this.monitor.stop()

@@ -35,9 +35,15 @@ export class PresenceManager {
   /** Rooms each local connection has a presence in: a close without any costs no store call. */
   private readonly present = new WeakMap<Connection, Set<string>>()
 
+  /** Closed connections whose leave waits out `presenceLeaveDelay`, by id. */
+  private readonly delayed = new Map<string, ReturnType<typeof setTimeout>>()
+  /** Removals running now: `close()` waits for them before the store goes. */
+  private readonly running = new Set<Promise<void>>()
+
   constructor(
     private readonly store: MeshStore,
     private readonly maxBytes: number,
+    private readonly leaveDelay: number,
     private readonly broadcast: (room: string, event: PresenceEvent) => Promise<void>,
     private readonly logger: Logger,
   ) {}
@@ -94,12 +100,43 @@ export class PresenceManager {
     await this.announceLeave(room, connection.id, entry)
   }
 
-  /** A local connection closed (it already left its rooms). */
-  async closed(connection: Connection): Promise<void> {
+  /**
+   * A local connection closed (it already left its rooms). Its leave waits
+   * `presenceLeaveDelay`: a client that reconnects meanwhile rejoins with its state
+   * under its new connection id, so the others see that join before this leave.
+   */
+  closed(connection: Connection): void {
     const rooms = this.present.get(connection)
     if (!rooms || rooms.size === 0) return
     this.present.delete(connection)
-    await this.removeAll(connection.id)
+    const id = connection.id
+    if (this.leaveDelay === 0) {
+      this.run(id)
+      return
+    }
+    const timer = setTimeout(() => {
+      this.delayed.delete(id)
+      this.run(id)
+    }, this.leaveDelay)
+    // A pending leave must not keep the process alive; close() sends it at once.
+    timer.unref?.()
+    this.delayed.set(id, timer)
+  }
+
+  /** The server is closing: delayed leaves go out now, and every removal finishes before the store closes. */
+  async close(): Promise<void> {
+    for (const [id, timer] of this.delayed) {
+      clearTimeout(timer)
+      this.run(id)
+    }
+    this.delayed.clear()
+    await Promise.all(this.running)
+  }
+
+  private run(connectionId: string): void {
+    const removal = this.removeAll(connectionId)
+    this.running.add(removal)
+    void removal.finally(() => this.running.delete(removal))
   }
 
   /** A dead instance's connections were removed: their presence goes too. */
