@@ -89,21 +89,22 @@ export function registerBuiltinCommands(
     [],
     true,
   )
+  /** A join as the client asked for it: exposure and guard, limits, and the race with a leave. */
   const join = async (ctx: MeshContext, room: string): Promise<boolean> => {
-      const attempt = joins.begin(ctx.connection, room)
-      try {
-        return await limits.join(ctx.connection, room, async () => {
-          if (!(await roomExposure.allows(ctx.connection, room)) || !joins.isCurrent(ctx.connection, room, attempt)) return false
-          await rooms.addToRoom(room, ctx.connection)
-          // Left while the store was writing (a newer join instead wants the membership kept):
-          // the leave saw no member yet, so undoing it falls to the join.
-          if (joins.isCurrent(ctx.connection, room, attempt) || joins.pending(ctx.connection, room)) return true
-          await rooms.removeFromRoom(room, ctx.connection)
-          return false
-        })
-      } finally {
-        joins.finish(ctx.connection, room, attempt)
-      }
+    const attempt = joins.begin(ctx.connection, room)
+    try {
+      return await limits.join(ctx.connection, room, async () => {
+        if (!(await roomExposure.allows(ctx.connection, room)) || !joins.isCurrent(ctx.connection, room, attempt)) return false
+        await rooms.addToRoom(room, ctx.connection)
+        // Left while the store was writing (a newer join instead wants the membership kept):
+        // the leave saw no member yet, so undoing it falls to the join.
+        if (joins.isCurrent(ctx.connection, room, attempt) || joins.pending(ctx.connection, room)) return true
+        await rooms.removeFromRoom(room, ctx.connection)
+        return false
+      })
+    } finally {
+      joins.finish(ctx.connection, room, attempt)
+    }
   }
   registry.register(
     BuiltinCommand.LEAVE_ROOM,
