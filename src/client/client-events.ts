@@ -69,3 +69,22 @@ export function listenerError(thrown: unknown, event: string): MeshError {
   const message = thrown instanceof Error ? thrown.message : String(thrown)
   return new MeshError(ErrorCode.LISTENER_ERROR, `A "${event}" listener threw: ${message}`, { data: { event }, cause: thrown })
 }
+
+/** Options of `client.joinRoom`. */
+export interface JoinRoomOptions {
+  /** Join with this presence state (the room must be exposed with presence); kept and sent again on every rejoin. */
+  presence?: unknown
+}
+
+/** One member of `client.presence(room)`: a connection that set a presence state. */
+export interface PresenceMember<S = unknown> {
+  connectionId: string
+  userId?: string
+  state: S
+}
+
+/** The `presence` event (`client.on('presence', …)`), received by a room's members. */
+export interface PresenceEvent<S = unknown> extends PresenceMember<S> {
+  room: string
+  type: 'join' | 'leave' | 'update'
+}

@@ -1,5 +1,5 @@
 export { MeshClient } from './mesh-client.js'
-export type { ClientEvents, ClientState } from './client-events.js'
+export type { ClientEvents, ClientState, JoinRoomOptions, PresenceEvent, PresenceMember } from './client-events.js'
 export type { ReauthenticateEvent } from './reauthentication.js'
 export type { StoredMessage, StoredMessages } from '../shared/message-log.js'
 export { clientDefaults, type MeshClientOptions } from './options.js'

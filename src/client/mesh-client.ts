@@ -4,7 +4,7 @@ import { MessageLog, type StoredMessages } from '../shared/message-log.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode, FrameType, MAX_MESSAGE_TYPE_BYTES, RESERVED_EVENTS, isMessageType, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from '../shared/backoff.js'
-import { listenerError, nextConnect, type ClientEvents, type ClientState } from './client-events.js'
+import { listenerError, nextConnect, type ClientEvents, type ClientState, type JoinRoomOptions, type PresenceMember } from './client-events.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
 import { openSocket } from './open-socket.js'
 import { PingWatchdog } from './ping-watchdog.js'
@@ -305,9 +305,23 @@ export class MeshClient {
     return this.subscriptions.unsubscribe(channel)
   }
 
-  /** Joins a room the server exposes to clients; rejoined after every reconnect. Resolves false if refused. */
-  joinRoom(room: string): Promise<boolean> {
-    return this.subscriptions.joinRoom(room)
+  /**
+   * Joins a room the server exposes to clients; rejoined after every reconnect (with
+   * the last presence state set there). Resolves false if refused. With `presence`,
+   * joins with that state in a room exposed with presence (`NOT_ENABLED` otherwise).
+   */
+  joinRoom(room: string, options: JoinRoomOptions = {}): Promise<boolean> {
+    return this.subscriptions.joinRoom(room, options.presence)
+  }
+
+  /** Sets this client's presence state in a room it joined (a `join` the first time, then `update`s). */
+  setPresence(room: string, state: unknown): Promise<void> {
+    return this.subscriptions.setPresence(room, state)
+  }
+
+  /** The presence list of a room this client is in: `{ connectionId, userId?, state }` per member with a state. */
+  async presence<S = unknown>(room: string): Promise<Array<PresenceMember<S>>> {
+    return (await this.command(BuiltinCommand.PRESENCE, { room })) as Array<PresenceMember<S>>
   }
 
   /** Leaves a room joined with `joinRoom`; resolves true if the client was in it. */

@@ -78,6 +78,8 @@ type Command = (name: string, payload: unknown) => Promise<unknown>
 export class Subscriptions {
   private readonly channels = new Map<string, Wanted>()
   private readonly rooms = new Set<string>()
+  /** The last presence state set in each room: a rejoin carries it, so presence comes back after a reconnect. */
+  private readonly presence = new Map<string, unknown>()
   /** Rooms the app is joining right now: a late rejoin's leave must not undo such a join. */
   private readonly joining = new Map<string, number>()
 
@@ -120,22 +122,29 @@ export class Subscriptions {
     return true
   }
 
-  async joinRoom(room: string): Promise<boolean> {
+  async joinRoom(room: string, presence?: unknown): Promise<boolean> {
     this.joining.set(room, (this.joining.get(room) ?? 0) + 1)
     let joined: boolean
     try {
-      joined = (await this.command(BuiltinCommand.JOIN_ROOM, { room })) === true
+      joined = (await this.command(BuiltinCommand.JOIN_ROOM, joinPayload(room, presence))) === true
     } finally {
       const left = this.joining.get(room)! - 1
       if (left === 0) this.joining.delete(room)
       else this.joining.set(room, left)
     }
     if (joined) this.rooms.add(room)
+    if (joined && presence !== undefined) this.presence.set(room, presence)
     return joined
+  }
+
+  async setPresence(room: string, state: unknown): Promise<void> {
+    await this.command(BuiltinCommand.SET_PRESENCE, { room, state })
+    if (this.rooms.has(room)) this.presence.set(room, state)
   }
 
   async leaveRoom(room: string): Promise<boolean> {
     this.rooms.delete(room)
+    this.presence.delete(room)
     return (await this.command(BuiltinCommand.LEAVE_ROOM, { room })) === true
   }
 
@@ -143,6 +152,7 @@ export class Subscriptions {
   clear(): void {
     this.channels.clear()
     this.rooms.clear()
+    this.presence.clear()
     this.joining.clear()
   }
 
@@ -201,7 +211,7 @@ export class Subscriptions {
   }
 
   private async rejoin(scope: RetryScope, command: Command, room: string): Promise<void> {
-    const outcome = await scope.retry(async () => (await command(BuiltinCommand.JOIN_ROOM, { room })) === true, {
+    const outcome = await scope.retry(async () => (await command(BuiltinCommand.JOIN_ROOM, joinPayload(room, this.presence.get(room)))) === true, {
       wanted: () => this.rooms.has(room),
       onRetry: (error, attempt) => {
         if (attempt === 1) this.events.rejoin({ room, joined: false, retrying: true, error })
@@ -220,6 +230,7 @@ export class Subscriptions {
       return
     }
     this.rooms.delete(room)
+    this.presence.delete(room)
     const error = outcome.status === 'refused' ? outcome.error : new MeshError(ErrorCode.FORBIDDEN, `The server refused to rejoin "${room}"`)
     this.events.rejoin({ room, joined: false, error })
   }
@@ -254,4 +265,8 @@ export class Subscriptions {
   private forget(channel: string, wanted: Wanted): void {
     if (this.channels.get(channel) === wanted) this.channels.delete(channel)
   }
+}
+
+function joinPayload(room: string, presence: unknown): { room: string; presence?: unknown } {
+  return presence === undefined ? { room } : { room, presence }
 }

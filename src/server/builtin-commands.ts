@@ -1,3 +1,4 @@
+import { ErrorCode, MeshError } from '../shared/errors.js'
 import { BuiltinCommand } from '../shared/protocol.js'
 import { Attempts } from './attempts.js'
 import type { Authentication } from './authentication.js'
@@ -6,6 +7,7 @@ import type { ConnectionLimits } from './connection-limits.js'
 import type { MeshContext } from './context.js'
 import type { Exposure } from './exposure.js'
 import type { ChannelManager } from './managers/channel-manager.js'
+import type { PresenceManager } from './managers/presence-manager.js'
 import type { Redelivery } from './managers/redelivery.js'
 import type { RoomManager } from './managers/room-manager.js'
 
@@ -27,11 +29,12 @@ export interface BuiltinParts {
   authentication: Authentication
   redelivery: Redelivery
   limits: ConnectionLimits
+  presence: PresenceManager
 }
 
 export function registerBuiltinCommands(
   registry: CommandRegistry,
-  { channels, rooms, roomExposure, authentication, redelivery, limits }: BuiltinParts,
+  { channels, rooms, roomExposure, authentication, redelivery, limits, presence }: BuiltinParts,
 ): void {
   /** Client joins still deciding: a leave meanwhile cancels them (as an unsubscribe cancels a subscribe). */
   const joins = new Attempts()
@@ -69,28 +72,40 @@ export function registerBuiltinCommands(
   )
   registry.register(
     BuiltinCommand.JOIN_ROOM,
-    async (ctx: MeshContext<{ room?: unknown } | undefined>) => {
+    async (ctx: MeshContext<{ room?: unknown; presence?: unknown } | undefined>) => {
       const room = String(ctx.payload?.room ?? '')
       if (room.length === 0) return false
       limits.requireName('room', room)
-      const attempt = joins.begin(ctx.connection, room)
-      try {
-        return await limits.join(ctx.connection, room, async () => {
-          if (!(await roomExposure.allows(ctx.connection, room)) || !joins.isCurrent(ctx.connection, room, attempt)) return false
-          await rooms.addToRoom(room, ctx.connection)
-          // Left while the store was writing (a newer join instead wants the membership kept):
-          // the leave saw no member yet, so undoing it falls to the join.
-          if (joins.isCurrent(ctx.connection, room, attempt) || joins.pending(ctx.connection, room)) return true
-          await rooms.removeFromRoom(room, ctx.connection)
-          return false
-        })
-      } finally {
-        joins.finish(ctx.connection, room, attempt)
+      const state = ctx.payload?.presence
+      // Refused before joining: a join that cannot carry its presence does not happen at all.
+      if (state !== undefined) {
+        presence.requireEnabled(room)
+        presence.encode(ctx.connection, state)
       }
+      const joined = await join(ctx, room)
+      if (joined && state !== undefined) await presence.set(ctx.connection, room, state)
+      return joined
     },
     [],
     true,
   )
+  /** A join as the client asked for it: exposure and guard, limits, and the race with a leave. */
+  const join = async (ctx: MeshContext, room: string): Promise<boolean> => {
+    const attempt = joins.begin(ctx.connection, room)
+    try {
+      return await limits.join(ctx.connection, room, async () => {
+        if (!(await roomExposure.allows(ctx.connection, room)) || !joins.isCurrent(ctx.connection, room, attempt)) return false
+        await rooms.addToRoom(room, ctx.connection)
+        // Left while the store was writing (a newer join instead wants the membership kept):
+        // the leave saw no member yet, so undoing it falls to the join.
+        if (joins.isCurrent(ctx.connection, room, attempt) || joins.pending(ctx.connection, room)) return true
+        await rooms.removeFromRoom(room, ctx.connection)
+        return false
+      })
+    } finally {
+      joins.finish(ctx.connection, room, attempt)
+    }
+  }
   registry.register(
     BuiltinCommand.LEAVE_ROOM,
     async (ctx: MeshContext<{ room?: unknown } | undefined>) => {
@@ -101,7 +116,29 @@ export function registerBuiltinCommands(
       const cancelled = joins.cancel(ctx.connection, room)
       const member = await rooms.isInRoom(room, ctx.connection)
       if (member) await rooms.removeFromRoom(room, ctx.connection)
+      await presence.leave(ctx.connection, room)
       return member || cancelled
+    },
+    [],
+    true,
+  )
+  registry.register(
+    BuiltinCommand.SET_PRESENCE,
+    async (ctx: MeshContext<{ room?: unknown; state?: unknown } | undefined>) => {
+      await presence.set(ctx.connection, String(ctx.payload?.room ?? ''), ctx.payload?.state)
+      return true
+    },
+    [],
+    true,
+  )
+  registry.register(
+    BuiltinCommand.PRESENCE,
+    async (ctx: MeshContext<{ room?: unknown } | undefined>) => {
+      const room = String(ctx.payload?.room ?? '')
+      presence.requireEnabled(room)
+      // Members only: the list is the room's business, as its broadcasts are.
+      if (!ctx.connection.rooms.has(room)) throw new MeshError(ErrorCode.FORBIDDEN, `Not a member of room "${room}"`)
+      return presence.list(room)
     },
     [],
     true,

@@ -1,4 +1,5 @@
-export { MeshServer, type ConnectionListener, type ServerStats } from './mesh-server.js'
+export { MeshServer, type ConnectionListener, type ExposeRoomOptions, type ServerStats } from './mesh-server.js'
+export type { PresenceEvent, PresenceMember } from './managers/presence-manager.js'
 export { Dispatcher, type DispatcherOptions } from './dispatcher.js'
 export { Connection } from './connection.js'
 export type { MeshHooks, SentMessage, SendTarget, Undeliverable, HookErrorContext } from './server-hooks.js'

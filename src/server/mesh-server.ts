@@ -23,6 +23,7 @@ import { LocalIndex } from './managers/local-index.js'
 import { Redelivery } from './managers/redelivery.js'
 import { Ownership, idsOf, type ConnectionRef } from './managers/ownership.js'
 import { RoomManager } from './managers/room-manager.js'
+import { PresenceManager, type PresenceMember } from './managers/presence-manager.js'
 import { resolveServerOptions, type MeshServerOptions, type ResolvedServerOptions } from './options.js'
 import { OriginPolicy } from './origin-policy.js'
 import { SocketLifecycle, type ConnectionListener } from './socket-lifecycle.js'
@@ -32,6 +33,12 @@ import { createBackend } from './store/backend.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 
 export type { ConnectionListener } from './socket-lifecycle.js'
+
+/** Options of `server.exposeRoom`. */
+export interface ExposeRoomOptions {
+  /** Members may hold a presence state, announced by `presence` events. @default false */
+  presence?: boolean
+}
 
 /** `server.stats`. */
 export interface ServerStats extends MessageStats {
@@ -68,6 +75,7 @@ export class MeshServer {
   private readonly delivery: Delivery
   private readonly rooms: RoomManager
   private readonly channels: ChannelManager
+  private readonly presence: PresenceManager
   private readonly roomExposure = new Exposure('room')
   private readonly authentication: Authentication
   private readonly monitor: InstanceMonitor
@@ -116,13 +124,15 @@ export class MeshServer {
       ownership.reloadRooms(connection),
     )
     this.bus.onReconnect?.(() => this.monitor.busReconnected())
+    this.presence = new PresenceManager(this.store, this.options.maxPresenceBytes, this.options.presenceLeaveDelay, (room, event) => this.delivery.broadcastRoom(room, 'presence', event), this.logger)
+    this.monitor.onInstanceCleaned((_instanceId, connectionIds) => void this.presence.instanceCleaned(connectionIds))
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
       exposeErrors: this.options.exposeErrors,
       logger: this.logger,
       onFault: (error, connection, command) => this.hooks.error(error, { command, connection }),
     })
-    registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options) })
+    registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options), presence: this.presence })
     this.messages = new MessageRouter({
       server: this,
       middleware: () => this.registry.globalMiddleware,
@@ -157,6 +167,7 @@ export class MeshServer {
       this.portals = new ServerPortals({ redis: backend.redis, bus: this.bus, keys, instanceId: this.instanceId, logger: this.logger }, this.options.portal)
       this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry, monitor: this.monitor })
     }
+    this.sockets.onDisconnection((connection) => this.presence.closed(connection))
     // After the portal side: both take the authentication seam, and the hooks chain onto it.
     this.hooks.attach(this.sockets, this.authentication)
     // A listening server can still fail (accept errors); without a listener that would crash the process.
@@ -335,9 +346,18 @@ export class MeshServer {
     return this.authentication.isOnline(String(userId))
   }
 
-  /** Lets clients join (and leave) rooms with this name or matching this RegExp, if the guard allows. */
-  exposeRoom(pattern: string | RegExp, guard?: Guard): void {
+  /**
+   * Lets clients join (and leave) rooms with this name or matching this RegExp, if the
+   * guard allows. With `presence: true`, members may also hold a presence state there.
+   */
+  exposeRoom(pattern: string | RegExp, guard?: Guard, options: ExposeRoomOptions = {}): void {
     this.roomExposure.add(pattern, guard)
+    if (options.presence === true) this.presence.enable(pattern)
+  }
+
+  /** The presence list of a room exposed with presence, from every instance. */
+  getPresence(room: string): Promise<PresenceMember[]> {
+    return this.presence.list(room)
   }
 
   /** Closes every socket (code 1001, so clients reconnect elsewhere), removes this instance from the store, stops timers. Idempotent. */
@@ -357,7 +377,9 @@ export class MeshServer {
       })
     }
     await this.started.catch(() => {})
-    // After the sockets: their disconnections are written before the portal side stops.
+    // After the sockets: their disconnections are written before the portal side stops,
+    // and their presence leaves (delayed ones too) before the store closes.
+    await this.presence.close()
     await this.portals?.close()
     await this.cluster.stop()
     await this.monitor.stop()

@@ -27,6 +27,15 @@ export interface MeshServerOptions {
   maxMissedPongs?: number
   /** Largest frame accepted, in bytes; a larger one closes the socket with 1009. @default 1048576 (1 MiB) */
   maxPayload?: number
+  /** Largest presence state (as JSON) a connection may hold per room; larger is refused with `PAYLOAD_TOO_LARGE`. @default 1024 (1 KiB) */
+  maxPresenceBytes?: number
+  /**
+   * Milliseconds a closed connection's presence stays before its `leave` goes out, so
+   * that a client reconnecting meanwhile (it rejoins with its last state) is never
+   * seen gone. 0: at once. `leaveRoom` and dead instances leave at once regardless.
+   * @default 5000 (covers the client's first reconnect attempt, at most 2 s by default)
+   */
+  presenceLeaveDelay?: number
   /** Bytes that may wait for a slow reader before its connection is closed with 4008. @default 8388608 (8 MiB) */
   maxBufferedBytes?: number
   /** Requests one connection may have in flight; more are refused with `TOO_MANY_REQUESTS`. @default 256 */
@@ -155,6 +164,8 @@ export const serverDefaults = {
   latencyInterval: 5_000,
   maxMissedPongs: 1,
   maxPayload: 1024 * 1024,
+  maxPresenceBytes: 1024,
+  presenceLeaveDelay: 5_000,
   maxBufferedBytes: 8 * 1024 * 1024,
   maxPendingRequests: 256,
   closeTimeout: 2_000,
@@ -189,6 +200,8 @@ const serverOptionKeys: OptionKeys<MeshServerOptions> = {
   latencyInterval: true,
   maxMissedPongs: true,
   maxPayload: true,
+  maxPresenceBytes: true,
+  presenceLeaveDelay: true,
   maxBufferedBytes: true,
   maxPendingRequests: true,
   maxHistoryLimit: true,
@@ -235,7 +248,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
     rateLimit: merged.rateLimit === undefined ? undefined : resolveRateLimit(merged.rateLimit),
     portal: resolveServerPortalOptions(merged.portal, merged.redis !== undefined || merged.redisOptions !== undefined),
   }
-  const numeric = ['pingInterval', 'latencyInterval', 'maxPayload', 'maxBufferedBytes', 'maxPendingRequests', 'instanceTtl', 'redisTimeout'] as const
+  const numeric = ['pingInterval', 'latencyInterval', 'maxPayload', 'maxPresenceBytes', 'maxBufferedBytes', 'maxPendingRequests', 'instanceTtl', 'redisTimeout'] as const
   for (const key of numeric) {
     requirePositive(key, resolved[key])
   }
@@ -248,6 +261,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   requireCount('maxConnections', resolved.maxConnections, true)
   requireNonNegative('maxMissedPongs', resolved.maxMissedPongs)
   requireNonNegative('closeTimeout', resolved.closeTimeout)
+  requireNonNegative('presenceLeaveDelay', resolved.presenceLeaveDelay)
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${String(resolved.port)}`)
   }

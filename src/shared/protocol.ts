@@ -141,6 +141,10 @@ export const BuiltinCommand = {
   UNSUBSCRIBE: 'mesh/unsubscribe',
   JOIN_ROOM: 'mesh/join-room',
   LEAVE_ROOM: 'mesh/leave-room',
+  /** `{ room, state }`: sets this connection's presence in a room it is a member of. */
+  SET_PRESENCE: 'mesh/set-presence',
+  /** `{ room }`: the room's presence list, for members. */
+  PRESENCE: 'mesh/presence',
   AUTHENTICATE: 'mesh/authenticate',
   ACK: 'mesh/ack',
   /** Hands the server a secret for this connection's side channel (`commandSync`); skips middleware. */

@@ -445,6 +445,47 @@ export function describeStoreContract(name: string, create: CreateStore): void {
       })
     })
 
+    describe('presence', () => {
+      it('sets, replaces, lists and removes entries per room', async () => {
+        const store = await open()
+        await store.setPresence('r1', 'c1', 'a')
+        await store.setPresence('r1', 'c2', 'b')
+        await store.setPresence('r2', 'c1', 'x')
+        await store.setPresence('r1', 'c1', 'a2')
+        expect(await store.getPresence('r1')).toEqual(new Map([['c1', 'a2'], ['c2', 'b']]))
+        expect(await store.removePresence('r1', 'c2')).toBe(true)
+        expect(await store.removePresence('r1', 'c2')).toBe(false)
+        expect(await store.getPresence('r1')).toEqual(new Map([['c1', 'a2']]))
+        expect(await store.getPresence('nowhere')).toEqual(new Map())
+      })
+
+      it('removes a connection from every room with its entries, and only from those', async () => {
+        const store = await open()
+        await store.setPresence('r1', 'c1', 'a')
+        await store.setPresence('r2', 'c1', 'b')
+        await store.setPresence('r3', 'c1', 'c')
+        await store.setPresence('r1', 'c2', 'other')
+        await store.removePresence('r3', 'c1')
+        const removed = await store.removeAllPresence('c1')
+        expect(removed.sort(([x], [y]) => x.localeCompare(y))).toEqual([['r1', 'a'], ['r2', 'b']])
+        expect(await store.getPresence('r1')).toEqual(new Map([['c2', 'other']]))
+        expect(await store.getPresence('r2')).toEqual(new Map())
+        expect(await store.removeAllPresence('c1')).toEqual([])
+      })
+
+      it('keeps awkward names as ordinary room names and connection ids', async () => {
+        const store = await open()
+        for (const room of awkwardIds) for (const id of awkwardIds) await store.setPresence(room, id, `${room}/${id}`)
+        for (const room of awkwardIds) {
+          const entries = await store.getPresence(room)
+          expect(sorted([...entries.keys()])).toEqual(sorted(awkwardIds))
+          expect(entries.get('__proto__')).toBe(`${room}/__proto__`)
+        }
+        expect(await store.removeAllPresence('constructor')).toHaveLength(awkwardIds.length)
+        for (const room of awkwardIds) expect((await store.getPresence(room)).has('constructor')).toBe(false)
+      })
+    })
+
     describe('users', () => {
       it('records the connections of each user, in the order asked', async () => {
         const store = await open()

@@ -20,12 +20,8 @@ import type { Redelivery } from './redelivery.js'
  *   from the store (one read per connection), unless the store came back empty.
  */
 export class InstanceMonitor {
-  /**
-   * Called (it must not throw) once this instance has cleaned up a dead one, with the
-   * connections the dead one held: they closed without anyone seeing it (portals
-   * then get their disconnections).
-   */
-  onInstanceCleaned: ((instanceId: string, connectionIds: readonly string[]) => void) | undefined
+  /** Listeners of `onInstanceCleaned`. */
+  private readonly cleanedListeners: Array<(instanceId: string, connectionIds: readonly string[]) => void> = []
 
   private refreshTimer: ReturnType<typeof setInterval> | undefined
   private sweepTimer: ReturnType<typeof setInterval> | undefined
@@ -53,6 +49,15 @@ export class InstanceMonitor {
     /** Brings a connection's rooms in line with the store (Ownership.reloadRooms). */
     private readonly reloadRooms: (connection: Connection) => Promise<void>,
   ) {}
+
+  /**
+   * Adds a listener (it must not throw) called once this instance has cleaned up a
+   * dead one, with the connections the dead one held: they closed without anyone
+   * seeing it (portals then get their disconnections, presence its leaves).
+   */
+  onInstanceCleaned(listener: (instanceId: string, connectionIds: readonly string[]) => void): void {
+    this.cleanedListeners.push(listener)
+  }
 
   /** The bus listens again after an outage: what it missed is read back from the store. */
   busReconnected(): void {
@@ -237,7 +242,7 @@ export class InstanceMonitor {
         const connections = await this.store.getInstanceConnections(instanceId)
         await Promise.all(connections.map((id) => this.store.removeConnection(id)))
         await this.store.unregisterInstance(instanceId)
-        this.onInstanceCleaned?.(instanceId, connections)
+        for (const listener of this.cleanedListeners) listener(instanceId, connections)
         this.logger.info?.('cleaned up a dead instance', { instanceId, connections: connections.length })
       }
     } catch (error) {

@@ -69,7 +69,7 @@ export class ServerPortals {
     hooks.messages.forwarder = (ctx) => this.writer.message(ctx.connection, ctx.type, ctx.data)
     hooks.authentication.authenticated = (connection) => this.writer.authenticated(connection)
     hooks.registry.remote = this.forwarder
-    hooks.monitor.onInstanceCleaned = (instanceId, connectionIds) => this.writer.instanceDied(instanceId, connectionIds)
+    hooks.monitor.onInstanceCleaned((instanceId, connectionIds) => this.writer.instanceDied(instanceId, connectionIds))
   }
 
   /**

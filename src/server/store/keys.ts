@@ -52,6 +52,16 @@ export class Keys {
     return `${this.namespace}:connection-rooms:${connectionId}`
   }
 
+  /** Hash of a presence-enabled room: connection id → encoded presence entry. */
+  presence(room: string): string {
+    return `${this.namespace}:presence:${room}`
+  }
+
+  /** Set of the rooms a connection has presence in (reverse index, for its leave). */
+  connectionPresence(connectionId: string): string {
+    return `${this.namespace}:connection-presence:${connectionId}`
+  }
+
   /** Prefix of user connection sets (for scripts that build them from a user id). */
   get userConnectionsPrefix(): string {
     return this.userConnections('')

@@ -33,6 +33,8 @@ export class MemoryStore implements MeshStore {
   private readonly metadata = new Map<string, string>()
   private readonly rooms = new Map<string, Set<string>>()
   private readonly roomsOf = new Map<string, Set<string>>()
+  private readonly presence = new Map<string, Map<string, string>>()
+  private readonly presenceOf = new Map<string, Set<string>>()
 
   constructor(options: MemoryStoreOptions = {}) {
     this.bus = options.bus
@@ -174,6 +176,35 @@ export class MemoryStore implements MeshStore {
     return rooms
   }
 
+  async setPresence(room: string, connectionId: string, entry: string): Promise<void> {
+    let entries = this.presence.get(room)
+    if (!entries) this.presence.set(room, (entries = new Map()))
+    entries.set(connectionId, entry)
+    setOf(this.presenceOf, connectionId).add(room)
+  }
+
+  async removePresence(room: string, connectionId: string): Promise<boolean> {
+    deleteFrom(this.presenceOf, connectionId, room)
+    const entries = this.presence.get(room)
+    const had = entries?.delete(connectionId) ?? false
+    if (entries?.size === 0) this.presence.delete(room)
+    return had
+  }
+
+  async removeAllPresence(connectionId: string): Promise<Array<[string, string]>> {
+    const removed: Array<[string, string]> = []
+    for (const room of [...(this.presenceOf.get(connectionId) ?? [])]) {
+      const entry = this.presence.get(room)?.get(connectionId)
+      if (entry !== undefined) removed.push([room, entry])
+      await this.removePresence(room, connectionId)
+    }
+    return removed
+  }
+
+  async getPresence(room: string): Promise<Map<string, string>> {
+    return new Map(this.presence.get(room))
+  }
+
   async isInRoom(room: string, connectionId: string): Promise<boolean> {
     return this.rooms.get(room)?.has(connectionId) ?? false
   }
@@ -220,7 +251,7 @@ export class MemoryStore implements MeshStore {
   async close(): Promise<void> {
     this.usersOnline.clear()
     const maps = [
-      this.instances, this.cleanupLocks, this.owners, this.byInstance, this.metadata, this.rooms, this.roomsOf,
+      this.instances, this.cleanupLocks, this.owners, this.byInstance, this.metadata, this.rooms, this.roomsOf, this.presence, this.presenceOf,
       this.channels, this.userConnections, this.connectionUsers, this.pending,
     ]
     for (const map of maps) {

@@ -322,6 +322,39 @@ export class RedisStore implements MeshStore {
     return redisCall(() => this.leaveAllRoomsScript(1, this.keys.connectionRooms(connectionId), connectionId, this.keys.roomPrefix))
   }
 
+  setPresence(room: string, connectionId: string, entry: string): Promise<void> {
+    return redisCall(async () => {
+      await exec(this.redis.multi().hset(this.keys.presence(room), connectionId, entry).sadd(this.keys.connectionPresence(connectionId), room))
+    })
+  }
+
+  removePresence(room: string, connectionId: string): Promise<boolean> {
+    return redisCall(async () => {
+      const replies = await exec(this.redis.multi().hdel(this.keys.presence(room), connectionId).srem(this.keys.connectionPresence(connectionId), room))
+      return replies[0] === 1
+    })
+  }
+
+  removeAllPresence(connectionId: string): Promise<Array<[string, string]>> {
+    return redisCall(async () => {
+      // Two steps, not atomic: only the connection's own instance (or the survivor cleaning up after it) writes its presence.
+      const rooms = await this.redis.smembers(this.keys.connectionPresence(connectionId))
+      const multi = this.redis.multi()
+      for (const room of rooms) multi.hget(this.keys.presence(room), connectionId).hdel(this.keys.presence(room), connectionId)
+      const replies = await exec(multi.del(this.keys.connectionPresence(connectionId)))
+      const removed: Array<[string, string]> = []
+      rooms.forEach((room, i) => {
+        const entry = replies[2 * i]
+        if (typeof entry === 'string') removed.push([room, entry])
+      })
+      return removed
+    })
+  }
+
+  getPresence(room: string): Promise<Map<string, string>> {
+    return redisCall(async () => new Map(Object.entries(await this.redis.hgetall(this.keys.presence(room)))))
+  }
+
   isInRoom(room: string, connectionId: string): Promise<boolean> {
     return redisCall(async () => (await this.redis.sismember(this.keys.room(room), connectionId)) === 1)
   }

@@ -67,6 +67,15 @@ export interface MeshStore {
   getRoomMembers(room: string): Promise<string[]>
   getConnectionRooms(connectionId: string): Promise<string[]>
 
+  /** Stores a connection's encoded presence entry in a room, replacing what was there. */
+  setPresence(room: string, connectionId: string, entry: string): Promise<void>
+  /** Forgets a connection's presence in a room; resolves whether it had one. */
+  removePresence(room: string, connectionId: string): Promise<boolean>
+  /** Forgets a connection's presence in every room; resolves with `[room, entry]` for each. */
+  removeAllPresence(connectionId: string): Promise<Array<[string, string]>>
+  /** A room's presence entries, by connection id. */
+  getPresence(room: string): Promise<Map<string, string>>
+
   /**
    * Appends a message to a channel and publishes it on the channel's bus topic, in
    * one atomic step, so that a subscriber can tell from offsets whether it missed
