@@ -2,25 +2,11 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { inject, onTestFinished } from 'vitest'
 import { deferred } from './harness.js'
+import type { PortalReport } from './portal-report.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
-/** What a portal reported for one event or command it handled (test/fixtures/portal.ts; in-process portals report the same). */
-export interface PortalReport {
-  portal: string
-  kind: string
-  eventId: string
-  connection: string
-  instance?: string
-  userId?: string
-  type?: string
-  data?: unknown
-  code?: number
-  reason?: string
-  /** Wall-clock times (fractional ms) the handler started and finished. */
-  start: number
-  end: number
-}
+export type { PortalReport } from './portal-report.js'
 
 /**
  * Every report of a set of portals, in the order each arrived, with a way to wait

@@ -6,6 +6,8 @@ import { eventually, startServer } from './harness.js'
 import { rawRedis } from './redis-watch.js'
 import { Keys } from '../../src/server/store/keys.js'
 import { ReportLog, type PortalReport } from './child-portal.js'
+import { reportOf, wallClock } from './portal-report.js'
+import { rendezvousScore } from '../../src/server/portal/lease-table.js'
 
 /** Portals of a test announce and renew leases quickly, so that take-overs fit in a test. */
 export const PORTAL_TTL = 900
@@ -27,21 +29,8 @@ export async function startPortal(namespace: string, options: PortalOptions = {}
 /** Records every event a portal handles into `log`, shaped like the child portals' reports. */
 export function recordEvents(portal: Portal, log: ReportLog): void {
   const record = (ctx: PortalContext): void => {
-    const at = performance.timeOrigin + performance.now()
-    log.push({
-      portal: portal.id,
-      kind: ctx.kind,
-      eventId: ctx.eventId,
-      connection: ctx.connection.id,
-      instance: ctx.connection.instanceId,
-      userId: ctx.connection.userId,
-      type: ctx.type,
-      data: ctx.data,
-      code: ctx.code,
-      reason: ctx.reason,
-      start: at,
-      end: at,
-    })
+    const at = wallClock()
+    log.push(reportOf(portal, ctx, at, at))
   }
   portal.onConnection(record)
   portal.onAuthentication(record)
@@ -101,27 +90,6 @@ export function handlingOrder(reports: readonly PortalReport[], connectionId: st
 }
 
 export { ReportLog }
-
-/** FNV-1a (32 bits) of a string's UTF-8 bytes: the hash of partitions (docs/protocol.md). */
-export function fnv1a(text: string): number {
-  let hash = 0x811c9dc5
-  for (const byte of Buffer.from(text, 'utf8')) {
-    hash ^= byte
-    hash = Math.imul(hash, 0x01000193) >>> 0
-  }
-  return hash
-}
-
-/** The rendezvous score of docs/protocol.md: FNV-1a followed by murmur3's 32-bit finalizer. */
-function rendezvousScore(text: string): number {
-  let hash = fnv1a(text)
-  hash ^= hash >>> 16
-  hash = Math.imul(hash, 0x85ebca6b)
-  hash ^= hash >>> 13
-  hash = Math.imul(hash, 0xc2b2ae35)
-  hash ^= hash >>> 16
-  return hash >>> 0
-}
 
 /** The portal that wants a partition (docs/protocol.md): the highest score of `<portal id>:<p>`, ties to the greater id. */
 export function preferredPortal(portalIds: readonly string[], partition: number): string {

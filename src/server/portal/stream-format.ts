@@ -143,12 +143,23 @@ export function partitionOf(connectionId: string, partitions: number): number {
   return fnv1a(connectionId) % partitions
 }
 
-/** FNV-1a, 32 bits, of a string's UTF-8 bytes: the partition hash, and the start of the portals' rendezvous score. */
+/**
+ * FNV-1a, 32 bits, of a string's UTF-8 bytes: the partition hash, and the start of
+ * the portals' rendezvous score. Runs for every event a server writes: an ASCII
+ * string (every connection id) is its own UTF-8, so only others are encoded first.
+ */
 export function fnv1a(text: string): number {
   let hash = 0x811c9dc5
-  for (const byte of Buffer.from(text, 'utf8')) {
-    hash ^= byte
-    hash = Math.imul(hash, 0x01000193) >>> 0
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    if (code >= 0x80) return fnv1aBytes(Buffer.from(text, 'utf8'))
+    hash = Math.imul(hash ^ code, 0x01000193) >>> 0
   }
+  return hash
+}
+
+function fnv1aBytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0
   return hash
 }
