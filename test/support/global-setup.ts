@@ -1,15 +1,22 @@
 import type { TestProject } from 'vitest/node'
+import { ensureChromium } from './chromium.js'
 import { startRedisServer } from './redis-server.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** The Redis every test file shares; each file uses its own key prefix. */
     redisUrl: string
+    /** The Chromium binary the browser tests drive (CHROMIUM_PATH, else found or installed here). */
+    chromiumPath: string
   }
 }
 
-/** Starts one `redis-server` for the run (or uses REDIS_URL) and stops only the process it started. */
+/**
+ * Finds (or installs) Chromium once for the run, so browser test files never race to
+ * apt-get; then starts one `redis-server` (or uses REDIS_URL) and stops only the process it started.
+ */
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  project.provide('chromiumPath', ensureChromium())
   if (process.env.REDIS_URL) {
     project.provide('redisUrl', process.env.REDIS_URL)
     return undefined
