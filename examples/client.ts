@@ -29,7 +29,7 @@ const { history } = await client.subscribe<{ text: string }>(
   { historyLimit: 5 },
 )
 console.log(`chat:general history: ${history.length} message(s)`)
-await client.command('say', { channel: 'chat:general', text: 'hello channel' })
+await client.command('say', { room: 'general', name: 'example client', text: 'hello channel' })
 await arrived
 
 const noted = new Promise<{ text: string }>((resolve) => client.once<{ text: string }>('noted', resolve))

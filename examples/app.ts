@@ -1,0 +1,129 @@
+// The example application behind `npm start`: the commands examples/client.ts calls, and
+// the chat demo (examples/demo/) served on the same port as the WebSocket endpoint.
+import { createServer } from 'node:http'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { MeshError, MeshServer, type MeshContext } from 'meshkit/server'
+import { demoFiles, serveFiles } from './demo/serve.js'
+
+export interface ExampleServerOptions {
+  /** Port for HTTP and WebSocket; 0 picks a free one. @default 4000 */
+  port?: number
+  /** Host to bind. @default all interfaces */
+  host?: string
+  /** A Redis URL: servers sharing one act as one. @default the in-memory store */
+  redis?: string
+  /** Key and topic namespace in Redis. @default meshkit's */
+  namespace?: string
+  /** Where the browser builds (client.js, client-json.js) are. @default dist/browser */
+  clientDir?: string
+  /** Passed to MeshServer: how long a closed connection's presence outlives it. @default 5000 */
+  presenceLeaveDelay?: number
+}
+
+export interface ExampleServer {
+  server: MeshServer
+  port: number
+  close(): Promise<void>
+}
+
+interface User {
+  name: string
+}
+
+/** Chat rooms: a name in the URL hash, a presence room and a channel of its own. */
+const ROOM_NAME = /^[a-z0-9-]{1,24}$/
+const MAX_TEXT = 500
+const MAX_NAME = 32
+const HISTORY = 50
+
+export async function startExampleServer(options: ExampleServerOptions = {}): Promise<ExampleServer> {
+  const clientDir = options.clientDir ?? fileURLToPath(new URL('../dist/browser/', import.meta.url))
+  const http = createServer(serveFiles(demoFiles(clientDir)))
+  const server = new MeshServer({
+    server: http,
+    redis: options.redis,
+    namespace: options.namespace,
+    // Quick enough for the page's latency meter to move while someone watches it.
+    latencyInterval: 2_000,
+    presenceLeaveDelay: options.presenceLeaveDelay,
+  })
+  registerExampleCommands(server)
+  registerChat(server)
+
+  http.listen(options.port ?? 4000, options.host)
+  await once(http, 'listening')
+  await server.ready()
+  const address = http.address()
+  return {
+    server,
+    port: typeof address === 'object' && address ? address.port : 0,
+    async close() {
+      await server.close()
+      // Browsers keep idle HTTP connections open; they would hold close() for minutes.
+      http.closeAllConnections()
+      await new Promise<void>((resolve) => http.close(() => resolve()))
+    },
+  }
+}
+
+/** What examples/client.ts walks through: commands, middleware, events, client messages. */
+function registerExampleCommands(server: MeshServer): void {
+  // Global middleware: runs before every command. Here it reads who is calling.
+  server.addMiddleware((ctx) => {
+    const token = (ctx.payload as { token?: unknown } | undefined)?.token
+    if (typeof token === 'string' && token.length > 0) ctx.user = { name: token } satisfies User
+  })
+
+  const requireUser = (ctx: MeshContext): void => {
+    if (!ctx.user) throw new MeshError('UNAUTHORIZED', 'Send a token first')
+  }
+  server.registerCommand('echo', (ctx) => ctx.payload)
+  server.registerCommand('whoami', (ctx) => (ctx.user as User).name, [requireUser])
+  server.registerCommand('shout', async (ctx: MeshContext<{ text: string }>) => {
+    const text = String(ctx.payload?.text ?? '').toUpperCase()
+    await server.broadcast('shouted', { by: ctx.connection.id, text })
+    return text
+  })
+
+  // Rooms the server manages; delivery reaches members on every instance sharing Redis.
+  server.exposeRoom(/^lobby/)
+  server.registerCommand('join', async (ctx: MeshContext<{ room: string }>) => {
+    const room = String(ctx.payload?.room ?? 'lobby')
+    await server.addToRoom(room, ctx.connection)
+    await server.broadcastRoomExclude(room, 'joined', { id: ctx.connection.id, room }, ctx.connection)
+    return server.getRoomMembers(room)
+  })
+
+  // Client messages (client.send): fire-and-forget, no reply; global middleware runs first
+  // (ctx.message is set). This handler answers with an event anyway, to show the round trip.
+  server.onMessage('note', (ctx) => {
+    ctx.connection.send('noted', { text: String(ctx.data), by: ctx.user ? (ctx.user as User).name : 'anonymous' })
+  })
+  server.onConnection((connection) => {
+    connection.send('welcome', { id: connection.id })
+  })
+}
+
+/**
+ * The chat: a room `general` is the presence room `room:general` (who is here, who is
+ * typing), which clients join themselves, and the channel `chat:general` (the
+ * messages, the newest 50 kept), which they subscribe to; `say` writes to it.
+ */
+function registerChat(server: MeshServer): void {
+  server.exposeRoom(/^room:[a-z0-9-]{1,24}$/, undefined, { presence: true })
+  server.exposeChannel(/^chat:[a-z0-9-]{1,24}$/)
+  server.registerCommand('say', async (ctx: MeshContext<{ room?: unknown; name?: unknown; text?: unknown }>) => {
+    const { room, name, text } = ctx.payload ?? {}
+    if (typeof room !== 'string' || !ROOM_NAME.test(room)) throw new MeshError('BAD_REQUEST', 'room: 1-24 of a-z, 0-9, -')
+    if (typeof text !== 'string' || text.trim() === '' || text.length > MAX_TEXT) {
+      throw new MeshError('BAD_REQUEST', `text: 1-${MAX_TEXT} characters`)
+    }
+    const message = { from: ctx.connection.id, name: displayName(name), text, at: Date.now() }
+    return server.writeChannel(`chat:${room}`, message, HISTORY)
+  })
+}
+
+function displayName(name: unknown): string {
+  return typeof name === 'string' && name.trim() !== '' ? name.trim().slice(0, MAX_NAME) : 'anonymous'
+}
