@@ -63,7 +63,7 @@ async function memberLines(page: Page): Promise<string[]> {
 }
 
 describe('the demo in a real browser', () => {
-  it('two tabs chat: a message typed in one shows in both with its sender’s name', async () => {
+  it('two tabs chat: a message shows in both with its sender’s name; rooms switch, history on join, the latency meter', async () => {
     const demo = await startDemo()
     const [alice, bob] = await Promise.all([openDemo(demo), openDemo(demo)])
     const [aliceName, aliceId] = [await alice.inputValue('#name'), await clientId(alice)]
@@ -76,6 +76,22 @@ describe('the demo in a real browser', () => {
     }
     // Submitting clears the input.
     expect(await alice.inputValue('#text')).toBe('')
+
+    // Another room: its own (empty) log, and alice leaves general's member list at once.
+    await alice.locator('#rooms a[href="#random"]').click()
+    await alice.locator('#rooms a[href="#random"][aria-current="page"]').waitFor()
+    expect(await alice.locator('#rooms a[aria-current]').count()).toBe(1)
+    await expect.poll(() => messageTexts(alice), settle).toEqual([])
+    await expect.poll(() => bob.locator('#members li.member').count(), settle).toBe(1)
+    // Back in general, the channel's history brings the message back, once.
+    await alice.locator('#rooms a[href="#general"]').click()
+    await expect.poll(() => messageTexts(alice), settle).toEqual(['hello from alice'])
+    await expect.poll(() => bob.locator('#members li.member').count(), settle).toBe(2)
+
+    // The latency meter, once the server has measured a round trip (every 2 s).
+    const latency = bob.locator('#latency')
+    await expect.poll(() => latency.getAttribute('data-ms'), settle).toMatch(/^\d+(\.\d+)?$/)
+    expect(await latency.textContent()).toMatch(/^\d+ ms$/)
     browser.expectNoProblems()
   })
 
