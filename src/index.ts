@@ -10,3 +10,21 @@ export {
   type ServerFrame,
 } from './shared/protocol.js'
 export { PACKAGE_VERSION } from './shared/version.js'
+export {
+  defineApi,
+  unchecked,
+  type ApiShape,
+  type CommandShape,
+  type UntypedApi,
+  type CommandName,
+  type CommandPayload,
+  type CommandInput,
+  type CommandResult,
+  type EventName,
+  type EventPayload,
+  type MessageType,
+  type MessageData,
+  type MessageInput,
+  type ChannelName,
+  type ChannelMessage,
+} from './shared/api.js'
