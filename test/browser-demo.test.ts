@@ -62,7 +62,8 @@ async function memberLines(page: Page): Promise<string[]> {
   return lines.sort()
 }
 
-describe('the demo in a real browser', () => {
+// Pages on a machine shared with other test files take seconds to load and settle.
+describe('the demo in a real browser', { timeout: 30_000 }, () => {
   it('two tabs chat: a message shows in both with its sender’s name; rooms switch, history on join, the latency meter', async () => {
     const demo = await startDemo()
     const [alice, bob] = await Promise.all([openDemo(demo), openDemo(demo)])
@@ -102,7 +103,13 @@ describe('the demo in a real browser', () => {
     const [aliceName, bobName] = [await alice.inputValue('#name'), await bob.inputValue('#name')]
     expect(aliceName).toMatch(/^guest-/)
     const both = [`${aliceName} false`, `${bobName} false`].sort()
-    for (const page of [alice, bob]) await expect.poll(() => memberLines(page), settle).toEqual(both)
+    for (const page of [alice, bob]) {
+      await expect.poll(() => memberLines(page), settle).toEqual(both)
+      // Each tab marks its own entry, and only that one.
+      const self = page.locator('#members li.member[data-self="true"]')
+      expect(await self.count()).toBe(1)
+      expect(await self.getAttribute('data-connection-id')).toBe(await clientId(page))
+    }
     const aliceOnBob = bob.locator(`#members li.member[data-connection-id="${await clientId(alice)}"]`)
 
     await alice.locator('#text').fill('hel')
