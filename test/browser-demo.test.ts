@@ -141,8 +141,8 @@ describe('the demo in a real browser', { timeout: 30_000 }, () => {
     await first.close()
     for (const page of [alice, bob]) {
       await page.waitForFunction(() => (window as unknown as Demo).demo.client.state === 'reconnecting', undefined, settle)
-      // The visible indicator; soft, so that the recovery below is checked even when it lags.
-      expect.soft(await page.getAttribute('#status', 'data-state')).toBe('reconnecting')
+      // The visible indicator says so too.
+      await page.locator('#status[data-state="reconnecting"]', { hasText: 'Reconnecting' }).waitFor(settle)
     }
     expect(await Promise.all(refusedOnce)).toEqual(['CONNECTION_FAILED', 'CONNECTION_FAILED'])
     const dispatcher = new Dispatcher(redis, { namespace })

@@ -36,7 +36,8 @@ function showStatus() {
   $('#status').textContent = statusText[client.state] ?? client.state
   $('#connection-id').textContent = client.id ?? '–'
 }
-for (const event of ['connect', 'disconnect', 'reconnect', 'reconnectfailed', 'close']) client.on(event, showStatus)
+// `disconnect` comes before the client turns to `reconnecting`; read the state once it has.
+for (const event of ['connect', 'disconnect', 'reconnect', 'reconnectfailed', 'close']) client.on(event, () => queueMicrotask(showStatus))
 client.on('latency', (ms) => {
   $('#latency').dataset.ms = String(ms)
   $('#latency').textContent = `${Math.round(ms)} ms`
@@ -57,7 +58,11 @@ client.on('presence', (event) => {
   else members.set(event.connectionId, event.state)
   showMembers()
 })
-client.on('error', (error) => notice('error', `${error.code}: ${error.message}`))
+client.on('error', (error) => {
+  // A failed reconnect attempt: the status line already says the page is reconnecting.
+  if (error.code === 'CONNECTION_FAILED') return showStatus()
+  notice('error', `${error.code}: ${error.message}`)
+})
 
 // ---- messages --------------------------------------------------------------------
 
