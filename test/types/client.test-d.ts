@@ -160,6 +160,14 @@ describe('an untyped client', () => {
   })
 })
 
+describe('typed and untyped clients together', () => {
+  it('a typed client goes where a plain MeshClient is expected', () => {
+    expectTypeOf(chat).toExtend<MeshClient>()
+    expectTypeOf(schemas).toExtend<MeshClient>()
+    expectTypeOf(new MeshClient<ChatApi>('ws://localhost:1')).toEqualTypeOf<MeshClient<ChatApi>>()
+  })
+})
+
 describe('a client typing some sections only', () => {
   it('leaves the other sections untyped, with their explicit type arguments', () => {
     const partial = null as unknown as MeshClient<{ commands: { echo: { payload: string; result: string } } }>
