@@ -190,11 +190,17 @@ server.onConnection((connection: Connection) => {
   return void id
 })
 const client = new MeshClient('ws://127.0.0.1:1')
+// The typed client's signatures in the published declarations: both directives go unused if they were lost.
+const typed = new MeshClient<{ commands: { echo: { payload: string; result: string } } }>('ws://127.0.0.1:1')
+// @ts-expect-error echo takes a string
+void typed.command('echo', 1)
+// @ts-expect-error echo resolves with a string
+const echoed: Promise<number> = typed.command('echo', 'hi')
 const version: number = PROTOCOL_VERSION
 const error = new MeshError(ErrorCode.BAD_REQUEST, 'x')
 // @ts-expect-error a port is a number: fails as "unused directive" if the options were typed any
 new MeshServer({ port: 'eighty' })
-export { client, version, error }
+export { client, echoed, version, error }
 `
 
 const strict = { strict: true, skipLibCheck: false, noEmit: true, target: 'ES2022', noUncheckedIndexedAccess: true }
