@@ -238,7 +238,7 @@ describe('the packed tarball in a strict TypeScript project', () => {
   const typecheck = (name: string): Promise<string> => {
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
     if (!checks.has(name)) {
-      checks.set(name, run(process.execPath, [tsc, '-p', join(workspace, name)], { cwd: join(workspace, name), timeout: 60_000 }).then(
+      checks.set(name, run(process.execPath, [tsc, '-p', join(workspace, name)], { cwd: join(workspace, name), timeout: 150_000 }).then(
         () => '',
         (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}` || String(error),
       ))
@@ -260,5 +260,5 @@ describe('the packed tarball in a strict TypeScript project', () => {
   it.each(Object.keys(consumers))('type-checks with moduleResolution %s, strict and without skipLibCheck', async (name) => {
     // The first errors name the cause; a missing @types package yields thousands of follow-ups.
     expect((await typecheck(name)).split('\n').slice(0, 12).join('\n')).toBe('')
-  }, 60_000)
+  }, 150_000)
 })
