@@ -120,10 +120,11 @@ function issueOf(issue: StandardSchemaV1.Issue): PayloadIssue {
   return { message, path: issue.path.map(keyOf) }
 }
 
-/** Segments are keys or `{ key }`; symbols cannot travel, so they go as their description. */
+/** Segments are keys or `{ key }`; anything else a library puts there (a symbol, a Map's key) goes as text, so that every codec can send it. */
 function keyOf(segment: PropertyKey | StandardSchemaV1.PathSegment): string | number {
-  const key = typeof segment === 'object' && segment !== null ? segment.key : segment
-  return typeof key === 'symbol' ? (key.description ?? '') : key
+  const key: unknown = typeof segment === 'object' && segment !== null ? segment.key : segment
+  if (typeof key === 'string' || typeof key === 'number') return key
+  return typeof key === 'symbol' ? (key.description ?? '') : String(key)
 }
 
 function requireSection(api: ApiShape, section: keyof ApiShape): Record<string, unknown> {
