@@ -134,12 +134,8 @@ export class CommandRegistry {
       out.respondError(requestId, this.failed(connection, name, error))
       return
     }
-    const decide = (settled: Verdict): void => {
-      if (settled.valid) this.execute(connection, requestId, name, settled.value, chain, handler, out)
-      else out.respondError(requestId, invalidPayload(settled.issues))
-    }
     if (!isThenable(verdict)) {
-      decide(verdict)
+      this.decided(connection, requestId, name, verdict, chain, handler, out)
       return
     }
     // An async schema's wait counts as the request in flight that it is.
@@ -147,13 +143,19 @@ export class CommandRegistry {
     verdict.then(
       (settled) => {
         connection.pendingRequests--
-        decide(settled)
+        this.decided(connection, requestId, name, settled, chain, handler, out)
       },
       (error: unknown) => {
         connection.pendingRequests--
         out.respondError(requestId, this.failed(connection, name, error))
       },
     )
+  }
+
+  /** A method, not a closure in `run`: a validated call then allocates no function. */
+  private decided(connection: Connection, requestId: number, name: string, verdict: Verdict, chain: readonly Middleware[], handler: CommandHandler, out: Replies): void {
+    if (verdict.valid) this.execute(connection, requestId, name, verdict.value, chain, handler, out)
+    else out.respondError(requestId, invalidPayload(verdict.issues))
   }
 
   /** The middleware chain and the handler, on a payload that passed its schema (if any). */
