@@ -90,6 +90,14 @@ const rows: Row[] = [
   { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'server CPU µs per message, with portals', key: 'portal:portalMessageServerCpuUs', format: decimals },
   { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'server CPU µs per message, without portals', key: 'portal:serverMessageCpuUs', format: decimals },
   { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'portal CPU µs per message', key: 'portal:portalMessagePortalCpuUs', format: decimals },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'round-trips/s, no api', key: 'rpcValidation:untypedRps', format: integer },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'round-trips/s, zod schema', key: 'rpcValidation:zodRps', format: integer },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'round-trips/s, valibot schema', key: 'rpcValidation:valibotRps', format: integer },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'zod / no api, every round', key: 'rpcValidation:zodOverUntyped', format: times, perRound: 'raw' },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'valibot / no api, every round', key: 'rpcValidation:valibotOverUntyped', format: times, perRound: 'raw' },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'server CPU µs per round trip, no api', key: 'rpcValidation:untypedServerCpuUs', format: decimals },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'server CPU µs per round trip, zod schema', key: 'rpcValidation:zodServerCpuUs', format: decimals },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'server CPU µs per round trip, valibot schema', key: 'rpcValidation:valibotServerCpuUs', format: decimals },
 ]
 
 const columns: TargetKey[] = ['raw', 'sio', 'mesh']
@@ -207,6 +215,11 @@ Workloads:
    the baseline is a second server without portals counting them in \`server.onMessage\`; the two take turns,
    ${fanoutRepetitions} times per round after a warm-up each, and any event the server dropped fails the run. CPU per call
    or message: the server's and the portal process's over the timed runs.
+10. RPC with validated payloads: workload 1's load and payload against three meshkit servers side by side, one
+   without \`api\`, one whose \`api\` validates \`echo\`'s payload with a zod schema, one with valibot
+   (\`bench/servers/bench-api.ts\`), in 0.5 s slices taken in turn as in workload 1 (${rpcSeconds} s each per round);
+   the ratios are the medians of the per-cycle ratios to the server without \`api\` (shown in the raw ws ratio
+   column, lowest round).
 ${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 

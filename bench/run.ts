@@ -2,7 +2,7 @@
 // target's server in its own process and the load here; medians and ratios at the end.
 //   npm run bench                full run (4 rounds, about 10 minutes), writes bench/results.md
 //   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md (as does --only)
-//   options: --rounds N, --only rpc,fanout,chat,portal,..., --cpu-prof (meshkit servers, into /tmp)
+//   options: --rounds N, --only rpc,fanout,chat,portal,rpcValidation,..., --cpu-prof (meshkit servers, into /tmp)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
@@ -20,6 +20,7 @@ import { fanout } from './workloads/fanout.js'
 import { memory, memoryFixedYoung } from './workloads/memory.js'
 import { portal } from './workloads/portal.js'
 import { rpc } from './workloads/rpc.js'
+import { rpcValidation } from './workloads/rpc-validation.js'
 
 type Workload = {
   name: string
@@ -42,6 +43,7 @@ const workloads: Workload[] = [
   { name: 'broadcastCost', run: broadcastCost, targets: ['mesh'], redis: true },
   { name: 'connections', run: connections, targets: ['mesh'] },
   { name: 'portal', run: portal, targets: ['mesh'], redis: true },
+  { name: 'rpcValidation', runTogether: rpcValidation, targets: ['mesh'] },
 ]
 
 const args = process.argv.slice(2)

@@ -1,12 +1,15 @@
 // meshkit (msgpack): in memory by default; with BENCH_REDIS_URL, on Redis under
 // BENCH_NAMESPACE; BENCH_HOOKS=noop adds no-op hooks; BENCH_PORTAL=1 enables portals (workload 9).
-// BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat.
-import { MeshServer } from 'meshkit/server'
+// BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat. BENCH_API=zod|valibot
+// gives the server the `api` option, whose schema validates `echo`'s payload (workload 10).
+import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { serveControl } from './control.js'
 import { countTo } from './count-to.js'
 
 const env = process.env
+const api = env.BENCH_API === 'zod' || env.BENCH_API === 'valibot' ? (await import('./bench-api.js')).benchApis[env.BENCH_API] : undefined
 const server = new MeshServer({
+  ...(api ? ({ api } as MeshServerOptions) : {}),
   host: '127.0.0.1',
   port: 0,
   ...(env.BENCH_REDIS_URL ? { redis: env.BENCH_REDIS_URL, namespace: env.BENCH_NAMESPACE } : {}),

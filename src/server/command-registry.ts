@@ -1,4 +1,5 @@
 import { ErrorCode, MeshError, toClientError } from '../shared/errors.js'
+import { invalidPayload, type ApiSchemas, type PayloadCheck, type Verdict } from './api-schemas.js'
 import { isThenable, runChain } from './compose.js'
 import type { Connection } from './connection.js'
 import { RequestContext, type CommandHandler, type MeshContext, type Middleware } from './context.js'
@@ -20,6 +21,8 @@ export const RESERVED_PREFIX = 'mesh/'
 interface Command {
   readonly handler: CommandHandler
   readonly own: readonly Middleware[]
+  /** The payload's schema (`api` option), looked up once, here, so that a request pays no lookup. */
+  readonly check: PayloadCheck | undefined
   /** Global middleware followed by the command's own, rebuilt when either changes. */
   chain: readonly Middleware[]
 }
@@ -47,6 +50,8 @@ export class CommandRegistry {
     /** Refuses a request before anything else runs (authentication required, say). */
     private readonly gate: (connection: Connection, name: string) => MeshError | undefined = () => undefined,
     private readonly failures: FailureReporting = { exposeErrors: false, logger: silentLogger },
+    /** The `api` option's schemas; absent when it has none. */
+    private readonly schemas?: ApiSchemas,
   ) {}
 
   register(name: string, handler: CommandHandler, middleware: readonly Middleware[] = [], internal = false): void {
@@ -58,7 +63,9 @@ export class CommandRegistry {
     if (this.commands.has(name)) throw new RangeError(`Command "${name}" is already registered`)
     for (const step of middleware) requireFunction(step)
     const own = [...middleware]
-    this.commands.set(name, { handler, own, chain: [...this.global, ...own] })
+    // Built-in commands check their own payloads: a `*` pattern of the application's must not reach them.
+    const check = internal ? undefined : this.schemas?.command(name)
+    this.commands.set(name, { handler, own, check, chain: [...this.global, ...own] })
   }
 
   has(name: string): boolean {
@@ -87,9 +94,10 @@ export class CommandRegistry {
       return
     }
     const command = this.commands.get(name)
-    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out)
+    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out, command.check)
     // Only names some portal announced run the middleware: any other stays NOT_FOUND before it, as without portals.
-    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out)
+    // Checked here, before forwarding: a portal gets only payloads its API accepts.
+    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out, this.schemas?.command(name))
     else {
       // A portal announced a change that is being read: the name may be what it just registered.
       const changing = this.remote?.changing()
@@ -98,7 +106,16 @@ export class CommandRegistry {
     }
   }
 
-  private run(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies): void {
+  private run(
+    connection: Connection,
+    requestId: number,
+    name: string,
+    payload: unknown,
+    chain: readonly Middleware[],
+    handler: CommandHandler,
+    out: Replies,
+    check: PayloadCheck | undefined,
+  ): void {
     if (connection.pendingRequests >= this.maxPendingRequests) {
       out.respondError(
         requestId,
@@ -106,6 +123,43 @@ export class CommandRegistry {
       )
       return
     }
+    if (check === undefined) {
+      this.execute(connection, requestId, name, payload, chain, handler, out)
+      return
+    }
+    let verdict: Verdict | Promise<Verdict>
+    try {
+      verdict = check(payload)
+    } catch (error) {
+      out.respondError(requestId, this.failed(connection, name, error))
+      return
+    }
+    if (!isThenable(verdict)) {
+      this.decided(connection, requestId, name, verdict, chain, handler, out)
+      return
+    }
+    // An async schema's wait counts as the request in flight that it is.
+    connection.pendingRequests++
+    verdict.then(
+      (settled) => {
+        connection.pendingRequests--
+        this.decided(connection, requestId, name, settled, chain, handler, out)
+      },
+      (error: unknown) => {
+        connection.pendingRequests--
+        out.respondError(requestId, this.failed(connection, name, error))
+      },
+    )
+  }
+
+  /** A method, not a closure in `run`: a validated call then allocates no function. */
+  private decided(connection: Connection, requestId: number, name: string, verdict: Verdict, chain: readonly Middleware[], handler: CommandHandler, out: Replies): void {
+    if (verdict.valid) this.execute(connection, requestId, name, verdict.value, chain, handler, out)
+    else out.respondError(requestId, invalidPayload(verdict.issues))
+  }
+
+  /** The middleware chain and the handler, on a payload that passed its schema (if any). */
+  private execute(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies): void {
     const ctx: MeshContext = new RequestContext(name, payload, connection, this.server)
     let result: unknown
     try {

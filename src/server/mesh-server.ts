@@ -131,7 +131,7 @@ export class MeshServer {
       exposeErrors: this.options.exposeErrors,
       logger: this.logger,
       onFault: (error, connection, command) => this.hooks.error(error, { command, connection }),
-    })
+    }, this.options.schemas)
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options), presence: this.presence })
     this.messages = new MessageRouter({
       server: this,
@@ -140,6 +140,8 @@ export class MeshServer {
       logger: this.logger,
       onFault: (error, connection, messageType) => this.hooks.error(error, { messageType, connection }),
       maxWaiting: this.options.maxPendingRequests,
+      schemas: this.options.schemas,
+      exposeErrors: this.options.exposeErrors,
     })
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.ownsHttp = !this.options.server
