@@ -1,4 +1,4 @@
-import { createServer, type Server as HttpServer } from 'node:http'
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { nanoid } from 'nanoid'
 import { CommandRegistry } from './command-registry.js'
@@ -8,7 +8,8 @@ import type { CommandHandler, MessageHandler, Middleware } from './context.js'
 import { MessageRouter, type MessageStats } from './message-router.js'
 import { Heartbeat } from './heartbeat.js'
 import { userIdList } from './call-arguments.js'
-import { answerPlainHttp, listening } from './http-endpoint.js'
+import { listening } from './http-endpoint.js'
+import { HttpRoutes } from './http-routes.js'
 import { guardLogger, type Logger } from './logger.js'
 import { mergeOptions } from '../shared/options.js'
 import { Authentication, authenticationDefaults, type AuthenticateHandler } from './authentication.js'
@@ -66,6 +67,8 @@ export class MeshServer {
   private readonly options: ResolvedServerOptions
   private readonly logger: Logger
   private readonly http: HttpServer | HttpsServer
+  /** The plain-HTTP paths meshkit answers (`/metrics`): on its own HTTP server, or mounted through `httpHandler()`. */
+  private readonly routes: HttpRoutes
   private readonly ownsHttp: boolean
   private readonly sockets: SocketLifecycle
   private readonly registry: CommandRegistry
@@ -145,7 +148,8 @@ export class MeshServer {
     })
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.ownsHttp = !this.options.server
-    this.http = this.options.server ?? createServer(answerPlainHttp)
+    this.routes = new HttpRoutes(this.logger)
+    this.http = this.options.server ?? createServer(this.routes.listener)
     this.sockets = new SocketLifecycle(this.options, {
       instanceId: this.instanceId,
       live: this.live,
@@ -235,6 +239,20 @@ export class MeshServer {
    */
   get stats(): Readonly<ServerStats> {
     return { ...this.messages.stats, portalEventsDropped: this.portals?.eventsDropped ?? 0 }
+  }
+
+  /**
+   * meshkit's plain-HTTP routes (`/metrics` when metrics are on) for a server of your
+   * own: call it from your request listener, or use it as Express/Connect middleware.
+   * Returns true when it answered; otherwise calls `next` (when given) and returns
+   * false. meshkit's own HTTP server answers these routes without it.
+   */
+  httpHandler(): (request: IncomingMessage, response: ServerResponse, next?: () => void) => boolean {
+    return (request, response, next) => {
+      if (this.routes.handle(request, response)) return true
+      next?.()
+      return false
+    }
   }
 
   /** Middleware for every command and client message, run before the command's own. */
