@@ -22,6 +22,12 @@ import type { SyncCaller } from './sync-caller.js'
 import { isNode, loadSyncSupport, newSyncCaller } from './sync-support.js'
 
 const CLOSE_HANDSHAKE_TIMEOUT = 1_000
+/**
+ * Most milliseconds before the first attempt after a 1012 (a draining server): it
+ * spread its closes over its window already, so the client goes at once, with only
+ * enough jitter to part clients closed in the same instant.
+ */
+const RESTART_JITTER = 100
 
 function notSupported(): MeshError {
   return new MeshError(ErrorCode.NOT_SUPPORTED, 'commandSync needs Node 20.16 or newer (worker threads, Atomics.wait); use command() here')
@@ -529,7 +535,8 @@ export class MeshClient<Api extends ApiShape = UntypedApi> {
     this.watchdog.stop()
     this.transport = undefined
     this.connectionId = undefined
-    this.sender.socketGone(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'))
+    const restart = code === CloseCode.SERVICE_RESTART
+    this.sender.socketGone(new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed before the reply arrived'), restart)
     this.lifecycle.emit('disconnect', { code, reason })
     // These end the session on purpose (1000) or would only repeat (authentication); an outage does not.
     const wasOpen = this.currentState === 'open'
@@ -538,11 +545,12 @@ export class MeshClient<Api extends ApiShape = UntypedApi> {
       this.resumeOnConnect = !ended
       if (ended) this.endSession()
     }
-    if (wasOpen && !ended && this.options.shouldReconnect) void this.reconnect()
+    if (wasOpen && !ended && this.options.shouldReconnect) void this.reconnect(restart)
     else if (this.currentState !== 'closed') this.finish()
   }
 
-  private async reconnect(): Promise<void> {
+  /** `restart`: the server closed with 1012, so the first attempt goes at once. */
+  private async reconnect(restart: boolean): Promise<void> {
     this.setState('reconnecting')
     const { reconnectInterval, maxReconnectInterval, maxReconnectAttempts } = this.options
     let attemptsMade = 0
@@ -552,7 +560,8 @@ export class MeshClient<Api extends ApiShape = UntypedApi> {
       attemptsMade = attempt
       await new Promise<void>((resolve) => {
         this.wakeReconnect = resolve
-        this.reconnectTimer = setTimeout(resolve, backoffDelay(attempt, reconnectInterval, maxReconnectInterval))
+        const delay = restart && attempt === 1 ? backoffDelay(1, Math.min(RESTART_JITTER, reconnectInterval), RESTART_JITTER) : backoffDelay(attempt, reconnectInterval, maxReconnectInterval)
+        this.reconnectTimer = setTimeout(resolve, delay)
       })
       this.wakeReconnect = undefined
       if (this.currentState !== 'reconnecting') return

@@ -65,7 +65,7 @@ export class RequestSender {
     // once and never queued. A request that cannot go (no socket, too large) takes the queue's path.
     if ((urgent || (requests.mayWriteNow && this.mayFlush())) && this.transport?.isOpen && !exceedsBytes(frame, this.maxPayload)) {
       // Tracked before it is written, so that no reply can come before its request is known.
-      const request = requests.add(id, undefined, timeout, bound)
+      const request = requests.add(id, frame, timeout, bound, true)
       this.transport.send(frame)
       return request.reply
     }
@@ -123,10 +123,15 @@ export class RequestSender {
     for (let request = this.requests.nextSendable(); request; request = this.requests.nextSendable()) if (!this.send(request)) return
   }
 
-  /** The socket is gone: what was written to it (or made for it) fails; the rest waits for the next one. */
-  socketGone(error: MeshError): void {
+  /**
+   * The socket is gone: what was written to it (or made for it) fails; the rest waits
+   * for the next one. With `resend` (the server closed with 1012: it ran none of the
+   * requests it did not answer) what was written waits too, to be sent again.
+   */
+  socketGone(error: MeshError, resend = false): void {
     this.transport = undefined
-    this.requests.rejectSent(error)
+    if (resend) this.requests.requeueSent(error)
+    else this.requests.rejectSent(error)
   }
 
   /** The client is closed: everything still waiting fails, and waiting messages are dropped (and reported). */
@@ -144,7 +149,7 @@ export class RequestSender {
 
   /** Writes a queued request or message; false when the socket could not take it (it stays queued). */
   private send(request: PendingRequest | QueuedMessage): boolean {
-    const frame = request.frame!
+    const frame = request.frame
     // Queued before any server announced its limit: the socket would close (1009) on it, losing what follows.
     if (exceedsBytes(frame, this.maxPayload)) {
       if (request instanceof QueuedMessage) {

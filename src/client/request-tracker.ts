@@ -17,8 +17,8 @@ export class PendingRequest implements Timed {
 
   constructor(
     readonly id: number,
-    /** The encoded request, kept until it is written to a socket. */
-    public frame: WireData | undefined,
+    /** The encoded request, kept until it is answered: a server that closes with 1012 ran none it did not answer, and it is sent again. */
+    readonly frame: WireData,
     /** Made for the current socket only: fails when it closes instead of waiting for the next one. */
     readonly bound: boolean,
   ) {
@@ -130,13 +130,13 @@ export class RequestTracker {
 
   /**
    * Tracks request `id` (from `nextId()`); its `reply` settles on reply, timeout or
-   * failure. With a `frame` it waits to be written, behind earlier ones; without one
-   * it has just been written.
+   * failure. Unless `written` (it has just been written), it waits to be written,
+   * behind earlier ones.
    */
-  add(id: number, frame: WireData | undefined, timeout: number, bound = false): PendingRequest {
+  add(id: number, frame: WireData, timeout: number, bound = false, written = false): PendingRequest {
     const request = new PendingRequest(id, frame, bound)
     this.pending.set(id, request)
-    if (frame === undefined) {
+    if (written) {
       request.sent = true
       this.sent++
     } else {
@@ -163,7 +163,6 @@ export class RequestTracker {
       this.messages--
       return
     }
-    request.frame = undefined
     request.sent = true
     this.sent++
   }
@@ -182,6 +181,30 @@ export class RequestTracker {
     for (const request of [...this.pending.values()]) if (request.sent || request.bound) this.take(request.id, true)?.reject(error)
     this.late.clear()
     if (this.pending.size === 0) this.deadlines.clear()
+  }
+
+  /**
+   * The socket closed with 1012 (a draining server, which ran none of the requests it
+   * did not answer): those written to it wait for the next socket again, ahead of the
+   * ones made since, within their own timeouts; those made for that socket only fail.
+   */
+  requeueSent(error: MeshError): void {
+    const again: PendingRequest[] = []
+    for (const request of [...this.pending.values()]) {
+      if (request.bound) this.take(request.id, true)?.reject(error)
+      else if (request.sent) {
+        request.sent = false
+        this.sent--
+        again.push(request)
+      }
+    }
+    // Timed out there, so rejected already; that server will not answer them now.
+    this.late.clear()
+    if (again.length === 0) return
+    const waiting = [...this.queue]
+    this.queue.clear()
+    for (const item of again) this.queue.add(item)
+    for (const item of waiting) this.queue.add(item)
   }
 
   rejectAll(error: MeshError): void {

@@ -140,14 +140,15 @@ export class CommandRegistry {
     }
     // An async schema's wait counts as the request in flight that it is.
     connection.pendingRequests++
+    // Lowered after the request ran on: a drain closes the connection once nothing is in flight.
     verdict.then(
       (settled) => {
-        connection.pendingRequests--
         this.decided(connection, requestId, name, settled, chain, handler, out)
+        connection.requestDone()
       },
       (error: unknown) => {
-        connection.pendingRequests--
         out.respondError(requestId, this.failed(connection, name, error))
+        connection.requestDone()
       },
     )
   }
@@ -175,12 +176,12 @@ export class CommandRegistry {
     connection.pendingRequests++
     result.then(
       (value) => {
-        connection.pendingRequests--
         out.respond(requestId, value)
+        connection.requestDone()
       },
       (error: unknown) => {
-        connection.pendingRequests--
         out.respondError(requestId, this.failed(connection, name, error))
+        connection.requestDone()
       },
     )
   }

@@ -82,8 +82,22 @@ export class Connection {
     return this.messageLog?.read()
   }
 
-  /** @internal requests being handled right now */
+  /** @internal requests being handled right now; only `requestDone` lowers it */
   pendingRequests = 0
+  /**
+   * True once a drain (`server.close({ drain })`) reached this connection: requests
+   * arriving from then on are not run (the 1012 close that follows tells the client
+   * to send them again elsewhere), and it closes as soon as those running have
+   * answered. A long handler may read it to finish early. Only the drain sets it.
+   */
+  draining = false
+  /** @internal told when `pendingRequests` falls to 0 (a drain waiting to close the connection) */
+  onIdle: (() => void) | undefined = undefined
+
+  /** @internal a request in flight was answered: called after its reply is written, so that a drain's close frame follows it */
+  requestDone(): void {
+    if (--this.pendingRequests === 0 && this.onIdle !== undefined) this.onIdle()
+  }
   /** @internal liveness bookkeeping, owned by the heartbeat */
   lastPongAt = performance.now()
   /** @internal */

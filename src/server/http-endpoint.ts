@@ -40,8 +40,10 @@ export function isUnclaimedUpgrade(http: EventEmitter, listener: object, path: s
   })
 }
 
-export function refuseUpgrade(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+/** `retryAfter`: seconds, sent as `Retry-After` (a draining instance: try again, elsewhere). */
+export function refuseUpgrade(socket: Duplex, status: number, text: string, retryAfter?: number): void {
+  const retry = retryAfter === undefined ? '' : `Retry-After: ${retryAfter}\r\n`
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${retry}Content-Length: 0\r\n\r\n`)
 }
 
 /** What the server's own HTTP server says to requests that are not WebSocket upgrades. */

@@ -10,6 +10,8 @@ import { Heartbeat } from './heartbeat.js'
 import { userIdList } from './call-arguments.js'
 import { listening } from './http-endpoint.js'
 import { HttpRoutes } from './http-routes.js'
+import { Drain, resolveCloseOptions, type CloseOptions } from './drain.js'
+import { Readiness, type ReadinessState } from './readiness.js'
 import { guardLogger, type Logger } from './logger.js'
 import { mergeOptions } from '../shared/options.js'
 import { Authentication, authenticationDefaults, type AuthenticateHandler } from './authentication.js'
@@ -88,6 +90,7 @@ export class MeshServer {
   /** Connections that received their hello: the ones events, pings and lookups reach. Only `sockets` writes it. */
   private readonly live = new Map<string, Connection>()
   private readonly started: Promise<unknown>
+  private readonly health: Readiness
   private closing: Promise<void> | undefined
 
   constructor(options: MeshServerOptions = {}) {
@@ -150,6 +153,8 @@ export class MeshServer {
     this.ownsHttp = !this.options.server
     this.routes = new HttpRoutes(this.logger)
     this.http = this.options.server ?? createServer(this.routes.listener)
+    this.health = new Readiness({ listening: () => this.http.listening, storeReachable: backend.reachable })
+    if (this.options.healthChecks) this.health.addRoutes(this.routes)
     this.sockets = new SocketLifecycle(this.options, {
       instanceId: this.instanceId,
       live: this.live,
@@ -188,6 +193,8 @@ export class MeshServer {
       throw error
     })
     this.started = Promise.all([listened, joined])
+    const settled = (): void => this.health.joined()
+    joined.then(settled, settled)
     // ready() reports failures; without a caller they must not become unhandled rejections.
     this.started.catch((error: unknown) => this.logger.error?.('meshkit server failed to start', { error }))
     this.heartbeat.start()
@@ -211,6 +218,15 @@ export class MeshServer {
   get port(): number {
     const address = this.http.address()
     return typeof address === 'object' && address ? address.port : 0
+  }
+
+  /**
+   * Whether a load balancer should send this instance new clients, and if not why
+   * (`starting`, `store-unreachable`, `draining`, `closed`); what `GET /readyz` answers.
+   * Computed when read.
+   */
+  get readiness(): ReadinessState {
+    return this.health.state
   }
 
   /** Connections held by this instance, by id. */
@@ -242,7 +258,8 @@ export class MeshServer {
   }
 
   /**
-   * meshkit's plain-HTTP routes (`/metrics` when metrics are on) for a server of your
+   * meshkit's plain-HTTP routes (`/healthz` and `/readyz` unless `healthChecks` is
+   * false, `/metrics` when metrics are on) for a server of your
    * own: call it from your request listener, or use it as Express/Connect middleware.
    * Returns true when it answered; otherwise calls `next` (when given) and returns
    * false. meshkit's own HTTP server answers these routes without it.
@@ -380,13 +397,24 @@ export class MeshServer {
     return this.presence.list(room)
   }
 
-  /** Closes every socket (code 1001, so clients reconnect elsewhere), removes this instance from the store, stops timers. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= this.shutdown()
+  /**
+   * Closes every socket (code 1001, so clients reconnect elsewhere), removes this
+   * instance from the store, stops timers. With `drain`, first drains over that many
+   * milliseconds (see `CloseOptions`; clients are closed with 1012 one by one). Idempotent:
+   * a second call returns the first one's promise. Throws a `RangeError` for a bad `drain`.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    const { drain } = resolveCloseOptions(options)
+    this.closing ??= this.shutdown(drain)
     return this.closing
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(drain: number): Promise<void> {
+    if (drain > 0) {
+      this.health.draining()
+      await new Drain(this.sockets, this.logger).run(drain)
+    }
+    this.health.closed()
     this.heartbeat.stop()
     this.http.off('upgrade', this.sockets.onUpgrade)
     await this.sockets.close()

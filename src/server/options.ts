@@ -84,6 +84,13 @@ export interface MeshServerOptions<Api extends ApiShape = UntypedApi> {
   maxNameLength?: number
   /** Milliseconds `close()` waits for sockets to finish their close handshake before cutting them. @default 2000 */
   closeTimeout?: number
+  /**
+   * Answer `GET /healthz` (200 while the process serves) and `GET /readyz` (200 when
+   * listening, joined to its store, its Redis reachable and not draining; 503 with the
+   * reasons otherwise) on meshkit's own HTTP server, and through `server.httpHandler()`
+   * on a server of yours. @default true
+   */
+  healthChecks?: boolean
   /** Compress messages (costly in CPU and memory per connection). @default false */
   perMessageDeflate?: boolean
   /**
@@ -189,6 +196,7 @@ export const serverDefaults = {
   maxRoomsPerConnection: 1_000,
   maxNameLength: 255,
   perMessageDeflate: false,
+  healthChecks: true,
   namespace: 'meshkit',
   instanceTtl: 20_000,
   redisTimeout: 5_000,
@@ -226,6 +234,7 @@ const serverOptionKeys: OptionKeys<MeshServerOptions> = {
   maxNameLength: true,
   closeTimeout: true,
   perMessageDeflate: true,
+  healthChecks: true,
   redis: true,
   redisOptions: true,
   namespace: true,
@@ -290,7 +299,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')
   }
-  for (const key of ['exposeErrors', 'enforceEqualVersions', 'storeMessages'] as const) {
+  for (const key of ['exposeErrors', 'enforceEqualVersions', 'storeMessages', 'healthChecks'] as const) {
     if (typeof resolved[key] !== 'boolean') throw new TypeError(`${key} must be a boolean`)
   }
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)

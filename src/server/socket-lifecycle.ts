@@ -74,8 +74,10 @@ export class SocketLifecycle {
   private readonly connectListeners = new Set<ConnectionListener>()
   private readonly disconnectListeners = new Set<ConnectionListener>()
   private closing = false
-  /** Set while `close()` waits for the last connection to go. */
-  private onLastConnectionGone: (() => void) | undefined
+  /** Set by a drain: upgrades are refused (503), but the sockets already here stay until their turn. */
+  private draining = false
+  /** Told when the last socket is gone (`whenEmpty`). */
+  private emptyWaiters: Array<() => void> = []
   /** Store work still running for closed connections; `close()` waits for it. */
   private readonly settling = new Set<Promise<unknown>>()
   /** Absent when `rateLimit` is off, so that the check costs one comparison per frame. */
@@ -122,10 +124,7 @@ export class SocketLifecycle {
    */
   async close(): Promise<void> {
     this.closing = true
-    const allGone = new Promise<void>((resolve) => {
-      if (this.sockets.size === 0) resolve()
-      else this.onLastConnectionGone = resolve
-    })
+    const allGone = this.whenEmpty()
     for (const connection of this.sockets) connection.close(CloseCode.GOING_AWAY, 'server shutting down')
     this.sync.close()
     const deadline = setTimeout(() => {
@@ -137,6 +136,22 @@ export class SocketLifecycle {
     await new Promise<void>((resolve) => this.wss.close(() => resolve()))
   }
 
+  /** Every open socket, greeted or not: what a drain closes one by one. */
+  get all(): ReadonlySet<Connection> {
+    return this.sockets
+  }
+
+  /** Resolves once no socket is open (at once when none is). */
+  whenEmpty(): Promise<void> {
+    if (this.sockets.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.emptyWaiters.push(resolve))
+  }
+
+  /** A drain began: upgrades get 503 with `Retry-After`, so that clients and load balancers go elsewhere. */
+  refuseUpgrades(): void {
+    this.draining = true
+  }
+
   /** The HTTP server's `upgrade` listener. */
   readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = pathOf(request.url)
@@ -145,8 +160,8 @@ export class SocketLifecycle {
       if (this.parts.ownsHttp || isUnclaimedUpgrade(this.parts.http, this.onUpgrade, path)) refuseUpgrade(socket, 404, 'Not Found')
       return
     }
-    if (this.closing) {
-      refuseUpgrade(socket, 503, 'Service Unavailable')
+    if (this.closing || this.draining) {
+      refuseUpgrade(socket, 503, 'Service Unavailable', RETRY_AFTER)
       return
     }
     // A side channel's secret is its authentication: no cookie, and no page of another origin, can present it.
@@ -180,7 +195,7 @@ export class SocketLifecycle {
       this.upgrading--
       if (status !== undefined) refuseUpgrade(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
       // Shutdown began while the authenticator decided: a socket accepted now would outlive close().
-      else if (this.closing) refuseUpgrade(socket, 503, 'Service Unavailable')
+      else if (this.closing || this.draining) refuseUpgrade(socket, 503, 'Service Unavailable', RETRY_AFTER)
       else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, handshakeOf(request), user))
     }, (error: unknown) => {
       this.upgrading--
@@ -266,7 +281,11 @@ export class SocketLifecycle {
     this.parts.channels.dropConnection(connection)
     this.sync.dropConnection(connection)
     connection.disposed()
-    if (this.sockets.size === 0) this.onLastConnectionGone?.()
+    if (this.sockets.size === 0 && this.emptyWaiters.length > 0) {
+      const waiters = this.emptyWaiters
+      this.emptyWaiters = []
+      for (const resolve of waiters) resolve()
+    }
     const cleanup = announced
       .then(async (wasAnnounced) => {
         await this.parts.monitor.unregister(connection)
@@ -297,6 +316,8 @@ export class SocketLifecycle {
       return
     }
     if (frame[0] === FrameType.REQUEST) {
+      // Neither run nor answered: the drain's 1012 close tells the client to send it again elsewhere.
+      if (connection.draining) return
       if (verdict === RateVerdict.REFUSE) connection.respondError(frame[1], RATE_LIMITED)
       // Plumbing of `commandSync`, not an application command: no gate, no middleware.
       else if (frame[2] === BuiltinCommand.SYNC_SECRET) this.sync.offer(connection, frame[1], frame[3])
@@ -317,6 +338,8 @@ export class SocketLifecycle {
 
   /** A request that came on a connection's side channel: rate limited as the connection's own, answered on `out`. */
   private onRequest(connection: Connection, requestId: number, name: string, payload: unknown, out: Replies): void {
+    // Not run, as on the connection itself; the side channel's caller fails with CONNECTION_CLOSED when the connection goes.
+    if (connection.draining) return
     const verdict = this.limiter === undefined ? RateVerdict.PASS : this.limiter.take(connection.rateBucket!)
     if (verdict === RateVerdict.CLOSE) this.closeFlooder(connection)
     else if (verdict === RateVerdict.REFUSE) out.respondError(requestId, RATE_LIMITED)
@@ -345,6 +368,9 @@ export class SocketLifecycle {
     this.parts.logger.error?.(`${hook} listener failed`, { error })
   }
 }
+
+/** Seconds a refused upgrade is told to wait while this instance drains or closes: soon, and (behind a load balancer) elsewhere. */
+const RETRY_AFTER = 1
 
 /** One instance for every refusal: a flood should not cost a stack trace per frame. */
 const RATE_LIMITED = new MeshError(ErrorCode.TOO_MANY_REQUESTS, 'Rate limit exceeded; slow down', { data: { limit: 'rateLimit' } })

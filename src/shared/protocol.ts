@@ -69,6 +69,12 @@ export const CloseCode = {
   GOING_AWAY: 1001,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
+  /**
+   * The server is draining before a restart (`close({ drain })`): it answered every
+   * request it ran, and ran none of those it did not answer. The client reconnects at
+   * once (to another instance) and sends the unanswered requests again there.
+   */
+  SERVICE_RESTART: 1012,
   /** The server cannot serve this connection right now (its kept messages could not be read for too long); clients reconnect. */
   TRY_AGAIN_LATER: 1013,
   /** Reported by the client when the server stopped pinging (or never said hello); never sent. */

@@ -20,6 +20,8 @@ export interface Backend {
   readonly redis?: Redis
   /** Resolves once the store can be used; rejects with `UNAVAILABLE` if Redis is not reachable in time. */
   connected(): Promise<void>
+  /** Whether the store's connections are ready now (readiness asks on every probe); the memory store always is. */
+  reachable(): boolean
 }
 
 /** Redis when a `redis` option is given (one connection for commands, one for pub/sub), memory otherwise. */
@@ -34,6 +36,7 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger): B
       bus,
       shared: options.bus !== undefined,
       connected: async () => {},
+      reachable: () => true,
     }
   }
   const settings = { commandTimeout: options.redisTimeout }
@@ -51,5 +54,7 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger): B
     connected: async () => {
       await Promise.all([whenReady(commands, options.redisTimeout), whenReady(subscriber, options.redisTimeout)])
     },
+    // Both: without the subscriber this instance would miss every delivery from the others.
+    reachable: () => commands.status === 'ready' && subscriber.status === 'ready',
   }
 }
