@@ -54,12 +54,12 @@ export class Readiness {
   }
 
   get state(): ReadinessState {
+    // Closing stops the listener and the store on purpose: that is the one reason then.
+    if (this.phase === 'closed') return { ready: false, reasons: [NotReadyReason.CLOSED] }
     const reasons: NotReadyReason[] = []
     if (!this.joinSettled || !this.sources.listening()) reasons.push(NotReadyReason.STARTING)
-    // Closed, the store's connections are closed on purpose: that says nothing about Redis.
-    if (this.phase !== 'closed' && !this.sources.storeReachable()) reasons.push(NotReadyReason.STORE_UNREACHABLE)
+    if (!this.sources.storeReachable()) reasons.push(NotReadyReason.STORE_UNREACHABLE)
     if (this.phase === 'draining') reasons.push(NotReadyReason.DRAINING)
-    if (this.phase === 'closed') reasons.push(NotReadyReason.CLOSED)
     return { ready: reasons.length === 0, reasons }
   }
 
