@@ -49,7 +49,8 @@ export class CommandRegistry {
     private readonly failures: FailureReporting = { exposeErrors: false, logger: silentLogger },
   ) {}
 
-  register(name: string, handler: CommandHandler, middleware: readonly Middleware[] = [], internal = false): void {
+  /** `P`: the payload shape a handler checks for (built-in commands read client input defensively, as `unknown` fields). */
+  register<P = unknown>(name: string, handler: CommandHandler<P>, middleware: readonly Middleware[] = [], internal = false): void {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError('A command name must be a non-empty string')
     if (typeof handler !== 'function') throw new TypeError(`The handler of command "${name}" must be a function`)
     if (!internal && name.startsWith(RESERVED_PREFIX)) {
@@ -58,7 +59,7 @@ export class CommandRegistry {
     if (this.commands.has(name)) throw new RangeError(`Command "${name}" is already registered`)
     for (const step of middleware) requireFunction(step)
     const own = [...middleware]
-    this.commands.set(name, { handler, own, chain: [...this.global, ...own] })
+    this.commands.set(name, { handler: handler as CommandHandler, own, chain: [...this.global, ...own] })
   }
 
   has(name: string): boolean {

@@ -8,9 +8,12 @@ import type { AllowedOrigins } from './origin-policy.js'
 import { resolveSyncOptions, type ResolvedSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
+import type { ApiShape, UntypedApi } from '../shared/api.js'
 import { resolveServerPortalOptions, type ResolvedServerPortalOptions, type ServerPortalOptions } from './portal/server-portal-options.js'
 
-export interface MeshServerOptions {
+export interface MeshServerOptions<Api extends ApiShape = UntypedApi> {
+  /** The API (`defineApi` object of schemas): types commands, events, messages and channels, and validates payloads. */
+  api?: Api
   /** Port to listen on; 0 picks a free one (read it from `server.port` after `ready()`). Ignored with `server`. */
   port?: number
   /** Host to bind. @default all interfaces */
@@ -188,6 +191,7 @@ export const serverDefaults = {
 
 /** Every server option; `redis` holds ioredis options, which are ioredis's to check. */
 const serverOptionKeys: OptionKeys<MeshServerOptions> = {
+  api: true,
   port: true,
   allowedOrigins: true,
   maxConnections: true,
