@@ -70,7 +70,7 @@ export async function startExampleServer(options: ExampleServerOptions = {}): Pr
 /** What examples/client.ts walks through: commands, middleware, events, client messages. */
 function registerExampleCommands(server: MeshServer): void {
   // Global middleware: runs before every command. Here it reads who is calling. The
-  // server addMiddleware returns types the field it adds (`ctx.user`) in its handlers.
+  // server that addMiddleware returns is typed with the field it adds (`ctx.user`).
   const identify: Middleware<{ user?: User }> = (ctx) => {
     const token = (ctx.payload as { token?: unknown } | undefined)?.token
     if (typeof token === 'string' && token.length > 0) ctx.user = { name: token }
