@@ -3,7 +3,7 @@
 import { createServer } from 'node:http'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { MeshError, MeshServer, type MeshContext } from 'meshkit/server'
+import { MeshError, MeshServer, type MeshContext, type Middleware } from 'meshkit/server'
 import { demoFiles, serveFiles } from './demo/serve.js'
 
 export interface ExampleServerOptions {
@@ -69,17 +69,20 @@ export async function startExampleServer(options: ExampleServerOptions = {}): Pr
 
 /** What examples/client.ts walks through: commands, middleware, events, client messages. */
 function registerExampleCommands(server: MeshServer): void {
-  // Global middleware: runs before every command. Here it reads who is calling.
-  server.addMiddleware((ctx) => {
+  // Global middleware: runs before every command. Here it reads who is calling. The
+  // server that addMiddleware returns is typed with the field it adds (`ctx.user`).
+  const identify: Middleware<{ user?: User }> = (ctx) => {
     const token = (ctx.payload as { token?: unknown } | undefined)?.token
-    if (typeof token === 'string' && token.length > 0) ctx.user = { name: token } satisfies User
-  })
+    if (typeof token === 'string' && token.length > 0) ctx.user = { name: token }
+  }
+  const app = server.addMiddleware(identify)
 
-  const requireUser = (ctx: MeshContext): void => {
+  // Per-command middleware: after it, the handler's `ctx.user` is a User, never undefined.
+  const requireUser: Middleware<{ user: User }> = (ctx) => {
     if (!ctx.user) throw new MeshError('UNAUTHORIZED', 'Send a token first')
   }
   server.registerCommand('echo', (ctx) => ctx.payload)
-  server.registerCommand('whoami', (ctx) => (ctx.user as User).name, [requireUser])
+  app.registerCommand('whoami', (ctx) => ctx.user.name, [requireUser])
   server.registerCommand('shout', async (ctx: MeshContext<{ text: string }>) => {
     const text = String(ctx.payload?.text ?? '').toUpperCase()
     await server.broadcast('shouted', { by: ctx.connection.id, text })
@@ -97,8 +100,8 @@ function registerExampleCommands(server: MeshServer): void {
 
   // Client messages (client.send): fire-and-forget, no reply; global middleware runs first
   // (ctx.message is set). This handler answers with an event anyway, to show the round trip.
-  server.onMessage('note', (ctx) => {
-    ctx.connection.send('noted', { text: String(ctx.data), by: ctx.user ? (ctx.user as User).name : 'anonymous' })
+  app.onMessage('note', (ctx) => {
+    ctx.connection.send('noted', { text: String(ctx.data), by: ctx.user?.name ?? 'anonymous' })
   })
   server.onConnection((connection) => {
     connection.send('welcome', { id: connection.id })

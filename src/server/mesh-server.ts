@@ -4,7 +4,9 @@ import { nanoid } from 'nanoid'
 import { CommandRegistry } from './command-registry.js'
 import type { Connection } from './connection.js'
 import { ConnectionLimits } from './connection-limits.js'
-import type { CommandHandler, MessageHandler, Middleware } from './context.js'
+import type { CommandHandler, MeshContext, MessageContext, MessageHandler, Middleware } from './context.js'
+import type { ApiShape, ChannelMessage, ChannelName, CommandName, EventArgs, EventName, EventPayload, IfUntyped, MessageType, UntypedApi } from '../shared/api.js'
+import type { FieldsOf, MiddlewareList, NoFields, TypedCommandHandler, TypedMessageHandler } from './typed-api.js'
 import { MessageRouter, type MessageStats } from './message-router.js'
 import { Heartbeat } from './heartbeat.js'
 import { userIdList } from './call-arguments.js'
@@ -51,8 +53,12 @@ export interface ServerStats extends MessageStats {
  * A meshkit server: accepts WebSocket connections, answers their commands through
  * middleware and handlers, and delivers events to connections on any instance
  * sharing its store.
+ *
+ * `Api` types its commands, events, client messages and channels (`new MeshServer<ChatApi>()`,
+ * or inferred from `options.api`); `Fields` are the context fields its global middleware
+ * adds (see `addMiddleware`). Without them everything is untyped, as `unknown`.
  */
-export class MeshServer {
+export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object = NoFields> {
   /**
    * This instance's id, unique among the instances sharing a store; it prefixes its
    * connections' ids (`<instanceId>.<random>`), so deliveries route them without asking
@@ -90,7 +96,7 @@ export class MeshServer {
   private readonly started: Promise<unknown>
   private closing: Promise<void> | undefined
 
-  constructor(options: MeshServerOptions = {}) {
+  constructor(options: MeshServerOptions<Api> = {}) {
     this.options = resolveServerOptions(options)
     // Validated before anything below opens a connection (Redis) that a throw would leak.
     const origins = new OriginPolicy(this.options.allowedOrigins)
@@ -130,14 +136,16 @@ export class MeshServer {
     this.presence = new PresenceManager(this.store, this.options.maxPresenceBytes, this.options.presenceLeaveDelay, (room, event) => this.delivery.broadcastRoom(room, 'presence', event), this.logger)
     this.monitor.onInstanceCleaned((_instanceId, connectionIds) => void this.presence.instanceCleaned(connectionIds))
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
-    this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
+    // Contexts hold the server as their handlers' signatures typed it; the registry and router serve every API alike.
+    const untyped = this as unknown as MeshServer
+    this.registry = new CommandRegistry(untyped, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
       exposeErrors: this.options.exposeErrors,
       logger: this.logger,
       onFault: (error, connection, command) => this.hooks.error(error, { command, connection }),
     }, this.options.schemas)
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options), presence: this.presence })
     this.messages = new MessageRouter({
-      server: this,
+      server: untyped,
       middleware: () => this.registry.globalMiddleware,
       mayRun: (connection) => !this.authentication.required || connection.isAuthenticated,
       logger: this.logger,
@@ -214,12 +222,27 @@ export class MeshServer {
   }
 
   /** Connections held by this instance, by id. */
-  get connections(): ReadonlyMap<string, Connection> {
+  get connections(): ReadonlyMap<string, Connection<Api>> {
     return this.live
   }
 
-  registerCommand<P = any, R = unknown>(name: string, handler: CommandHandler<P, R>, middleware: readonly Middleware[] = []): void {
-    this.registry.register(name, handler as CommandHandler, middleware)
+  /**
+   * Answers command `name` with `handler`, after the global middleware and then this
+   * command's own `middleware`. With a typed API, `ctx.payload` is the command's payload
+   * (a schema's output) and the handler must return its result; the fields that the
+   * middleware add (`Middleware<{ user: User }>`) are typed in `ctx`. The first
+   * signature keeps `registerCommand<P, R>` for servers whose commands are untyped.
+   */
+  registerCommand<P = unknown, R = unknown, const M extends MiddlewareList<Fields> = MiddlewareList<Fields>>(
+    this: IfUntyped<Api, 'commands'>,
+    name: string,
+    handler: (ctx: MeshContext<P, Api> & Fields & FieldsOf<M>) => R | Promise<R>,
+    middleware?: M,
+  ): void
+  registerCommand<K extends CommandName<Api>, const M extends MiddlewareList<Fields> = MiddlewareList<Fields>>(name: K, handler: TypedCommandHandler<Api, K, Fields & FieldsOf<M>>, middleware?: M): void
+  registerCommand(name: string, handler: (ctx: never) => unknown, middleware: readonly Middleware<never>[] = []): void {
+    // The signatures above typed the handler and middleware for this server's contexts.
+    this.registry.register(name, handler as CommandHandler, middleware as readonly Middleware[])
   }
 
   /**
@@ -228,7 +251,9 @@ export class MeshServer {
    * middleware runs first (with `ctx.message` set, `ctx.command` undefined); what the
    * handler returns is ignored, and a throw or rejection is logged, never sent back.
    */
-  onMessage<D = any>(type: string, handler: MessageHandler<D>): () => void {
+  onMessage<D = unknown>(this: IfUntyped<Api, 'messages'>, type: string, handler: (ctx: MessageContext<D, Api> & Fields) => unknown): () => void
+  onMessage<T extends MessageType<Api> | '*'>(type: T, handler: TypedMessageHandler<Api, T, Fields>): () => void
+  onMessage(type: string, handler: (ctx: never) => unknown): () => void {
     return this.messages.on(type, handler as MessageHandler)
   }
 
@@ -255,9 +280,14 @@ export class MeshServer {
     }
   }
 
-  /** Middleware for every command and client message, run before the command's own. */
-  addMiddleware(...middleware: Middleware[]): void {
+  /**
+   * Middleware for every command and client message, run before the command's own.
+   * Returns this server, typed with the fields the middleware add
+   * (`const app = server.addMiddleware(auth)`: `app`'s handlers see `ctx.user`).
+   */
+  addMiddleware<const M extends MiddlewareList<Fields>>(...middleware: M): MeshServer<Api, Fields & FieldsOf<M>> {
     this.registry.addMiddleware(middleware)
+    return this as unknown as MeshServer<Api, Fields & FieldsOf<M>>
   }
 
   /** Adds a set of hooks (Mesa's middleware; see `MeshHooks`); sets stack. Returns the function that removes it. */
@@ -276,25 +306,31 @@ export class MeshServer {
   }
 
   /** Sends an event to every connection on every instance. */
+  broadcast<E extends EventName<Api>>(event: E, ...payload: EventArgs<Api, E>): Promise<void>
   async broadcast(event: string, payload?: unknown): Promise<void> {
     await this.delivery.broadcast(event, payload)
   }
 
   /** Sends an event to every connection on every instance except the given ones. */
+  broadcastExclude<E extends EventName<Api>>(event: E, payload: EventPayload<Api, E>, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void>
   async broadcastExclude(event: string, payload: unknown, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void> {
     await this.delivery.broadcast(event, payload, idsOf(exclude))
   }
 
   /** Sends an event to the members of a room, on every instance. */
+  broadcastRoom<E extends EventName<Api>>(room: string, event: E, ...payload: EventArgs<Api, E>): Promise<void>
   async broadcastRoom(room: string, event: string, payload?: unknown): Promise<void> {
     await this.delivery.broadcastRoom(room, event, payload)
   }
 
+  /** Sends an event to the members of a room, on every instance, except the given connections. */
+  broadcastRoomExclude<E extends EventName<Api>>(room: string, event: E, payload: EventPayload<Api, E>, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void>
   async broadcastRoomExclude(room: string, event: string, payload: unknown, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void> {
     await this.delivery.broadcastRoom(room, event, payload, idsOf(exclude))
   }
 
   /** Sends an event to connections by id, on whichever instance holds them; unknown ids are skipped. */
+  sendTo<E extends EventName<Api>>(connections: ConnectionRef | readonly ConnectionRef[], event: E, ...payload: EventArgs<Api, E>): Promise<void>
   async sendTo(connections: ConnectionRef | readonly ConnectionRef[], event: string, payload?: unknown): Promise<void> {
     await this.delivery.sendTo(idsOf(connections), event, payload)
   }
@@ -335,6 +371,7 @@ export class MeshServer {
    * newest `historyLimit` messages as history (0: keep none). Resolves with the
    * message's offset once it is stored and published.
    */
+  writeChannel<C extends ChannelName<Api>>(channel: C, message: ChannelMessage<Api, C>, historyLimit?: number): Promise<number>
   writeChannel(channel: string, message: unknown, historyLimit = 0): Promise<number> {
     return this.channels.write(channel, message, historyLimit)
   }
@@ -353,6 +390,7 @@ export class MeshServer {
    * authentication is required); `exclude` lists users who never receive it. With
    * `sync` enabled, users with no connection get it when they next authenticate.
    */
+  send<E extends EventName<Api>>(event: E, payload: EventPayload<Api, E>, userIds: readonly (string | number)[], exclude?: readonly (string | number)[]): Promise<void>
   async send(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
     await this.delivery.sendToUsers(event, payload, userIdList(userIds, 'userIds'), userIdList(exclude, 'exclude'))
   }
