@@ -19,6 +19,7 @@ import { fanoutCluster } from './workloads/fanout-cluster.js'
 import { fanout } from './workloads/fanout.js'
 import { memory, memoryFixedYoung } from './workloads/memory.js'
 import { portal } from './workloads/portal.js'
+import { presence } from './workloads/presence.js'
 import { rpc } from './workloads/rpc.js'
 
 type Workload = {
@@ -42,6 +43,8 @@ const workloads: Workload[] = [
   { name: 'broadcastCost', run: broadcastCost, targets: ['mesh'], redis: true },
   { name: 'connections', run: connections, targets: ['mesh'] },
   { name: 'portal', run: portal, targets: ['mesh'], redis: true },
+  { name: 'presence', run: presence(1), targets: ['mesh'] },
+  { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true },
 ]
 
 const args = process.argv.slice(2)

@@ -1,0 +1,208 @@
+// 10 and 11. Presence at 1,000 members (issue 14): one room exposed with presence holds
+// 1,000 MeshClients that joined with a state; on one instance (memory store, workload
+// 10) and on two instances on one Redis, half the members on each (workload 11).
+//
+// - List: `client.presence(room)` from a member (the command's round trip included) and
+//   `server.getPresence(room)` timed inside the first server (bench/servers/meshkit.ts).
+// - Update: a member (a different one each time) `await`s `setPresence`, one update at a
+//   time as users write it; timed until all 999 others received its `update` event.
+// - Join: one more client joins with presence: until `joinRoom` resolves, and until all
+//   1,000 members received its `join`; then it leaves (until all received the `leave`).
+// - Bystanders: 1,000 more clients on the same instances, present in 10 rooms of their
+//   own; every frame their sockets receive while updates run is counted (must be 0), and
+//   the update time with them is compared to the time without (the mean of before they
+//   connected and after they left, so that drift does not pass for a difference).
+//
+// The load process decodes every event the members receive (999 per update), so update
+// times include the client side; heartbeats are quiet (60 s) so that no ping sweep over
+// 2,000 connections lands in some measurements and not others.
+import { MeshClient, type MeshClientOptions, type PresenceEvent, type WebSocketConstructor } from 'meshkit/client'
+import { Redis } from 'ioredis'
+import { performance } from 'node:perf_hooks'
+import { WebSocket } from 'ws'
+import { inBatches, percentile, sleep, withServers, withTimeout, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
+
+const MEMBERS = 1_000
+const BYSTANDERS = 1_000
+const BYSTANDER_ROOMS = 10
+const LISTS = 50
+const UPDATES = 100
+const WARM_UP_UPDATES = 20
+const JOINS = 20
+const ROOM = 'presence-1000'
+const quietHeartbeat = { BENCH_PING_INTERVAL: '60000', BENCH_LATENCY_INTERVAL: '60000' }
+
+/** A `ws` socket that counts every frame it receives, for MeshClient's `WebSocket` option. */
+function countingWebSocket(counter: { frames: number }): WebSocketConstructor {
+  class CountingWebSocket extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols)
+      this.on('message', () => counter.frames++)
+    }
+  }
+  return CountingWebSocket as unknown as WebSocketConstructor
+}
+
+async function connect(port: number, options: MeshClientOptions = {}): Promise<MeshClient> {
+  const client = new MeshClient(`ws://127.0.0.1:${port}`, { shouldReconnect: false, ...options })
+  await client.connect()
+  return client
+}
+
+/** Resolves when `count` members received a presence event matching `match`, with the time of the last. */
+class Arrivals {
+  private current: { match: (event: PresenceEvent, receiver: MeshClient) => boolean; pending: number; done: (at: number) => void } | undefined
+
+  constructor(members: readonly MeshClient[]) {
+    for (const member of members) {
+      member.on<PresenceEvent>('presence', (event) => {
+        const current = this.current
+        if (current && current.match(event, member) && --current.pending === 0) {
+          this.current = undefined
+          current.done(performance.now())
+        }
+      })
+    }
+  }
+
+  expect(count: number, match: (event: PresenceEvent, receiver: MeshClient) => boolean): Promise<number> {
+    const arrived = new Promise<number>((done) => (this.current = { match, pending: count, done }))
+    return withTimeout(arrived, 30_000, `presence events to ${count} members`)
+  }
+}
+
+const p50 = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50)
+const p99 = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 99)
+
+/** Redis calls so far (every command but INFO itself), from INFO commandstats. */
+async function redisCalls(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats')
+  let calls = 0
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (match[1] !== 'info') calls += Number(match[2])
+  return calls
+}
+
+export function presence(instances: 1 | 2) {
+  return async (_target: unknown, context: BenchContext): Promise<Metrics> => {
+    const env = { ...quietHeartbeat, ...(instances === 2 ? { BENCH_REDIS_URL: context.redisUrl, BENCH_NAMESPACE: context.namespace() } : {}) }
+    const specs = Array.from({ length: instances }, () => ({ script: 'meshkit.ts', env }))
+    return withServers(specs, (servers) => measure(servers, instances === 2 ? context.redisUrl : undefined))
+  }
+}
+
+async function measure(servers: readonly ServerProcess[], redisUrl: string | undefined): Promise<Metrics> {
+  const opened: MeshClient[] = []
+  const redis = redisUrl ? new Redis(redisUrl) : undefined
+  const portOf = (index: number): number => servers[index % servers.length]!.port
+  try {
+    // The room: members spread over the instances, joining 50 at a time (each join reaches every member so far).
+    const members = await inBatches(MEMBERS, 100, async (index) => connect(portOf(index)))
+    opened.push(...members)
+    const arrivals = new Arrivals(members)
+    const filledAt = performance.now()
+    await inBatches(MEMBERS, 50, async (index) => {
+      if (!(await members[index]!.joinRoom(ROOM, { presence: { name: `member ${index}`, typing: false, seq: 0 } }))) throw new Error('join refused')
+    })
+    const fillMs = performance.now() - filledAt
+
+    // (a) Lists.
+    const listMs: number[] = []
+    for (let i = 0; i < LISTS; i++) {
+      const startedAt = performance.now()
+      const list = await members[(i * 37) % MEMBERS]!.presence(ROOM)
+      listMs.push(performance.now() - startedAt)
+      if (list.length !== MEMBERS) throw new Error(`the list has ${list.length} members, not ${MEMBERS}`)
+    }
+    const serverList = await servers[0]!.control<{ members: number; p50: number; p99: number }>(`presence-list ${ROOM} ${LISTS}`)
+    if (serverList.members !== MEMBERS) throw new Error(`getPresence lists ${serverList.members} members`)
+
+    // (b) Updates, one awaited at a time, each timed until the 999 others have it.
+    let seq = 0
+    const update = async (): Promise<number> => {
+      const updater = members[seq % MEMBERS]!
+      const expected = ++seq
+      const arrived = arrivals.expect(MEMBERS - 1, (event, receiver) =>
+        event.type === 'update' && receiver !== updater && (event.state as { seq: number }).seq === expected)
+      const startedAt = performance.now()
+      await updater.setPresence(ROOM, { name: 'updater', typing: expected % 2 === 0, seq: expected })
+      return (await arrived) - startedAt
+    }
+    const updates = async (): Promise<number[]> => {
+      for (let i = 0; i < WARM_UP_UPDATES; i++) await update()
+      const times: number[] = []
+      for (let i = 0; i < UPDATES; i++) times.push(await update())
+      return times
+    }
+    const callsBefore = redis ? await redisCalls(redis) : 0
+    const before = await updates()
+    const redisCallsPerUpdate = redis ? ((await redisCalls(redis)) - callsBefore) / (UPDATES + WARM_UP_UPDATES) : 0
+
+    // (c) One more member joins and leaves, on the last instance (half the room is on the other).
+    const joiner = await connect(portOf(servers.length - 1))
+    opened.push(joiner)
+    const joinMs: number[] = []
+    const joinAllMs: number[] = []
+    const leaveMs: number[] = []
+    const leaveAllMs: number[] = []
+    for (let i = 0; i < JOINS; i++) {
+      const joined = arrivals.expect(MEMBERS, (event) => event.type === 'join' && event.connectionId === joiner.id)
+      let startedAt = performance.now()
+      if (!(await joiner.joinRoom(ROOM, { presence: { name: 'joiner', typing: false, seq: i } }))) throw new Error('join refused')
+      joinMs.push(performance.now() - startedAt)
+      joinAllMs.push((await joined) - startedAt)
+      const left = arrivals.expect(MEMBERS, (event) => event.type === 'leave' && event.connectionId === joiner.id)
+      startedAt = performance.now()
+      await joiner.leaveRoom(ROOM)
+      leaveMs.push(performance.now() - startedAt)
+      leaveAllMs.push((await left) - startedAt)
+    }
+
+    // (d) Bystanders: present in rooms of their own on the same instances, every frame counted.
+    const counter = { frames: 0 }
+    const WebSocketCounting = countingWebSocket(counter)
+    const bystanders = await inBatches(BYSTANDERS, 100, (index) => connect(portOf(index), { WebSocket: WebSocketCounting }))
+    opened.push(...bystanders)
+    await inBatches(BYSTANDERS, 50, async (index) => {
+      await bystanders[index]!.joinRoom(`presence-idle-${index % BYSTANDER_ROOMS}`, { presence: { name: `bystander ${index}`, typing: false } })
+    })
+    // Their own rooms' join events may still be on their way from the other instance: wait for 300 ms without a frame.
+    const deadline = Date.now() + 20_000
+    for (let last = -1; counter.frames !== last; await sleep(300)) {
+      if (Date.now() > deadline) throw new Error('the bystanders kept receiving frames')
+      last = counter.frames
+    }
+    counter.frames = 0
+    const crowded = await updates()
+    const bystanderFrames = counter.frames
+
+    // Left before closing: a close would leave 5 s later (presenceLeaveDelay), in the middle of the next measurement.
+    await inBatches(bystanders.length, 50, (index) => bystanders[index]!.leaveRoom(`presence-idle-${index % BYSTANDER_ROOMS}`))
+    await inBatches(bystanders.length, 200, (index) => bystanders[index]!.close())
+    opened.splice(opened.indexOf(bystanders[0]!), bystanders.length)
+    const after = await updates()
+
+    const alone = (p50(before) + p50(after)) / 2
+    return {
+      fillSeconds: fillMs / 1000,
+      listP50: p50(listMs),
+      listP99: p99(listMs),
+      serverListP50: serverList.p50,
+      serverListP99: serverList.p99,
+      updateP50: alone,
+      updateP99: (p99(before) + p99(after)) / 2,
+      crowdedUpdateP50: p50(crowded),
+      crowdedUpdateP99: p99(crowded),
+      crowdedRatio: p50(crowded) / alone,
+      bystanderFrames,
+      joinP50: p50(joinMs),
+      joinP99: p99(joinMs),
+      joinAllP50: p50(joinAllMs),
+      leaveP50: p50(leaveMs),
+      leaveAllP50: p50(leaveAllMs),
+      ...(redis ? { redisCallsPerUpdate } : {}),
+    }
+  } finally {
+    redis?.disconnect()
+    await inBatches(opened.length, 200, (index) => opened[index]!.close())
+  }
+}
