@@ -104,6 +104,9 @@ function presenceRows(name: string, workload: string): Row[] {
     row('server.getPresence ms, p99', 'serverListP99', decimals),
     row('setPresence to all 999 others ms, p50', 'updateP50', decimals),
     row('setPresence to all 999 others ms, p99', 'updateP99', decimals),
+    row('baseline: broadcastRoom of as large an event to all 999 others ms, p50', 'broadcastP50', decimals),
+    row('baseline: broadcastRoom of as large an event to all 999 others ms, p99', 'broadcastP99', decimals),
+    row('update / broadcast, median of pairs', 'updateOverBroadcast', multiple),
     row('the same with 1,000 bystanders, p50', 'crowdedUpdateP50', decimals, '≤1.2× no bystanders',
       (_, s) => atMost(worst(s, `${name}:crowdedRatio`, median), 1.2)),
     row('the same with 1,000 bystanders, p99', 'crowdedUpdateP99', decimals),
@@ -239,7 +242,9 @@ Workloads:
    (\`joinRoom(room, { presence })\`, 50 joins at a time), heartbeats every 60 s. List: 50 \`client.presence(room)\`
    calls from members, and 50 \`server.getPresence(room)\` timed inside the server. Update: a different member
    each time awaits \`setPresence\`, one at a time (100 after 20 of warm-up), timed until all 999 others received the \`update\`;
-   the load process decodes those 999 events, so its time is in the figure. Join: one more client joins with
+   the load process decodes those 999 events, so its time is in the figure. Baseline: taking turns with each
+   update, the next member's \`say\` command, whose handler awaits \`broadcastRoom\` of an event as large to the same
+   room; its ratio is the median of the per-pair ratios. Join: one more client joins with
    presence and leaves, 20 times. Bystanders: 1,000 more clients, present in 10 rooms of 100 of their own on the
    same instances; every WebSocket frame they receive while updates run is counted; the time without them is
    the mean of the p50s before they connected and after they left.

@@ -6,6 +6,8 @@
 //   `server.getPresence(room)` timed inside the first server (bench/servers/meshkit.ts).
 // - Update: a member (a different one each time) `await`s `setPresence`, one update at a
 //   time as users write it; timed until all 999 others received its `update` event.
+//   Baseline, taking turns with the updates: a `say` command whose handler awaits
+//   `broadcastRoom` of an event as large to the same room (delivery without presence).
 // - Join: one more client joins with presence: until `joinRoom` resolves, and until all
 //   1,000 members received its `join`; then it leaves (until all received the `leave`).
 // - Bystanders: 1,000 more clients on the same instances, present in 10 rooms of their
@@ -49,25 +51,30 @@ async function connect(port: number, options: MeshClientOptions = {}): Promise<M
   return client
 }
 
-/** Resolves when `count` members received a presence event matching `match`, with the time of the last. */
+type Arrival = { event: 'presence'; data: PresenceEvent } | { event: 'chat'; data: { seq: number } }
+
+/** Resolves when `count` members received an event matching `match`, with the time of the last. */
 class Arrivals {
-  private current: { match: (event: PresenceEvent, receiver: MeshClient) => boolean; pending: number; done: (at: number) => void } | undefined
+  private current: { match: (arrival: Arrival, receiver: MeshClient) => boolean; pending: number; done: (at: number) => void } | undefined
 
   constructor(members: readonly MeshClient[]) {
     for (const member of members) {
-      member.on<PresenceEvent>('presence', (event) => {
-        const current = this.current
-        if (current && current.match(event, member) && --current.pending === 0) {
-          this.current = undefined
-          current.done(performance.now())
-        }
-      })
+      member.on<PresenceEvent>('presence', (data) => this.seen({ event: 'presence', data }, member))
+      member.on<{ seq: number }>('chat', (data) => this.seen({ event: 'chat', data }, member))
     }
   }
 
-  expect(count: number, match: (event: PresenceEvent, receiver: MeshClient) => boolean): Promise<number> {
+  expect(count: number, match: (arrival: Arrival, receiver: MeshClient) => boolean): Promise<number> {
     const arrived = new Promise<number>((done) => (this.current = { match, pending: count, done }))
-    return withTimeout(arrived, 30_000, `presence events to ${count} members`)
+    return withTimeout(arrived, 30_000, `events to ${count} members`)
+  }
+
+  private seen(arrival: Arrival, receiver: MeshClient): void {
+    const current = this.current
+    if (current && current.match(arrival, receiver) && --current.pending === 0) {
+      this.current = undefined
+      current.done(performance.now())
+    }
   }
 }
 
@@ -116,26 +123,38 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     const serverList = await servers[0]!.control<{ members: number; p50: number; p99: number }>(`presence-list ${ROOM} ${LISTS}`)
     if (serverList.members !== MEMBERS) throw new Error(`getPresence lists ${serverList.members} members`)
 
-    // (b) Updates, one awaited at a time, each timed until the 999 others have it.
+    // (b) Updates, one awaited at a time, each timed until the 999 others have it; taking
+    // turns with the baseline: the same member's `say` command, whose handler awaits
+    // `broadcastRoom` of an event as large to the same room (delivery without presence).
     let seq = 0
     const update = async (): Promise<number> => {
       const updater = members[seq % MEMBERS]!
       const expected = ++seq
-      const arrived = arrivals.expect(MEMBERS - 1, (event, receiver) =>
-        event.type === 'update' && receiver !== updater && (event.state as { seq: number }).seq === expected)
+      const arrived = arrivals.expect(MEMBERS - 1, ({ event, data }, receiver) =>
+        event === 'presence' && data.type === 'update' && receiver !== updater && (data.state as { seq: number }).seq === expected)
       const startedAt = performance.now()
       await updater.setPresence(ROOM, { name: 'updater', typing: expected % 2 === 0, seq: expected })
       return (await arrived) - startedAt
     }
-    const updates = async (): Promise<number[]> => {
+    const say = async (): Promise<number> => {
+      const sender = members[seq % MEMBERS]!
+      const expected = ++seq
+      const arrived = arrivals.expect(MEMBERS - 1, ({ event, data }, receiver) => event === 'chat' && receiver !== sender && data.seq === expected)
+      const startedAt = performance.now()
+      // As large as an update's event: room, type, connection id and state.
+      await sender.command('say', { room: ROOM, type: 'update', connectionId: sender.id, state: { name: 'updater', typing: expected % 2 === 0 }, seq: expected })
+      return (await arrived) - startedAt
+    }
+    const updates = async (withBaseline = false): Promise<{ update: number[]; broadcast: number[] }> => {
       for (let i = 0; i < WARM_UP_UPDATES; i++) await update()
-      const times: number[] = []
-      for (let i = 0; i < UPDATES; i++) times.push(await update())
+      const times = { update: [] as number[], broadcast: [] as number[] }
+      for (let i = 0; i < UPDATES; i++) {
+        times.update.push(await update())
+        if (withBaseline) times.broadcast.push(await say())
+      }
       return times
     }
-    const callsBefore = redis ? await redisCalls(redis) : 0
-    const before = await updates()
-    const redisCallsPerUpdate = redis ? ((await redisCalls(redis)) - callsBefore) / (UPDATES + WARM_UP_UPDATES) : 0
+    const before = await updates(true)
 
     // (c) One more member joins and leaves, on the last instance (half the room is on the other).
     const joiner = await connect(portOf(servers.length - 1))
@@ -145,12 +164,12 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     const leaveMs: number[] = []
     const leaveAllMs: number[] = []
     for (let i = 0; i < JOINS; i++) {
-      const joined = arrivals.expect(MEMBERS, (event) => event.type === 'join' && event.connectionId === joiner.id)
+      const joined = arrivals.expect(MEMBERS, ({ event, data }) => event === 'presence' && data.type === 'join' && data.connectionId === joiner.id)
       let startedAt = performance.now()
       if (!(await joiner.joinRoom(ROOM, { presence: { name: 'joiner', typing: false, seq: i } }))) throw new Error('join refused')
       joinMs.push(performance.now() - startedAt)
       joinAllMs.push((await joined) - startedAt)
-      const left = arrivals.expect(MEMBERS, (event) => event.type === 'leave' && event.connectionId === joiner.id)
+      const left = arrivals.expect(MEMBERS, ({ event, data }) => event === 'presence' && data.type === 'leave' && data.connectionId === joiner.id)
       startedAt = performance.now()
       await joiner.leaveRoom(ROOM)
       leaveMs.push(performance.now() - startedAt)
@@ -172,16 +191,21 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
       last = counter.frames
     }
     counter.frames = 0
-    const crowded = await updates()
+    // Only updates run here (the bystanders are idle): the Redis calls are theirs, and the instances' liveness refreshes.
+    const callsBefore = redis ? await redisCalls(redis) : 0
+    const crowded = (await updates()).update
+    const redisCallsPerUpdate = redis ? ((await redisCalls(redis)) - callsBefore) / (UPDATES + WARM_UP_UPDATES) : 0
     const bystanderFrames = counter.frames
 
     // Left before closing: a close would leave 5 s later (presenceLeaveDelay), in the middle of the next measurement.
     await inBatches(bystanders.length, 50, (index) => bystanders[index]!.leaveRoom(`presence-idle-${index % BYSTANDER_ROOMS}`))
     await inBatches(bystanders.length, 200, (index) => bystanders[index]!.close())
     opened.splice(opened.indexOf(bystanders[0]!), bystanders.length)
-    const after = await updates()
+    const after = (await updates(true))
 
-    const alone = (p50(before) + p50(after)) / 2
+    const alone = (p50(before.update) + p50(after.update)) / 2
+    const broadcast = [...before.broadcast, ...after.broadcast]
+    const perPair = [...before.update, ...after.update].map((ms, index) => ms / broadcast[index]!)
     return {
       fillSeconds: fillMs / 1000,
       listP50: p50(listMs),
@@ -189,7 +213,10 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
       serverListP50: serverList.p50,
       serverListP99: serverList.p99,
       updateP50: alone,
-      updateP99: (p99(before) + p99(after)) / 2,
+      updateP99: (p99(before.update) + p99(after.update)) / 2,
+      broadcastP50: p50(broadcast),
+      broadcastP99: p99(broadcast),
+      updateOverBroadcast: p50(perPair),
       crowdedUpdateP50: p50(crowded),
       crowdedUpdateP99: p99(crowded),
       crowdedRatio: p50(crowded) / alone,
