@@ -102,6 +102,10 @@ function presenceRows(name: string, workload: string): Row[] {
     row('client.presence(room) ms, p99', 'listP99', decimals),
     row('server.getPresence ms, p50', 'serverListP50', decimals),
     row('server.getPresence ms, p99', 'serverListP99', decimals),
+    row('client.presence(room) ms at 250 members, p50', 'quarterListP50', decimals),
+    row('server.getPresence ms at 250 members, p50', 'quarterServerListP50', decimals),
+    row('list p50 growth, 250 → 1,000 members (client; 4× is linear)', 'listGrowth', multiple),
+    row('list p50 growth, 250 → 1,000 members (server; 4× is linear)', 'serverListGrowth', multiple),
     row('setPresence to all 999 others ms, p50', 'updateP50', decimals),
     row('setPresence to all 999 others ms, p99', 'updateP99', decimals),
     row('baseline: broadcastRoom of as large an event to all 999 others ms, p50', 'broadcastP50', decimals),
@@ -240,7 +244,8 @@ Workloads:
    or message: the server's and the portal process's over the timed runs.
 10. Presence (meshkit only): one room exposed with presence, 1,000 MeshClients joined with a state
    (\`joinRoom(room, { presence })\`, 50 joins at a time), heartbeats every 60 s. List: 50 \`client.presence(room)\`
-   calls from members, and 50 \`server.getPresence(room)\` timed inside the server. Update: a different member
+   calls from members, and 50 \`server.getPresence(room)\` timed inside the server, once 250 members joined
+   and again at 1,000. Update: a different member
    each time awaits \`setPresence\`, one at a time (100 after 20 of warm-up), timed until all 999 others received the \`update\`;
    the load process decodes those 999 events, so its time is in the figure. Baseline: taking turns with each
    update, the next member's \`say\` command, whose handler awaits \`broadcastRoom\` of an event as large to the same

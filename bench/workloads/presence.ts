@@ -3,7 +3,8 @@
 // 10) and on two instances on one Redis, half the members on each (workload 11).
 //
 // - List: `client.presence(room)` from a member (the command's round trip included) and
-//   `server.getPresence(room)` timed inside the first server (bench/servers/meshkit.ts).
+//   `server.getPresence(room)` timed inside the first server (bench/servers/meshkit.ts),
+//   at 250 members and at 1,000 (linear growth is 4×).
 // - Update: a member (a different one each time) `await`s `setPresence`, one update at a
 //   time as users write it; timed until all 999 others received its `update` event.
 //   Baseline, taking turns with the updates: a `say` command whose handler awaits
@@ -25,6 +26,7 @@ import { WebSocket } from 'ws'
 import { inBatches, percentile, sleep, withServers, withTimeout, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
 
 const MEMBERS = 1_000
+const QUARTER = MEMBERS / 4
 const BYSTANDERS = 1_000
 const BYSTANDER_ROOMS = 10
 const LISTS = 50
@@ -106,22 +108,30 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     const members = await inBatches(MEMBERS, 100, async (index) => connect(portOf(index)))
     opened.push(...members)
     const arrivals = new Arrivals(members)
-    const filledAt = performance.now()
-    await inBatches(MEMBERS, 50, async (index) => {
+    const join = async (index: number): Promise<void> => {
       if (!(await members[index]!.joinRoom(ROOM, { presence: { name: `member ${index}`, typing: false, seq: 0 } }))) throw new Error('join refused')
-    })
-    const fillMs = performance.now() - filledAt
-
-    // (a) Lists.
-    const listMs: number[] = []
-    for (let i = 0; i < LISTS; i++) {
-      const startedAt = performance.now()
-      const list = await members[(i * 37) % MEMBERS]!.presence(ROOM)
-      listMs.push(performance.now() - startedAt)
-      if (list.length !== MEMBERS) throw new Error(`the list has ${list.length} members, not ${MEMBERS}`)
     }
-    const serverList = await servers[0]!.control<{ members: number; p50: number; p99: number }>(`presence-list ${ROOM} ${LISTS}`)
-    if (serverList.members !== MEMBERS) throw new Error(`getPresence lists ${serverList.members} members`)
+    // (a) Lists, at a quarter of the room and at the full room: linear growth is 4×.
+    const lists = async (size: number): Promise<{ client: number[]; server: { p50: number; p99: number } }> => {
+      const client: number[] = []
+      for (let i = 0; i < LISTS; i++) {
+        const startedAt = performance.now()
+        const list = await members[(i * 37) % size]!.presence(ROOM)
+        client.push(performance.now() - startedAt)
+        if (list.length !== size) throw new Error(`the list has ${list.length} members, not ${size}`)
+      }
+      const server = await servers[0]!.control<{ members: number; p50: number; p99: number }>(`presence-list ${ROOM} ${LISTS}`)
+      if (server.members !== size) throw new Error(`getPresence lists ${server.members} members, not ${size}`)
+      return { client, server }
+    }
+    const filledAt = performance.now()
+    await inBatches(QUARTER, 50, join)
+    let fillMs = performance.now() - filledAt
+    const quarter = await lists(QUARTER)
+    const restAt = performance.now()
+    await inBatches(MEMBERS - QUARTER, 50, (index) => join(QUARTER + index))
+    fillMs += performance.now() - restAt
+    const full = await lists(MEMBERS)
 
     // (b) Updates, one awaited at a time, each timed until the 999 others have it; taking
     // turns with the baseline: the same member's `say` command, whose handler awaits
@@ -208,10 +218,14 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     const perPair = [...before.update, ...after.update].map((ms, index) => ms / broadcast[index]!)
     return {
       fillSeconds: fillMs / 1000,
-      listP50: p50(listMs),
-      listP99: p99(listMs),
-      serverListP50: serverList.p50,
-      serverListP99: serverList.p99,
+      listP50: p50(full.client),
+      listP99: p99(full.client),
+      serverListP50: full.server.p50,
+      serverListP99: full.server.p99,
+      quarterListP50: p50(quarter.client),
+      quarterServerListP50: quarter.server.p50,
+      listGrowth: p50(full.client) / p50(quarter.client),
+      serverListGrowth: full.server.p50 / quarter.server.p50,
       updateP50: alone,
       updateP99: (p99(before.update) + p99(after.update)) / 2,
       broadcastP50: p50(broadcast),
