@@ -17,8 +17,10 @@
 //   connected and after they left, so that drift does not pass for a difference).
 //
 // The load process decodes every event the members receive (999 per update), so update
-// times include the client side; heartbeats are quiet (60 s) so that no ping sweep over
-// 2,000 connections lands in some measurements and not others.
+// times include the client side, and wall times move with other load on the cores: the
+// servers' CPU time per update (both servers', over updates alone) is the steadier
+// comparison of with and without bystanders. Heartbeats are quiet (10 min) so that no
+// ping sweep over 2,000 connections lands in some measurements and not others.
 import { MeshClient, type MeshClientOptions, type PresenceEvent, type WebSocketConstructor } from 'meshkit/client'
 import { Redis } from 'ioredis'
 import { performance } from 'node:perf_hooks'
@@ -30,11 +32,14 @@ const QUARTER = MEMBERS / 4
 const BYSTANDERS = 1_000
 const BYSTANDER_ROOMS = 10
 const LISTS = 50
-const UPDATES = 100
+const UPDATES = 80
+/** Updates after the timed ones, over which the servers' CPU time is read (their own control round trips excluded). */
+const CPU_UPDATES = 40
 const WARM_UP_UPDATES = 20
 const JOINS = 20
 const ROOM = 'presence-1000'
-const quietHeartbeat = { BENCH_PING_INTERVAL: '60000', BENCH_LATENCY_INTERVAL: '60000' }
+/** Heartbeats every 10 minutes: a ping to 2,000 clients is not a presence frame, and on a loaded machine a run outlasts a minute. */
+const quietHeartbeat = { BENCH_PING_INTERVAL: '600000', BENCH_LATENCY_INTERVAL: '600000' }
 
 /** A `ws` socket that counts every frame it receives, for MeshClient's `WebSocket` option. */
 function countingWebSocket(counter: { frames: number }): WebSocketConstructor {
@@ -155,14 +160,19 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
       await sender.command('say', { room: ROOM, type: 'update', connectionId: sender.id, state: { name: 'updater', typing: expected % 2 === 0 }, seq: expected })
       return (await arrived) - startedAt
     }
-    const updates = async (withBaseline = false): Promise<{ update: number[]; broadcast: number[] }> => {
+    const serversCpuMs = async (): Promise<number> =>
+      (await Promise.all(servers.map((server) => server.control<{ cpuMs: number }>('cpu')))).reduce((sum, { cpuMs }) => sum + cpuMs, 0)
+    /** Timed updates (with the baseline's turns if asked), then the servers' CPU per update over updates alone. */
+    const updates = async (withBaseline = false): Promise<{ update: number[]; broadcast: number[]; cpuUs: number }> => {
       for (let i = 0; i < WARM_UP_UPDATES; i++) await update()
       const times = { update: [] as number[], broadcast: [] as number[] }
       for (let i = 0; i < UPDATES; i++) {
         times.update.push(await update())
         if (withBaseline) times.broadcast.push(await say())
       }
-      return times
+      const cpuBefore = await serversCpuMs()
+      for (let i = 0; i < CPU_UPDATES; i++) await update()
+      return { ...times, cpuUs: ((await serversCpuMs()) - cpuBefore) * 1000 / CPU_UPDATES }
     }
     const before = await updates(true)
 
@@ -203,8 +213,8 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     counter.frames = 0
     // Only updates run here (the bystanders are idle): the Redis calls are theirs, and the instances' liveness refreshes.
     const callsBefore = redis ? await redisCalls(redis) : 0
-    const crowded = (await updates()).update
-    const redisCallsPerUpdate = redis ? ((await redisCalls(redis)) - callsBefore) / (UPDATES + WARM_UP_UPDATES) : 0
+    const crowded = await updates()
+    const redisCallsPerUpdate = redis ? ((await redisCalls(redis)) - callsBefore) / (WARM_UP_UPDATES + UPDATES + CPU_UPDATES) : 0
     const bystanderFrames = counter.frames
 
     // Left before closing: a close would leave 5 s later (presenceLeaveDelay), in the middle of the next measurement.
@@ -214,6 +224,7 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     const after = (await updates(true))
 
     const alone = (p50(before.update) + p50(after.update)) / 2
+    const aloneCpuUs = (before.cpuUs + after.cpuUs) / 2
     const broadcast = [...before.broadcast, ...after.broadcast]
     const perPair = [...before.update, ...after.update].map((ms, index) => ms / broadcast[index]!)
     return {
@@ -231,9 +242,12 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
       broadcastP50: p50(broadcast),
       broadcastP99: p99(broadcast),
       updateOverBroadcast: p50(perPair),
-      crowdedUpdateP50: p50(crowded),
-      crowdedUpdateP99: p99(crowded),
-      crowdedRatio: p50(crowded) / alone,
+      crowdedUpdateP50: p50(crowded.update),
+      crowdedUpdateP99: p99(crowded.update),
+      crowdedRatio: p50(crowded.update) / alone,
+      updateCpuUs: aloneCpuUs,
+      crowdedUpdateCpuUs: crowded.cpuUs,
+      crowdedCpuRatio: crowded.cpuUs / aloneCpuUs,
       bystanderFrames,
       joinP50: p50(joinMs),
       joinP99: p99(joinMs),
