@@ -32,11 +32,11 @@ const QUARTER = MEMBERS / 4
 const BYSTANDERS = 1_000
 const BYSTANDER_ROOMS = 10
 const LISTS = 50
-const UPDATES = 80
+const UPDATES = 50
 /** Updates after the timed ones, over which the servers' CPU time is read (their own control round trips excluded). */
-const CPU_UPDATES = 40
-const WARM_UP_UPDATES = 20
-const JOINS = 20
+const CPU_UPDATES = 30
+const WARM_UP_UPDATES = 10
+const JOINS = 10
 const ROOM = 'presence-1000'
 /** Heartbeats every 10 minutes: a ping to 2,000 clients is not a presence frame, and on a loaded machine a run outlasts a minute. */
 const quietHeartbeat = { BENCH_PING_INTERVAL: '600000', BENCH_LATENCY_INTERVAL: '600000' }
