@@ -183,20 +183,20 @@ export class MemoryStore implements MeshStore {
     setOf(this.presenceOf, connectionId).add(room)
   }
 
-  async removePresence(room: string, connectionId: string): Promise<boolean> {
+  async removePresence(room: string, connectionId: string): Promise<string | undefined> {
     deleteFrom(this.presenceOf, connectionId, room)
     const entries = this.presence.get(room)
-    const had = entries?.delete(connectionId) ?? false
+    const entry = entries?.get(connectionId)
+    entries?.delete(connectionId)
     if (entries?.size === 0) this.presence.delete(room)
-    return had
+    return entry
   }
 
   async removeAllPresence(connectionId: string): Promise<Array<[string, string]>> {
     const removed: Array<[string, string]> = []
     for (const room of [...(this.presenceOf.get(connectionId) ?? [])]) {
-      const entry = this.presence.get(room)?.get(connectionId)
+      const entry = await this.removePresence(room, connectionId)
       if (entry !== undefined) removed.push([room, entry])
-      await this.removePresence(room, connectionId)
     }
     return removed
   }

@@ -328,10 +328,11 @@ export class RedisStore implements MeshStore {
     })
   }
 
-  removePresence(room: string, connectionId: string): Promise<boolean> {
+  removePresence(room: string, connectionId: string): Promise<string | undefined> {
     return redisCall(async () => {
-      const replies = await exec(this.redis.multi().hdel(this.keys.presence(room), connectionId).srem(this.keys.connectionPresence(connectionId), room))
-      return replies[0] === 1
+      const key = this.keys.presence(room)
+      const replies = await exec(this.redis.multi().hget(key, connectionId).hdel(key, connectionId).srem(this.keys.connectionPresence(connectionId), room))
+      return typeof replies[0] === 'string' ? replies[0] : undefined
     })
   }
 

@@ -69,8 +69,11 @@ export interface MeshStore {
 
   /** Stores a connection's encoded presence entry in a room, replacing what was there. */
   setPresence(room: string, connectionId: string, entry: string): Promise<void>
-  /** Forgets a connection's presence in a room; resolves whether it had one. */
-  removePresence(room: string, connectionId: string): Promise<boolean>
+  /**
+   * Forgets a connection's presence in a room; resolves with the entry it had, if any
+   * (read in the same step: a leave announces it without reading the whole room).
+   */
+  removePresence(room: string, connectionId: string): Promise<string | undefined>
   /** Forgets a connection's presence in every room; resolves with `[room, entry]` for each. */
   removeAllPresence(connectionId: string): Promise<Array<[string, string]>>
   /** A room's presence entries, by connection id. */
