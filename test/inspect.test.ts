@@ -4,7 +4,7 @@ import type { MeshClient } from 'meshkit/client'
 import type { ClusterView, MeshServer, MeshServerOptions } from 'meshkit/server'
 import { childInstance } from './support/child-instance.js'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
-import { connectClient, deferred, rejectionOf, startServer } from './support/harness.js'
+import { connectClient, deferred, rejectionOf, startServer, waitFor } from './support/harness.js'
 import { ReportLog } from './support/child-portal.js'
 import { recordEvents, startPortal } from './support/portals.js'
 import { startRedisServer } from './support/redis-server.js'
@@ -98,6 +98,20 @@ describe('server.inspect()', () => {
       { group: 'gone', portals: 0, backlog: 7 },
       { group: 'live', portals: 1, backlog: 0 },
     ])
+  })
+
+  it('counts only the events still kept for a group that fell behind past maxBacklog, not the dropped ones', async () => {
+    const namespace = uniqueNamespace('inspect-trimmed')
+    const [server] = await instances(1, { namespace, portal: { enabled: true, partitions: 1, maxBacklog: 3 } })
+    const connected = deferred()
+    const gone = await startPortal(namespace, { group: 'gone' }, (portal) => portal.onConnection(() => connected.resolve()))
+    const client = await connectClient(server!)
+    await connected.promise
+    await gone.close()
+    for (let seq = 0; seq < 7; seq++) client.send('step', { seq })
+    // 1 delivered connection event + 7 messages, trimmed to 3: 4 unread messages were dropped.
+    await waitFor(() => server!.stats.portalEventsDropped === 4)
+    expect((await server!.inspect()).portals).toEqual([{ group: 'gone', portals: 0, backlog: 3 }])
   })
 
   it('describes a lone memory-store server in the same shape', async () => {
