@@ -17,6 +17,7 @@ import { Exposure, type Guard } from './exposure.js'
 import { ChannelManager } from './managers/channel-manager.js'
 import { ClusterInspector } from './managers/cluster-inspector.js'
 import type { ClusterView, InspectOptions } from './cluster-view.js'
+import { createAdminHandler, type AdminHandler, type AdminHandlerOptions } from './admin-page.js'
 import { Cluster } from './managers/cluster.js'
 import { ConnectionManager } from './managers/connection-manager.js'
 import { Delivery } from './managers/delivery.js'
@@ -386,6 +387,15 @@ export class MeshServer {
    */
   inspect(options: InspectOptions = {}): Promise<ClusterView> {
     return this.inspector.inspect(options)
+  }
+
+  /**
+   * A small read-only HTML page rendering `inspect()`, for an HTTP server of yours
+   * (plain Node or Express/Connect middleware). Refuses unless `authorize(request)`
+   * returns true; the page has no script and loads nothing from elsewhere.
+   */
+  adminHandler(options: AdminHandlerOptions): AdminHandler {
+    return createAdminHandler((inspectOptions) => this.inspect(inspectOptions), options, this.logger)
   }
 
   /** Closes every socket (code 1001, so clients reconnect elsewhere), removes this instance from the store, stops timers. Idempotent. */
