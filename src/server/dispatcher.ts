@@ -62,7 +62,7 @@ export class Dispatcher<Api extends ApiShape = UntypedApi> {
     this.bus = new RedisBus(this.redis, this.redis, timeout)
     const id = `dispatcher-${nanoid()}`
     const ignore = (): void => {}
-    const cluster = new Cluster(this.bus, keys, id, { deliver: ignore, deliverAll: ignore, deliverUsers: ignore, deliverRoom: ignore, deliverUser: ignore, notice: ignore }, logger)
+    const cluster = new Cluster(this.bus, keys, id, { deliver: ignore, deliverAll: ignore, deliverUsers: ignore, deliverRoom: ignore, deliverUser: ignore, notice: ignore, inspect: ignore, inspected: ignore }, logger)
     const redelivery = new Redelivery(this.store, sync, logger)
     // No connections here, so the indexes stay empty and subscribe nothing: deliveries only publish.
     const noMembers = new LocalIndex(undefined, logger)

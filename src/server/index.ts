@@ -1,5 +1,7 @@
 export { MeshServer, type ConnectionListener, type ExposeRoomOptions, type ServerStats } from './mesh-server.js'
 export type { PresenceEvent, PresenceMember } from './managers/presence-manager.js'
+export type { AdminHandler, AdminHandlerOptions } from './admin-page.js'
+export type { ClusterView, InspectOptions, InstanceView, RoomView, ChannelView, UsersView, PortalGroupView } from './cluster-view.js'
 export { Dispatcher, type DispatcherOptions } from './dispatcher.js'
 export { Connection } from './connection.js'
 export type { MeshHooks, SentMessage, SendTarget, Undeliverable, HookErrorContext } from './server-hooks.js'

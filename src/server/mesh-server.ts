@@ -18,6 +18,9 @@ import { Authentication, authenticationDefaults, type AuthenticateHandler } from
 import { registerBuiltinCommands } from './builtin-commands.js'
 import { Exposure, type Guard } from './exposure.js'
 import { ChannelManager } from './managers/channel-manager.js'
+import { ClusterInspector } from './managers/cluster-inspector.js'
+import type { ClusterView, InspectOptions } from './cluster-view.js'
+import { createAdminHandler, type AdminHandler, type AdminHandlerOptions } from './admin-page.js'
 import { Cluster } from './managers/cluster.js'
 import { ConnectionManager } from './managers/connection-manager.js'
 import { Delivery } from './managers/delivery.js'
@@ -89,6 +92,7 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
   private readonly authentication: Authentication
   private readonly monitor: InstanceMonitor
   private readonly hooks: ServerHooks
+  private readonly inspector: ClusterInspector
   /** Only with `portal.enabled`. */
   private readonly portals: ServerPortals | undefined
   /** Connections that received their hello: the ones events, pings and lookups reach. Only `sockets` writes it. */
@@ -112,6 +116,8 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
       deliverRoom: (room, excluded, frame) => this.delivery.deliverRoomFromBus(room, excluded, frame),
       deliverUser: (userId, frame) => this.delivery.deliverUserFromBus(userId, frame),
       notice: (notice) => ownership.apply(notice),
+      inspect: (limit) => this.inspector.describe(limit),
+      inspected: (origin, requestId, part) => this.inspector.receive(origin, requestId, part),
     }, this.logger, this.options.redisTimeout)
     const { keys, shared } = backend
     const handler = this.cluster.onMessage
@@ -181,6 +187,17 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
       this.portals = new ServerPortals({ redis: backend.redis, bus: this.bus, keys, instanceId: this.instanceId, logger: this.logger }, this.options.portal)
       this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry, monitor: this.monitor })
     }
+    const portals = this.portals
+    this.inspector = new ClusterInspector({
+      instanceId: this.instanceId,
+      store: this.store,
+      cluster: shared ? this.cluster : undefined,
+      local: () => ({ connections: this.live.size, rooms: roomIndex.counts(), channels: this.channels.subscriberCounts() }),
+      tracksUsers: authOptions.storeConnectedUsers,
+      portalGroups: portals && (() => portals.groups()),
+      timeout: this.options.redisTimeout,
+      logger: this.logger,
+    })
     this.sockets.onDisconnection((connection) => this.presence.closed(connection))
     // After the portal side: both take the authentication seam, and the hooks chain onto it.
     this.hooks.attach(this.sockets, this.authentication)
@@ -416,6 +433,27 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
   /** The presence list of a room exposed with presence, from every instance. */
   getPresence(room: string): Promise<PresenceMember[]> {
     return this.presence.list(room)
+  }
+
+  /**
+   * A snapshot of the cluster: instances with their connections and liveness, rooms
+   * with member counts, channels with subscribers and last offset, online users,
+   * portal groups and backlogs. Asks every live instance for its counts over the bus
+   * and waits up to `redisTimeout` for them (`partial` when one did not answer); the
+   * rest comes from the store. Costs what it lists, never a scan of keys. Rejects with
+   * `UNAVAILABLE` when the store or the bus cannot be reached.
+   */
+  inspect(options: InspectOptions = {}): Promise<ClusterView> {
+    return this.inspector.inspect(options)
+  }
+
+  /**
+   * A small read-only HTML page rendering `inspect()`, for an HTTP server of yours
+   * (plain Node or Express/Connect middleware). Refuses unless `authorize(request)`
+   * returns true; the page has no script and loads nothing from elsewhere.
+   */
+  adminHandler(options: AdminHandlerOptions): AdminHandler {
+    return createAdminHandler((inspectOptions) => this.inspect(inspectOptions), options, this.logger)
   }
 
   /** Closes every socket (code 1001, so clients reconnect elsewhere), removes this instance from the store, stops timers. Idempotent. */
