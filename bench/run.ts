@@ -19,6 +19,7 @@ import { fanoutCluster } from './workloads/fanout-cluster.js'
 import { fanout } from './workloads/fanout.js'
 import { memory, memoryFixedYoung } from './workloads/memory.js'
 import { portal } from './workloads/portal.js'
+import { presence } from './workloads/presence.js'
 import { rpc } from './workloads/rpc.js'
 import { rpcValidation } from './workloads/rpc-validation.js'
 
@@ -26,6 +27,8 @@ type Workload = {
   name: string
   targets: TargetKey[]
   redis?: boolean
+  /** Longest a run may take before it counts as failed. @default 180000 */
+  timeoutMs?: number
 } & (
   | { run: (target: Target, context: BenchContext) => Promise<Metrics> }
   /** Measures all its targets in one go (interleaved), figures by target. */
@@ -44,6 +47,9 @@ const workloads: Workload[] = [
   { name: 'connections', run: connections, targets: ['mesh'] },
   { name: 'portal', run: portal, targets: ['mesh'], redis: true },
   { name: 'rpcValidation', runTogether: rpcValidation, targets: ['mesh'] },
+  // Filling a room of 1,000 present members is ~500,000 deliveries: on busy shared cores that outlasts 180 s.
+  { name: 'presence', run: presence(1), targets: ['mesh'], timeoutMs: 360_000 },
+  { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true, timeoutMs: 360_000 },
 ]
 
 const args = process.argv.slice(2)
@@ -113,7 +119,7 @@ try {
         const label = keys.map((key) => targets[key].label).join(' + ')
         const runStarted = Date.now()
         try {
-          const byTarget = await withTimeout(measure(), 180_000, `${workload.name} on ${label}`)
+          const byTarget = await withTimeout(measure(), workload.timeoutMs ?? 180_000, `${workload.name} on ${label}`)
           for (const key of keys) {
             const metrics = byTarget[key]
             if (!metrics) throw new Error(`${workload.name} gave no figures for ${targets[key].label}`)

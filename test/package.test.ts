@@ -178,13 +178,21 @@ describe('the built package', () => {
 
 /** Uses all three entries with types that are wrong if any of them resolved to `any`. */
 const consumerSource = `
-import { MeshServer, type Connection, type MeshServerOptions } from 'meshkit/server'
+import { MeshServer, type Connection, type MeshServerOptions, type Middleware } from 'meshkit/server'
 import { MeshClient } from 'meshkit/client'
 import { ErrorCode, MeshError, PROTOCOL_VERSION } from 'meshkit'
 
 const options: MeshServerOptions = { port: 0 }
 const server = new MeshServer(options)
 server.registerCommand<{ n: number }, number>('double', (ctx) => ctx.payload.n * 2)
+interface Api { commands: { echo: { payload: string; result: string } }; events: { hi: { n: number } } }
+const typed = new MeshServer<Api>({ port: 0 })
+const auth: Middleware<{ user: string }> = (ctx) => {
+  ctx.user = 'u'
+}
+typed.addMiddleware(auth).registerCommand('echo', (ctx) => ctx.payload + ctx.user)
+// @ts-expect-error the typed signatures reach the published types: an unknown event fails
+void typed.broadcast('hello', { n: 1 })
 server.onConnection((connection: Connection) => {
   const id: string = connection.id
   return void id

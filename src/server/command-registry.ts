@@ -54,7 +54,8 @@ export class CommandRegistry {
     private readonly schemas?: ApiSchemas,
   ) {}
 
-  register(name: string, handler: CommandHandler, middleware: readonly Middleware[] = [], internal = false): void {
+  /** `P`: the payload shape a handler checks for (built-in commands read client input defensively, as `unknown` fields). */
+  register<P = unknown>(name: string, handler: CommandHandler<P>, middleware: readonly Middleware[] = [], internal = false): void {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError('A command name must be a non-empty string')
     if (typeof handler !== 'function') throw new TypeError(`The handler of command "${name}" must be a function`)
     if (!internal && name.startsWith(RESERVED_PREFIX)) {
@@ -65,7 +66,7 @@ export class CommandRegistry {
     const own = [...middleware]
     // Built-in commands check their own payloads: a `*` pattern of the application's must not reach them.
     const check = internal ? undefined : this.schemas?.command(name)
-    this.commands.set(name, { handler, own, check, chain: [...this.global, ...own] })
+    this.commands.set(name, { handler: handler as CommandHandler, own, check, chain: [...this.global, ...own] })
   }
 
   has(name: string): boolean {

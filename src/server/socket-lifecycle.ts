@@ -25,7 +25,8 @@ import { isSameVersion, refuseVersion } from './version-check.js'
 import type { OriginPolicy } from './origin-policy.js'
 import { SyncChannels, syncProtocolOf, type Replies } from './sync-channels.js'
 
-export type ConnectionListener = (connection: Connection) => void | Promise<void>
+/** What it returns is ignored; a returned promise that rejects is logged (so `(c) => c.send(...)` is fine). */
+export type ConnectionListener = (connection: Connection) => unknown
 
 /** The server options the socket lifecycle reads. */
 export type SocketLifecycleOptions = Pick<
