@@ -172,6 +172,8 @@ export class MeshClient<Api extends ApiShape = UntypedApi> {
    * Sends a command and resolves with the handler's result, or rejects with a
    * `MeshError` (the handler's code, `NOT_FOUND`, `TIMEOUT`, `CONNECTION_CLOSED`...).
    * While reconnecting, the command waits for the new socket within its timeout.
+   * After a 1012 close (a draining server, which ran none of the requests it did not
+   * answer) an unanswered command is sent again on the next socket, within its timeout.
    * With a typed `commands` section: one of its names, its payload (optional when the
    * command takes none), resolving with its result type.
    */
