@@ -141,6 +141,15 @@ describe('close({ drain })', () => {
     expect((await rejectionOf(pending)).code).toBe(ErrorCode.CONNECTION_CLOSED)
   })
 
+  it('a client closed with 1012 reconnects without its backoff delay', async () => {
+    const server = await startServer()
+    // A first backoff of up to a minute: a reconnect within 2 s is the 1012 path's (0–100 ms).
+    const client = await connectClient(server, { reconnectInterval: 60_000, maxReconnectInterval: 60_000 })
+    const reconnected = nextEvent(client, 'reconnect', 2_000)
+    server.connections.get(client.id!)!.close(CloseCode.SERVICE_RESTART, 'draining')
+    expect(await reconnected).toEqual({ attempt: 1 })
+  })
+
   it('with no connections, a drain ends at once', async () => {
     const server = await startServer()
     const start = performance.now()

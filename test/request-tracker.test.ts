@@ -56,3 +56,27 @@ describe('request ids', () => {
     expect(await next.reply).toBe('mine')
   })
 })
+
+describe('after a 1012 close (requeueSent)', () => {
+  it('puts the written requests back ahead of those made since, with their frames, and fails the bound ones', async () => {
+    const tracker = new RequestTracker()
+    const closed = new MeshError(ErrorCode.CONNECTION_CLOSED, 'gone')
+    const first = tracker.add(tracker.nextId(), 'frame-1', 60_000, false, true)
+    const bound = tracker.add(tracker.nextId(), 'frame-2', 60_000, true, true)
+    const answered = tracker.add(tracker.nextId(), 'frame-3', 60_000, false, true)
+    const waiting = tracker.add(tracker.nextId(), 'frame-4', 60_000)
+    tracker.resolve(answered.id, 'done')
+    tracker.requeueSent(closed)
+    await expect(bound.reply).rejects.toMatchObject({ code: ErrorCode.CONNECTION_CLOSED })
+    expect(tracker.inFlightCount).toBe(0)
+    const order: string[] = []
+    for (let next = tracker.nextSendable(); next; next = tracker.nextSendable()) {
+      order.push(String(next.frame))
+      tracker.markSent(next)
+    }
+    expect(order).toEqual(['frame-1', 'frame-4'])
+    tracker.resolve(first.id, 'again')
+    tracker.resolve(waiting.id, 'later')
+    expect([await first.reply, await waiting.reply, await answered.reply]).toEqual(['again', 'later', 'done'])
+  })
+})
