@@ -102,7 +102,15 @@ export class CommandRegistry {
     else {
       // A portal announced a change that is being read: the name may be what it just registered.
       const changing = this.remote?.changing()
-      if (changing) void changing.then(() => this.dispatch(connection, requestId, name, payload, out))
+      if (changing) {
+        // In flight while it waits: a drain must not close the connection (1012: "not run") and then run it.
+        connection.pendingRequests++
+        const retry = (): void => {
+          this.dispatch(connection, requestId, name, payload, out)
+          connection.requestDone()
+        }
+        void changing.then(retry, retry)
+      }
       else out.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
     }
   }
