@@ -186,24 +186,24 @@ const options: MeshServerOptions = { port: 0 }
 const server = new MeshServer(options)
 server.registerCommand<{ n: number }, number>('double', (ctx) => ctx.payload.n * 2)
 interface Api { commands: { echo: { payload: string; result: string } }; events: { hi: { n: number } } }
-const typed = new MeshServer<Api>({ port: 0 })
+const typedServer = new MeshServer<Api>({ port: 0 })
 const auth: Middleware<{ user: string }> = (ctx) => {
   ctx.user = 'u'
 }
-typed.addMiddleware(auth).registerCommand('echo', (ctx) => ctx.payload + ctx.user)
+typedServer.addMiddleware(auth).registerCommand('echo', (ctx) => ctx.payload + ctx.user)
 // @ts-expect-error the typed signatures reach the published types: an unknown event fails
-void typed.broadcast('hello', { n: 1 })
+void typedServer.broadcast('hello', { n: 1 })
 server.onConnection((connection: Connection) => {
   const id: string = connection.id
   return void id
 })
 const client = new MeshClient('ws://127.0.0.1:1')
 // The typed client's signatures in the published declarations: both directives go unused if they were lost.
-const typed = new MeshClient<{ commands: { echo: { payload: string; result: string } } }>('ws://127.0.0.1:1')
+const typedClient = new MeshClient<{ commands: { echo: { payload: string; result: string } } }>('ws://127.0.0.1:1')
 // @ts-expect-error echo takes a string
-void typed.command('echo', 1)
+void typedClient.command('echo', 1)
 // @ts-expect-error echo resolves with a string
-const echoed: Promise<number> = typed.command('echo', 'hi')
+const echoed: Promise<number> = typedClient.command('echo', 'hi')
 const version: number = PROTOCOL_VERSION
 const error = new MeshError(ErrorCode.BAD_REQUEST, 'x')
 // @ts-expect-error a port is a number: fails as "unused directive" if the options were typed any
