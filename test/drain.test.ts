@@ -1,6 +1,8 @@
-import { request as httpRequest } from 'node:http'
+import { createServer, request as httpRequest } from 'node:http'
+import { once } from 'node:events'
+import { connect as tcpConnect } from 'node:net'
 import { WebSocket } from 'ws'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { CloseCode, FrameType, Subprotocol } from '../src/shared/protocol.js'
 import { ErrorCode } from 'meshkit'
 import { connectClient, deferred, nextEvent, RawClient, recordingLogger, rejectionOf, startServer, urlOf, waitFor } from './support/harness.js'
@@ -148,6 +150,23 @@ describe('close({ drain })', () => {
     const reconnected = nextEvent(client, 'reconnect', 2_000)
     server.connections.get(client.id!)!.close(CloseCode.SERVICE_RESTART, 'draining')
     expect(await reconnected).toEqual({ attempt: 1 })
+  })
+
+  it('on a server of the user\'s, upgrades during close() get 503, not the user\'s request handler', async () => {
+    const http = createServer((_request, response) => response.end('page'))
+    http.listen(0, '127.0.0.1')
+    await once(http, 'listening')
+    onTestFinished(() => new Promise<void>((resolve) => http.close(() => resolve())))
+    const server = await startServer({ server: http, closeTimeout: 1_000 })
+    const port = (http.address() as { port: number }).port
+    // A peer that never answers the close handshake holds close() for closeTimeout.
+    const silent = tcpConnect(port, '127.0.0.1')
+    onTestFinished(() => void silent.destroy())
+    silent.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+    await waitFor(() => server.connections.size === 1)
+    const closing = server.close()
+    expect(await refusedUpgrade(`ws://127.0.0.1:${port}/`)).toEqual({ status: 503, retryAfter: '1' })
+    await closing
   })
 
   it('with no connections, a drain ends at once', async () => {

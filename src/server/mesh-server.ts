@@ -492,7 +492,8 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
     }
     this.health.closed()
     this.heartbeat.stop()
-    this.http.off('upgrade', this.sockets.onUpgrade)
+    // The upgrade listener stays until the end, refusing with 503: on a server of the
+    // user's, an upgrade nobody listens for would reach its request handler (a page's 200).
     await this.sockets.close()
     if (this.ownsHttp && this.http.listening) {
       await new Promise<void>((resolve) => {
@@ -508,5 +509,6 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
     await this.cluster.stop()
     await this.monitor.stop()
     await Promise.allSettled([this.bus.close(), this.store.close()])
+    this.http.off('upgrade', this.sockets.onUpgrade)
   }
 }
