@@ -77,7 +77,7 @@ describe('draining one of two instances under load', () => {
     await waitFor(() => received.every((messages) => messages.length >= written), 10_000)
 
     const { bins, text } = histogram(arrivals)
-    console.log(`reconnect arrivals at the survivor, ${CLIENTS} clients, drain ${WINDOW} ms (the drain took ${Math.round(drained)} ms):\n${text}`)
+    console.log(`reconnect arrivals at the survivor, ${CLIENTS} clients, drain ${WINDOW} ms (the drain took ${Math.round(drained)} ms; commands answered by a ${answeredBy.a}, by b ${answeredBy.b}; ${written} channel messages to each client):\n${text}`)
     expect(failures).toEqual([])
     const expected = Array.from({ length: written }, (_, i) => i + 1)
     for (const messages of received) expect(messages).toEqual(expected)
