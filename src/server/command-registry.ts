@@ -5,6 +5,7 @@ import { RequestContext, type CommandHandler, type MeshContext, type Middleware 
 import { silentLogger, type Logger } from './logger.js'
 import type { MeshServer } from './mesh-server.js'
 import type { Replies } from './sync-channels.js'
+import { noInstruments, type Instruments } from './instruments.js'
 
 /** How handler failures are reported: the server's `exposeErrors` option and logger. */
 export interface FailureReporting {
@@ -40,6 +41,8 @@ export class CommandRegistry {
   private readonly global: Middleware[] = []
   /** Where names with no local handler go (portals); absent, they are `NOT_FOUND` at once. */
   remote: RemoteCommands | undefined
+  /** Told of every answer (command, outcome, duration); set by the server when metrics are on. */
+  instruments: Instruments = noInstruments
 
   constructor(
     private readonly server: MeshServer,
@@ -80,30 +83,32 @@ export class CommandRegistry {
    * Handles one request of `connection` and answers it on `out` (the connection's own
    * socket, or its side channel for `commandSync`); never throws.
    */
-  dispatch(connection: Connection, requestId: number, name: string, payload: unknown, out: Replies = connection): void {
+  dispatch(connection: Connection, requestId: number, name: string, payload: unknown, out: Replies = connection, started = this.instruments.now()): void {
     const refusal = this.gate(connection, name)
     if (refusal) {
-      out.respondError(requestId, refusal)
+      this.refuse(out, requestId, name, refusal, started)
       return
     }
     const command = this.commands.get(name)
-    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out)
+    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out, started)
     // Only names some portal announced run the middleware: any other stays NOT_FOUND before it, as without portals.
-    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out)
+    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out, started)
     else {
       // A portal announced a change that is being read: the name may be what it just registered.
       const changing = this.remote?.changing()
-      if (changing) void changing.then(() => this.dispatch(connection, requestId, name, payload, out))
-      else out.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
+      if (changing) void changing.then(() => this.dispatch(connection, requestId, name, payload, out, started))
+      else this.refuse(out, requestId, name, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`), started)
     }
   }
 
-  private run(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies): void {
+  /** Whether calls of this name have a handler, here or on a portal: metrics label only these. */
+  knows(name: string): boolean {
+    return this.commands.has(name) || this.remote?.knows(name) === true
+  }
+
+  private run(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies, started: number): void {
     if (connection.pendingRequests >= this.maxPendingRequests) {
-      out.respondError(
-        requestId,
-        new MeshError(ErrorCode.TOO_MANY_REQUESTS, `More than ${this.maxPendingRequests} requests in flight`),
-      )
+      this.refuse(out, requestId, name, new MeshError(ErrorCode.TOO_MANY_REQUESTS, `More than ${this.maxPendingRequests} requests in flight`), started)
       return
     }
     const ctx: MeshContext = new RequestContext(name, payload, connection, this.server)
@@ -111,11 +116,12 @@ export class CommandRegistry {
     try {
       result = runChain(chain, handler, ctx)
     } catch (error) {
-      out.respondError(requestId, this.failed(connection, name, error))
+      this.refuse(out, requestId, name, this.failed(connection, name, error), started)
       return
     }
     if (!isThenable(result)) {
       out.respond(requestId, result)
+      this.instruments.commandDone(name, 'ok', this.instruments.now() - started)
       return
     }
     connection.pendingRequests++
@@ -123,12 +129,18 @@ export class CommandRegistry {
       (value) => {
         connection.pendingRequests--
         out.respond(requestId, value)
+        this.instruments.commandDone(name, 'ok', this.instruments.now() - started)
       },
       (error: unknown) => {
         connection.pendingRequests--
-        out.respondError(requestId, this.failed(connection, name, error))
+        this.refuse(out, requestId, name, this.failed(connection, name, error), started)
       },
     )
+  }
+
+  private refuse(out: Replies, requestId: number, name: string, error: MeshError, started: number): void {
+    out.respondError(requestId, error)
+    this.instruments.commandDone(name, error.code, this.instruments.now() - started)
   }
 
   /**

@@ -12,6 +12,7 @@ export type { ConnectionManager, SetMetadataOptions } from './managers/connectio
 export type { ConnectionRef } from './managers/ownership.js'
 export type { StoredMessage, StoredMessages } from '../shared/message-log.js'
 export { serverDefaults, type MeshServerOptions } from './options.js'
+export { metricsDefaults, type MetricsOptions, type MetricsRegistry } from './prometheus-metrics.js'
 export { rateLimitDefaults, type RateLimitOptions } from './rate-limiter.js'
 export { serverPortalDefaults, type ServerPortalOptions } from './portal/server-portal-options.js'
 export type { Logger } from './logger.js'

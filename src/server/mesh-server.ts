@@ -10,6 +10,8 @@ import { Heartbeat } from './heartbeat.js'
 import { userIdList } from './call-arguments.js'
 import { listening } from './http-endpoint.js'
 import { HttpRoutes } from './http-routes.js'
+import { noInstruments } from './instruments.js'
+import { PrometheusMetrics, type MetricsRegistry } from './prometheus-metrics.js'
 import { guardLogger, type Logger } from './logger.js'
 import { mergeOptions } from '../shared/options.js'
 import { Authentication, authenticationDefaults, type AuthenticateHandler } from './authentication.js'
@@ -83,6 +85,8 @@ export class MeshServer {
   private readonly authentication: Authentication
   private readonly monitor: InstanceMonitor
   private readonly hooks: ServerHooks
+  /** Only with `metrics` on. */
+  private readonly metrics: PrometheusMetrics | undefined
   /** Only with `portal.enabled`. */
   private readonly portals: ServerPortals | undefined
   /** Connections that received their hello: the ones events, pings and lookups reach. Only `sockets` writes it. */
@@ -96,7 +100,10 @@ export class MeshServer {
     const origins = new OriginPolicy(this.options.allowedOrigins)
     this.logger = guardLogger(this.options.logger)
     this.hooks = new ServerHooks(this.logger)
-    const backend = createBackend(this.options, this.logger)
+    // Before the backend too: a missing prom-client or a taken registry throws before Redis is dialled.
+    this.metrics = this.options.metrics === false ? undefined : new PrometheusMetrics(this.options.metrics, this.logger)
+    const instruments = this.metrics ?? noInstruments
+    const backend = createBackend(this.options, this.logger, instruments)
     this.store = backend.store
     this.bus = backend.bus
     this.cluster = new Cluster(this.bus, backend.keys, this.instanceId, {
@@ -130,11 +137,13 @@ export class MeshServer {
     this.presence = new PresenceManager(this.store, this.options.maxPresenceBytes, this.options.presenceLeaveDelay, (room, event) => this.delivery.broadcastRoom(room, 'presence', event), this.logger)
     this.monitor.onInstanceCleaned((_instanceId, connectionIds) => void this.presence.instanceCleaned(connectionIds))
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
+    this.channels.instruments = instruments
     this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
       exposeErrors: this.options.exposeErrors,
       logger: this.logger,
       onFault: (error, connection, command) => this.hooks.error(error, { command, connection }),
     })
+    this.registry.instruments = instruments
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options), presence: this.presence })
     this.messages = new MessageRouter({
       server: this,
@@ -144,6 +153,7 @@ export class MeshServer {
       onFault: (error, connection, messageType) => this.hooks.error(error, { messageType, connection }),
       maxWaiting: this.options.maxPendingRequests,
     })
+    this.messages.instruments = instruments
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.ownsHttp = !this.options.server
     this.routes = new HttpRoutes(this.logger)
@@ -165,11 +175,21 @@ export class MeshServer {
       http: this.http,
       origins,
       attachTimeout: authOptions.timeout,
+      instruments,
     })
     // Checked at construction: portals need `redis`, so the backend has a Redis connection.
     if (this.options.portal && backend.redis) {
       this.portals = new ServerPortals({ redis: backend.redis, bus: this.bus, keys, instanceId: this.instanceId, logger: this.logger }, this.options.portal)
       this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry, monitor: this.monitor })
+    }
+    if (this.metrics) {
+      this.metrics.read({
+        connections: () => this.live.size,
+        redeliveryQueue: () => redelivery.heldEvents,
+        portalBacklog: () => this.portals?.backlog(),
+        knowsCommand: (name) => this.registry.knows(name),
+      })
+      this.routes.add('/metrics', this.metrics.serve)
     }
     this.sockets.onDisconnection((connection) => this.presence.closed(connection))
     // After the portal side: both take the authentication seam, and the hooks chain onto it.
@@ -251,6 +271,14 @@ export class MeshServer {
       next?.()
       return false
     }
+  }
+
+  /**
+   * The prom-client registry holding meshkit's metrics (the one given as
+   * `metrics.register`, or the server's own); `undefined` with metrics off.
+   */
+  get metricsRegistry(): MetricsRegistry | undefined {
+    return this.metrics?.register
   }
 
   /** Middleware for every command and client message, run before the command's own. */
@@ -402,5 +430,7 @@ export class MeshServer {
     await this.cluster.stop()
     await this.monitor.stop()
     await Promise.allSettled([this.bus.close(), this.store.close()])
+    // Last: the final scrape may still read this server; afterwards a new server may register in the same registry.
+    this.metrics?.unregister()
   }
 }

@@ -5,6 +5,7 @@ import { CloseCode } from '../shared/protocol.js'
 import { FastHistogram, type HistogramCell } from './fast-histogram.js'
 import type { Instruments } from './instruments.js'
 import type { Logger } from './logger.js'
+import type { RouteHandler } from './http-routes.js'
 
 /**
  * The part of a prom-client `Registry` meshkit uses: typed here so that meshkit's
@@ -143,6 +144,13 @@ export class PrometheusMetrics implements Instruments {
   /** Connects the gauges to the server's state once it exists. */
   read(sources: MetricsSources): void {
     this.sources = sources
+  }
+
+  /** `GET /metrics`: every metric of the registry (the user's own too, when they passed theirs). */
+  readonly serve: RouteHandler = async (_request, response) => {
+    const text = await this.register.metrics()
+    response.writeHead(200, { 'Content-Type': this.register.contentType })
+    response.end(text)
   }
 
   /** Removes meshkit's metrics from the registry (the server closed), so that a new server may register them again. */
