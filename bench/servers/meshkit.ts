@@ -1,6 +1,7 @@
 // meshkit (msgpack): in memory by default; with BENCH_REDIS_URL, on Redis under
 // BENCH_NAMESPACE; BENCH_HOOKS=noop adds no-op hooks; BENCH_PORTAL=1 enables portals (workload 9).
-// BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat.
+// BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat. BENCH_METRICS=1 turns metrics on
+// (bench/metrics-cost.ts).
 import { MeshServer } from 'meshkit/server'
 import { serveControl } from './control.js'
 import { countTo } from './count-to.js'
@@ -13,6 +14,7 @@ const server = new MeshServer({
   ...(env.BENCH_PING_INTERVAL ? { pingInterval: Number(env.BENCH_PING_INTERVAL) } : {}),
   ...(env.BENCH_LATENCY_INTERVAL ? { latencyInterval: Number(env.BENCH_LATENCY_INTERVAL) } : {}),
   ...(env.BENCH_PORTAL === '1' ? { portal: { enabled: true } } : {}),
+  ...(env.BENCH_METRICS === '1' ? { metrics: true } : {}),
 })
 // BENCH_HOOKS=noop: a set of no-op message hooks, to show that hooks cost a broadcast nothing per recipient.
 if (env.BENCH_HOOKS === 'noop') server.use({ onMessageSent() {}, onMessageReceived() {} })
