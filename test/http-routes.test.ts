@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { createServer } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { HttpRoutes, type RouteHandler } from '../src/server/http-routes.js'
 import { recordingLogger } from './support/harness.js'
@@ -46,7 +46,7 @@ describe('HttpRoutes', () => {
       throw new Error('async bug')
     })
     // Returns the response (what `res.end()` returns) to a caller typed for void, as plain JavaScript may.
-    routes.add('/fine', ((_request, response) => response.end('fine')) as unknown as RouteHandler)
+    routes.add('/fine', ((_request: IncomingMessage, response: ServerResponse) => response.end('fine')) as unknown as RouteHandler)
     const base = await serve(routes)
     expect((await fetch(`${base}/throws`)).status).toBe(500)
     expect((await fetch(`${base}/rejects`)).status).toBe(500)
