@@ -3,10 +3,12 @@
 // interleaved in 0.5 s slices (see workloads/rpc.ts); fan-out alternates which goes
 // first every round. Ratios are on ÷ off per round (1.00 = no cost; for RPC, server CPU
 // per round trip is the figure least moved by other load on shared cores), then the
-// median over rounds.
+// median over rounds. First, in this process, what the instruments themselves cost per
+// call (the least noisy figure on shared cores: no sockets, no other process).
 //   npx tsx bench/metrics-cost.ts              (ROUNDS=5 by default)
 //   ROUNDS=9 RPC_SECONDS=4 npx tsx bench/metrics-cost.ts
 import { cpus } from 'node:os'
+import { PrometheusMetrics } from '../src/server/prometheus-metrics.js'
 import { killAllServers, median, withTimeout, type BenchConfig, type BenchContext, type Metrics } from './support.js'
 import { targets } from './targets.js'
 import { fanout } from './workloads/fanout.js'
@@ -17,6 +19,26 @@ const config: BenchConfig = { rounds: ROUNDS, rpcSeconds: Number(process.env.RPC
 const context: BenchContext = { config, redisUrl: '', namespace: () => 'unused' }
 const off = targets.mesh
 const on = targets.meshMetrics
+
+/** Nanoseconds per call of `body`, the best of 5 runs of a million. */
+function nsPerCall(body: () => void): number {
+  let best = Infinity
+  for (let run = 0; run < 5; run++) {
+    const started = performance.now()
+    for (let i = 0; i < 1_000_000; i++) body()
+    best = Math.min(best, performance.now() - started)
+  }
+  return best
+}
+const instruments = new PrometheusMetrics(true, {})
+instruments.read({ connections: () => 0, redeliveryQueue: () => 0, portalBacklog: () => undefined, knowsCommand: () => true })
+const frame = new Uint8Array(40)
+const perCommand = nsPerCall(() => {
+  const started = instruments.now()
+  instruments.commandDone('echo', 'ok', instruments.now() - started)
+})
+const perEvent = nsPerCall(() => instruments.eventWritten(frame))
+console.log(`instruments: ${perCommand.toFixed(0)} ns per command (two clock reads and the histogram), ${perEvent.toFixed(1)} ns per event written\n`)
 
 const ratios = { rpcRate: [] as number[], rpcServerCpu: [] as number[], rpcP50: [] as number[], fanoutRate: [] as number[] }
 const show = (value: number): string => value.toFixed(3)
