@@ -90,7 +90,53 @@ const rows: Row[] = [
   { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'server CPU µs per message, with portals', key: 'portal:portalMessageServerCpuUs', format: decimals },
   { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'server CPU µs per message, without portals', key: 'portal:serverMessageCpuUs', format: decimals },
   { workload: '9. Portal: 1 server + Redis, 1 portal process', metric: 'portal CPU µs per message', key: 'portal:portalMessagePortalCpuUs', format: decimals },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'round-trips/s, no api', key: 'rpcValidation:untypedRps', format: integer },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'round-trips/s, zod schema', key: 'rpcValidation:zodRps', format: integer },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'round-trips/s, valibot schema', key: 'rpcValidation:valibotRps', format: integer },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'zod / no api, every round', key: 'rpcValidation:zodOverUntyped', format: times, perRound: 'raw' },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'valibot / no api, every round', key: 'rpcValidation:valibotOverUntyped', format: times, perRound: 'raw' },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'server CPU µs per round trip, no api', key: 'rpcValidation:untypedServerCpuUs', format: decimals },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'server CPU µs per round trip, zod schema', key: 'rpcValidation:zodServerCpuUs', format: decimals },
+  { workload: '10. RPC, payload validated (meshkit only)', metric: 'server CPU µs per round trip, valibot schema', key: 'rpcValidation:valibotServerCpuUs', format: decimals },
+  ...presenceRows('presence', '11. Presence, 1,000 members, 1 instance'),
+  ...presenceRows('presenceCluster', '12. Presence, 1,000 members, 2 instances + Redis'),
 ]
+
+function presenceRows(name: string, workload: string): Row[] {
+  const row = (metric: string, key: string, format: (value: number) => string, target?: string, met?: Row['met']): Row =>
+    ({ workload, metric, key: `${name}:${key}`, format, ...(target ? { target, met } : {}) })
+  return [
+    row('client.presence(room) ms, p50', 'listP50', decimals),
+    row('client.presence(room) ms, p99', 'listP99', decimals),
+    row('server.getPresence ms, p50', 'serverListP50', decimals),
+    row('server.getPresence ms, p99', 'serverListP99', decimals),
+    row('client.presence(room) ms at 250 members, p50', 'quarterListP50', decimals),
+    row('server.getPresence ms at 250 members, p50', 'quarterServerListP50', decimals),
+    row('list p50 growth, 250 → 1,000 members (client; 4× is linear)', 'listGrowth', multiple),
+    row('list p50 growth, 250 → 1,000 members (server; 4× is linear)', 'serverListGrowth', multiple),
+    row('setPresence to all 999 others ms, p50', 'updateP50', decimals),
+    row('setPresence to all 999 others ms, p99', 'updateP99', decimals),
+    row('baseline: broadcastRoom of as large an event to all 999 others ms, p50', 'broadcastP50', decimals),
+    row('baseline: broadcastRoom of as large an event to all 999 others ms, p99', 'broadcastP99', decimals),
+    row('update / broadcast, median of pairs', 'updateOverBroadcast', multiple),
+    row('the same with 1,000 bystanders, p50', 'crowdedUpdateP50', decimals),
+    row('the same with 1,000 bystanders, p99', 'crowdedUpdateP99', decimals),
+    row('with / without bystanders, p50', 'crowdedRatio', multiple),
+    row('servers\' CPU µs per update', 'updateCpuUs', decimals),
+    row('servers\' CPU µs per update, 1,000 bystanders', 'crowdedUpdateCpuUs', decimals, '≤1.2× no bystanders',
+      (_, s) => atMost(worst(s, `${name}:crowdedCpuRatio`, median), 1.2)),
+    row('with / without bystanders, CPU', 'crowdedCpuRatio', multiple),
+    row('frames bystanders received during updates (worst round)', 'bystanderFrames', integer, '0',
+      (_, s) => atMost(worst(s, `${name}:bystanderFrames`, (v) => Math.max(...v)), 0)),
+    ...(name === 'presenceCluster' ? [row('Redis calls per update', 'redisCallsPerUpdate', decimals)] : []),
+    row('joinRoom with presence ms, p50', 'joinP50', decimals),
+    row('joinRoom with presence ms, p99', 'joinP99', decimals),
+    row('join to all 1,000 members ms, p50', 'joinAllP50', decimals),
+    row('leaveRoom ms, p50', 'leaveP50', decimals),
+    row('leave to all 1,000 members ms, p50', 'leaveAllP50', decimals),
+    row('s to fill the room (1,000 joins, 50 at a time)', 'fillSeconds', decimals),
+  ]
+}
 
 const columns: TargetKey[] = ['raw', 'sio', 'mesh']
 
@@ -207,6 +253,27 @@ Workloads:
    the baseline is a second server without portals counting them in \`server.onMessage\`; the two take turns,
    ${fanoutRepetitions} times per round after a warm-up each, and any event the server dropped fails the run. CPU per call
    or message: the server's and the portal process's over the timed runs.
+10. RPC with validated payloads: workload 1's load and payload against three meshkit servers side by side, one
+   without \`api\`, one whose \`api\` validates \`echo\`'s payload with a zod schema, one with valibot
+   (\`bench/servers/bench-api.ts\`), in 0.5 s slices taken in turn as in workload 1 (${rpcSeconds} s each per round);
+   the ratios are the medians of the per-cycle ratios to the server without \`api\` (shown in the raw ws ratio
+   column, lowest round).
+11. Presence (meshkit only): one room exposed with presence, 1,000 MeshClients joined with a state
+   (\`joinRoom(room, { presence })\`, 50 joins at a time). List: 50 \`client.presence(room)\`
+   calls from members, and 50 \`server.getPresence(room)\` timed inside the server, once 250 members joined
+   and again at 1,000. Update: a different member
+   each time awaits \`setPresence\`, one at a time (50 after 10 of warm-up), timed until all 999 others received the \`update\`;
+   the load process decodes those 999 events, so its time is in the figure. Baseline: taking turns with each
+   update, the next member's \`say\` command, whose handler awaits \`broadcastRoom\` of an event as large to the same
+   room; its ratio is the median of the per-pair ratios. Join: one more client joins with
+   presence and leaves, 10 times. Bystanders: 1,000 more clients, present in 10 rooms of 100 of their own on the
+   same instances; every WebSocket frame they receive while updates run is counted; the time without them is
+   the mean of the p50s before they connected and after they left. After each phase's timed updates, 30 more
+   are run to read the servers' CPU time per update (both servers' on Redis), with and without bystanders: on
+   shared cores CPU time moves far less than wall time. Heartbeats every 10 minutes.
+12. The same on two instances on one Redis, members and bystanders spread evenly
+   (the joiner on the second instance); Redis calls per update from \`INFO commandstats\` around the updates
+   (instance liveness refreshes included).
 ${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 

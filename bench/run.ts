@@ -2,7 +2,7 @@
 // target's server in its own process and the load here; medians and ratios at the end.
 //   npm run bench                full run (4 rounds, about 10 minutes), writes bench/results.md
 //   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md (as does --only)
-//   options: --rounds N, --only rpc,fanout,chat,portal,..., --cpu-prof (meshkit servers, into /tmp)
+//   options: --rounds N, --only rpc,fanout,chat,portal,rpcValidation,..., --cpu-prof (meshkit servers, into /tmp)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
@@ -19,12 +19,16 @@ import { fanoutCluster } from './workloads/fanout-cluster.js'
 import { fanout } from './workloads/fanout.js'
 import { memory, memoryFixedYoung } from './workloads/memory.js'
 import { portal } from './workloads/portal.js'
+import { presence } from './workloads/presence.js'
 import { rpc } from './workloads/rpc.js'
+import { rpcValidation } from './workloads/rpc-validation.js'
 
 type Workload = {
   name: string
   targets: TargetKey[]
   redis?: boolean
+  /** Longest a run may take before it counts as failed. @default 180000 */
+  timeoutMs?: number
 } & (
   | { run: (target: Target, context: BenchContext) => Promise<Metrics> }
   /** Measures all its targets in one go (interleaved), figures by target. */
@@ -42,6 +46,10 @@ const workloads: Workload[] = [
   { name: 'broadcastCost', run: broadcastCost, targets: ['mesh'], redis: true },
   { name: 'connections', run: connections, targets: ['mesh'] },
   { name: 'portal', run: portal, targets: ['mesh'], redis: true },
+  { name: 'rpcValidation', runTogether: rpcValidation, targets: ['mesh'] },
+  // Filling a room of 1,000 present members is ~500,000 deliveries: on busy shared cores that outlasts 180 s.
+  { name: 'presence', run: presence(1), targets: ['mesh'], timeoutMs: 360_000 },
+  { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true, timeoutMs: 360_000 },
 ]
 
 const args = process.argv.slice(2)
@@ -111,7 +119,7 @@ try {
         const label = keys.map((key) => targets[key].label).join(' + ')
         const runStarted = Date.now()
         try {
-          const byTarget = await withTimeout(measure(), 180_000, `${workload.name} on ${label}`)
+          const byTarget = await withTimeout(measure(), workload.timeoutMs ?? 180_000, `${workload.name} on ${label}`)
           for (const key of keys) {
             const metrics = byTarget[key]
             if (!metrics) throw new Error(`${workload.name} gave no figures for ${targets[key].label}`)

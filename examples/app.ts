@@ -3,7 +3,8 @@
 import { createServer } from 'node:http'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { MeshError, MeshServer, type MeshContext } from 'meshkit/server'
+import { MeshError, MeshServer, type Middleware } from 'meshkit/server'
+import { exampleApi, type ExampleApi } from './api.js'
 import { demoFiles, serveFiles } from './demo/serve.js'
 
 export interface ExampleServerOptions {
@@ -22,7 +23,7 @@ export interface ExampleServerOptions {
 }
 
 export interface ExampleServer {
-  server: MeshServer
+  server: MeshServer<ExampleApi>
   port: number
   close(): Promise<void>
 }
@@ -31,10 +32,7 @@ interface User {
   name: string
 }
 
-/** Chat rooms: a name in the URL hash, a presence room and a channel of its own. */
-const ROOM_NAME = /^[a-z0-9-]{1,24}$/
-const MAX_TEXT = 500
-const MAX_NAME = 32
+/** Chat messages kept per room, sent as history to whoever joins. */
 const HISTORY = 50
 
 export async function startExampleServer(options: ExampleServerOptions = {}): Promise<ExampleServer> {
@@ -42,6 +40,8 @@ export async function startExampleServer(options: ExampleServerOptions = {}): Pr
   const http = createServer(serveFiles(demoFiles(clientDir)))
   const server = new MeshServer({
     server: http,
+    // Types every command, event, message and channel below, and validates payloads.
+    api: exampleApi,
     redis: options.redis,
     namespace: options.namespace,
     // Quick enough for the page's latency meter to move while someone watches it.
@@ -68,28 +68,31 @@ export async function startExampleServer(options: ExampleServerOptions = {}): Pr
 }
 
 /** What examples/client.ts walks through: commands, middleware, events, client messages. */
-function registerExampleCommands(server: MeshServer): void {
-  // Global middleware: runs before every command. Here it reads who is calling.
-  server.addMiddleware((ctx) => {
+function registerExampleCommands(server: MeshServer<ExampleApi>): void {
+  // Global middleware: runs before every command. Here it reads who is calling. The
+  // server that addMiddleware returns is typed with the field it adds (`ctx.user`).
+  const identify: Middleware<{ user?: User }> = (ctx) => {
     const token = (ctx.payload as { token?: unknown } | undefined)?.token
-    if (typeof token === 'string' && token.length > 0) ctx.user = { name: token } satisfies User
-  })
+    if (typeof token === 'string' && token.length > 0) ctx.user = { name: token }
+  }
+  const app = server.addMiddleware(identify)
 
-  const requireUser = (ctx: MeshContext): void => {
+  // Per-command middleware: after it, the handler's `ctx.user` is a User, never undefined.
+  const requireUser: Middleware<{ user: User }> = (ctx) => {
     if (!ctx.user) throw new MeshError('UNAUTHORIZED', 'Send a token first')
   }
   server.registerCommand('echo', (ctx) => ctx.payload)
-  server.registerCommand('whoami', (ctx) => (ctx.user as User).name, [requireUser])
-  server.registerCommand('shout', async (ctx: MeshContext<{ text: string }>) => {
-    const text = String(ctx.payload?.text ?? '').toUpperCase()
+  app.registerCommand('whoami', (ctx) => ctx.user.name, [requireUser])
+  server.registerCommand('shout', async (ctx) => {
+    const text = ctx.payload.text.toUpperCase()
     await server.broadcast('shouted', { by: ctx.connection.id, text })
     return text
   })
 
   // Rooms the server manages; delivery reaches members on every instance sharing Redis.
   server.exposeRoom(/^lobby/)
-  server.registerCommand('join', async (ctx: MeshContext<{ room: string }>) => {
-    const room = String(ctx.payload?.room ?? 'lobby')
+  server.registerCommand('join', async (ctx) => {
+    const { room } = ctx.payload
     await server.addToRoom(room, ctx.connection)
     await server.broadcastRoomExclude(room, 'joined', { id: ctx.connection.id, room }, ctx.connection)
     return server.getRoomMembers(room)
@@ -97,8 +100,8 @@ function registerExampleCommands(server: MeshServer): void {
 
   // Client messages (client.send): fire-and-forget, no reply; global middleware runs first
   // (ctx.message is set). This handler answers with an event anyway, to show the round trip.
-  server.onMessage('note', (ctx) => {
-    ctx.connection.send('noted', { text: String(ctx.data), by: ctx.user ? (ctx.user as User).name : 'anonymous' })
+  app.onMessage('note', (ctx) => {
+    ctx.connection.send('noted', { text: ctx.data, by: ctx.user?.name ?? 'anonymous' })
   })
   server.onConnection((connection) => {
     connection.send('welcome', { id: connection.id })
@@ -110,20 +113,13 @@ function registerExampleCommands(server: MeshServer): void {
  * typing), which clients join themselves, and the channel `chat:general` (the
  * messages, the newest 50 kept), which they subscribe to; `say` writes to it.
  */
-function registerChat(server: MeshServer): void {
+function registerChat(server: MeshServer<ExampleApi>): void {
   server.exposeRoom(/^room:[a-z0-9-]{1,24}$/, undefined, { presence: true })
   server.exposeChannel(/^chat:[a-z0-9-]{1,24}$/)
-  server.registerCommand('say', async (ctx: MeshContext<{ room?: unknown; name?: unknown; text?: unknown }>) => {
-    const { room, name, text } = ctx.payload ?? {}
-    if (typeof room !== 'string' || !ROOM_NAME.test(room)) throw new MeshError('BAD_REQUEST', 'room: 1-24 of a-z, 0-9, -')
-    if (typeof text !== 'string' || text.trim() === '' || text.length > MAX_TEXT) {
-      throw new MeshError('BAD_REQUEST', `text: 1-${MAX_TEXT} characters`)
-    }
-    const message = { from: ctx.connection.id, name: displayName(name), text, at: Date.now() }
+  // The payload was checked against the schema in examples/api.ts before this runs.
+  server.registerCommand('say', async (ctx) => {
+    const { room, name, text } = ctx.payload
+    const message = { from: ctx.connection.id, name: name || 'anonymous', text, at: Date.now() }
     return server.writeChannel(`chat:${room}`, message, HISTORY)
   })
-}
-
-function displayName(name: unknown): string {
-  return typeof name === 'string' && name.trim() !== '' ? name.trim().slice(0, MAX_NAME) : 'anonymous'
 }

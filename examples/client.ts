@@ -1,7 +1,9 @@
-// The example client: start the server (`npm start`), then `npx tsx examples/client.ts`.
+// The example client: start the server (`npm start`), then `npm run client`.
 import { MeshClient, MeshError } from 'meshkit/client'
+import type { ExampleApi } from './api.js'
 
-const client = new MeshClient(process.env.MESH_URL ?? 'ws://localhost:4000')
+// Typed by the API the server uses: names, payloads, results and events are checked.
+const client = new MeshClient<ExampleApi>(process.env.MESH_URL ?? 'ws://localhost:4000')
 client.on('welcome', (payload) => console.log('welcome', payload))
 client.on('shouted', (payload) => console.log('shouted', payload))
 client.on('latency', (ms) => console.log(`latency ${ms} ms`))
@@ -20,7 +22,7 @@ console.log('join →', await client.command('join', { room: 'lobby' }))
 
 let heard!: () => void
 const arrived = new Promise<void>((resolve) => (heard = resolve))
-const { history } = await client.subscribe<{ text: string }>(
+const { history } = await client.subscribe(
   'chat:general',
   (message) => {
     console.log('chat:general ←', message.text)
@@ -32,7 +34,7 @@ console.log(`chat:general history: ${history.length} message(s)`)
 await client.command('say', { room: 'general', name: 'example client', text: 'hello channel' })
 await arrived
 
-const noted = new Promise<{ text: string }>((resolve) => client.once<{ text: string }>('noted', resolve))
+const noted = new Promise<{ text: string }>((resolve) => client.once('noted', resolve))
 client.send('note', 'hello server')
 console.log('message → noted:', (await noted).text)
 
@@ -44,8 +46,15 @@ try {
 console.log('whoami →', await client.command('whoami', { token: 'ada' }))
 
 try {
-  await client.command('no-such-command')
+  // The compiler refuses a name the API lacks; the untyped view of the same client does not.
+  await (client as MeshClient).command('no-such-command')
 } catch (error) {
   if (error instanceof MeshError) console.log(`unknown command → ${error.code}`)
+}
+try {
+  // Checked by the server too: an invalid payload never reaches middleware or the handler.
+  await (client as MeshClient).command('shout', { text: 42 })
+} catch (error) {
+  if (error instanceof MeshError) console.log(`shout with a number → ${error.code}`)
 }
 await client.close()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from 'meshkit'
-import type { MeshContext } from 'meshkit/server'
+import type { MeshContext, Middleware } from 'meshkit/server'
 import { connectClient, rejectionOf as rejection, startServer } from './support/harness.js'
 
 describe('commands', () => {
@@ -117,13 +117,14 @@ describe('commands', () => {
 
   it('lets middleware add fields that handlers read', async () => {
     const server = await startServer()
-    server.addMiddleware((ctx) => {
+    const identify: Middleware<{ user: { name: string } }> = (ctx) => {
       ctx.user = { name: String(ctx.payload) }
-    })
-    const requireAdmin = (ctx: MeshContext): void => {
-      if ((ctx.user as { name: string }).name !== 'ada') throw new MeshError('FORBIDDEN', 'admins only')
     }
-    server.registerCommand('whoami', (ctx) => (ctx.user as { name: string }).name, [requireAdmin])
+    const app = server.addMiddleware(identify)
+    const requireAdmin: Middleware<{ user: { name: string } }> = (ctx) => {
+      if (ctx.user?.name !== 'ada') throw new MeshError('FORBIDDEN', 'admins only')
+    }
+    app.registerCommand('whoami', (ctx) => ctx.user.name, [requireAdmin])
     const client = await connectClient(server)
     expect(await client.command('whoami', 'ada')).toBe('ada')
     expect((await rejection(client.command('whoami', 'bob'))).code).toBe('FORBIDDEN')

@@ -41,6 +41,7 @@ describe('examples (what `npm start` runs)', () => {
     expect(clientOutput()).toContain('echo → Hello, world!')
     expect(clientOutput()).toContain('whoami without a token → UNAUTHORIZED')
     expect(clientOutput()).toContain('unknown command → NOT_FOUND')
+    expect(clientOutput()).toContain('shout with a number → BAD_REQUEST')
     expect(clientOutput()).toMatch(/join → \[ '[\w-]+\.[\w-]+' \]/)
     expect(clientOutput()).toContain('chat:general ← hello channel')
     expect(clientOutput()).toContain('message → noted: hello server')

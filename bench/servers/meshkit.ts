@@ -1,13 +1,18 @@
 // meshkit (msgpack): in memory by default; with BENCH_REDIS_URL, on Redis under
 // BENCH_NAMESPACE; BENCH_HOOKS=noop adds no-op hooks; BENCH_PORTAL=1 enables portals (workload 9).
-// BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat. BENCH_METRICS=1 turns metrics on
-// (bench/metrics-cost.ts).
-import { MeshServer } from 'meshkit/server'
+// BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat. BENCH_API=zod|valibot
+// gives the server the `api` option, whose schema validates `echo`'s payload (the
+// rpcValidation workload). Rooms named "presence…" carry presence (the presence workloads).
+// BENCH_METRICS=1 turns metrics on (bench/metrics-cost.ts).
+import { performance } from 'node:perf_hooks'
+import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { serveControl } from './control.js'
 import { countTo } from './count-to.js'
 
 const env = process.env
+const api = env.BENCH_API === 'zod' || env.BENCH_API === 'valibot' ? (await import('./bench-api.js')).benchApis[env.BENCH_API] : undefined
 const server = new MeshServer({
+  ...(api ? ({ api } as MeshServerOptions) : {}),
   host: '127.0.0.1',
   port: 0,
   ...(env.BENCH_REDIS_URL ? { redis: env.BENCH_REDIS_URL, namespace: env.BENCH_NAMESPACE } : {}),
@@ -41,6 +46,8 @@ server.registerCommand<{ room: string }>('say', async (ctx) => {
   await server.broadcastRoom(ctx.payload.room, 'chat', ctx.payload)
   return true
 })
+// Workload 10: clients join these with `joinRoom(room, { presence })`.
+server.exposeRoom(/^presence/, undefined, { presence: true })
 // Workload 9's baseline: client messages handled here, counted until the load's target.
 const ticks = countTo()
 server.onMessage('tick', () => ticks.count())
@@ -49,4 +56,18 @@ serveControl(server.port, () => server.connections.size, {
   'expect-ticks': (total) => ticks.expect(Number(total)),
   'await-ticks': () => ticks.reached(),
   stats: () => ({ ...server.stats }),
+  // `presence-list <room> <times>`: server.getPresence timed here, awaited one at a time, without the client's round trip.
+  'presence-list': async (argument) => {
+    const [room = '', times = '1'] = argument.split(' ')
+    const ms: number[] = []
+    let members = 0
+    for (let i = 0; i < Number(times); i++) {
+      const startedAt = performance.now()
+      members = (await server.getPresence(room)).length
+      ms.push(performance.now() - startedAt)
+    }
+    ms.sort((a, b) => a - b)
+    const at = (p: number): number => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))]!
+    return { members, p50: at(50), p99: at(99) }
+  },
 })

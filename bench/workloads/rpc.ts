@@ -23,7 +23,7 @@ const WARM_UP_MS = 1_000
 const SLICE_MS = 500
 const payload = { user: 'ada', action: 'update', values: [1, 2, 3], at: 1_700_000_000_000 }
 
-interface Tally {
+export interface Tally {
   requests: number
   ms: number
   latencies: number[]
@@ -40,7 +40,7 @@ const cpuMs = (): number => {
 }
 
 /** Every client keeps IN_FLIGHT awaited calls going for `ms`; counts until the last returned. */
-async function slice(clients: readonly BenchClient[], server: ServerProcess, ms: number, tally?: Tally): Promise<void> {
+export async function slice(clients: readonly BenchClient[], server: ServerProcess, ms: number, tally?: Tally): Promise<void> {
   let running = true
   const loop = async (client: BenchClient): Promise<void> => {
     while (running) {

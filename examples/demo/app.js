@@ -1,30 +1,44 @@
+// @ts-check
 // The chat demo's page: meshkit's browser build, no framework. One room at a time (the
 // URL hash): its presence room says who is here and who is typing, its channel holds
 // the messages (the newest 50 come as history on join; missed ones after a reconnect).
+// Plain JavaScript, type-checked against the example's API (examples/api.ts) by
+// `npm run typecheck` through the JSDoc types below.
+/** @typedef {import('../api.js').ChatMessage} ChatMessage */
+/** @typedef {{ name: string, typing: boolean, tab: string }} PresenceState */
 
 const codec = new URLSearchParams(location.search).get('codec') === 'json' ? 'json' : 'msgpack'
 // The JSON-only build is less than half the size; it speaks only `codec: 'json'`.
+/** @type {{ MeshClient: typeof import('meshkit/client').MeshClient<import('../api.js').ExampleApi> }} */
 const { MeshClient } = await import(codec === 'json' ? '/meshkit/client-json.js' : '/meshkit/client.js')
 
-const $ = (selector) => document.querySelector(selector)
+/** @type {(selector: string) => HTMLElement} */
+const $ = (selector) => /** @type {HTMLElement} */ (document.querySelector(selector))
+/** @type {(selector: string) => HTMLInputElement} */
+const field = (selector) => /** @type {HTMLInputElement} */ (document.querySelector(selector))
+/** A MeshError's code, or what was thrown. @param {unknown} error */
+const codeOf = (error) => (error instanceof Error && 'code' in error ? String(error.code) : String(error))
 const TYPING_IDLE_MS = 2_000
 const ROOM_NAME = /^[a-z0-9-]{1,24}$/
 
 const client = new MeshClient(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`, { codec })
-window.demo = { client }
+Object.assign(window, { demo: { client } })
 
 // A tab keeps its id across reconnects (which bring a new connection id), so that the
 // member list shows a tab once while its old connection's presence waits out the server's leave delay.
 const tab = sessionStorage.getItem('meshkit-demo-tab') ?? crypto.randomUUID()
 sessionStorage.setItem('meshkit-demo-tab', tab)
+/** @type {PresenceState} */
 const me = { name: localStorage.getItem('meshkit-demo-name') || `guest-${tab.slice(0, 4)}`, typing: false, tab }
 
-/** The room shown, and the presence members by connection id. */
+/** The room shown, and the presence members by connection id. @type {string | undefined} */
 let room
+/** @type {Map<string, Partial<PresenceState> | undefined>} */
 const members = new Map()
 
 // ---- connection status and latency ----------------------------------------------
 
+/** @type {Record<string, string>} */
 const statusText = {
   connecting: 'Connecting…',
   open: 'Connected',
@@ -37,7 +51,9 @@ function showStatus() {
   $('#connection-id').textContent = client.id ?? '–'
 }
 // `disconnect` comes before the client turns to `reconnecting`; read the state once it has.
-for (const event of ['connect', 'disconnect', 'reconnect', 'reconnectfailed', 'close']) client.on(event, () => queueMicrotask(showStatus))
+for (const event of /** @type {const} */ (['connect', 'disconnect', 'reconnect', 'reconnectfailed', 'close'])) {
+  client.on(event, () => queueMicrotask(showStatus))
+}
 client.on('latency', (ms) => {
   $('#latency').dataset.ms = String(ms)
   $('#latency').textContent = `${Math.round(ms)} ms`
@@ -55,7 +71,7 @@ client.on('rejoin', ({ joined }) => {
 client.on('presence', (event) => {
   if (event.room !== `room:${room}`) return
   if (event.type === 'leave') members.delete(event.connectionId)
-  else members.set(event.connectionId, event.state)
+  else members.set(event.connectionId, /** @type {Partial<PresenceState>} */ (event.state))
   showMembers()
 })
 client.on('error', (error) => {
@@ -66,6 +82,7 @@ client.on('error', (error) => {
 
 // ---- messages --------------------------------------------------------------------
 
+/** @param {ChatMessage} message */
 function showMessage({ from, name, text }) {
   const item = document.createElement('li')
   item.className = 'message'
@@ -80,6 +97,7 @@ function showMessage({ from, name, text }) {
   append(item)
 }
 
+/** @param {'gap' | 'error'} kind @param {string} text */
 function notice(kind, text) {
   const item = document.createElement('li')
   item.className = 'notice'
@@ -88,6 +106,7 @@ function notice(kind, text) {
   append(item)
 }
 
+/** @param {HTMLLIElement} item */
 function append(item) {
   const list = $('#messages')
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40
@@ -102,7 +121,7 @@ async function refreshMembers() {
   const list = await client.presence(`room:${shown}`).catch(() => undefined)
   if (!list || shown !== room) return
   members.clear()
-  for (const { connectionId, state } of list) members.set(connectionId, state)
+  for (const { connectionId, state } of list) members.set(connectionId, /** @type {Partial<PresenceState>} */ (state))
   showMembers()
 }
 
@@ -131,7 +150,9 @@ function showMembers() {
   $('#members').replaceChildren(...items)
 }
 
+/** @type {ReturnType<typeof setTimeout> | undefined} */
 let typingTimer
+/** @param {boolean} typing */
 function setTyping(typing) {
   clearTimeout(typingTimer)
   if (typing) typingTimer = setTimeout(() => setTyping(false), TYPING_IDLE_MS)
@@ -152,9 +173,10 @@ let switching = Promise.resolve()
 function enterRoomFromHash() {
   const wanted = decodeURIComponent(location.hash.slice(1)) || 'general'
   const next = ROOM_NAME.test(wanted) ? wanted : 'general'
-  switching = switching.then(() => enterRoom(next)).catch((error) => notice('error', `Could not enter ${next}: ${error.code ?? error}`))
+  switching = switching.then(() => enterRoom(next)).catch((error) => notice('error', `Could not enter ${next}: ${codeOf(error)}`))
 }
 
+/** @param {string} next */
 async function enterRoom(next) {
   if (next === room) return
   if (room) await Promise.all([client.leaveRoom(`room:${room}`), client.unsubscribe(`chat:${room}`)])
@@ -164,10 +186,10 @@ async function enterRoom(next) {
   $('#messages').replaceChildren()
   $('#room-title').textContent = `#${next}`
   document.title = `#${next} · meshkit chat`
-  for (const link of document.querySelectorAll('#rooms a')) {
-    if (link.hash === `#${next}`) link.setAttribute('aria-current', 'page')
+  document.querySelectorAll('#rooms a').forEach((link) => {
+    if (/** @type {HTMLAnchorElement} */ (link).hash === `#${next}`) link.setAttribute('aria-current', 'page')
     else link.removeAttribute('aria-current')
-  }
+  })
   const { history } = await client.subscribe(`chat:${next}`, showMessage, { historyLimit: 50 })
   for (const message of history.reverse()) showMessage(message)
   await client.joinRoom(`room:${next}`, { presence: me })
@@ -176,18 +198,18 @@ async function enterRoom(next) {
 
 // ---- the page's controls -----------------------------------------------------------
 
-$('#name').value = me.name
+field('#name').value = me.name
 $('#name').addEventListener('change', () => {
-  me.name = $('#name').value.trim().slice(0, 32) || me.name
+  me.name = field('#name').value.trim().slice(0, 32) || me.name
   localStorage.setItem('meshkit-demo-name', me.name)
   publishPresence()
 })
-$('#text').addEventListener('input', () => setTyping($('#text').value !== ''))
+$('#text').addEventListener('input', () => setTyping(field('#text').value !== ''))
 $('#composer').addEventListener('submit', (event) => {
   event.preventDefault()
-  const text = $('#text').value.trim()
-  if (!text) return
-  $('#text').value = ''
+  const text = field('#text').value.trim()
+  if (!text || !room) return
+  field('#text').value = ''
   setTyping(false)
   client.command('say', { room, name: me.name, text }).catch((error) => notice('error', `Not sent: ${error.code}`))
 })
@@ -201,5 +223,5 @@ try {
   enterRoomFromHash()
 } catch (error) {
   showStatus()
-  notice('error', `Could not connect: ${error.code ?? error}`)
+  notice('error', `Could not connect: ${codeOf(error)}`)
 }

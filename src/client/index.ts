@@ -1,4 +1,18 @@
 export { MeshClient } from './mesh-client.js'
+// The API types the client's signatures use, for code typed over any API (`<Api extends ApiShape>(client: MeshClient<Api>)`).
+export type {
+  ApiShape,
+  UntypedApi,
+  CommandName,
+  CommandPayload,
+  CommandResult,
+  EventName,
+  EventPayload,
+  MessageType,
+  MessageData,
+  ChannelName,
+  ChannelMessage,
+} from '../shared/api.js'
 export type { ClientEvents, ClientState, JoinRoomOptions, PresenceEvent, PresenceMember } from './client-events.js'
 export type { ReauthenticateEvent } from './reauthentication.js'
 export type { StoredMessage, StoredMessages } from '../shared/message-log.js'

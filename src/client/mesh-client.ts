@@ -4,7 +4,9 @@ import { MessageLog, type StoredMessages } from '../shared/message-log.js'
 import { ErrorCode, MeshError, toMeshError } from '../shared/errors.js'
 import { BuiltinCommand, CloseCode, FrameType, MAX_MESSAGE_TYPE_BYTES, RESERVED_EVENTS, isMessageType, type HelloOptions, type ServerFrame } from '../shared/protocol.js'
 import { backoffDelay } from '../shared/backoff.js'
-import { listenerError, nextConnect, type ClientEvents, type ClientState, type JoinRoomOptions, type PresenceMember } from './client-events.js'
+import type { ApiShape, ChannelMessage, ChannelName, CommandArgs, CommandName, CommandResult, IfUntyped, UntypedApi } from '../shared/api.js'
+import type { EventName, EventPayload, MessageArgs, MessageType } from '../shared/api.js'
+import { listenerError, nextConnect, type ClientEvents, type ClientState, type JoinRoomOptions, type PresenceEvent, type PresenceMember } from './client-events.js'
 import { resolveClientOptions, type MeshClientOptions, type ResolvedClientOptions } from './options.js'
 import { openSocket } from './open-socket.js'
 import { PingWatchdog } from './ping-watchdog.js'
@@ -30,8 +32,15 @@ const TERMINAL_CLOSE_CODES = new Set<number>([CloseCode.NORMAL, CloseCode.AUTH_F
 /**
  * A meshkit client: commands with replies, server events, liveness checks and
  * reconnection. Runs on `ws` in Node and on the native WebSocket in browsers.
+ *
+ * `Api` types it end to end (`new MeshClient<ChatApi>(url)`, or `typeof api` for an API
+ * object made with `defineApi`, imported with `import type`): command names, payloads
+ * and results, event payloads, message data and channel messages are checked by the
+ * compiler. Without it every name is allowed and every value is `unknown`, as before;
+ * the explicit type arguments (`command<R>`, `on<T>`, `subscribe<T>`) then still apply.
+ * Types only: nothing of the API exists at run time in the client.
  */
-export class MeshClient {
+export class MeshClient<Api extends ApiShape = UntypedApi> {
   private readonly urls: UrlSource
   private readonly options: ResolvedClientOptions
   private readonly codec: Codec
@@ -41,7 +50,8 @@ export class MeshClient {
   private readonly anyListeners = new Set<(event: string, payload: unknown) => void>()
   private readonly sender: RequestSender
   private readonly watchdog: PingWatchdog
-  private readonly subscriptions = new Subscriptions((name, payload) => this.command(name, payload), {
+  // The client's own commands (`mesh/subscribe`...) are none of `Api`'s: called through the untyped signature.
+  private readonly subscriptions = new Subscriptions((name, payload) => (this as MeshClient).command(name, payload), {
     recovery: (event) => this.lifecycle.emit('recovery', event),
     rejoin: (event) => this.lifecycle.emit('rejoin', event),
     callbackError: (error) => this.lifecycle.emit('error', toMeshError(error)),
@@ -61,7 +71,7 @@ export class MeshClient {
     (error) => this.lifecycle.emit('error', error),
   )
   private readonly redelivered = new RedeliveredMessages(
-    (ids) => this.command(BuiltinCommand.ACK, { ids }),
+    (ids) => (this as MeshClient).command(BuiltinCommand.ACK, { ids }),
     (event, payload) => this.receiveEvent(event, payload),
   )
   /** Only with `storeMessages`. */
@@ -150,42 +160,39 @@ export class MeshClient {
     return this.connecting
   }
 
+  /** An untyped client's command: `R` is the result the caller expects (not checked). */
+  command<R = unknown>(this: IfUntyped<Api, 'commands'>, name: string, payload?: unknown, timeout?: number): Promise<R>
   /**
    * Sends a command and resolves with the handler's result, or rejects with a
    * `MeshError` (the handler's code, `NOT_FOUND`, `TIMEOUT`, `CONNECTION_CLOSED`...).
    * While reconnecting, the command waits for the new socket within its timeout.
+   * With a typed `commands` section: one of its names, its payload (optional when the
+   * command takes none), resolving with its result type.
    */
-  command<R = unknown>(name: string, payload?: unknown, timeout: number = this.options.commandTimeout): Promise<R> {
+  command<K extends CommandName<Api>>(name: K, ...args: CommandArgs<Api, K>): Promise<CommandResult<Api, K>>
+  command(name: string, payload?: unknown, timeout: number = this.options.commandTimeout): Promise<unknown> {
     if (this.currentState === 'idle' || this.currentState === 'closed') {
       return Promise.reject(new MeshError(ErrorCode.CONNECTION_CLOSED, `The client is ${this.currentState}`))
     }
-    return this.sender.request(name, payload, timeout, false) as Promise<R>
+    return this.sender.request(name, payload, timeout, false)
   }
 
+  /** An untyped client's `commandSync`: `R` is the result the caller expects (not checked). */
+  commandSync<R = unknown>(this: IfUntyped<Api, 'commands'>, name: string, payload?: unknown, timeout?: number): R
   /**
    * Node only: sends a command and blocks the calling thread until the reply, which it
    * returns, or throws the `MeshError` that `command()` would reject with. It runs on
-   * this connection: the server's middleware, authentication and the connection's
-   * metadata apply, and the handler's `ctx.connection.id` is `client.id`.
+   * this connection (middleware, authentication and metadata apply), through a worker
+   * thread's side channel opened by the first call; nothing else on this thread runs
+   * while it waits. Typed as `command()`. See docs/api.md, *Blocking commands*.
    *
-   * A blocked thread cannot read its own socket, so the request travels on a side
-   * channel: a worker thread of this client with a second socket, bound to the
-   * connection by a one-time secret. The first call of a connection opens it (a
-   * thread, a socket, one more round trip); later calls cost one round trip. Behind a
-   * load balancer it must reach the connection's instance (sticky sessions).
-   *
-   * What blocking costs: while it waits, nothing else on this thread runs. Timers,
-   * events, channel messages, pings and the replies of other commands wait until it
-   * returns, and are then handled in the order they came. A call longer than the
-   * server's ping interval can cost the connection (pongs wait too).
-   *
-   * Throws `NOT_SUPPORTED` outside Node (in browsers); `CONNECTION_CLOSED` unless the
-   * client is open (it cannot wait for a reconnect: that needs the event loop it
-   * blocks) or if the connection drops during the call; `TIMEOUT` after `timeout` ms;
-   * `CONNECTION_FAILED` if the side channel could not be opened or was refused (an older
-   * server, or another instance than the connection's); `ENCODE_ERROR`, `PAYLOAD_TOO_LARGE`.
+   * Throws `NOT_SUPPORTED` outside Node; `CONNECTION_CLOSED` unless the client is open
+   * (it cannot wait for a reconnect) or if the connection drops during the call;
+   * `TIMEOUT`; `CONNECTION_FAILED` if the side channel could not be opened or was
+   * refused; `ENCODE_ERROR`, `PAYLOAD_TOO_LARGE`.
    */
-  commandSync<R = unknown>(name: string, payload?: unknown, timeout: number = this.options.commandTimeout): R {
+  commandSync<K extends CommandName<Api>>(name: K, ...args: CommandArgs<Api, K>): CommandResult<Api, K>
+  commandSync(name: string, payload?: unknown, timeout: number = this.options.commandTimeout): unknown {
     if (!isNode()) throw notSupported()
     const { transport, connectionId, url } = this
     // While re-authenticating, a request would run unauthenticated; the wait for it needs the event loop.
@@ -210,7 +217,7 @@ export class MeshClient {
         name,
         payload,
         timeout,
-      ) as R
+      )
     } finally {
       this.watchdog.resume()
     }
@@ -229,7 +236,11 @@ export class MeshClient {
    * for a type that is not a non-empty string of at most 255 UTF-8 bytes,
    * `ENCODE_ERROR` for data the codec cannot represent, and `PAYLOAD_TOO_LARGE` for
    * a message larger than the server's `maxPayload`.
+   *
+   * With a typed `messages` section: one of its types, with its data (optional when
+   * `undefined` fits it).
    */
+  send<T extends MessageType<Api>>(type: T, ...args: MessageArgs<Api, T>): boolean
   send(type: string, data?: unknown): boolean {
     if (!isMessageType(type)) throw new MeshError(ErrorCode.BAD_REQUEST, `A message type must be a non-empty string of at most ${MAX_MESSAGE_TYPE_BYTES} UTF-8 bytes`)
     if (this.currentState === 'idle' || this.currentState === 'closed') {
@@ -289,19 +300,29 @@ export class MeshClient {
     }
   }
 
+  /** An untyped client's subscription: `T` is the message type the caller expects (not checked). */
+  subscribe<T = unknown>(this: IfUntyped<Api, 'channels'>, channel: string, callback: ChannelCallback<T>, options?: SubscribeOptions): Promise<SubscribeResult<T>>
   /**
    * Subscribes to a channel the server exposes. Resolves with the newest
    * `historyLimit` retained messages (newest first); the callback then receives
    * every message published after the subscription, in order, exactly once, also
    * across reconnects (see the `recovery` event). `success: false` when the server
    * does not expose the channel or a guard refuses.
+   *
+   * With a typed `channels` section: a name it allows (`'chat:*'` allows every
+   * `chat:…`), the callback and history typed as that channel's messages.
    */
-  subscribe<T = unknown>(channel: string, callback: ChannelCallback<T>, options?: SubscribeOptions): Promise<SubscribeResult<T>> {
-    return this.subscriptions.subscribe(channel, callback, options)
+  subscribe<C extends ChannelName<Api>>(
+    channel: C,
+    callback: ChannelCallback<ChannelMessage<Api, C>>,
+    options?: SubscribeOptions,
+  ): Promise<SubscribeResult<ChannelMessage<Api, C>>>
+  subscribe(channel: string, callback: ChannelCallback<never>, options?: SubscribeOptions): Promise<SubscribeResult<unknown>> {
+    return this.subscriptions.subscribe(channel, callback as ChannelCallback<unknown>, options)
   }
 
   /** Stops a subscription for good; resolves true if it existed. */
-  unsubscribe(channel: string): Promise<boolean> {
+  unsubscribe(channel: ChannelName<Api>): Promise<boolean> {
     return this.subscriptions.unsubscribe(channel)
   }
 
@@ -321,7 +342,7 @@ export class MeshClient {
 
   /** The presence list of a room this client is in: `{ connectionId, userId?, state }` per member with a state. */
   async presence<S = unknown>(room: string): Promise<Array<PresenceMember<S>>> {
-    return (await this.command(BuiltinCommand.PRESENCE, { room })) as Array<PresenceMember<S>>
+    return (await (this as MeshClient).command(BuiltinCommand.PRESENCE, { room })) as Array<PresenceMember<S>>
   }
 
   /** Leaves a room joined with `joinRoom`; resolves true if the client was in it. */
@@ -336,7 +357,7 @@ export class MeshClient {
    * resumes subscriptions.
    */
   async authenticate<U = unknown>(credentials: unknown): Promise<U> {
-    const user = await this.command<U>(BuiltinCommand.AUTHENTICATE, credentials)
+    const user = await (this as MeshClient).command<U>(BuiltinCommand.AUTHENTICATE, credentials)
     this.reauthentication.remember(credentials, user)
     return user
   }
@@ -346,15 +367,26 @@ export class MeshClient {
     return this.reauthentication.user
   }
 
-  /** Listens to a lifecycle event or an event the server sends; returns the function that stops listening. */
+  /** Listens to a lifecycle event; returns the function that stops listening. */
   on<K extends keyof ClientEvents>(event: K, listener: (payload: ClientEvents[K]) => void): () => void
-  on<T = unknown>(event: string, listener: (payload: T) => void): () => void
+  /** Listens to the presence changes of the rooms this client is in (see `joinRoom`). */
+  on(event: 'presence', listener: (event: PresenceEvent) => void): () => void
+  /** An untyped client's server event: `T` is the payload the caller expects (not checked). */
+  on<T = unknown>(this: IfUntyped<Api, 'events'>, event: string, listener: (payload: T) => void): () => void
+  /**
+   * Listens to an event the server sends; returns the function that stops listening.
+   * With a typed `events` section: one of its names, the listener getting its payload.
+   */
+  on<E extends EventName<Api>>(event: E, listener: (payload: EventPayload<Api, E>) => void): () => void
   on(event: string, listener: (payload: never) => void): () => void {
     return (RESERVED_EVENTS.has(event) ? this.lifecycle : this.serverEvents).on(event, listener)
   }
 
+  /** Like `on`, for the next event only. */
   once<K extends keyof ClientEvents>(event: K, listener: (payload: ClientEvents[K]) => void): () => void
-  once<T = unknown>(event: string, listener: (payload: T) => void): () => void
+  once(event: 'presence', listener: (event: PresenceEvent) => void): () => void
+  once<T = unknown>(this: IfUntyped<Api, 'events'>, event: string, listener: (payload: T) => void): () => void
+  once<E extends EventName<Api>>(event: E, listener: (payload: EventPayload<Api, E>) => void): () => void
   once(event: string, listener: (payload: never) => void): () => void {
     return (RESERVED_EVENTS.has(event) ? this.lifecycle : this.serverEvents).once(event, listener)
   }

@@ -1,4 +1,5 @@
 import { ErrorCode, MeshError, toClientError } from '../shared/errors.js'
+import { invalidPayload, type ApiSchemas, type PayloadCheck, type Verdict } from './api-schemas.js'
 import { isThenable, runChain } from './compose.js'
 import type { Connection } from './connection.js'
 import { RequestContext, type CommandHandler, type MeshContext, type Middleware } from './context.js'
@@ -21,6 +22,8 @@ export const RESERVED_PREFIX = 'mesh/'
 interface Command {
   readonly handler: CommandHandler
   readonly own: readonly Middleware[]
+  /** The payload's schema (`api` option), looked up once, here, so that a request pays no lookup. */
+  readonly check: PayloadCheck | undefined
   /** Global middleware followed by the command's own, rebuilt when either changes. */
   chain: readonly Middleware[]
 }
@@ -50,9 +53,12 @@ export class CommandRegistry {
     /** Refuses a request before anything else runs (authentication required, say). */
     private readonly gate: (connection: Connection, name: string) => MeshError | undefined = () => undefined,
     private readonly failures: FailureReporting = { exposeErrors: false, logger: silentLogger },
+    /** The `api` option's schemas; absent when it has none. */
+    private readonly schemas?: ApiSchemas,
   ) {}
 
-  register(name: string, handler: CommandHandler, middleware: readonly Middleware[] = [], internal = false): void {
+  /** `P`: the payload shape a handler checks for (built-in commands read client input defensively, as `unknown` fields). */
+  register<P = unknown>(name: string, handler: CommandHandler<P>, middleware: readonly Middleware[] = [], internal = false): void {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError('A command name must be a non-empty string')
     if (typeof handler !== 'function') throw new TypeError(`The handler of command "${name}" must be a function`)
     if (!internal && name.startsWith(RESERVED_PREFIX)) {
@@ -61,7 +67,9 @@ export class CommandRegistry {
     if (this.commands.has(name)) throw new RangeError(`Command "${name}" is already registered`)
     for (const step of middleware) requireFunction(step)
     const own = [...middleware]
-    this.commands.set(name, { handler, own, chain: [...this.global, ...own] })
+    // Built-in commands check their own payloads: a `*` pattern of the application's must not reach them.
+    const check = internal ? undefined : this.schemas?.command(name)
+    this.commands.set(name, { handler: handler as CommandHandler, own, check, chain: [...this.global, ...own] })
   }
 
   has(name: string): boolean {
@@ -90,9 +98,10 @@ export class CommandRegistry {
       return
     }
     const command = this.commands.get(name)
-    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out, started)
+    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out, command.check, started)
     // Only names some portal announced run the middleware: any other stays NOT_FOUND before it, as without portals.
-    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out, started)
+    // Checked here, before forwarding: a portal gets only payloads its API accepts.
+    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out, this.schemas?.command(name), started)
     else {
       // A portal announced a change that is being read: the name may be what it just registered.
       const changing = this.remote?.changing()
@@ -106,11 +115,58 @@ export class CommandRegistry {
     return this.commands.has(name) || this.remote?.knows(name) === true
   }
 
-  private run(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies, started: number): void {
+  private run(
+    connection: Connection,
+    requestId: number,
+    name: string,
+    payload: unknown,
+    chain: readonly Middleware[],
+    handler: CommandHandler,
+    out: Replies,
+    check: PayloadCheck | undefined,
+    started: number,
+  ): void {
     if (connection.pendingRequests >= this.maxPendingRequests) {
       this.refuse(out, requestId, name, new MeshError(ErrorCode.TOO_MANY_REQUESTS, `More than ${this.maxPendingRequests} requests in flight`), started)
       return
     }
+    if (check === undefined) {
+      this.execute(connection, requestId, name, payload, chain, handler, out, started)
+      return
+    }
+    let verdict: Verdict | Promise<Verdict>
+    try {
+      verdict = check(payload)
+    } catch (error) {
+      this.refuse(out, requestId, name, this.failed(connection, name, error), started)
+      return
+    }
+    if (!isThenable(verdict)) {
+      this.decided(connection, requestId, name, verdict, chain, handler, out, started)
+      return
+    }
+    // An async schema's wait counts as the request in flight that it is.
+    connection.pendingRequests++
+    verdict.then(
+      (settled) => {
+        connection.pendingRequests--
+        this.decided(connection, requestId, name, settled, chain, handler, out, started)
+      },
+      (error: unknown) => {
+        connection.pendingRequests--
+        this.refuse(out, requestId, name, this.failed(connection, name, error), started)
+      },
+    )
+  }
+
+  /** A method, not a closure in `run`: a validated call then allocates no function. */
+  private decided(connection: Connection, requestId: number, name: string, verdict: Verdict, chain: readonly Middleware[], handler: CommandHandler, out: Replies, started: number): void {
+    if (verdict.valid) this.execute(connection, requestId, name, verdict.value, chain, handler, out, started)
+    else this.refuse(out, requestId, name, invalidPayload(verdict.issues), started)
+  }
+
+  /** The middleware chain and the handler, on a payload that passed its schema (if any). */
+  private execute(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies, started: number): void {
     const ctx: MeshContext = new RequestContext(name, payload, connection, this.server)
     let result: unknown
     try {

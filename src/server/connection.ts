@@ -10,14 +10,15 @@ import type { MessageLog, StoredMessages } from '../shared/message-log.js'
 import { errorFrame, responseFrame } from './reply-frames.js'
 import type { ServerHooks } from './server-hooks.js'
 import { noInstruments, type Instruments } from './instruments.js'
+import type { ApiShape, EventArgs, EventName, UntypedApi } from '../shared/api.js'
 
 const OPEN = 1
 
 /**
  * One client's socket on this instance. Handlers reach it as `ctx.connection`;
- * `send` pushes an event to that client alone.
+ * `send` pushes an event to that client alone, typed by the server's `Api`.
  */
-export class Connection {
+export class Connection<Api extends ApiShape = UntypedApi> {
   /** Unique across instances; the client sees the same value as `client.id`. */
   readonly id: string
   /** The codec negotiated at the upgrade: `msgpack` (binary) or `json` (text). */
@@ -185,12 +186,13 @@ export class Connection {
    * Sends an event to this client. Returns false when the connection is no longer
    * open; throws `ENCODE_ERROR` for a payload the codec cannot represent.
    */
+  send<E extends EventName<Api>>(event: E, ...payload: EventArgs<Api, E>): boolean
   send(event: string, payload?: unknown): boolean {
     requireEventName(event)
     const written = this.writeEvent(encodeFrame(this.codec, [FrameType.EVENT, event, payload]))
     const hooks = this.hooks
     if (hooks !== undefined) {
-      if (hooks.sending) hooks.messageSent(this, { type: event, data: payload, target: 'connection', recipients: written ? 1 : 0, relayed: false })
+      if (hooks.sending) hooks.messageSent(this as Connection, { type: event, data: payload, target: 'connection', recipients: written ? 1 : 0, relayed: false })
       if (!written && hooks.undeliverable) hooks.undeliverableSent({ type: event, data: payload }, { userIds: [], connectionIds: [this.id] })
     }
     return written

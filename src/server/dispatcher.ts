@@ -13,6 +13,8 @@ import { Keys } from './store/keys.js'
 import { RedisBus } from './store/redis-bus.js'
 import { createRedisClient, watchConnection, whenReady, type RedisConfig } from './store/redis-client.js'
 import { RedisStore } from './store/redis-store.js'
+import type { ApiShape, ChannelMessage, ChannelName, EventArgs, EventName, EventPayload, UntypedApi } from '../shared/api.js'
+import type { RoomDispatchArgs } from './typed-api.js'
 
 export interface DispatcherOptions {
   /** The servers' namespace. @default 'meshkit' */
@@ -34,9 +36,10 @@ const noLocalConnections = new Map<string, never>()
  * user-addressed messages with the same recipients as `server.send`, room broadcasts,
  * sends to connection ids and channel writes. It holds no connections and no routing state: each
  * call publishes to the topics the instances listen on. Messages from one dispatcher
- * arrive in the order sent.
+ * arrive in the order sent. `Api` types its events and channels as the servers' do
+ * (`new Dispatcher<ChatApi>(redis)`).
  */
-export class Dispatcher {
+export class Dispatcher<Api extends ApiShape = UntypedApi> {
   private readonly redis
   private readonly store: RedisStore
   private readonly bus: RedisBus
@@ -59,7 +62,7 @@ export class Dispatcher {
     this.bus = new RedisBus(this.redis, this.redis, timeout)
     const id = `dispatcher-${nanoid()}`
     const ignore = (): void => {}
-    const cluster = new Cluster(this.bus, keys, id, { deliver: ignore, deliverAll: ignore, deliverUsers: ignore, deliverRoom: ignore, deliverUser: ignore, notice: ignore }, logger)
+    const cluster = new Cluster(this.bus, keys, id, { deliver: ignore, deliverAll: ignore, deliverUsers: ignore, deliverRoom: ignore, deliverUser: ignore, notice: ignore, inspect: ignore, inspected: ignore }, logger)
     const redelivery = new Redelivery(this.store, sync, logger)
     // No connections here, so the indexes stay empty and subscribe nothing: deliveries only publish.
     const noMembers = new LocalIndex(undefined, logger)
@@ -70,6 +73,7 @@ export class Dispatcher {
    * Sends to the members of a room on every instance, except the excluded connection
    * ids: one publish to the room's topic, no read. Resolves once Redis took it.
    */
+  broadcastRoom<E extends EventName<Api>>(room: string, event: E, ...args: RoomDispatchArgs<Api, E>): Promise<void>
   async broadcastRoom(room: string, event: string, payload?: unknown, exclude: readonly string[] = []): Promise<void> {
     requireRoomName(room)
     requireEventName(event)
@@ -82,6 +86,7 @@ export class Dispatcher {
    * Sends to connections by id, wherever they are: one publish per owning instance
    * (the ids name it), no read. Unknown ids are skipped by their would-be owner.
    */
+  sendTo<E extends EventName<Api>>(connectionIds: readonly string[], event: E, ...payload: EventArgs<Api, E>): Promise<void>
   async sendTo(connectionIds: readonly string[], event: string, payload?: unknown): Promise<void> {
     const ids = connectionIdList(connectionIds, 'connectionIds')
     requireEventName(event)
@@ -93,6 +98,7 @@ export class Dispatcher {
    * Sends to every connection of these users (`['*']`: everyone the servers count as
    * reachable), except the excluded users. Resolves once the message is handed to Redis.
    */
+  dispatch<E extends EventName<Api>>(event: E, payload: EventPayload<Api, E>, userIds: readonly (string | number)[], exclude?: readonly (string | number)[]): Promise<void>
   async dispatch(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
     // Checked before waiting for Redis: a wrong call fails the same way whether Redis is up or not.
     const users = userIdList(userIds, 'userIds')
@@ -109,6 +115,7 @@ export class Dispatcher {
    * the same atomic store step, so offsets stay contiguous across every writer and
    * resuming clients get these messages from history. Resolves with the offset.
    */
+  writeChannel<C extends ChannelName<Api>>(channel: C, message: ChannelMessage<Api, C>, historyLimit?: number): Promise<number>
   async writeChannel(channel: string, message: unknown, historyLimit = 0): Promise<number> {
     const bytes = channelMessage(channel, message, historyLimit)
     await whenReady(this.redis, this.timeout)

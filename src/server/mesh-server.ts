@@ -4,7 +4,9 @@ import { nanoid } from 'nanoid'
 import { CommandRegistry } from './command-registry.js'
 import type { Connection } from './connection.js'
 import { ConnectionLimits } from './connection-limits.js'
-import type { CommandHandler, MessageHandler, Middleware } from './context.js'
+import type { CommandHandler, MeshContext, MessageContext, MessageHandler, Middleware } from './context.js'
+import type { ApiShape, ChannelMessage, ChannelName, CommandName, EventArgs, EventName, EventPayload, IfUntyped, MessageType, UntypedApi } from '../shared/api.js'
+import type { FieldsOf, MiddlewareList, NoFields, TypedCommandHandler, TypedMessageHandler } from './typed-api.js'
 import { MessageRouter, type MessageStats } from './message-router.js'
 import { Heartbeat } from './heartbeat.js'
 import { userIdList } from './call-arguments.js'
@@ -18,6 +20,9 @@ import { Authentication, authenticationDefaults, type AuthenticateHandler } from
 import { registerBuiltinCommands } from './builtin-commands.js'
 import { Exposure, type Guard } from './exposure.js'
 import { ChannelManager } from './managers/channel-manager.js'
+import { ClusterInspector } from './managers/cluster-inspector.js'
+import type { ClusterView, InspectOptions } from './cluster-view.js'
+import { createAdminHandler, type AdminHandler, type AdminHandlerOptions } from './admin-page.js'
 import { Cluster } from './managers/cluster.js'
 import { ConnectionManager } from './managers/connection-manager.js'
 import { Delivery } from './managers/delivery.js'
@@ -53,8 +58,12 @@ export interface ServerStats extends MessageStats {
  * A meshkit server: accepts WebSocket connections, answers their commands through
  * middleware and handlers, and delivers events to connections on any instance
  * sharing its store.
+ *
+ * `Api` types its commands, events, client messages and channels (`new MeshServer<ChatApi>()`,
+ * or inferred from `options.api`); `Fields` are the context fields its global middleware
+ * adds (see `addMiddleware`). Without them everything is untyped, as `unknown`.
  */
-export class MeshServer {
+export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object = NoFields> {
   /**
    * This instance's id, unique among the instances sharing a store; it prefixes its
    * connections' ids (`<instanceId>.<random>`), so deliveries route them without asking
@@ -87,6 +96,7 @@ export class MeshServer {
   private readonly hooks: ServerHooks
   /** Only with `metrics` on. */
   private readonly metrics: PrometheusMetrics | undefined
+  private readonly inspector: ClusterInspector
   /** Only with `portal.enabled`. */
   private readonly portals: ServerPortals | undefined
   /** Connections that received their hello: the ones events, pings and lookups reach. Only `sockets` writes it. */
@@ -94,7 +104,7 @@ export class MeshServer {
   private readonly started: Promise<unknown>
   private closing: Promise<void> | undefined
 
-  constructor(options: MeshServerOptions = {}) {
+  constructor(options: MeshServerOptions<Api> = {}) {
     this.options = resolveServerOptions(options)
     // Validated before anything below opens a connection (Redis) that a throw would leak.
     const origins = new OriginPolicy(this.options.allowedOrigins)
@@ -113,6 +123,8 @@ export class MeshServer {
       deliverRoom: (room, excluded, frame) => this.delivery.deliverRoomFromBus(room, excluded, frame),
       deliverUser: (userId, frame) => this.delivery.deliverUserFromBus(userId, frame),
       notice: (notice) => ownership.apply(notice),
+      inspect: (limit) => this.inspector.describe(limit),
+      inspected: (origin, requestId, part) => this.inspector.receive(origin, requestId, part),
     }, this.logger, this.options.redisTimeout)
     const { keys, shared } = backend
     const handler = this.cluster.onMessage
@@ -138,20 +150,24 @@ export class MeshServer {
     this.monitor.onInstanceCleaned((_instanceId, connectionIds) => void this.presence.instanceCleaned(connectionIds))
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
     this.channels.instruments = instruments
-    this.registry = new CommandRegistry(this, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
+    // Contexts hold the server as their handlers' signatures typed it; the registry and router serve every API alike.
+    const untyped = this as unknown as MeshServer
+    this.registry = new CommandRegistry(untyped, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
       exposeErrors: this.options.exposeErrors,
       logger: this.logger,
       onFault: (error, connection, command) => this.hooks.error(error, { command, connection }),
-    })
+    }, this.options.schemas)
     this.registry.instruments = instruments
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options), presence: this.presence })
     this.messages = new MessageRouter({
-      server: this,
+      server: untyped,
       middleware: () => this.registry.globalMiddleware,
       mayRun: (connection) => !this.authentication.required || connection.isAuthenticated,
       logger: this.logger,
       onFault: (error, connection, messageType) => this.hooks.error(error, { messageType, connection }),
       maxWaiting: this.options.maxPendingRequests,
+      schemas: this.options.schemas,
+      exposeErrors: this.options.exposeErrors,
     })
     this.messages.instruments = instruments
     this.heartbeat = new Heartbeat(this.live, this.options)
@@ -191,6 +207,17 @@ export class MeshServer {
       })
       this.routes.add('/metrics', this.metrics.serve)
     }
+    const portals = this.portals
+    this.inspector = new ClusterInspector({
+      instanceId: this.instanceId,
+      store: this.store,
+      cluster: shared ? this.cluster : undefined,
+      local: () => ({ connections: this.live.size, rooms: roomIndex.counts(), channels: this.channels.subscriberCounts() }),
+      tracksUsers: authOptions.storeConnectedUsers,
+      portalGroups: portals && (() => portals.groups()),
+      timeout: this.options.redisTimeout,
+      logger: this.logger,
+    })
     this.sockets.onDisconnection((connection) => this.presence.closed(connection))
     // After the portal side: both take the authentication seam, and the hooks chain onto it.
     this.hooks.attach(this.sockets, this.authentication)
@@ -232,12 +259,27 @@ export class MeshServer {
   }
 
   /** Connections held by this instance, by id. */
-  get connections(): ReadonlyMap<string, Connection> {
+  get connections(): ReadonlyMap<string, Connection<Api>> {
     return this.live
   }
 
-  registerCommand<P = any, R = unknown>(name: string, handler: CommandHandler<P, R>, middleware: readonly Middleware[] = []): void {
-    this.registry.register(name, handler as CommandHandler, middleware)
+  /**
+   * Answers command `name` with `handler`, after the global middleware and then this
+   * command's own `middleware`. With a typed API, `ctx.payload` is the command's payload
+   * (a schema's output) and the handler must return its result; the fields that the
+   * middleware add (`Middleware<{ user: User }>`) are typed in `ctx`. The first
+   * signature keeps `registerCommand<P, R>` for servers whose commands are untyped.
+   */
+  registerCommand<P = unknown, R = unknown, const M extends MiddlewareList<Fields> = MiddlewareList<Fields>>(
+    this: IfUntyped<Api, 'commands'>,
+    name: string,
+    handler: (ctx: MeshContext<P, Api> & Fields & FieldsOf<M>) => R | Promise<R>,
+    middleware?: M,
+  ): void
+  registerCommand<K extends CommandName<Api>, const M extends MiddlewareList<Fields> = MiddlewareList<Fields>>(name: K, handler: TypedCommandHandler<Api, K, Fields & FieldsOf<M>>, middleware?: M): void
+  registerCommand(name: string, handler: (ctx: never) => unknown, middleware: readonly Middleware<never>[] = []): void {
+    // The signatures above typed the handler and middleware for this server's contexts.
+    this.registry.register(name, handler as CommandHandler, middleware as readonly Middleware[])
   }
 
   /**
@@ -246,7 +288,9 @@ export class MeshServer {
    * middleware runs first (with `ctx.message` set, `ctx.command` undefined); what the
    * handler returns is ignored, and a throw or rejection is logged, never sent back.
    */
-  onMessage<D = any>(type: string, handler: MessageHandler<D>): () => void {
+  onMessage<D = unknown>(this: IfUntyped<Api, 'messages'>, type: string, handler: (ctx: MessageContext<D, Api> & Fields) => unknown): () => void
+  onMessage<T extends MessageType<Api> | '*'>(type: T, handler: TypedMessageHandler<Api, T, Fields>): () => void
+  onMessage(type: string, handler: (ctx: never) => unknown): () => void {
     return this.messages.on(type, handler as MessageHandler)
   }
 
@@ -281,9 +325,14 @@ export class MeshServer {
     return this.metrics?.register
   }
 
-  /** Middleware for every command and client message, run before the command's own. */
-  addMiddleware(...middleware: Middleware[]): void {
+  /**
+   * Middleware for every command and client message, run before the command's own.
+   * Returns this server, typed with the fields the middleware add
+   * (`const app = server.addMiddleware(auth)`: `app`'s handlers see `ctx.user`).
+   */
+  addMiddleware<const M extends MiddlewareList<Fields>>(...middleware: M): MeshServer<Api, Fields & FieldsOf<M>> {
     this.registry.addMiddleware(middleware)
+    return this as unknown as MeshServer<Api, Fields & FieldsOf<M>>
   }
 
   /** Adds a set of hooks (Mesa's middleware; see `MeshHooks`); sets stack. Returns the function that removes it. */
@@ -302,25 +351,31 @@ export class MeshServer {
   }
 
   /** Sends an event to every connection on every instance. */
+  broadcast<E extends EventName<Api>>(event: E, ...payload: EventArgs<Api, E>): Promise<void>
   async broadcast(event: string, payload?: unknown): Promise<void> {
     await this.delivery.broadcast(event, payload)
   }
 
   /** Sends an event to every connection on every instance except the given ones. */
+  broadcastExclude<E extends EventName<Api>>(event: E, payload: EventPayload<Api, E>, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void>
   async broadcastExclude(event: string, payload: unknown, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void> {
     await this.delivery.broadcast(event, payload, idsOf(exclude))
   }
 
   /** Sends an event to the members of a room, on every instance. */
+  broadcastRoom<E extends EventName<Api>>(room: string, event: E, ...payload: EventArgs<Api, E>): Promise<void>
   async broadcastRoom(room: string, event: string, payload?: unknown): Promise<void> {
     await this.delivery.broadcastRoom(room, event, payload)
   }
 
+  /** Sends an event to the members of a room, on every instance, except the given connections. */
+  broadcastRoomExclude<E extends EventName<Api>>(room: string, event: E, payload: EventPayload<Api, E>, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void>
   async broadcastRoomExclude(room: string, event: string, payload: unknown, exclude: ConnectionRef | readonly ConnectionRef[]): Promise<void> {
     await this.delivery.broadcastRoom(room, event, payload, idsOf(exclude))
   }
 
   /** Sends an event to connections by id, on whichever instance holds them; unknown ids are skipped. */
+  sendTo<E extends EventName<Api>>(connections: ConnectionRef | readonly ConnectionRef[], event: E, ...payload: EventArgs<Api, E>): Promise<void>
   async sendTo(connections: ConnectionRef | readonly ConnectionRef[], event: string, payload?: unknown): Promise<void> {
     await this.delivery.sendTo(idsOf(connections), event, payload)
   }
@@ -361,6 +416,7 @@ export class MeshServer {
    * newest `historyLimit` messages as history (0: keep none). Resolves with the
    * message's offset once it is stored and published.
    */
+  writeChannel<C extends ChannelName<Api>>(channel: C, message: ChannelMessage<Api, C>, historyLimit?: number): Promise<number>
   writeChannel(channel: string, message: unknown, historyLimit = 0): Promise<number> {
     return this.channels.write(channel, message, historyLimit)
   }
@@ -379,6 +435,7 @@ export class MeshServer {
    * authentication is required); `exclude` lists users who never receive it. With
    * `sync` enabled, users with no connection get it when they next authenticate.
    */
+  send<E extends EventName<Api>>(event: E, payload: EventPayload<Api, E>, userIds: readonly (string | number)[], exclude?: readonly (string | number)[]): Promise<void>
   async send(event: string, payload: unknown, userIds: readonly (string | number)[], exclude: readonly (string | number)[] = []): Promise<void> {
     await this.delivery.sendToUsers(event, payload, userIdList(userIds, 'userIds'), userIdList(exclude, 'exclude'))
   }
@@ -404,6 +461,27 @@ export class MeshServer {
   /** The presence list of a room exposed with presence, from every instance. */
   getPresence(room: string): Promise<PresenceMember[]> {
     return this.presence.list(room)
+  }
+
+  /**
+   * A snapshot of the cluster: instances with their connections and liveness, rooms
+   * with member counts, channels with subscribers and last offset, online users,
+   * portal groups and backlogs. Asks every live instance for its counts over the bus
+   * and waits up to `redisTimeout` for them (`partial` when one did not answer); the
+   * rest comes from the store. Costs what it lists, never a scan of keys. Rejects with
+   * `UNAVAILABLE` when the store or the bus cannot be reached.
+   */
+  inspect(options: InspectOptions = {}): Promise<ClusterView> {
+    return this.inspector.inspect(options)
+  }
+
+  /**
+   * A small read-only HTML page rendering `inspect()`, for an HTTP server of yours
+   * (plain Node or Express/Connect middleware). Refuses unless `authorize(request)`
+   * returns true; the page has no script and loads nothing from elsewhere.
+   */
+  adminHandler(options: AdminHandlerOptions): AdminHandler {
+    return createAdminHandler((inspectOptions) => this.inspect(inspectOptions), options, this.logger)
   }
 
   /** Closes every socket (code 1001, so clients reconnect elsewhere), removes this instance from the store, stops timers. Idempotent. */

@@ -1,5 +1,6 @@
-import { ErrorCode, MeshError } from '../shared/errors.js'
+import { ErrorCode, MeshError, toClientError } from '../shared/errors.js'
 import { isMessageType } from '../shared/protocol.js'
+import { invalidPayload, type ApiSchemas, type Verdict } from './api-schemas.js'
 import { faultIn } from './command-registry.js'
 import { isThenable, runChain } from './compose.js'
 import type { Connection } from './connection.js'
@@ -18,6 +19,8 @@ export interface MessageStats {
   droppedMessages: number
   /** Handler calls that threw or rejected (each logged at error). */
   failedMessages: number
+  /** Refused by their schema (the `api` option), before middleware; the client got `BAD_REQUEST`. */
+  invalidMessages: number
 }
 
 /**
@@ -38,6 +41,10 @@ export interface MessageRouterParts {
   onFault?: (error: unknown, connection: Connection, type: string) => void
   /** Messages one connection may have waiting behind async middleware before more are dropped. */
   maxWaiting: number
+  /** The `api` option's schemas; absent when it has none. */
+  schemas?: ApiSchemas
+  /** Whether a schema's throw may reach the client with its text (`exposeErrors`). */
+  exposeErrors?: boolean
 }
 
 /**
@@ -51,7 +58,7 @@ export interface MessageRouterParts {
 export class MessageRouter {
   private readonly typed = new Map<string, Set<MessageHandler>>()
   private readonly any = new Set<MessageHandler>()
-  readonly stats: MessageStats = { unhandledMessages: 0, unauthorizedMessages: 0, droppedMessages: 0, failedMessages: 0 }
+  readonly stats: MessageStats = { unhandledMessages: 0, unauthorizedMessages: 0, droppedMessages: 0, failedMessages: 0, invalidMessages: 0 }
   /** The portal seam; absent until something forwards messages. */
   forwarder: MessageForwarder | undefined
   /** Told what became of each message; set by the server when metrics are on. */
@@ -113,8 +120,48 @@ export class MessageRouter {
     })
   }
 
-  /** Middleware, then the handlers; a promise only while async middleware is deciding. */
+  /** The schema, if the type has one, then middleware and the handlers; a promise only while an async schema or middleware is deciding. */
   private run(connection: Connection, type: string, data: unknown): Promise<void> | undefined {
+    const check = this.parts.schemas?.message(type)
+    if (check === undefined) return this.accept(connection, type, data)
+    let verdict: Verdict | Promise<Verdict>
+    try {
+      verdict = check(data)
+    } catch (error) {
+      this.broken(connection, type, error)
+      return undefined
+    }
+    if (!isThenable(verdict)) return this.checked(connection, type, verdict)
+    return verdict.then(
+      (settled) => this.checked(connection, type, settled),
+      (error: unknown) => this.broken(connection, type, error),
+    )
+  }
+
+  /**
+   * A schema's verdict. A refused message is dropped, and, unlike a refusal by
+   * middleware, reported with its issues: the client broke the API's contract and
+   * has no other way to find out why nothing happened.
+   */
+  private checked(connection: Connection, type: string, verdict: Verdict): Promise<void> | undefined {
+    if (verdict.valid) return this.accept(connection, type, verdict.value)
+    this.stats.invalidMessages++
+    this.parts.logger.debug?.('dropped a client message: refused by its schema', { type, connectionId: connection.id })
+    connection.respondError(0, invalidPayload(verdict.issues, { type }))
+    return undefined
+  }
+
+  /** A schema that threw or rejected: a fault of the server's, logged; the message is dropped and the client told (`INTERNAL_ERROR`). */
+  private broken(connection: Connection, type: string, error: unknown): void {
+    this.stats.droppedMessages++
+    this.parts.logger.error?.('message schema failed', { type, connectionId: connection.id, error })
+    this.parts.onFault?.(error, connection, type)
+    const reply = toClientError(error, this.parts.exposeErrors ?? false)
+    connection.respondError(0, new MeshError(reply.code, reply.message, { data: { type } }))
+  }
+
+  /** Middleware, then the handlers; a promise only while async middleware is deciding. */
+  private accept(connection: Connection, type: string, data: unknown): Promise<void> | undefined {
     const ctx = new MessageContext(type, data, connection, this.parts.server)
     let result: unknown
     try {

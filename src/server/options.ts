@@ -1,6 +1,8 @@
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
+import type { ApiShape, UntypedApi } from '../shared/api.js'
 import { mergeOptions, requireCount, requireKnownKeys, requireNonNegative, requirePositive, type OptionKeys } from '../shared/options.js'
+import { ApiSchemas } from './api-schemas.js'
 import { authenticationOptionKeys, type AuthenticationOptions, type UpgradeAuthenticator } from './authentication.js'
 import type { Logger } from './logger.js'
 import { resolveRateLimit, type RateLimitOptions, type ResolvedRateLimitOptions } from './rate-limiter.js'
@@ -11,7 +13,18 @@ import type { MeshBus, MeshStore } from './store/types.js'
 import type { MetricsOptions } from './prometheus-metrics.js'
 import { resolveServerPortalOptions, type ResolvedServerPortalOptions, type ServerPortalOptions } from './portal/server-portal-options.js'
 
-export interface MeshServerOptions {
+export interface MeshServerOptions<Api extends ApiShape = UntypedApi> {
+  /**
+   * The application's API as an object of Standard Schemas (zod, valibot, arktype...),
+   * made with `defineApi`: it types the server, and the payloads of commands
+   * (`commands.<name>.payload`) and client messages (`messages.<type>`) are validated
+   * with it before any middleware runs; an invalid one gets `BAD_REQUEST` with the
+   * schema's issues. Entries made with `unchecked<T>()` and commands without
+   * `payload` are not checked; results, events and channel messages never are.
+   * Checked at construction: a section that is not an object, or an entry that is
+   * not a Standard Schema, throws. @default none: nothing is validated
+   */
+  api?: Api
   /** Port to listen on; 0 picks a free one (read it from `server.port` after `ready()`). Ignored with `server`. */
   port?: number
   /** Host to bind. @default all interfaces */
@@ -198,6 +211,7 @@ export const serverDefaults = {
 
 /** Every server option; `redis` holds ioredis options, which are ioredis's to check. */
 const serverOptionKeys: OptionKeys<MeshServerOptions> = {
+  api: true,
   port: true,
   allowedOrigins: true,
   maxConnections: true,
@@ -247,6 +261,8 @@ export type ResolvedServerOptions = typeof serverDefaults &
     rateLimit: ResolvedRateLimitOptions | undefined
     /** `undefined` unless portals are enabled. */
     portal: ResolvedServerPortalOptions | undefined
+    /** The schemas of `api`; `undefined` when it has none, so that requests ask nothing. */
+    schemas: ApiSchemas | undefined
   }
 
 export function resolveServerOptions(options: MeshServerOptions): ResolvedServerOptions {
@@ -258,6 +274,7 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
     sync: resolveSyncOptions(merged.sync),
     rateLimit: merged.rateLimit === undefined ? undefined : resolveRateLimit(merged.rateLimit),
     portal: resolveServerPortalOptions(merged.portal, merged.redis !== undefined || merged.redisOptions !== undefined),
+    schemas: ApiSchemas.from(merged.api),
   }
   const numeric = ['pingInterval', 'latencyInterval', 'maxPayload', 'maxPresenceBytes', 'maxBufferedBytes', 'maxPendingRequests', 'instanceTtl', 'redisTimeout'] as const
   for (const key of numeric) {

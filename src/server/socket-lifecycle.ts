@@ -26,7 +26,8 @@ import type { OriginPolicy } from './origin-policy.js'
 import type { Instruments } from './instruments.js'
 import { SyncChannels, syncProtocolOf, type Replies } from './sync-channels.js'
 
-export type ConnectionListener = (connection: Connection) => void | Promise<void>
+/** What it returns is ignored; a returned promise that rejects is logged (so `(c) => c.send(...)` is fine). */
+export type ConnectionListener = (connection: Connection) => unknown
 
 /** The server options the socket lifecycle reads. */
 export type SocketLifecycleOptions = Pick<

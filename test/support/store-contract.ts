@@ -126,6 +126,35 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(await store.getInstanceConnections('i1')).toEqual([])
       })
 
+      it('lists every registered instance with when it was last seen while alive, and its connection count', async () => {
+        const store = await open()
+        expect(await store.listInstances()).toEqual([])
+        const before = Date.now()
+        await store.registerInstance('busy', 60_000)
+        await store.registerInstance('idle', 60_000)
+        await store.registerInstance('expiring', 50)
+        await registered(store, ['c1', 'c2'], 'busy')
+        await registered(store, ['c3'], 'expiring')
+        const listed = await until(() => store.listInstances(), (list) => list.find((entry) => entry.id === 'expiring')?.lastSeen === undefined)
+        const byId = new Map(listed.map((entry) => [entry.id, entry]))
+        expect([...byId.keys()].sort()).toEqual(['busy', 'expiring', 'idle'])
+        expect(byId.get('busy')!.connections).toBe(2)
+        expect(byId.get('idle')!.connections).toBe(0)
+        // Expired but not cleaned up: still listed, with its index, and no longer seen.
+        expect(byId.get('expiring')).toEqual({ id: 'expiring', lastSeen: undefined, connections: 1 })
+        for (const id of ['busy', 'idle']) {
+          expect(byId.get(id)!.lastSeen).toBeGreaterThanOrEqual(before)
+          expect(byId.get(id)!.lastSeen).toBeLessThanOrEqual(Date.now())
+        }
+        const seen = byId.get('busy')!.lastSeen!
+        await until(async () => Date.now(), (now) => now > seen)
+        expect(await store.refreshInstance('busy', 60_000)).toBe(true)
+        const refreshed = (await store.listInstances()).find((entry) => entry.id === 'busy')
+        expect(refreshed!.lastSeen).toBeGreaterThan(seen)
+        await store.unregisterInstance('idle')
+        expect((await store.listInstances()).map((entry) => entry.id).sort()).toEqual(['busy', 'expiring'])
+      })
+
       it('treats unregistering an unknown instance as a no-op', async () => {
         const store = await open()
         await store.registerInstance('i1', 50)
@@ -453,8 +482,8 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         await store.setPresence('r2', 'c1', 'x')
         await store.setPresence('r1', 'c1', 'a2')
         expect(await store.getPresence('r1')).toEqual(new Map([['c1', 'a2'], ['c2', 'b']]))
-        expect(await store.removePresence('r1', 'c2')).toBe(true)
-        expect(await store.removePresence('r1', 'c2')).toBe(false)
+        expect(await store.removePresence('r1', 'c2')).toBe('b')
+        expect(await store.removePresence('r1', 'c2')).toBeUndefined()
         expect(await store.getPresence('r1')).toEqual(new Map([['c1', 'a2']]))
         expect(await store.getPresence('nowhere')).toEqual(new Map())
       })
@@ -534,6 +563,26 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         await store.removeConnection('c3')
         expect(await store.getUserConnections(['untracked'])).toEqual([[]])
         expect(await store.getOnlineUsers()).toEqual(['tracked'])
+      })
+
+      it('counts the online users and samples at most the limit of them, all when there are no more', async () => {
+        const store = await open()
+        expect(await store.sampleOnlineUsers(10)).toEqual({ count: 0, ids: [] })
+        const users = ['u1', 'u2', 'u3', 'u4', 'u5']
+        await registered(store, [...users.map((user) => `c-${user}`), 'c-hidden'])
+        for (const user of users) await store.addUserConnection(user, `c-${user}`, true)
+        await store.addUserConnection('hidden', 'c-hidden', false)
+        const all = await store.sampleOnlineUsers(10)
+        expect(all.count).toBe(5)
+        expect(sorted(all.ids)).toEqual(users)
+        const some = await store.sampleOnlineUsers(2)
+        expect(some.count).toBe(5)
+        expect(some.ids).toHaveLength(2)
+        expect(new Set(some.ids).size).toBe(2)
+        for (const id of some.ids) expect(users).toContain(id)
+        expect(await store.sampleOnlineUsers(0)).toEqual({ count: 5, ids: [] })
+        await store.removeConnection('c-u1')
+        expect((await store.sampleOnlineUsers(10)).count).toBe(4)
       })
 
       it('takes a removed connection away from its user, who goes offline with the last one', async () => {
@@ -890,6 +939,16 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(snapshot.offset - snapshot.base).toBe(4)
         expect(decoded(snapshot.entries).map(([offset]) => offset)).toEqual([...a].reverse())
         expect((await store.readChannel('b', -1)).offset).toBe(b[1])
+      })
+
+      it('reads the latest offsets of several channels at once, 0 for unknown ones, in the order asked', async () => {
+        const store = await open()
+        expect(await store.getChannelOffsets([])).toEqual([])
+        const a = await store.writeChannel('a', bytes('a0'), 0)
+        await store.writeChannel('b', bytes('b0'), 5)
+        const b = await store.writeChannel('b', bytes('b1'), 5)
+        expect(await store.getChannelOffsets(['b', 'never', 'a'])).toEqual([b, 0, a])
+        expect(await store.getChannelOffsets(['a'])).toEqual([(await store.readChannel('a', 0)).offset])
       })
 
       it('reads newest first, up to the limit; a negative limit reads all retained, 0 none', async () => {

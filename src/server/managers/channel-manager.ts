@@ -133,6 +133,11 @@ export class ChannelManager {
     return this.remove(connection, channel) || cancelled
   }
 
+  /** Each channel with local subscribers (a subscribe still reading its history counts), and how many. */
+  *subscriberCounts(): IterableIterator<[channel: string, subscribers: number]> {
+    for (const [channel, local] of this.channels) yield [channel, local.subscribers.size]
+  }
+
   /** Ends every subscription of a closed connection. */
   dropConnection(connection: Connection): void {
     for (const channel of [...connection.channels]) this.remove(connection, channel)

@@ -24,9 +24,13 @@ export interface ClusterHandlers {
   deliverUser(userId: string, frame: Uint8Array): void
   /** Apply a notice; an acknowledged one is answered once the returned promise settles. */
   notice(notice: Notice): void | Promise<void>
+  /** This instance's part of an inspection another instance asked for (sent back as is). */
+  inspect(limit: number): unknown
+  /** Another instance's part of an inspection this instance asked for (not validated yet). */
+  inspected(origin: string, requestId: number, part: unknown): void
 }
 
-const Kind = { DELIVER: 0, DELIVER_ALL: 1, NOTICE: 2, DELIVER_USERS: 3, DELIVER_ROOM: 4, DELIVER_USER: 5, ACKED_NOTICE: 6, ACK: 7 } as const
+const Kind = { DELIVER: 0, DELIVER_ALL: 1, NOTICE: 2, DELIVER_USERS: 3, DELIVER_ROOM: 4, DELIVER_USER: 5, ACKED_NOTICE: 6, ACK: 7, INSPECT: 8, INSPECTED: 9 } as const
 
 /**
  * Messages between instances over the bus. Each instance listens on its own topic
@@ -129,6 +133,27 @@ export class Cluster {
     })
   }
 
+  /**
+   * Asks every other instance for its part of an inspection: one publish on the
+   * broadcast topic; each answers on this instance's topic (see `inspected`). An
+   * instance of an older version ignores the kind, so it simply does not answer.
+   */
+  requestInspection(requestId: number, limit: number): Promise<void> {
+    return this.bus.publish(this.keys.broadcastTopic, this.pack([Kind.INSPECT, requestId, limit]))
+  }
+
+  private answerInspection(origin: string, requestId: number, limit: number): void {
+    let part: unknown
+    try {
+      part = this.handlers.inspect(limit)
+    } catch (error) {
+      this.logger.warn?.('could not describe this instance for an inspection', { origin, error })
+      return
+    }
+    // Not answered: the asker stops waiting after its timeout and reports a partial view.
+    this.bus.publish(this.keys.instanceTopic(origin), this.pack([Kind.INSPECTED, requestId, part])).catch((error: unknown) => this.logger.debug?.('could not answer an inspection', { origin, error }))
+  }
+
   private answer(origin: string, requestId: number, notice: Notice): void {
     Promise.resolve(this.handlers.notice(notice))
       .then(() => this.bus.publish(this.keys.instanceTopic(origin), this.pack([Kind.ACK, requestId])))
@@ -170,6 +195,11 @@ export class Cluster {
       this.answer(origin, first, second as Notice)
     } else if (kind === Kind.ACK && typeof first === 'number') {
       this.awaiting.get(first)?.resolve()
+    } else if (kind === Kind.INSPECT && typeof first === 'number' && typeof second === 'number') {
+      // The asker describes itself without the bus.
+      if (origin !== this.instanceId) this.answerInspection(origin, first, second)
+    } else if (kind === Kind.INSPECTED && typeof first === 'number') {
+      this.handlers.inspected(origin, first, second)
     } else {
       this.logger.warn?.('ignored a malformed bus message', { origin, kind })
     }

@@ -49,6 +49,11 @@ export class LocalIndex {
     return this.entries.get(key)?.members.has(connection) ?? false
   }
 
+  /** Each key with its number of local members. */
+  *counts(): IterableIterator<[key: string, members: number]> {
+    for (const [key, entry] of this.entries) yield [key, entry.members.size]
+  }
+
   /** Number of keys with local members (and so of topics subscribed). */
   get size(): number {
     return this.entries.size

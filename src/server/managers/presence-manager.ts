@@ -94,9 +94,9 @@ export class PresenceManager {
   async leave(connection: Connection, room: string): Promise<void> {
     const rooms = this.present.get(connection)
     if (!rooms?.delete(room)) return
-    const entries = await this.store.getPresence(room)
-    const entry = entries.get(connection.id)
-    if (!(await this.store.removePresence(room, connection.id))) return
+    // The entry comes back from its removal: reading the room's list for it cost O(members) per leave.
+    const entry = await this.store.removePresence(room, connection.id)
+    if (entry === undefined) return
     await this.announceLeave(room, connection.id, entry)
   }
 
@@ -159,8 +159,7 @@ export class PresenceManager {
     }
   }
 
-  private async announceLeave(room: string, connectionId: string, entry: string | undefined): Promise<void> {
-    const stored = entry === undefined ? { state: null } : (JSON.parse(entry) as StoredEntry)
-    await this.broadcast(room, { room, type: 'leave', connectionId, ...stored })
+  private async announceLeave(room: string, connectionId: string, entry: string): Promise<void> {
+    await this.broadcast(room, { room, type: 'leave', connectionId, ...(JSON.parse(entry) as StoredEntry) })
   }
 }

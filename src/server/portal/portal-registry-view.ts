@@ -40,6 +40,8 @@ export class PortalRegistryView {
   private live = new Map<string, string[]>()
   /** Commands some announcement, live or dead, names. */
   private announced = new Set<string>()
+  /** Group → its portals whose announcement is live. */
+  private portalsByGroup = new Map<string, number>()
   private readonly read: ReadScript
   private timer: ReturnType<typeof setInterval> | undefined
   private reading: Promise<void> | undefined
@@ -75,6 +77,11 @@ export class PortalRegistryView {
   /** Whether a live portal of this group has this command. */
   isLive(group: string, command: string): boolean {
     return this.live.get(command)?.includes(group) ?? false
+  }
+
+  /** Group → how many of its portals are live, as of the last read. */
+  get liveGroups(): ReadonlyMap<string, number> {
+    return this.portalsByGroup
   }
 
   /** Whether any announcement, live or dead, names this command: then a call of it is a portal's to answer, or `UNAVAILABLE`. */
@@ -137,9 +144,11 @@ export class PortalRegistryView {
     const alive = new Set(liveIds)
     const live = new Map<string, string[]>()
     const announced = new Set<string>()
+    const portalsByGroup = new Map<string, number>()
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const announcement = parseAnnouncement(flat[i + 1])
       if (!announcement) continue
+      if (alive.has(flat[i]!)) portalsByGroup.set(announcement.group, (portalsByGroup.get(announcement.group) ?? 0) + 1)
       for (const command of announcement.commands) {
         announced.add(command)
         if (!alive.has(flat[i]!)) continue
@@ -151,6 +160,7 @@ export class PortalRegistryView {
     for (const groups of live.values()) groups.sort()
     this.live = live
     this.announced = announced
+    this.portalsByGroup = portalsByGroup
     this.refreshed()
   }
 }

@@ -11,6 +11,8 @@ import { redisCall } from '../store/redis-client.js'
 import type { MeshBus } from '../store/types.js'
 import { CommandForwarder } from './command-forwarder.js'
 import { EventWriter } from './event-writer.js'
+import type { PortalGroupView } from '../cluster-view.js'
+import { PortalBacklog } from './portal-backlog.js'
 import { PortalRegistryView } from './portal-registry-view.js'
 import type { ResolvedServerPortalOptions } from './server-portal-options.js'
 
@@ -42,6 +44,7 @@ export class ServerPortals {
   private readonly writer: EventWriter
   private readonly view: PortalRegistryView
   private readonly forwarder: CommandForwarder
+  private readonly backlogReader: PortalBacklog
   private readonly replyTopic: string
   private configWritten = false
   private configWrite: Promise<void> | undefined
@@ -55,6 +58,7 @@ export class ServerPortals {
     this.view = new PortalRegistryView(redis, keys, logger, () => this.refreshed())
     this.forwarder = new CommandForwarder(redis, keys, instanceId, this.view, options.commandTimeout, logger)
     this.replyTopic = keys.portalReplies(instanceId)
+    this.backlogReader = new PortalBacklog(redis, keys, options.partitions)
   }
 
   /** Events lost before any portal group read them (backlog full, Redis away); see `server.stats`. */
@@ -111,6 +115,19 @@ export class ServerPortals {
       this.parts.bus.unsubscribe(this.parts.keys.portalRegistryChanges, this.view.onChange),
       this.writer.settled(),
     ])
+  }
+
+  /**
+   * The portal groups for `server.inspect()`: those with a live portal (the registry,
+   * read afresh) or a consumer group on the event streams (a group whose portals all
+   * died still has events waiting), with their backlogs. Rejects with `UNAVAILABLE`
+   * when Redis is away.
+   */
+  async groups(): Promise<PortalGroupView[]> {
+    const [backlog] = await Promise.all([this.backlogReader.byGroup(), this.view.refresh()])
+    const live = this.view.liveGroups
+    const names = [...new Set([...live.keys(), ...backlog.keys()])].sort()
+    return names.map((group) => ({ group, portals: live.get(group) ?? 0, backlog: backlog.get(group) ?? 0 }))
   }
 
   private disconnected(connection: Connection): void {

@@ -1,6 +1,6 @@
 import { encodeChannelEntry, newestWithin } from './channel-entry.js'
 import { Keys } from './keys.js'
-import type { ChannelRange, ChannelSnapshot, KeptUserMessage, MeshBus, MeshStore } from './types.js'
+import type { ChannelRange, ChannelSnapshot, InstanceRecord, KeptUserMessage, MeshBus, MeshStore, OnlineUsersSample } from './types.js'
 
 interface ChannelState {
   base: number
@@ -26,7 +26,8 @@ export class MemoryStore implements MeshStore {
   private readonly usersOnline = new Set<string>()
   private readonly pending = new Map<string, Array<{ id: string; at: number; message: Uint8Array }>>()
   private pendingSequence = 0
-  private readonly instances = new Map<string, number>()
+  /** Instance id → when its liveness expires and when it was last registered or refreshed. */
+  private readonly instances = new Map<string, { expiry: number; seen: number }>()
   private readonly cleanupLocks = new Map<string, number>()
   private readonly owners = new Map<string, string>()
   private readonly byInstance = new Map<string, Set<string>>()
@@ -42,13 +43,15 @@ export class MemoryStore implements MeshStore {
   }
 
   async registerInstance(instanceId: string, ttl: number): Promise<void> {
-    this.instances.set(instanceId, Date.now() + ttl)
+    const now = Date.now()
+    this.instances.set(instanceId, { expiry: now + ttl, seen: now })
   }
 
   async refreshInstance(instanceId: string, ttl: number): Promise<boolean> {
-    const expiry = this.instances.get(instanceId)
-    if (expiry === undefined || expiry < Date.now()) return false
-    this.instances.set(instanceId, Date.now() + ttl)
+    const entry = this.instances.get(instanceId)
+    const now = Date.now()
+    if (entry === undefined || entry.expiry < now) return false
+    this.instances.set(instanceId, { expiry: now + ttl, seen: now })
     return true
   }
 
@@ -60,7 +63,12 @@ export class MemoryStore implements MeshStore {
 
   async getDeadInstances(): Promise<string[]> {
     const now = Date.now()
-    return [...this.instances].filter(([, expiry]) => expiry < now).map(([id]) => id)
+    return [...this.instances].filter(([, { expiry }]) => expiry < now).map(([id]) => id)
+  }
+
+  async listInstances(): Promise<InstanceRecord[]> {
+    const now = Date.now()
+    return [...this.instances].map(([id, { expiry, seen }]) => ({ id, lastSeen: expiry < now ? undefined : seen, connections: this.byInstance.get(id)?.size ?? 0 }))
   }
 
   async claimCleanup(instanceId: string, ttl: number): Promise<boolean> {
@@ -105,6 +113,15 @@ export class MemoryStore implements MeshStore {
 
   async getOnlineUsers(): Promise<string[]> {
     return [...this.usersOnline]
+  }
+
+  async sampleOnlineUsers(limit: number): Promise<OnlineUsersSample> {
+    const ids: string[] = []
+    for (const id of this.usersOnline) {
+      if (ids.length >= limit) break
+      ids.push(id)
+    }
+    return { count: this.usersOnline.size, ids }
   }
 
   async keepUserMessage(userId: string, message: Uint8Array, onlyIfOffline: boolean, maxMessages: number, maxAge: number): Promise<KeptUserMessage> {
@@ -183,20 +200,20 @@ export class MemoryStore implements MeshStore {
     setOf(this.presenceOf, connectionId).add(room)
   }
 
-  async removePresence(room: string, connectionId: string): Promise<boolean> {
+  async removePresence(room: string, connectionId: string): Promise<string | undefined> {
     deleteFrom(this.presenceOf, connectionId, room)
     const entries = this.presence.get(room)
-    const had = entries?.delete(connectionId) ?? false
+    const entry = entries?.get(connectionId)
+    entries?.delete(connectionId)
     if (entries?.size === 0) this.presence.delete(room)
-    return had
+    return entry
   }
 
   async removeAllPresence(connectionId: string): Promise<Array<[string, string]>> {
     const removed: Array<[string, string]> = []
     for (const room of [...(this.presenceOf.get(connectionId) ?? [])]) {
-      const entry = this.presence.get(room)?.get(connectionId)
+      const entry = await this.removePresence(room, connectionId)
       if (entry !== undefined) removed.push([room, entry])
-      await this.removePresence(room, connectionId)
     }
     return removed
   }
@@ -242,6 +259,10 @@ export class MemoryStore implements MeshStore {
     let count = limit < 0 ? state.history.length : limit
     if (range.after !== undefined) count = Math.min(count, state.offset - Math.max(range.after, state.base))
     return { offset: state.offset, base: state.base, entries: newestWithin(state.history, count, range.maxBytes) }
+  }
+
+  async getChannelOffsets(channels: readonly string[]): Promise<number[]> {
+    return channels.map((channel) => this.channels.get(channel)?.offset ?? 0)
   }
 
   onReconnect(): void {

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Keys } from './keys.js'
 import { CONDITIONAL_WRITES } from './conditional-writes.js'
 import { redisCall } from './redis-client.js'
-import type { ChannelRange, ChannelSnapshot, KeptUserMessage, MeshStore } from './types.js'
+import type { ChannelRange, ChannelSnapshot, InstanceRecord, KeptUserMessage, MeshStore, OnlineUsersSample } from './types.js'
 
 // Records a connection's owner, moving it out of a previous owner's index.
 // KEYS: connections hash. ARGV: connection id, instance id, instance-connections key prefix.
@@ -209,6 +209,20 @@ export class RedisStore implements MeshStore {
     })
   }
 
+  listInstances(): Promise<InstanceRecord[]> {
+    return redisCall(async () => {
+      const instances = await this.redis.smembers(this.keys.instances)
+      if (instances.length === 0) return []
+      const pipeline = this.redis.pipeline()
+      for (const id of instances) pipeline.get(this.keys.instance(id)).scard(this.keys.instanceConnections(id))
+      const replies = await exec(pipeline)
+      return instances.map((id, index) => {
+        const seen = replies[2 * index]
+        return { id, lastSeen: typeof seen === 'string' ? Number(seen) : undefined, connections: Number(replies[2 * index + 1]) }
+      })
+    })
+  }
+
   claimCleanup(instanceId: string, ttl: number): Promise<boolean> {
     return redisCall(async () => (await this.redis.set(this.keys.cleanupLock(instanceId), '1', 'PX', ttl, 'NX')) === 'OK')
   }
@@ -264,6 +278,17 @@ export class RedisStore implements MeshStore {
 
   getOnlineUsers(): Promise<string[]> {
     return redisCall(() => this.redis.smembers(this.keys.usersOnline))
+  }
+
+  sampleOnlineUsers(limit: number): Promise<OnlineUsersSample> {
+    return redisCall(async () => {
+      // SRANDMEMBER with a positive count returns distinct members, all of them when the
+      // set is no larger: unlike SMEMBERS, its cost is the sample's size.
+      const batch = this.redis.multi().scard(this.keys.usersOnline)
+      if (limit > 0) batch.srandmember(this.keys.usersOnline, limit)
+      const [count, ids] = await exec(batch)
+      return { count: Number(count), ids: (ids as string[] | undefined) ?? [] }
+    })
   }
 
   keepUserMessage(userId: string, message: Uint8Array, onlyIfOffline: boolean, maxMessages: number, maxAge: number): Promise<KeptUserMessage> {
@@ -328,10 +353,11 @@ export class RedisStore implements MeshStore {
     })
   }
 
-  removePresence(room: string, connectionId: string): Promise<boolean> {
+  removePresence(room: string, connectionId: string): Promise<string | undefined> {
     return redisCall(async () => {
-      const replies = await exec(this.redis.multi().hdel(this.keys.presence(room), connectionId).srem(this.keys.connectionPresence(connectionId), room))
-      return replies[0] === 1
+      const key = this.keys.presence(room)
+      const replies = await exec(this.redis.multi().hget(key, connectionId).hdel(key, connectionId).srem(this.keys.connectionPresence(connectionId), room))
+      return typeof replies[0] === 'string' ? replies[0] : undefined
     })
   }
 
@@ -384,6 +410,14 @@ export class RedisStore implements MeshStore {
     return redisCall(async () => {
       const [offset, base, ...entries] = await this.readChannelScript(3, k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), count, after, maxBytes)
       return { offset: Number(offset?.toString() ?? 0), base: Number(base?.toString() ?? 0), entries }
+    })
+  }
+
+  getChannelOffsets(channels: readonly string[]): Promise<number[]> {
+    if (channels.length === 0) return Promise.resolve([])
+    return redisCall(async () => {
+      const offsets = await this.redis.mget(...channels.map((channel) => this.keys.channelSequence(channel)))
+      return offsets.map((offset) => Number(offset ?? 0))
     })
   }
 

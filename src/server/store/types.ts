@@ -14,6 +14,12 @@ export interface MeshStore {
   unregisterInstance(instanceId: string): Promise<void>
   /** Listed instances whose liveness has expired. */
   getDeadInstances(): Promise<string[]>
+  /**
+   * Every listed instance (alive or not yet cleaned up), in no particular order, with
+   * when it last registered or refreshed (only while its liveness lasts) and how many
+   * connections its index holds. Costs one read per instance, never a scan of keys.
+   */
+  listInstances(): Promise<InstanceRecord[]>
   /** Takes the right to clean up a dead instance for `ttl` ms; false if another instance holds it. */
   claimCleanup(instanceId: string, ttl: number): Promise<boolean>
 
@@ -38,6 +44,12 @@ export interface MeshStore {
   getUserConnections(userIds: readonly string[]): Promise<string[][]>
   /** Users listed as online. */
   getOnlineUsers(): Promise<string[]>
+  /**
+   * How many users are listed as online, and up to `limit` of them (every one when
+   * there are no more than `limit`; which ones otherwise is unspecified). Costs what
+   * it returns, not what the set holds.
+   */
+  sampleOnlineUsers(limit: number): Promise<OnlineUsersSample>
   /**
    * Keeps a message in the user's stream and reads the user's connections, in one
    * atomic step, so that every connection registered later finds the message among
@@ -69,8 +81,11 @@ export interface MeshStore {
 
   /** Stores a connection's encoded presence entry in a room, replacing what was there. */
   setPresence(room: string, connectionId: string, entry: string): Promise<void>
-  /** Forgets a connection's presence in a room; resolves whether it had one. */
-  removePresence(room: string, connectionId: string): Promise<boolean>
+  /**
+   * Forgets a connection's presence in a room; resolves with the entry it had, if any
+   * (read in the same step: a leave announces it without reading the whole room).
+   */
+  removePresence(room: string, connectionId: string): Promise<string | undefined>
   /** Forgets a connection's presence in every room; resolves with `[room, entry]` for each. */
   removeAllPresence(connectionId: string): Promise<Array<[string, string]>>
   /** A room's presence entries, by connection id. */
@@ -92,6 +107,8 @@ export interface MeshStore {
    * returns, never a walk over the whole history (see `ChannelRange`).
    */
   readChannel(channel: string, limit: number, range?: ChannelRange): Promise<ChannelSnapshot>
+  /** Each channel's latest offset (0 for one that never had a message), in the order given; one read for all of them. */
+  getChannelOffsets(channels: readonly string[]): Promise<number[]>
 
   /** Subscribes to the store becoming reachable again after an outage (not called for the first connect). */
   onReconnect(listener: () => void): void
@@ -113,6 +130,23 @@ export interface ChannelRange {
    * the first that does not, even if that leaves none.
    */
   maxBytes?: number
+}
+
+/** One entry of `listInstances`. */
+export interface InstanceRecord {
+  id: string
+  /** Epoch ms of its last registration or refresh; `undefined` once its liveness expired. */
+  lastSeen: number | undefined
+  /** Connections its index holds (cleaned up with the instance when it dies). */
+  connections: number
+}
+
+/** What `sampleOnlineUsers` read. */
+export interface OnlineUsersSample {
+  /** Users listed as online. */
+  count: number
+  /** Up to the limit of them, in no particular order. */
+  ids: string[]
 }
 
 /** What `keepUserMessage` did: the kept message's id, the user's connections at that moment, and how many older messages it dropped. */
