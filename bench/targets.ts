@@ -5,7 +5,8 @@ import { io } from 'socket.io-client'
 import { WebSocket } from 'ws'
 import { inBatches } from './support.js'
 
-export type TargetKey = 'raw' | 'sio' | 'mesh'
+/** `meshMetrics`: meshkit with `metrics: true`, measured beside `mesh` by bench/metrics-cost.ts only. */
+export type TargetKey = 'raw' | 'sio' | 'mesh' | 'meshMetrics'
 
 export interface BenchClient {
   /** A request and its reply (raw ws: { id, cmd, data }; Socket.IO: an acknowledgement; meshkit: a command). */
@@ -23,6 +24,8 @@ export interface Target {
   readonly key: TargetKey
   readonly label: string
   readonly script: string
+  /** Environment of its server process (the server script reads its switches there). */
+  readonly env?: Record<string, string>
   connect(port: number): Promise<BenchClient>
 }
 
@@ -102,6 +105,7 @@ export const targets: Record<TargetKey, Target> = {
   raw: { key: 'raw', label: 'raw ws', script: 'raw-ws.ts', connect: connectRawWs },
   sio: { key: 'sio', label: 'Socket.IO', script: 'socket-io.ts', connect: connectSocketIo },
   mesh: { key: 'mesh', label: 'meshkit', script: 'meshkit.ts', connect: connectMeshkit },
+  meshMetrics: { key: 'meshMetrics', label: 'meshkit, metrics on', script: 'meshkit.ts', env: { BENCH_METRICS: '1' }, connect: connectMeshkit },
 }
 
 /** Opens `count` clients, `concurrency` handshakes at a time. */

@@ -265,6 +265,24 @@ describe('the packed tarball in a strict TypeScript project', () => {
     expect(license).toContain('Copyright (c) 2026 meshkit contributors')
   })
 
+  it('runs without prom-client (an optional peer): a server starts, and metrics: true throws a TypeError at construction', async () => {
+    const manifest = JSON.parse(readFileSync(join(workspace, 'node_modules', 'meshkit', 'package.json'), 'utf8')) as { peerDependenciesMeta?: Record<string, { optional?: boolean }> }
+    expect(manifest.peerDependenciesMeta?.['prom-client']?.optional).toBe(true)
+    expect(existsSync(join(workspace, 'node_modules', 'prom-client'))).toBe(false)
+    const script = join(workspace, 'nodenext', 'no-prom-client.mjs')
+    writeFileSync(script, [
+      "import { MeshServer } from 'meshkit/server'",
+      "const plain = new MeshServer({ host: '127.0.0.1', port: 0 })",
+      'await plain.ready()',
+      'await plain.close()',
+      'let outcome = { thrown: false }',
+      "try { new MeshServer({ host: '127.0.0.1', port: 0, metrics: true }) } catch (error) { outcome = { name: error.name, cause: error.cause?.code } }",
+      'console.log(JSON.stringify(outcome))',
+    ].join('\n'))
+    const { stdout } = await run(process.execPath, [script], { cwd: join(workspace, 'nodenext'), timeout: 30_000 })
+    expect(JSON.parse(stdout.trim())).toEqual({ name: 'TypeError', cause: 'MODULE_NOT_FOUND' })
+  }, 60_000)
+
   it.each(Object.keys(consumers))('type-checks with moduleResolution %s, strict and without skipLibCheck', async (name) => {
     // The first errors name the cause; a missing @types package yields thousands of follow-ups.
     expect((await typecheck(name)).split('\n').slice(0, 12).join('\n')).toBe('')

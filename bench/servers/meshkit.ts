@@ -3,6 +3,7 @@
 // BENCH_PING_INTERVAL / BENCH_LATENCY_INTERVAL set the heartbeat. BENCH_API=zod|valibot
 // gives the server the `api` option, whose schema validates `echo`'s payload (the
 // rpcValidation workload). Rooms named "presence…" carry presence (the presence workloads).
+// BENCH_METRICS=1 turns metrics on (bench/metrics-cost.ts).
 import { performance } from 'node:perf_hooks'
 import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { serveControl } from './control.js'
@@ -18,6 +19,7 @@ const server = new MeshServer({
   ...(env.BENCH_PING_INTERVAL ? { pingInterval: Number(env.BENCH_PING_INTERVAL) } : {}),
   ...(env.BENCH_LATENCY_INTERVAL ? { latencyInterval: Number(env.BENCH_LATENCY_INTERVAL) } : {}),
   ...(env.BENCH_PORTAL === '1' ? { portal: { enabled: true } } : {}),
+  ...(env.BENCH_METRICS === '1' ? { metrics: true } : {}),
 })
 // BENCH_HOOKS=noop: a set of no-op message hooks, to show that hooks cost a broadcast nothing per recipient.
 if (env.BENCH_HOOKS === 'noop') server.use({ onMessageSent() {}, onMessageReceived() {} })

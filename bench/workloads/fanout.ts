@@ -79,7 +79,7 @@ export async function joinRoom(clients: readonly BenchClient[], room = ROOM): Pr
 }
 
 export async function fanout(target: Target, context: BenchContext): Promise<Metrics> {
-  return fanoutAcross(target, [{ script: target.script }], context)
+  return fanoutAcross(target, [{ script: target.script, env: target.env }], context)
 }
 
 /**

@@ -71,7 +71,7 @@ export async function slice(clients: readonly BenchClient[], server: ServerProce
 
 /** One round of RPC for `chosen` targets at once: figures per target, and meshkit's ratios of this round. */
 export async function rpc(chosen: readonly Target[], context: BenchContext): Promise<Partial<Record<TargetKey, Metrics>>> {
-  return withServers(chosen.map((target) => ({ script: target.script })), async (servers) => {
+  return withServers(chosen.map((target) => ({ script: target.script, env: target.env })), async (servers) => {
     const clients: BenchClient[][] = []
     try {
       for (const [index, target] of chosen.entries()) clients.push(await connectMany(target, servers[index]!.port, CLIENTS))

@@ -6,6 +6,7 @@ import { RequestContext, type CommandHandler, type MeshContext, type Middleware 
 import { silentLogger, type Logger } from './logger.js'
 import type { MeshServer } from './mesh-server.js'
 import type { Replies } from './sync-channels.js'
+import { noInstruments, type Instruments } from './instruments.js'
 
 /** How handler failures are reported: the server's `exposeErrors` option and logger. */
 export interface FailureReporting {
@@ -43,6 +44,8 @@ export class CommandRegistry {
   private readonly global: Middleware[] = []
   /** Where names with no local handler go (portals); absent, they are `NOT_FOUND` at once. */
   remote: RemoteCommands | undefined
+  /** Told of every answer (command, outcome, duration); set by the server when metrics are on. */
+  instruments: Instruments = noInstruments
 
   constructor(
     private readonly server: MeshServer,
@@ -88,17 +91,17 @@ export class CommandRegistry {
    * Handles one request of `connection` and answers it on `out` (the connection's own
    * socket, or its side channel for `commandSync`); never throws.
    */
-  dispatch(connection: Connection, requestId: number, name: string, payload: unknown, out: Replies = connection): void {
+  dispatch(connection: Connection, requestId: number, name: string, payload: unknown, out: Replies = connection, started = this.instruments.now()): void {
     const refusal = this.gate(connection, name)
     if (refusal) {
-      out.respondError(requestId, refusal)
+      this.refuse(out, requestId, name, refusal, started)
       return
     }
     const command = this.commands.get(name)
-    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out, command.check)
+    if (command) this.run(connection, requestId, name, payload, command.chain, command.handler, out, command.check, started)
     // Only names some portal announced run the middleware: any other stays NOT_FOUND before it, as without portals.
     // Checked here, before forwarding: a portal gets only payloads its API accepts.
-    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out, this.schemas?.command(name))
+    else if (this.remote?.knows(name)) this.run(connection, requestId, name, payload, this.global, this.remote.call, out, this.schemas?.command(name), started)
     else {
       // A portal announced a change that is being read: the name may be what it just registered.
       const changing = this.remote?.changing()
@@ -106,13 +109,18 @@ export class CommandRegistry {
         // In flight while it waits: a drain must not close the connection (1012: "not run") and then run it.
         connection.pendingRequests++
         const retry = (): void => {
-          this.dispatch(connection, requestId, name, payload, out)
+          this.dispatch(connection, requestId, name, payload, out, started)
           connection.requestDone()
         }
         void changing.then(retry, retry)
       }
-      else out.respondError(requestId, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`))
+      else this.refuse(out, requestId, name, new MeshError(ErrorCode.NOT_FOUND, `Unknown command "${name}"`), started)
     }
+  }
+
+  /** Whether calls of this name have a handler, here or on a portal: metrics label only these. */
+  knows(name: string): boolean {
+    return this.commands.has(name) || this.remote?.knows(name) === true
   }
 
   private run(
@@ -124,27 +132,25 @@ export class CommandRegistry {
     handler: CommandHandler,
     out: Replies,
     check: PayloadCheck | undefined,
+    started: number,
   ): void {
     if (connection.pendingRequests >= this.maxPendingRequests) {
-      out.respondError(
-        requestId,
-        new MeshError(ErrorCode.TOO_MANY_REQUESTS, `More than ${this.maxPendingRequests} requests in flight`),
-      )
+      this.refuse(out, requestId, name, new MeshError(ErrorCode.TOO_MANY_REQUESTS, `More than ${this.maxPendingRequests} requests in flight`), started)
       return
     }
     if (check === undefined) {
-      this.execute(connection, requestId, name, payload, chain, handler, out)
+      this.execute(connection, requestId, name, payload, chain, handler, out, started)
       return
     }
     let verdict: Verdict | Promise<Verdict>
     try {
       verdict = check(payload)
     } catch (error) {
-      out.respondError(requestId, this.failed(connection, name, error))
+      this.refuse(out, requestId, name, this.failed(connection, name, error), started)
       return
     }
     if (!isThenable(verdict)) {
-      this.decided(connection, requestId, name, verdict, chain, handler, out)
+      this.decided(connection, requestId, name, verdict, chain, handler, out, started)
       return
     }
     // An async schema's wait counts as the request in flight that it is.
@@ -152,47 +158,54 @@ export class CommandRegistry {
     // Lowered after the request ran on: a drain closes the connection once nothing is in flight.
     verdict.then(
       (settled) => {
-        this.decided(connection, requestId, name, settled, chain, handler, out)
+        this.decided(connection, requestId, name, settled, chain, handler, out, started)
         connection.requestDone()
       },
       (error: unknown) => {
-        out.respondError(requestId, this.failed(connection, name, error))
+        this.refuse(out, requestId, name, this.failed(connection, name, error), started)
         connection.requestDone()
       },
     )
   }
 
   /** A method, not a closure in `run`: a validated call then allocates no function. */
-  private decided(connection: Connection, requestId: number, name: string, verdict: Verdict, chain: readonly Middleware[], handler: CommandHandler, out: Replies): void {
-    if (verdict.valid) this.execute(connection, requestId, name, verdict.value, chain, handler, out)
-    else out.respondError(requestId, invalidPayload(verdict.issues))
+  private decided(connection: Connection, requestId: number, name: string, verdict: Verdict, chain: readonly Middleware[], handler: CommandHandler, out: Replies, started: number): void {
+    if (verdict.valid) this.execute(connection, requestId, name, verdict.value, chain, handler, out, started)
+    else this.refuse(out, requestId, name, invalidPayload(verdict.issues), started)
   }
 
   /** The middleware chain and the handler, on a payload that passed its schema (if any). */
-  private execute(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies): void {
+  private execute(connection: Connection, requestId: number, name: string, payload: unknown, chain: readonly Middleware[], handler: CommandHandler, out: Replies, started: number): void {
     const ctx: MeshContext = new RequestContext(name, payload, connection, this.server)
     let result: unknown
     try {
       result = runChain(chain, handler, ctx)
     } catch (error) {
-      out.respondError(requestId, this.failed(connection, name, error))
+      this.refuse(out, requestId, name, this.failed(connection, name, error), started)
       return
     }
     if (!isThenable(result)) {
       out.respond(requestId, result)
+      this.instruments.commandDone(name, 'ok', this.instruments.now() - started)
       return
     }
     connection.pendingRequests++
     result.then(
       (value) => {
         out.respond(requestId, value)
+        this.instruments.commandDone(name, 'ok', this.instruments.now() - started)
         connection.requestDone()
       },
       (error: unknown) => {
-        out.respondError(requestId, this.failed(connection, name, error))
+        this.refuse(out, requestId, name, this.failed(connection, name, error), started)
         connection.requestDone()
       },
     )
+  }
+
+  private refuse(out: Replies, requestId: number, name: string, error: MeshError, started: number): void {
+    out.respondError(requestId, error)
+    this.instruments.commandDone(name, error.code, this.instruments.now() - started)
   }
 
   /**

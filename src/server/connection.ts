@@ -9,6 +9,7 @@ import type { Handshake } from './handshake.js'
 import type { MessageLog, StoredMessages } from '../shared/message-log.js'
 import { errorFrame, responseFrame } from './reply-frames.js'
 import type { ServerHooks } from './server-hooks.js'
+import { noInstruments, type Instruments } from './instruments.js'
 import type { ApiShape, EventArgs, EventName, UntypedApi } from '../shared/api.js'
 
 const OPEN = 1
@@ -69,6 +70,9 @@ export class Connection<Api extends ApiShape = UntypedApi> {
 
   /** @internal the server's hooks, for the sends made through this connection */
   hooks: ServerHooks | undefined = undefined
+
+  /** @internal the server's metrics, told of every event written */
+  instruments: Instruments = noInstruments
 
   /** @internal the messages kept with `storeMessages`; absent when the option is off */
   messageLog: MessageLog | undefined = undefined
@@ -211,7 +215,10 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   /** @internal writes an event frame: every event goes out here, so that `storeMessages` keeps each exactly once */
   writeEvent(data: WireData): boolean {
     const written = this.write(data)
-    if (written && this.messageLog !== undefined) this.messageLog.sent(data)
+    if (written) {
+      this.instruments.eventWritten(data)
+      if (this.messageLog !== undefined) this.messageLog.sent(data)
+    }
     return written
   }
 

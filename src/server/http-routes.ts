@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { answerPlainHttp, pathOf } from './http-endpoint.js'
 import type { Logger } from './logger.js'
+import { isThenable } from './compose.js'
 
 /**
  * Answers one plain-HTTP request. May be async (a scrape of `/metrics` is); a throw or
@@ -44,8 +45,9 @@ export class HttpRoutes {
       return true
     }
     try {
-      const answered = handler(request, response)
-      if (answered) answered.catch((error: unknown) => this.failed(response, error))
+      // A handler written `(req, res) => res.end(...)` returns the response: only a promise is awaited.
+      const answered: unknown = handler(request, response)
+      if (isThenable(answered)) answered.then(undefined, (error: unknown) => this.failed(response, error))
     } catch (error) {
       this.failed(response, error)
     }

@@ -10,6 +10,8 @@
  * scrapes.
  */
 export interface Instruments {
+  /** A time in seconds, only for the difference between two calls; the no-op returns 0 without reading a clock. */
+  now(): number
   /** A client completed the handshake and counts as connected. */
   connectionOpened(): void
   /** A connected client's socket closed, with the close code it closed with (sent or received). */
@@ -20,10 +22,18 @@ export interface Instruments {
    * the client was sent; `seconds` from the request's arrival to its answer.
    */
   commandDone(name: string, outcome: string, seconds: number): void
-  /** A client message (`send`, not a request) arrived; `outcome` is `ok` or the error code it was refused with. */
+  /**
+   * A client message (`send`, not a request) was taken in; `outcome` says what became
+   * of it: `delivered` (to handlers or portals), `unhandled`, `unauthorized`, `dropped`
+   * (middleware refused it, or too many waited) or `rate_limited`.
+   */
   messageReceived(outcome: string): void
-  /** Event frames written to sockets at once, and their bytes in total (one frame to many sockets counts each write). */
-  eventsWritten(frames: number, bytes: number): void
+  /**
+   * One event frame was written to one socket (a fan-out writes one frame many
+   * times: each write counts). The frame itself rather than its size, so that with
+   * metrics off nobody measures a string's UTF-8 length.
+   */
+  eventWritten(frame: Uint8Array | string): void
   /** Messages this instance took from the bus (Redis pub/sub or the memory bus). */
   busIn(messages: number): void
   /** Messages this instance published to the bus. */
@@ -32,8 +42,8 @@ export interface Instruments {
   slowConsumerClosed(): void
   /** A request or message was refused by the rate limit; `kind` is `request`, `message` or `disconnect`. */
   rateLimited(kind: string): void
-  /** A Redis connection or command reported an error. */
-  redisError(): void
+  /** A Redis connection (`connection`) or a command (`command`) failed. */
+  redisError(kind: 'connection' | 'command'): void
   /** A Redis command the store issued answered after `seconds`. */
   redisCommand(seconds: number): void
   /** A channel message was written (appended to its history and published). */
@@ -44,13 +54,18 @@ export interface Instruments {
 
 function nothing(): void {}
 
+function zero(): number {
+  return 0
+}
+
 /** The instruments of a server with metrics off: every call does nothing. */
 export const noInstruments: Instruments = Object.freeze({
+  now: zero,
   connectionOpened: nothing,
   connectionClosed: nothing,
   commandDone: nothing,
   messageReceived: nothing,
-  eventsWritten: nothing,
+  eventWritten: nothing,
   busIn: nothing,
   busOut: nothing,
   slowConsumerClosed: nothing,

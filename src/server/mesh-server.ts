@@ -14,6 +14,8 @@ import { listening } from './http-endpoint.js'
 import { HttpRoutes } from './http-routes.js'
 import { Drain, resolveCloseOptions, type CloseOptions } from './drain.js'
 import { Readiness, type ReadinessState } from './readiness.js'
+import { noInstruments } from './instruments.js'
+import { PrometheusMetrics, type MetricsRegistry } from './prometheus-metrics.js'
 import { guardLogger, type Logger } from './logger.js'
 import { mergeOptions } from '../shared/options.js'
 import { Authentication, authenticationDefaults, type AuthenticateHandler } from './authentication.js'
@@ -94,6 +96,8 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
   private readonly authentication: Authentication
   private readonly monitor: InstanceMonitor
   private readonly hooks: ServerHooks
+  /** Only with `metrics` on. */
+  private readonly metrics: PrometheusMetrics | undefined
   private readonly inspector: ClusterInspector
   /** Only with `portal.enabled`. */
   private readonly portals: ServerPortals | undefined
@@ -109,7 +113,10 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
     const origins = new OriginPolicy(this.options.allowedOrigins)
     this.logger = guardLogger(this.options.logger)
     this.hooks = new ServerHooks(this.logger)
-    const backend = createBackend(this.options, this.logger)
+    // Before the backend too: a missing prom-client or a taken registry throws before Redis is dialled.
+    this.metrics = this.options.metrics === false ? undefined : new PrometheusMetrics(this.options.metrics, this.logger)
+    const instruments = this.metrics ?? noInstruments
+    const backend = createBackend(this.options, this.logger, instruments)
     this.store = backend.store
     this.bus = backend.bus
     this.cluster = new Cluster(this.bus, backend.keys, this.instanceId, {
@@ -145,6 +152,7 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
     this.presence = new PresenceManager(this.store, this.options.maxPresenceBytes, this.options.presenceLeaveDelay, (room, event) => this.delivery.broadcastRoom(room, 'presence', event), this.logger)
     this.monitor.onInstanceCleaned((_instanceId, connectionIds) => void this.presence.instanceCleaned(connectionIds))
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, this.options)
+    this.channels.instruments = instruments
     // Contexts hold the server as their handlers' signatures typed it; the registry and router serve every API alike.
     const untyped = this as unknown as MeshServer
     this.registry = new CommandRegistry(untyped, this.options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
@@ -152,6 +160,7 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
       logger: this.logger,
       onFault: (error, connection, command) => this.hooks.error(error, { command, connection }),
     }, this.options.schemas)
+    this.registry.instruments = instruments
     registerBuiltinCommands(this.registry, { channels: this.channels, rooms: this.rooms, roomExposure: this.roomExposure, authentication: this.authentication, redelivery, limits: new ConnectionLimits(this.options), presence: this.presence })
     this.messages = new MessageRouter({
       server: untyped,
@@ -163,6 +172,7 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
       schemas: this.options.schemas,
       exposeErrors: this.options.exposeErrors,
     })
+    this.messages.instruments = instruments
     this.heartbeat = new Heartbeat(this.live, this.options)
     this.ownsHttp = !this.options.server
     this.routes = new HttpRoutes(this.logger)
@@ -186,11 +196,21 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
       http: this.http,
       origins,
       attachTimeout: authOptions.timeout,
+      instruments,
     })
     // Checked at construction: portals need `redis`, so the backend has a Redis connection.
     if (this.options.portal && backend.redis) {
       this.portals = new ServerPortals({ redis: backend.redis, bus: this.bus, keys, instanceId: this.instanceId, logger: this.logger }, this.options.portal)
       this.portals.attach({ sockets: this.sockets, messages: this.messages, authentication: this.authentication, registry: this.registry, monitor: this.monitor })
+    }
+    if (this.metrics) {
+      this.metrics.read({
+        connections: () => this.live.size,
+        redeliveryQueue: () => redelivery.heldEvents,
+        portalBacklog: () => this.portals?.backlog(),
+        knowsCommand: (name) => this.registry.knows(name),
+      })
+      this.routes.add('/metrics', this.metrics.serve)
     }
     const portals = this.portals
     this.inspector = new ClusterInspector({
@@ -312,6 +332,14 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
       next?.()
       return false
     }
+  }
+
+  /**
+   * The prom-client registry holding meshkit's metrics (the one given as
+   * `metrics.register`, or the server's own); `undefined` with metrics off.
+   */
+  get metricsRegistry(): MetricsRegistry | undefined {
+    return this.metrics?.register
   }
 
   /**
@@ -510,5 +538,7 @@ export class MeshServer<Api extends ApiShape = UntypedApi, Fields extends object
     await this.monitor.stop()
     await Promise.allSettled([this.bus.close(), this.store.close()])
     this.http.off('upgrade', this.sockets.onUpgrade)
+    // Last: the final scrape may still read this server; afterwards a new server may register in the same registry.
+    this.metrics?.unregister()
   }
 }

@@ -7,6 +7,7 @@ import type { Connection } from './connection.js'
 import { MessageContext, type CommandHandler, type MeshContext, type MessageHandler, type Middleware } from './context.js'
 import type { Logger } from './logger.js'
 import type { MeshServer } from './mesh-server.js'
+import { noInstruments, type Instruments } from './instruments.js'
 
 /** Client messages this instance did not hand to any handler, by why. Counters only grow. */
 export interface MessageStats {
@@ -60,6 +61,8 @@ export class MessageRouter {
   readonly stats: MessageStats = { unhandledMessages: 0, unauthorizedMessages: 0, droppedMessages: 0, failedMessages: 0, invalidMessages: 0 }
   /** The portal seam; absent until something forwards messages. */
   forwarder: MessageForwarder | undefined
+  /** Told what became of each message; set by the server when metrics are on. */
+  instruments: Instruments = noInstruments
 
   constructor(private readonly parts: MessageRouterParts) {}
 
@@ -92,6 +95,7 @@ export class MessageRouter {
     }
     if (connection.waitingMessages >= this.parts.maxWaiting) {
       this.stats.droppedMessages++
+      this.instruments.messageReceived('dropped')
       this.parts.logger.warn?.('dropped a client message: too many wait behind async middleware', { type, connectionId: connection.id, maxWaiting: this.parts.maxWaiting })
       return
     }
@@ -105,6 +109,7 @@ export class MessageRouter {
   /** A message over the connection's rate limit: counted, and logged at debug only, so that a flood is not a flood of log lines. */
   rateLimited(connection: Connection, type: string): void {
     this.stats.droppedMessages++
+    this.instruments.messageReceived('rate_limited')
     this.parts.logger.debug?.('dropped a client message: over the rate limit', { type, connectionId: connection.id })
   }
 
@@ -172,6 +177,7 @@ export class MessageRouter {
   /** Calls every handler of the message; a throw in one does not stop the others. */
   private readonly deliver = (ctx: MessageContext): undefined => {
     const typed = this.typed.get(ctx.type)
+    this.instruments.messageReceived(typed || this.any.size > 0 || this.forwarder ? 'delivered' : 'unhandled')
     if (typed) for (const handler of typed) this.call(handler, ctx)
     for (const handler of this.any) this.call(handler, ctx)
     if (this.forwarder) {
@@ -205,6 +211,7 @@ export class MessageRouter {
   /** Middleware threw: the message is dropped, and the client hears nothing (it asked for no reply). */
   private refused(ctx: MessageContext, error: unknown): void {
     this.stats.droppedMessages++
+    this.instruments.messageReceived('dropped')
     // The command path's rule: a MeshError is middleware refusing on purpose (validation, permissions); a fault is worth a warning.
     const fault = faultIn(error)
     if (fault === undefined) this.parts.logger.debug?.('middleware dropped a client message', { type: ctx.type, connectionId: ctx.connection.id, error })
@@ -219,6 +226,7 @@ export class MessageRouter {
    */
   private unauthorized(connection: Connection, type: string): void {
     this.stats.unauthorizedMessages++
+    this.instruments.messageReceived('unauthorized')
     this.parts.logger.debug?.('dropped a client message: not authenticated', { type, connectionId: connection.id })
     if (connection.messageRefused) return
     connection.messageRefused = true

@@ -10,6 +10,7 @@ import type { AllowedOrigins } from './origin-policy.js'
 import { resolveSyncOptions, type ResolvedSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import type { RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
+import type { MetricsOptions } from './prometheus-metrics.js'
 import { resolveServerPortalOptions, type ResolvedServerPortalOptions, type ServerPortalOptions } from './portal/server-portal-options.js'
 
 export interface MeshServerOptions<Api extends ApiShape = UntypedApi> {
@@ -174,6 +175,14 @@ export interface MeshServerOptions<Api extends ApiShape = UntypedApi> {
    * @default off
    */
   portal?: ServerPortalOptions
+  /**
+   * Prometheus metrics through prom-client (an optional peer dependency: install it):
+   * `true` registers them in a registry of the server's own, or give `{ register }`
+   * (a prom-client `Registry`) and `prefix`. Served as `GET /metrics` on meshkit's own
+   * HTTP server, and by `server.httpHandler()` on yours. See docs/api.md for the list.
+   * @default false
+   */
+  metrics?: boolean | MetricsOptions
 }
 
 export const serverDefaults = {
@@ -205,6 +214,7 @@ export const serverDefaults = {
   enforceEqualVersions: false,
   storeMessages: false,
   maxStoredMessages: 100,
+  metrics: false as boolean | MetricsOptions,
 } satisfies Partial<MeshServerOptions>
 
 /** Every server option; `redis` holds ioredis options, which are ioredis's to check. */
@@ -250,6 +260,7 @@ const serverOptionKeys: OptionKeys<MeshServerOptions> = {
   enforceEqualVersions: true,
   storeMessages: true,
   maxStoredMessages: true,
+  metrics: true,
 }
 
 /** The options over their defaults; nested ones (`sync`, `rateLimit`, `portal`) resolved once, here. */
@@ -301,6 +312,11 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   }
   for (const key of ['exposeErrors', 'enforceEqualVersions', 'storeMessages', 'healthChecks'] as const) {
     if (typeof resolved[key] !== 'boolean') throw new TypeError(`${key} must be a boolean`)
+  }
+  const { metrics } = resolved
+  if (typeof metrics !== 'boolean') {
+    if (typeof metrics !== 'object' || metrics === null) throw new TypeError('metrics must be true, false or { register, prefix }')
+    requireKnownKeys(metrics, { register: true, prefix: true }, 'metrics.')
   }
   if (!resolved.path.startsWith('/')) throw new RangeError(`path must start with "/", got "${resolved.path}"`)
   return resolved

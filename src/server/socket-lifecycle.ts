@@ -23,6 +23,7 @@ import { RateLimiter, RateVerdict } from './rate-limiter.js'
 import type { ServerHooks } from './server-hooks.js'
 import { isSameVersion, refuseVersion } from './version-check.js'
 import type { OriginPolicy } from './origin-policy.js'
+import type { Instruments } from './instruments.js'
 import { SyncChannels, syncProtocolOf, type Replies } from './sync-channels.js'
 
 /** What it returns is ignored; a returned promise that rejects is logged (so `(c) => c.send(...)` is fine). */
@@ -60,6 +61,8 @@ export interface SocketLifecycleParts {
   origins: OriginPolicy
   /** Milliseconds a `commandSync` side channel has to attach (`authentication.timeout`). */
   attachTimeout: number
+  /** The server's metrics (the no-op ones when off). */
+  instruments: Instruments
 }
 
 /**
@@ -158,24 +161,24 @@ export class SocketLifecycle {
     const path = pathOf(request.url)
     if (path !== this.options.path) {
       // On a server of the user's, other handlers may own other paths; an upgrade nobody owns would hang.
-      if (this.parts.ownsHttp || isUnclaimedUpgrade(this.parts.http, this.onUpgrade, path)) refuseUpgrade(socket, 404, 'Not Found')
+      if (this.parts.ownsHttp || isUnclaimedUpgrade(this.parts.http, this.onUpgrade, path)) this.refuse(socket, 404, 'Not Found')
       return
     }
     if (this.closing || this.draining) {
-      refuseUpgrade(socket, 503, 'Service Unavailable', RETRY_AFTER)
+      this.refuse(socket, 503, 'Service Unavailable', RETRY_AFTER)
       return
     }
     // A side channel's secret is its authentication: no cookie, and no page of another origin, can present it.
     const sideChannel = syncProtocolOf(request) !== undefined
     // Both before authentication: a foreign page must not learn whether the user's cookie is valid, and a full instance must not pay for checking.
     if (!sideChannel && !this.allowsOrigin(request)) {
-      refuseUpgrade(socket, 403, 'Forbidden')
+      this.refuse(socket, 403, 'Forbidden')
       return
     }
     if (this.sockets.size + this.upgrading + this.sync.size >= this.options.maxConnections) {
       if (!this.full) this.parts.logger.warn?.('maxConnections reached: refusing upgrades with 503', { maxConnections: this.options.maxConnections })
       this.full = true
-      refuseUpgrade(socket, 503, 'Service Unavailable')
+      this.refuse(socket, 503, 'Service Unavailable')
       return
     }
     // A side channel is bound to a connection that already passed the version check.
@@ -194,15 +197,21 @@ export class SocketLifecycle {
     this.parts.authentication.atUpgrade(request).then(({ user, status }) => {
       // The upgrade completes synchronously below, so the count moves from `upgrading` to `sockets` in one step.
       this.upgrading--
-      if (status !== undefined) refuseUpgrade(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
+      if (status !== undefined) this.refuse(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
       // Shutdown began while the authenticator decided: a socket accepted now would outlive close().
-      else if (this.closing || this.draining) refuseUpgrade(socket, 503, 'Service Unavailable', RETRY_AFTER)
+      else if (this.closing || this.draining) this.refuse(socket, 503, 'Service Unavailable', RETRY_AFTER)
       else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, handshakeOf(request), user))
     }, (error: unknown) => {
       this.upgrading--
       this.parts.logger.error?.('upgrade authentication failed', { error })
-      refuseUpgrade(socket, 500, 'Internal Server Error')
+      this.refuse(socket, 500, 'Internal Server Error')
     })
+  }
+
+  /** Every refused upgrade goes through here, so that each is counted. */
+  private refuse(socket: Duplex, status: number, text: string, retryAfter?: number): void {
+    this.parts.instruments.upgradeRefused(status)
+    refuseUpgrade(socket, status, text, retryAfter)
   }
 
   private allowsOrigin(request: IncomingMessage): boolean {
@@ -225,6 +234,7 @@ export class SocketLifecycle {
     this.sockets.add(connection)
     if (this.limiter) connection.rateBucket = this.limiter.bucket()
     connection.hooks = this.parts.hooks
+    connection.instruments = this.parts.instruments
     if (this.options.storeMessages) connection.messageLog = new MessageLog(codec, this.options.maxStoredMessages)
     // Nothing is read until the hello is out, so no reply, ping or event can precede it.
     ws.pause()
@@ -265,6 +275,7 @@ export class SocketLifecycle {
       ...(Number.isFinite(this.options.maxPendingRequests) ? { maxPendingRequests: this.options.maxPendingRequests } : {}),
     })
     this.parts.live.set(connection.id, connection)
+    this.parts.instruments.connectionOpened()
     ws.resume()
     this.notify(this.connectListeners, connection, 'onConnection')
     return true
@@ -272,8 +283,12 @@ export class SocketLifecycle {
 
   private onClose(connection: Connection, announced: Promise<boolean>): void {
     // Its client may only see 1006: the close frame queued behind what it did not read.
-    if (connection.slowConsumer) this.parts.logger.warn?.('closed a slow consumer (4008)', { connectionId: connection.id, maxBufferedBytes: this.options.maxBufferedBytes })
-    this.parts.live.delete(connection.id)
+    if (connection.slowConsumer) {
+      this.parts.logger.warn?.('closed a slow consumer (4008)', { connectionId: connection.id, maxBufferedBytes: this.options.maxBufferedBytes })
+      this.parts.instruments.slowConsumerClosed()
+    }
+    // Only connections that were greeted count as closed: the others never counted as opened.
+    if (this.parts.live.delete(connection.id)) this.parts.instruments.connectionClosed(connection.closeCode ?? 1005)
     // Synchronously with leaving `live`: no broadcast read after this finds it.
     this.parts.roomIndex.removeAll(connection.rooms, connection)
     if (connection.userId !== undefined) this.parts.userIndex.remove(connection.userId, connection)
@@ -319,7 +334,7 @@ export class SocketLifecycle {
     if (frame[0] === FrameType.REQUEST) {
       // Neither run nor answered: the drain's 1012 close tells the client to send it again elsewhere.
       if (connection.draining) return
-      if (verdict === RateVerdict.REFUSE) connection.respondError(frame[1], RATE_LIMITED)
+      if (verdict === RateVerdict.REFUSE) this.refuseRequest(connection, frame[1])
       // Plumbing of `commandSync`, not an application command: no gate, no middleware.
       else if (frame[2] === BuiltinCommand.SYNC_SECRET) this.sync.offer(connection, frame[1], frame[3])
       else this.parts.registry.dispatch(connection, frame[1], frame[2], frame[3])
@@ -330,7 +345,10 @@ export class SocketLifecycle {
         connection.messageLog?.received(frame[1], frame[2])
         if (this.parts.hooks.receiving) this.parts.hooks.messageReceived(connection, frame[1], frame[2])
         this.parts.messages.dispatch(connection, frame[1], frame[2])
-      } else this.parts.messages.rateLimited(connection, frame[1])
+      } else {
+        this.parts.instruments.rateLimited('message')
+        this.parts.messages.rateLimited(connection, frame[1])
+      }
     }
     // A pong over the limit still counts, but is handled: dropping it could cost a busy
     // but honest client its connection as a missed pong.
@@ -343,7 +361,7 @@ export class SocketLifecycle {
     if (connection.draining) return
     const verdict = this.limiter === undefined ? RateVerdict.PASS : this.limiter.take(connection.rateBucket!)
     if (verdict === RateVerdict.CLOSE) this.closeFlooder(connection)
-    else if (verdict === RateVerdict.REFUSE) out.respondError(requestId, RATE_LIMITED)
+    else if (verdict === RateVerdict.REFUSE) this.refuseRequest(out, requestId)
     else this.parts.registry.dispatch(connection, requestId, name, payload, out)
   }
 
@@ -351,7 +369,13 @@ export class SocketLifecycle {
   private closeFlooder(connection: Connection): void {
     if (!connection.isOpen) return
     this.parts.logger.warn?.('closed a connection over its rate limit (4029)', { connectionId: connection.id })
+    this.parts.instruments.rateLimited('disconnect')
     connection.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
+  }
+
+  private refuseRequest(out: Replies, requestId: number): void {
+    this.parts.instruments.rateLimited('request')
+    out.respondError(requestId, RATE_LIMITED)
   }
 
   private notify(listeners: Set<ConnectionListener>, connection: Connection, hook: string): void {

@@ -12,6 +12,7 @@ import { decodeChannelEntry } from '../store/channel-entry.js'
 import type { Keys } from '../store/keys.js'
 import type { BusHandler, MeshBus, MeshStore } from '../store/types.js'
 import { ConcurrencyLimit } from './concurrency-limit.js'
+import { noInstruments, type Instruments } from '../instruments.js'
 
 /** What `mesh/subscribe` answers. A fresh subscription gets history; a recovery gets what it missed. */
 export type SubscribeReply =
@@ -55,6 +56,8 @@ export class ChannelManager {
   private readonly channels = new Map<string, LocalChannel>()
   /** Subscribes still deciding: an unsubscribe (or a newer subscribe) meanwhile ends them without subscribing. */
   private readonly attempts = new Attempts()
+  /** Told of every channel write; set by the server when metrics are on. */
+  instruments: Instruments = noInstruments
   /** History reads in flight: each is bounded, and so is how many run at once. */
   private readonly historyReads: ConcurrencyLimit
 
@@ -74,7 +77,9 @@ export class ChannelManager {
 
   /** Publishes a message and keeps the newest `historyLimit` in history (0: none); resolves with its offset. */
   async write(channel: string, message: unknown, historyLimit = 0): Promise<number> {
-    return this.store.writeChannel(channel, channelMessage(channel, message, historyLimit), historyLimit)
+    const offset = await this.store.writeChannel(channel, channelMessage(channel, message, historyLimit), historyLimit)
+    this.instruments.channelWritten()
+    return offset
   }
 
   /**

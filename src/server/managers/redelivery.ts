@@ -78,6 +78,13 @@ export class Redelivery {
     private readonly logger: Logger,
   ) {}
 
+  /** Events held on this instance right now, for every connection whose kept messages are being written (for metrics; read when scraped). */
+  get heldEvents(): number {
+    let count = 0
+    for (const held of this.held.values()) count += held.frames.length
+    return count
+  }
+
   get enabled(): boolean {
     return this.options.enabled
   }

@@ -66,6 +66,22 @@ export class ServerPortals {
     return this.writer.dropped
   }
 
+  /**
+   * Entries of the event streams each portal group has not acknowledged yet (not
+   * delivered, plus delivered and still being handled), summed over the partitions:
+   * one `XINFO GROUPS` per partition, in one pipeline. A partition no group reads
+   * yet counts for no group.
+   */
+  async backlog(): Promise<Map<string, number>> {
+    const pipeline = this.parts.redis.pipeline()
+    for (let partition = 0; partition < this.options.partitions; partition++) pipeline.xinfo('GROUPS', this.parts.keys.portalEvents(partition))
+    const replies = (await redisCall(() => pipeline.exec())) ?? []
+    const backlog = new Map<string, number>()
+    // A partition never written has no stream: its reply is an error, and it holds nothing.
+    for (const [error, groups] of replies) if (!error) for (const group of groups as unknown[][]) addGroup(backlog, group)
+    return backlog
+  }
+
   /** Hooks into the server: connections, disconnections, authentications, messages, unknown commands. */
   attach(hooks: PortalHooks): void {
     hooks.sockets.onConnection((connection) => this.writer.connected(connection))
@@ -142,4 +158,16 @@ export class ServerPortals {
       logger.debug?.('could not write the portal config; retrying after the next registry read', { error })
     }
   }
+}
+
+/** One group of an `XINFO GROUPS` reply (field, value, ...): its `lag` (null when Redis cannot tell) and `pending` added to its total. */
+function addGroup(backlog: Map<string, number>, fields: unknown[]): void {
+  let name: string | undefined
+  let entries = 0
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const field = String(fields[i])
+    if (field === 'name') name = String(fields[i + 1])
+    else if (field === 'lag' || field === 'pending') entries += Number(fields[i + 1] ?? 0) || 0
+  }
+  if (name !== undefined) backlog.set(name, (backlog.get(name) ?? 0) + entries)
 }

@@ -5,9 +5,10 @@ import { Keys } from './keys.js'
 import { MemoryBus } from './memory-bus.js'
 import { MemoryStore } from './memory-store.js'
 import { RedisBus } from './redis-bus.js'
-import { createRedisClient, watchConnection, whenReady } from './redis-client.js'
+import { createRedisClient, timeCommands, watchConnection, whenReady } from './redis-client.js'
 import { RedisStore } from './redis-store.js'
 import type { MeshBus, MeshStore } from './types.js'
+import { noInstruments, type Instruments } from '../instruments.js'
 
 /** The store and bus a server runs on, chosen from its options. */
 export interface Backend {
@@ -25,7 +26,7 @@ export interface Backend {
 }
 
 /** Redis when a `redis` option is given (one connection for commands, one for pub/sub), memory otherwise. */
-export function createBackend(options: ResolvedServerOptions, logger: Logger): Backend {
+export function createBackend(options: ResolvedServerOptions, logger: Logger, instruments: Instruments = noInstruments): Backend {
   const keys = new Keys(options.namespace)
   const redisConfig = options.redis ?? options.redisOptions
   if (redisConfig === undefined) {
@@ -43,12 +44,14 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger): B
   const commands = createRedisClient(redisConfig, settings)
   const subscriber = createRedisClient(redisConfig, settings)
   // Connection errors are retried by ioredis and surface as UNAVAILABLE on the calls that need Redis.
-  watchConnection(commands, 'commands', logger)
-  watchConnection(subscriber, 'pub/sub', logger)
+  watchConnection(commands, 'commands', logger, instruments)
+  watchConnection(subscriber, 'pub/sub', logger, instruments)
+  // The subscriber's commands are SUBSCRIBEs: the store's latency is the command connection's.
+  if (instruments !== noInstruments) timeCommands(commands, instruments)
   return {
     keys,
     store: options.store ?? new RedisStore(commands, keys),
-    bus: options.bus ?? new RedisBus(commands, subscriber, options.redisTimeout),
+    bus: options.bus ?? new RedisBus(commands, subscriber, options.redisTimeout, instruments),
     shared: true,
     redis: commands,
     connected: async () => {

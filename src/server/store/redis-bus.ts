@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import { redisCall, whenReady } from './redis-client.js'
 import type { BusHandler, MeshBus } from './types.js'
+import { noInstruments, type Instruments } from '../instruments.js'
 
 /**
  * Pub/sub between instances over Redis: publishing on the command connection,
@@ -25,8 +26,10 @@ export class RedisBus implements MeshBus {
     private readonly publisher: Redis,
     private readonly subscriber: Redis,
     private readonly readyTimeout = 5_000,
+    private readonly instruments: Instruments = noInstruments,
   ) {
     subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      instruments.busIn(1)
       const handlers = this.topics.get(channel.toString())
       if (handlers) for (const handler of handlers) handler(message)
     })
@@ -50,6 +53,7 @@ export class RedisBus implements MeshBus {
   publish(topic: string, message: Uint8Array): Promise<void> {
     return redisCall(async () => {
       await this.publisher.publish(topic, Buffer.from(message.buffer, message.byteOffset, message.byteLength))
+      this.instruments.busOut(1)
     })
   }
 

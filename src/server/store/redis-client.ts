@@ -1,6 +1,7 @@
-import { Redis, type RedisOptions } from 'ioredis'
+import { Redis, type Command, type RedisOptions } from 'ioredis'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from '../../shared/errors.js'
 import type { Logger } from '../logger.js'
+import { noInstruments, type Instruments } from '../instruments.js'
 
 /** How the `redis` option may be given: a URL, ioredis options, or an ioredis client to copy settings from. */
 export type RedisConfig = string | RedisOptions | Redis
@@ -55,10 +56,11 @@ export function causeOf(error: unknown): RedisFailureCause | undefined {
  * each time the cause changes (a wrong password and a refused port read differently
  * in the log), debug for the retries in between, so a long outage does not flood it.
  */
-export function watchConnection(redis: Redis, role: string, logger: Logger): void {
+export function watchConnection(redis: Redis, role: string, logger: Logger, instruments: Instruments = noInstruments): void {
   let logged: RedisFailureCause | undefined
   redis.on('error', (error: Error) => {
     lastErrors.set(redis, error)
+    instruments.redisError('connection')
     const cause = causeOf(error) ?? 'UNKNOWN'
     if (cause === logged) logger.debug?.(`redis ${role} connection error`, { cause, error })
     else logger.warn?.(`redis ${role} connection error`, { cause, error })
@@ -68,6 +70,25 @@ export function watchConnection(redis: Redis, role: string, logger: Logger): voi
     lastErrors.delete(redis)
     logged = undefined
   })
+}
+
+/**
+ * Reports how long each command of this client takes, and each that fails, to the
+ * metrics. ioredis has no per-command hook, so its `sendCommand` (every command and
+ * pipeline goes through it) is wrapped on this client alone; only with metrics on.
+ */
+export function timeCommands(redis: Redis, instruments: Instruments): void {
+  const send = redis.sendCommand
+  const failed = (): void => instruments.redisError('command')
+  redis.sendCommand = function timed(this: Redis, command: Command, ...rest: unknown[]): unknown {
+    const started = instruments.now()
+    const done = (): void => instruments.redisCommand(instruments.now() - started)
+    command.promise.then(done, () => {
+      done()
+      failed()
+    })
+    return (send as (...args: unknown[]) => unknown).call(this, command, ...rest)
+  } as Redis['sendCommand']
 }
 
 /** Resolves when the client is ready; rejects with `UNAVAILABLE` (and `data.cause`) if it is not within `timeout` ms. */
