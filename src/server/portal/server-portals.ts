@@ -67,19 +67,12 @@ export class ServerPortals {
   }
 
   /**
-   * Entries of the event streams each portal group has not acknowledged yet (not
-   * delivered, plus delivered and still being handled), summed over the partitions:
-   * one `XINFO GROUPS` per partition, in one pipeline. A partition no group reads
-   * yet counts for no group.
+   * Events of the event streams not yet delivered to each portal group, summed over
+   * the partitions (capped at what the streams still hold): the one definition that
+   * both the `portal_backlog` metric and `inspect()` report.
    */
-  async backlog(): Promise<Map<string, number>> {
-    const pipeline = this.parts.redis.pipeline()
-    for (let partition = 0; partition < this.options.partitions; partition++) pipeline.xinfo('GROUPS', this.parts.keys.portalEvents(partition))
-    const replies = (await redisCall(() => pipeline.exec())) ?? []
-    const backlog = new Map<string, number>()
-    // A partition never written has no stream: its reply is an error, and it holds nothing.
-    for (const [error, groups] of replies) if (!error) for (const group of groups as unknown[][]) addGroup(backlog, group)
-    return backlog
+  backlog(): Promise<Map<string, number>> {
+    return this.backlogReader.byGroup()
   }
 
   /** Hooks into the server: connections, disconnections, authentications, messages, unknown commands. */
@@ -124,7 +117,7 @@ export class ServerPortals {
    * when Redis is away.
    */
   async groups(): Promise<PortalGroupView[]> {
-    const [backlog] = await Promise.all([this.backlogReader.byGroup(), this.view.refresh()])
+    const [backlog] = await Promise.all([this.backlog(), this.view.refresh()])
     const live = this.view.liveGroups
     const names = [...new Set([...live.keys(), ...backlog.keys()])].sort()
     return names.map((group) => ({ group, portals: live.get(group) ?? 0, backlog: backlog.get(group) ?? 0 }))
@@ -158,16 +151,4 @@ export class ServerPortals {
       logger.debug?.('could not write the portal config; retrying after the next registry read', { error })
     }
   }
-}
-
-/** One group of an `XINFO GROUPS` reply (field, value, ...): its `lag` (null when Redis cannot tell) and `pending` added to its total. */
-function addGroup(backlog: Map<string, number>, fields: unknown[]): void {
-  let name: string | undefined
-  let entries = 0
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const field = String(fields[i])
-    if (field === 'name') name = String(fields[i + 1])
-    else if (field === 'lag' || field === 'pending') entries += Number(fields[i + 1] ?? 0) || 0
-  }
-  if (name !== undefined) backlog.set(name, (backlog.get(name) ?? 0) + entries)
 }
