@@ -125,6 +125,27 @@ describe('sharded pub/sub through ioredis Cluster (probe)', () => {
     subscriber.disconnect()
   })
 
+  it('a client that publishes and subscribes itself resubscribes after a migration once its own SPUBLISH meets MOVED', async () => {
+    // Sharded subscribers are connections of their own inside the Cluster, so one Cluster can
+    // publish and subscribe; a MOVED on any of its commands refreshes its slot map.
+    const both = connect({ shardedSubscribers: true })
+    const channel = channels[0] ?? ''
+    await both.ssubscribe(channel)
+    const source = await cluster.masterOf(channel)
+    const target = cluster.nodes.find((node) => node.role === 'master' && node.alive && node.port !== source.port)
+    if (!target) throw new Error('no second master')
+    await cluster.migrateSlot(await cluster.slotOf(channel), target)
+    const ready = new Promise<void>((resolve) => both.once('subscribersReady', () => resolve()))
+    // Follows MOVED to the new owner, where the dropped subscription is not back yet: lost.
+    expect(await both.spublish(channel, 'lost')).toBe(0)
+    await ready
+    await until('the new owner to count the resubscription', async () => (await receivers(channel)) === 1, 5_000)
+    const arrived = nextMessage(both, channel)
+    expect(await both.spublish(channel, 'after MOVED')).toBe(1)
+    expect(await arrived).toBe('after MOVED')
+    both.disconnect()
+  })
+
   it('after a slot migration the server drops the subscription and ioredis does not notice until its slot map is refreshed', async () => {
     const subscriber = connect({ shardedSubscribers: true })
     const channel = channels[2] ?? ''

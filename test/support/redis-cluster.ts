@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
@@ -51,6 +51,24 @@ export interface RedisCluster {
 }
 
 const execFileAsync = promisify(execFile)
+const DIR_PREFIX = 'meshkit-cluster-'
+
+/**
+ * Removes the directories of clusters whose test process died without `stop()` (its nodes
+ * died with it, by `--pdeathsig`): each directory names its owner's pid in `owner`.
+ */
+function sweepStaleDirs(): void {
+  for (const name of readdirSync(tmpdir()).filter((entry) => entry.startsWith(DIR_PREFIX))) {
+    const dir = join(tmpdir(), name)
+    try {
+      const owner = Number(readFileSync(join(dir, 'owner'), 'utf8'))
+      process.kill(owner, 0)
+    } catch (error) {
+      // ESRCH: the owner is gone. EPERM: alive but someone else's. No owner file: not ours to judge.
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
 const SLOTS = 16_384
 const NODE_COUNT = 6
 
@@ -79,7 +97,9 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const binary = ensureRedisServer()
   const cliBeside = join(dirname(binary), 'redis-cli')
   const cli = existsSync(cliBeside) ? cliBeside : 'redis-cli'
-  const root = mkdtempSync(join(tmpdir(), 'meshkit-cluster-'))
+  sweepStaleDirs()
+  const root = mkdtempSync(join(tmpdir(), DIR_PREFIX))
+  writeFileSync(join(root, 'owner'), String(process.pid))
   const processes: ClusterNodeProcess[] = []
   const views = new Map<number, ClusterNodeView>()
   let stopped: Promise<void> | undefined
