@@ -69,6 +69,7 @@ function sweepStaleDirs(): void {
     }
   }
 }
+
 const SLOTS = 16_384
 const NODE_COUNT = 6
 
