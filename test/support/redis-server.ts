@@ -78,7 +78,7 @@ export async function startRedisServer(port?: number, extraArgs: readonly string
   }
 }
 
-function waitUntilReady(child: ChildProcess, port: number): Promise<void> {
+export function waitUntilReady(child: ChildProcess, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     let output = ''
     const onData = (chunk: Buffer): void => {
