@@ -7,7 +7,7 @@ import { startRedisCluster, type RedisCluster } from './support/redis-cluster.js
  * What ioredis 5.11.1 really does with sharded pub/sub (SSUBSCRIBE/SPUBLISH) on a real
  * cluster, read from its source (built/cluster/ClusterSubscriberGroup.js, ShardedSubscriber.js,
  * DataHandler.js) and checked here. These tests pin the observed behaviour, good and bad,
- * so an ioredis upgrade that changes it shows up; docs/cluster-plan.md draws the conclusions.
+ * so an ioredis upgrade that changes it shows up; plans/cluster.md draws the conclusions.
  */
 
 /** The next `smessage` on `channel` (resolves with its payload), or a rejection after `timeoutMs`. */
