@@ -1,5 +1,5 @@
-import { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { clusterClients } from './support/cluster-clients.js'
 import { startRedisCluster, type RedisCluster } from './support/redis-cluster.js'
 
 /** The error a rejected promise carries (assertions on `ASK`/`MOVED` replies need its text: Redis gives no code). */
@@ -23,26 +23,13 @@ function alive(pid: number): boolean {
 
 describe('test Redis Cluster harness', () => {
   let cluster: RedisCluster
-  const clients: (Redis | Cluster)[] = []
-  const connect = (): Cluster => {
-    const client = new Cluster([...cluster.startupNodes])
-    // Connections to the killed master fail until the client drops it: expected, not a failure here.
-    client.on('error', () => {})
-    clients.push(client)
-    return client
-  }
-  const direct = (port: number): Redis => {
-    const client = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    client.on('error', () => {})
-    clients.push(client)
-    return client
-  }
+  const { cluster: connect, direct, disconnectAll } = clusterClients(() => cluster)
 
   beforeAll(async () => {
     cluster = await startRedisCluster()
   })
   afterAll(async () => {
-    for (const client of clients) client.disconnect()
+    disconnectAll()
     await cluster?.stop()
   })
 
@@ -116,7 +103,7 @@ describe('test Redis Cluster harness', () => {
 
   it('stop() ends every redis-server it started', async () => {
     const pids = cluster.nodes.map((node) => node.pid)
-    for (const client of clients.splice(0)) client.disconnect()
+    disconnectAll()
     await cluster.stop()
     expect(pids.filter(alive)).toEqual([])
   })

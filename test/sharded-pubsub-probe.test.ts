@@ -1,6 +1,7 @@
-import { Cluster, Redis } from 'ioredis'
+import type { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { until } from './support/redis-cluster-node.js'
+import { clusterClients } from './support/cluster-clients.js'
 import { startRedisCluster, type RedisCluster } from './support/redis-cluster.js'
 
 /**
@@ -37,23 +38,11 @@ function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'pending
 
 describe('sharded pub/sub through ioredis Cluster (probe)', () => {
   let cluster: RedisCluster
-  const clients: (Cluster | Redis)[] = []
   /** One channel per master, `probe:{n}`, so every test can pick a shard of its own. */
   const channels: string[] = []
   let publisher: Cluster
 
-  const connect = (options: ConstructorParameters<typeof Cluster>[1] = {}): Cluster => {
-    const client = new Cluster([...cluster.startupNodes], options)
-    client.on('error', () => {}) // the killed master's connection errors are expected here
-    clients.push(client)
-    return client
-  }
-  const direct = (port: number): Redis => {
-    const client = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    client.on('error', () => {})
-    clients.push(client)
-    return client
-  }
+  const { cluster: connect, direct, disconnectAll } = clusterClients(() => cluster)
   /** How many clients the owning master counts on the channel (`PUBSUB SHARDNUMSUB`). */
   const receivers = async (channel: string): Promise<number> => {
     const owner = await cluster.masterOf(channel)
@@ -73,7 +62,7 @@ describe('sharded pub/sub through ioredis Cluster (probe)', () => {
     }
   })
   afterAll(async () => {
-    for (const client of clients) client.disconnect()
+    disconnectAll()
     await cluster?.stop()
   })
 
