@@ -28,7 +28,9 @@ function startTrickle(clients: readonly MeshClient[]): { readonly sent: number; 
 /** Waits until some more traffic went through the settled assignment. */
 function throughSettled(log: ReportLog, ids: readonly string[], trickle: { readonly sent: number }): Promise<void> {
   const target = ids.length * (trickle.sent + 6)
-  return log.until((reports) => reports.length >= target)
+  // 20 s: after a kill the survivors first wait out the victim's lease, then work off the
+  // backlog while the trickle goes on; on a machine running the whole suite 10 s fell short once.
+  return log.until((reports) => reports.length >= target, 20_000)
 }
 
 describe('portals joining and leaving a group at work', () => {
@@ -95,7 +97,7 @@ describe('portals joining and leaving a group at work', () => {
     expect([second, third].every((portal) => log.of(portal.id).length > 0)).toBe(true)
   })
 
-  it('a portal killed while messages trickle in hands its share to the others: nothing lost, order kept', { timeout: 40_000 }, async () => {
+  it('a portal killed while messages trickle in hands its share to the others: nothing lost, order kept', { timeout: 60_000 }, async () => {
     const namespace = uniqueNamespace('portal-leave')
     const partitions = 16
     const [server] = await startInstances(1, { namespace, portal: { enabled: true, partitions } })
