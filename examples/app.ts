@@ -37,17 +37,25 @@ const HISTORY = 50
 
 export async function startExampleServer(options: ExampleServerOptions = {}): Promise<ExampleServer> {
   const clientDir = options.clientDir ?? fileURLToPath(new URL('../dist/browser/', import.meta.url))
-  const http = createServer(serveFiles(demoFiles(clientDir)))
+  const files = serveFiles(demoFiles(clientDir))
+  // meshkit's own routes first (/healthz, /readyz, /metrics), then the demo's files.
+  let meshRoutes: ReturnType<MeshServer['httpHandler']> | undefined
+  const http = createServer((request, response) => {
+    if (!meshRoutes?.(request, response)) files(request, response)
+  })
   const server = new MeshServer({
     server: http,
     // Types every command, event, message and channel below, and validates payloads.
     api: exampleApi,
     redis: options.redis,
     namespace: options.namespace,
+    // Prometheus metrics at /metrics (prom-client, an optional peer dependency).
+    metrics: true,
     // Quick enough for the page's latency meter to move while someone watches it.
     latencyInterval: 2_000,
     presenceLeaveDelay: options.presenceLeaveDelay,
   })
+  meshRoutes = server.httpHandler()
   registerExampleCommands(server)
   registerChat(server)
 

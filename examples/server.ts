@@ -12,6 +12,7 @@ example.server.onDisconnection((connection) => console.log(`- ${connection.id}`)
 
 console.log(`meshkit example server on ws://localhost:${example.port}`)
 console.log(`chat demo: open http://localhost:${example.port}/ in two browser windows`)
+console.log(`health: /healthz, /readyz; Prometheus metrics: /metrics`)
 console.log(`try: npm run client   (or any WebSocket tool with subprotocol meshkit.json)`)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

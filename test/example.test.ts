@@ -35,6 +35,11 @@ describe('examples (what `npm start` runs)', () => {
       server.once('exit', (code) => reject(new Error(`example server exited with ${code}: ${serverOutput()}`)))
     })
 
+    // The demo's HTTP server mounts meshkit's routes beside its files.
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200)
+    expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).toMatch(/^meshkit_connections 0$/m)
+    expect((await fetch(`http://127.0.0.1:${port}/`)).headers.get('content-type')).toMatch(/^text\/html/)
+
     const client = run('examples/client.ts', { MESH_URL: `ws://127.0.0.1:${port}` })
     const clientOutput = collect(client)
     const [code] = await once(client, 'exit')
