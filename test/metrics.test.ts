@@ -4,7 +4,8 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import { nanoid } from 'nanoid'
 import { Counter, Registry } from 'prom-client'
 import { WebSocket } from 'ws'
-import { ErrorCode, MeshError } from 'meshkit'
+import { ErrorCode, MeshError, defineApi } from 'meshkit'
+import { z } from 'zod'
 import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { FrameType, Subprotocol } from '../src/shared/protocol.js'
 import { codecByName, encodeFrame } from '../src/shared/codec.js'
@@ -192,6 +193,26 @@ describe('client messages, rate limits, events and channels', () => {
     expect(valueOf(samples, 'meshkit_rate_limited_total', { kind: 'message' })).toBe(2)
     expect(valueOf(samples, 'meshkit_rate_limited_total', { kind: 'disconnect' })).toBe(1)
     expect(valueOf(samples, 'meshkit_connections_closed_total', { code: '4029' })).toBe(1)
+  })
+
+  it('counts messages refused by their schema as invalid and a schema fault as dropped, as server.stats does', async () => {
+    const faulty = { '~standard': { version: 1 as const, vendor: 'test', validate: (): never => { throw new Error('schema bug') } } }
+    const server = await metricsServer({ api: defineApi({ messages: { typed: z.object({ n: z.number() }), faulty } }), logger: {} })
+    const handled = deferred()
+    server.onMessage('typed', () => handled.resolve())
+    server.onMessage('faulty', () => {})
+    const client = await connectClient(server)
+    client.send('typed', { n: 'not a number' })
+    expect((await nextEvent<MeshError>(client, 'error')).code).toBe(ErrorCode.BAD_REQUEST)
+    client.send('faulty', {})
+    expect((await nextEvent<MeshError>(client, 'error')).code).toBe(ErrorCode.INTERNAL_ERROR)
+    client.send('typed', { n: 1 })
+    await handled.promise
+    expect(server.stats).toMatchObject({ invalidMessages: 1, droppedMessages: 1 })
+    const samples = await scrape(server)
+    expect(valueOf(samples, 'meshkit_client_messages_total', { outcome: 'invalid' })).toBe(1)
+    expect(valueOf(samples, 'meshkit_client_messages_total', { outcome: 'dropped' })).toBe(1)
+    expect(valueOf(samples, 'meshkit_client_messages_total', { outcome: 'delivered' })).toBe(1)
   })
 
   it('counts event frames and their bytes per socket written, and channel writes', async () => {

@@ -24,8 +24,9 @@ export interface Instruments {
   commandDone(name: string, outcome: string, seconds: number): void
   /**
    * A client message (`send`, not a request) was taken in; `outcome` says what became
-   * of it: `delivered` (to handlers or portals), `unhandled`, `unauthorized`, `dropped`
-   * (middleware refused it, or too many waited) or `rate_limited`.
+   * of it: `delivered` (to handlers or portals), `unhandled`, `unauthorized`, `invalid`
+   * (refused by its schema), `dropped` (middleware refused it, its schema failed, or too
+   * many waited) or `rate_limited`.
    */
   messageReceived(outcome: string): void
   /**

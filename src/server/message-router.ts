@@ -94,8 +94,7 @@ export class MessageRouter {
       return
     }
     if (connection.waitingMessages >= this.parts.maxWaiting) {
-      this.stats.droppedMessages++
-      this.instruments.messageReceived('dropped')
+      this.count('droppedMessages', 'dropped')
       this.parts.logger.warn?.('dropped a client message: too many wait behind async middleware', { type, connectionId: connection.id, maxWaiting: this.parts.maxWaiting })
       return
     }
@@ -108,8 +107,7 @@ export class MessageRouter {
 
   /** A message over the connection's rate limit: counted, and logged at debug only, so that a flood is not a flood of log lines. */
   rateLimited(connection: Connection, type: string): void {
-    this.stats.droppedMessages++
-    this.instruments.messageReceived('rate_limited')
+    this.count('droppedMessages', 'rate_limited')
     this.parts.logger.debug?.('dropped a client message: over the rate limit', { type, connectionId: connection.id })
   }
 
@@ -145,7 +143,7 @@ export class MessageRouter {
    */
   private checked(connection: Connection, type: string, verdict: Verdict): Promise<void> | undefined {
     if (verdict.valid) return this.accept(connection, type, verdict.value)
-    this.stats.invalidMessages++
+    this.count('invalidMessages', 'invalid')
     this.parts.logger.debug?.('dropped a client message: refused by its schema', { type, connectionId: connection.id })
     connection.respondError(0, invalidPayload(verdict.issues, { type }))
     return undefined
@@ -153,7 +151,7 @@ export class MessageRouter {
 
   /** A schema that threw or rejected: a fault of the server's, logged; the message is dropped and the client told (`INTERNAL_ERROR`). */
   private broken(connection: Connection, type: string, error: unknown): void {
-    this.stats.droppedMessages++
+    this.count('droppedMessages', 'dropped')
     this.parts.logger.error?.('message schema failed', { type, connectionId: connection.id, error })
     this.parts.onFault?.(error, connection, type)
     const reply = toClientError(error, this.parts.exposeErrors ?? false)
@@ -174,10 +172,19 @@ export class MessageRouter {
     return Promise.resolve(result).then(noop, (error: unknown) => this.refused(ctx, error))
   }
 
+  /**
+   * A message not handed to any handler: counted in `stats` and, under its outcome, in
+   * the metrics, in one place, so that no path counts one and forgets the other.
+   */
+  private count(stat: Exclude<keyof MessageStats, 'failedMessages'>, outcome: string): void {
+    this.stats[stat]++
+    this.instruments.messageReceived(outcome)
+  }
+
   /** Calls every handler of the message; a throw in one does not stop the others. */
   private readonly deliver = (ctx: MessageContext): undefined => {
     const typed = this.typed.get(ctx.type)
-    this.instruments.messageReceived(typed || this.any.size > 0 || this.forwarder ? 'delivered' : 'unhandled')
+    if (typed || this.any.size > 0 || this.forwarder) this.instruments.messageReceived('delivered')
     if (typed) for (const handler of typed) this.call(handler, ctx)
     for (const handler of this.any) this.call(handler, ctx)
     if (this.forwarder) {
@@ -187,7 +194,7 @@ export class MessageRouter {
         this.parts.logger.error?.('message forwarder failed', { type: ctx.type, connectionId: ctx.connection.id, error })
       }
     } else if (!typed && this.any.size === 0) {
-      this.stats.unhandledMessages++
+      this.count('unhandledMessages', 'unhandled')
       this.parts.logger.debug?.('client message with no handler', { type: ctx.type, connectionId: ctx.connection.id })
     }
     return undefined
@@ -210,8 +217,7 @@ export class MessageRouter {
 
   /** Middleware threw: the message is dropped, and the client hears nothing (it asked for no reply). */
   private refused(ctx: MessageContext, error: unknown): void {
-    this.stats.droppedMessages++
-    this.instruments.messageReceived('dropped')
+    this.count('droppedMessages', 'dropped')
     // The command path's rule: a MeshError is middleware refusing on purpose (validation, permissions); a fault is worth a warning.
     const fault = faultIn(error)
     if (fault === undefined) this.parts.logger.debug?.('middleware dropped a client message', { type: ctx.type, connectionId: ctx.connection.id, error })
@@ -225,8 +231,7 @@ export class MessageRouter {
    * only counted, so that a loop of sends does not become a loop of error frames.
    */
   private unauthorized(connection: Connection, type: string): void {
-    this.stats.unauthorizedMessages++
-    this.instruments.messageReceived('unauthorized')
+    this.count('unauthorizedMessages', 'unauthorized')
     this.parts.logger.debug?.('dropped a client message: not authenticated', { type, connectionId: connection.id })
     if (connection.messageRefused) return
     connection.messageRefused = true
