@@ -89,6 +89,29 @@ export function handlingOrder(reports: readonly PortalReport[], connectionId: st
   return reports.filter((report) => report.connection === connectionId).sort((a, b) => a.start - b.start)
 }
 
+/**
+ * After a portal was killed: the survivors never repeat each other (a partition moves
+ * between live portals only after its batch is acknowledged); per connection, the
+ * victim handled a prefix of `expected` in order and the survivors everything from
+ * its first unacknowledged event on, so together nothing is missing. Returns each
+ * connection's prefix handled by the victim.
+ */
+export function expectHandedOver(reports: readonly PortalReport[], victimId: string, connectionIds: readonly string[], expected: readonly string[]): Map<string, string[]> {
+  expectStableEventIds(reports)
+  const survivors = reports.filter((report) => report.portal !== victimId)
+  expect(new Set(survivors.map((report) => report.eventId)).size).toBe(survivors.length)
+  const handledByVictim = new Map<string, string[]>()
+  for (const id of connectionIds) {
+    const before = eventLine(reports.filter((report) => report.portal === victimId), id)
+    const after = handlingOrder(survivors, id).map(lineOf)
+    expect(before).toEqual(expected.slice(0, before.length))
+    expect(after).toEqual(expected.slice(expected.length - after.length))
+    expect(before.length + after.length).toBeGreaterThanOrEqual(expected.length)
+    handledByVictim.set(id, before)
+  }
+  return handledByVictim
+}
+
 export { ReportLog }
 
 /** The portal that wants a partition (docs/protocol.md): the highest score of `<portal id>:<p>`, ties to the greater id. */
