@@ -31,6 +31,16 @@ async function member(server: MeshServer, name: string, rooms: readonly string[]
 }
 
 /** The instance entries without their lastSeen (a time), after checking that it is one. */
+/** A client connected while a portal of `group` read; that portal has closed since, so the group falls behind from here on. */
+async function clientOfStoppedGroup(namespace: string, server: MeshServer, group: string): Promise<MeshClient> {
+  const connected = deferred()
+  const portal = await startPortal(namespace, { group }, (started) => started.onConnection(() => connected.resolve()))
+  const client = await connectClient(server)
+  await connected.promise
+  await portal.close()
+  return client
+}
+
 function withoutTimes(view: ClusterView): Array<Omit<ClusterView['instances'][number], 'lastSeen'>> {
   return view.instances.map(({ lastSeen, ...rest }) => {
     expect(lastSeen).toBeGreaterThan(Date.now() - 60_000)
@@ -85,11 +95,7 @@ describe('server.inspect()', () => {
     const [server] = await instances(1, { namespace, portal: { enabled: true, partitions: 2 } })
     const live = new ReportLog()
     await startPortal(namespace, { group: 'live' }, (portal) => recordEvents(portal, live))
-    const connected = deferred()
-    const gone = await startPortal(namespace, { group: 'gone' }, (portal) => portal.onConnection(() => connected.resolve()))
-    const client = await connectClient(server!)
-    await connected.promise
-    await gone.close()
+    const client = await clientOfStoppedGroup(namespace, server!, 'gone')
     for (let seq = 0; seq < 7; seq++) client.send('step', { seq })
     await live.until((reports) => reports.filter((report) => report.kind === 'message').length === 7)
 
@@ -103,11 +109,7 @@ describe('server.inspect()', () => {
   it('counts only the events still kept for a group that fell behind past maxBacklog, not the dropped ones', async () => {
     const namespace = uniqueNamespace('inspect-trimmed')
     const [server] = await instances(1, { namespace, portal: { enabled: true, partitions: 1, maxBacklog: 3 } })
-    const connected = deferred()
-    const gone = await startPortal(namespace, { group: 'gone' }, (portal) => portal.onConnection(() => connected.resolve()))
-    const client = await connectClient(server!)
-    await connected.promise
-    await gone.close()
+    const client = await clientOfStoppedGroup(namespace, server!, 'gone')
     for (let seq = 0; seq < 7; seq++) client.send('step', { seq })
     // 1 delivered connection event + 7 messages, trimmed to 3: 4 unread messages were dropped.
     await waitFor(() => server!.stats.portalEventsDropped === 4)
