@@ -2,7 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { MeshClient } from 'meshkit/client'
+import { startExampleServer } from '../examples/app.js'
+import type { ChatMessage, ExampleApi } from '../examples/api.js'
 import { uniqueNamespace } from './support/cluster.js'
+import { nextEvent } from './support/harness.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -68,5 +72,26 @@ describe('examples (what `npm start` runs)', () => {
     expect(output()).toMatch(/portal: [\w-]+\.[\w-]+ disconnected \(1000\)/)
     // Exiting by itself shows that close() released everything (timers, Redis connections).
     expect(code).toBe(0)
+  })
+
+  it('two example servers on one Redis are one chat: messages and presence cross between them', { timeout: 30_000 }, async () => {
+    const shared = { port: 0, redis: inject('redisUrl'), namespace: uniqueNamespace('example-chat'), clientDir: '/nonexistent' }
+    const servers = [await startExampleServer(shared), await startExampleServer(shared)]
+    onTestFinished(() => Promise.all(servers.map((server) => server.close())).then(() => undefined))
+    const [ada, grace] = servers.map((server) => new MeshClient<ExampleApi>(`ws://127.0.0.1:${server.port}`)) as [MeshClient<ExampleApi>, MeshClient<ExampleApi>]
+    onTestFinished(() => Promise.all([ada.close(), grace.close()]).then(() => undefined))
+    await Promise.all([ada.connect(), grace.connect()])
+
+    let hear!: (message: ChatMessage) => void
+    const heard = new Promise<ChatMessage>((resolve) => (hear = resolve))
+    expect((await grace.subscribe('chat:general', (message) => hear(message))).success).toBe(true)
+    await grace.joinRoom('room:general', { presence: { name: 'Grace' } })
+    const joined = nextEvent<{ type: string; state: { name: string } }>(grace, 'presence', 5_000, (event) => event.type === 'join' && event.state.name === 'Ada')
+    await ada.joinRoom('room:general', { presence: { name: 'Ada' } })
+    await joined
+    expect((await ada.presence('room:general')).map((member) => (member.state as { name: string }).name).sort()).toEqual(['Ada', 'Grace'])
+
+    await ada.command('say', { room: 'general', name: 'Ada', text: 'across instances' })
+    expect(await heard).toMatchObject({ from: ada.id, name: 'Ada', text: 'across instances' })
   })
 })
