@@ -4,6 +4,7 @@ import type { MeshServer } from 'meshkit/server'
 import { commandsDuring, rawRedis } from './support/redis-watch.js'
 import { collect, startInstances, uniqueNamespace } from './support/cluster.js'
 import { connectClient, deferred, eventually, startServer } from './support/harness.js'
+import { Keys } from '../src/server/store/keys.js'
 
 /**
  * Counts the bus messages published on a topic. `settle()` publishes a sentinel and
@@ -42,11 +43,11 @@ describe('what a delivery costs', () => {
     await connectClient(c) // a connection on C that no delivery addresses
     for (const client of onB) await a.addToRoom('lobby', client.id!)
     const redis = await rawRedis()
-    const roomTopic = `${namespace}:bus:room:lobby`
+    const roomTopic = new Keys(namespace).roomTopic('lobby')
     // Only B listens on the room's topic: A and C hold no member.
     expect(await subscribers(redis, roomTopic)).toEqual([1])
-    const toB = await countMessages(`${namespace}:bus:instance:${b.instanceId}`)
-    const toC = await countMessages(`${namespace}:bus:instance:${c.instanceId}`)
+    const toB = await countMessages(new Keys(namespace).instanceTopic(b.instanceId))
+    const toC = await countMessages(new Keys(namespace).instanceTopic(c.instanceId))
     const onRoom = await countMessages(roomTopic)
     const inboxes = onB.map((client) => collect(client, 'msg'))
 

@@ -73,8 +73,10 @@ function moments(): (id: string) => Deferred<void> {
 async function leftovers(namespace: string): Promise<Record<string, number>> {
   const found: Record<string, number> = {}
   for (const key of await admin.keys(`${namespace}:*`)) {
-    const kind = key.slice(namespace.length + 1).split(':')[0]!
-    if (kind === 'instance' || kind === 'instances' || kind === 'instance-connections') continue
+    // <ns>:{<kind>:<name>}:<what>, or <ns>:{<ns>}:<what> for keys of the whole namespace
+    const [, tag = '', what = ''] = /^\{([^}]*)\}:(.*)$/.exec(key.slice(namespace.length + 1)) ?? []
+    const kind = tag === namespace ? what : `${tag.split(':')[0]}:${what}`
+    if (kind.startsWith('inst:') || kind === 'instances') continue
     const type = await admin.type(key)
     const size = type === 'hash' ? await admin.hlen(key) : type === 'set' ? await admin.scard(key) : 1
     if (size > 0) found[kind] = (found[kind] ?? 0) + size

@@ -4,6 +4,7 @@ import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from 'meshkit'
 import { MeshServer } from 'meshkit/server'
 import { uniqueNamespace } from './support/cluster.js'
 import { connectClient, recordingLogger, rejectionOf, startServer } from './support/harness.js'
+import { Keys } from '../src/server/store/keys.js'
 
 const SECRET = 'SELECT secret FROM users WHERE host = 10.0.0.7'
 
@@ -107,7 +108,7 @@ describe('errors thrown by handlers and middleware', () => {
       await redis.quit()
     })
     // A key of the wrong type: Redis answers the channel's reads with WRONGTYPE, a reply error.
-    await redis.hset(`${namespace}:channel-seq:broken`, 'not', 'a counter')
+    await redis.hset(new Keys(namespace).channelSequence('broken'), 'not', 'a counter')
     const server = await startServer({ redis: inject('redisUrl'), namespace, logger }, (server) => server.exposeChannel('broken'))
     const client = await connectClient(server)
     const error = await rejectionOf(client.subscribe('broken', () => {}, { historyLimit: 5 }))

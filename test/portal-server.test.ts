@@ -180,8 +180,8 @@ describe('events written for portals', () => {
       await gone.promise
       // A store call on the server's command connection: answered after anything it sent before.
       await server.getRoomMembers('fence')
-      expect(await redis.keys(`${namespace}:portal:*`)).toEqual([])
-      expect(await redis.pubsub('CHANNELS', `${namespace}:bus:portal-reply:*`)).toEqual([])
+      expect(await redis.keys(`${namespace}:{${namespace}:portal}:*`)).toEqual([])
+      expect(await redis.pubsub('CHANNELS', `${namespace}:{inst:*}:bus:portal-reply`)).toEqual([])
       expect(server.stats.portalEventsDropped).toBe(0)
     })
   }

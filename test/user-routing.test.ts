@@ -6,13 +6,14 @@ import { commandsDuring, rawRedis } from './support/redis-watch.js'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
 import { connectClient, eventually, nextEvent, rejectionOf } from './support/harness.js'
 import { settle } from './support/routing.js'
+import { Keys } from '../src/server/store/keys.js'
 
 // Named-user sends (sync off) and the Dispatcher's deliveries publish to user, room
 // and instance topics without reading Redis first; only instances holding a
 // connection of the user listen on its topic.
 
 async function userSubscribers(namespace: string, userId: string): Promise<number> {
-  const reply = (await (await rawRedis()).pubsub('NUMSUB', `${namespace}:bus:user:${userId}`)) as Array<string | number>
+  const reply = (await (await rawRedis()).pubsub('NUMSUB', new Keys(namespace).userTopic(userId))) as Array<string | number>
   return Number(reply[1])
 }
 

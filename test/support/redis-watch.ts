@@ -21,7 +21,7 @@ export async function commandsDuring(namespace: string, action: () => Promise<un
   const fenced = deferred()
   monitor.on('monitor', (_time: string, args: string[]) => {
     if (args[1] === `${namespace}:fence`) fenced.resolve()
-    else if (args[1]?.startsWith(`${namespace}:instance`)) return
+    else if ((args[1]?.startsWith(`${namespace}:{inst:`) && args[1].endsWith('}:alive')) || args[1] === `${namespace}:{${namespace}}:instances`) return
     else if (args.some((arg) => arg.includes(namespace))) commands.push(args[0]!.toLowerCase())
   })
   await action()

@@ -8,9 +8,9 @@ import type { ChannelRange, ChannelSnapshot, InstanceRecord, KeptUserMessage, Me
 // KEYS: connections hash. ARGV: connection id, instance id, instance-connections key prefix.
 const ADD_CONNECTION = `
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
-if previous and previous ~= ARGV[2] then redis.call('SREM', ARGV[3] .. previous, ARGV[1]) end
+if previous and previous ~= ARGV[2] then redis.call('SREM', ARGV[3] .. previous .. '}:connections', ARGV[1]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', ARGV[3] .. ARGV[2], ARGV[1])
+redis.call('SADD', ARGV[3] .. ARGV[2] .. '}:connections', ARGV[1])
 return 1
 `
 
@@ -20,17 +20,17 @@ return 1
 // ARGV: connection id, instance-connections key prefix, room key prefix, user-connections key prefix.
 const REMOVE_CONNECTION = `
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
-if owner then redis.call('SREM', ARGV[2] .. owner, ARGV[1]) end
+if owner then redis.call('SREM', ARGV[2] .. owner .. '}:connections', ARGV[1]) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 local user = redis.call('HGET', KEYS[4], ARGV[1])
 if user then
   redis.call('HDEL', KEYS[4], ARGV[1])
-  redis.call('SREM', ARGV[4] .. user, ARGV[1])
-  if redis.call('SCARD', ARGV[4] .. user) == 0 then redis.call('SREM', KEYS[5], user) end
+  redis.call('SREM', ARGV[4] .. user .. '}:connections', ARGV[1])
+  if redis.call('SCARD', ARGV[4] .. user .. '}:connections') == 0 then redis.call('SREM', KEYS[5], user) end
 end
 local rooms = redis.call('SMEMBERS', KEYS[3])
-for _, room in ipairs(rooms) do redis.call('SREM', ARGV[3] .. room, ARGV[1]) end
+for _, room in ipairs(rooms) do redis.call('SREM', ARGV[3] .. room .. '}:members', ARGV[1]) end
 redis.call('DEL', KEYS[3])
 return rooms
 `
@@ -57,7 +57,7 @@ return {id, dropped, connections}
 // KEYS: the connection's rooms set. ARGV: connection id, room key prefix.
 const LEAVE_ALL_ROOMS = `
 local rooms = redis.call('SMEMBERS', KEYS[1])
-for _, room in ipairs(rooms) do redis.call('SREM', ARGV[2] .. room, ARGV[1]) end
+for _, room in ipairs(rooms) do redis.call('SREM', ARGV[2] .. room .. '}:members', ARGV[1]) end
 redis.call('DEL', KEYS[1])
 return rooms
 `
@@ -229,7 +229,7 @@ export class RedisStore implements MeshStore {
 
   addConnection(connectionId: string, instanceId: string): Promise<void> {
     return redisCall(async () => {
-      await this.addConnectionScript(1, this.keys.connections, connectionId, instanceId, this.keys.instanceConnections(''))
+      await this.addConnectionScript(1, this.keys.connections, connectionId, instanceId, this.keys.instanceConnections('').slice(0, -'}:connections'.length))
     })
   }
 
@@ -243,7 +243,7 @@ export class RedisStore implements MeshStore {
         this.keys.connectionUsers,
         this.keys.usersOnline,
         connectionId,
-        this.keys.instanceConnections(''),
+        this.keys.instanceConnections('').slice(0, -'}:connections'.length),
         this.keys.roomPrefix,
         this.keys.userConnectionsPrefix,
       )
