@@ -1,10 +1,32 @@
-import { Redis, type Command, type RedisOptions } from 'ioredis'
+import { Cluster, Redis, type ClusterNode, type Command, type RedisOptions } from 'ioredis'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from '../../shared/errors.js'
 import type { Logger } from '../logger.js'
 import { noInstruments, type Instruments } from '../instruments.js'
 
-/** How the `redis` option may be given: a URL, ioredis options, or an ioredis client to copy settings from. */
-export type RedisConfig = string | RedisOptions | Redis
+/**
+ * How the `redis` option may be given: a URL, ioredis options, or an ioredis client to
+ * copy settings from; for Redis Cluster, a list of startup nodes or an ioredis `Cluster`
+ * (copied the same way, never used or closed directly).
+ */
+export type RedisConfig = string | RedisOptions | Redis | Cluster | readonly ClusterNode[]
+
+/** A connection of ours: one Redis, or a Redis Cluster (whose keys and topics must respect slots; see keys.ts). */
+export type RedisConnection = Redis | Cluster
+
+/** Whether the connection is a Redis Cluster: sharded pub/sub (`SPUBLISH`) instead of `PUBLISH`, per-node fan-outs. */
+export function isCluster(redis: RedisConnection): redis is Cluster {
+  return redis instanceof Cluster
+}
+
+/** The publish command for this connection, for scripts that publish (the topic must be in the script's slot). */
+export function publishCommand(redis: RedisConnection): 'SPUBLISH' | 'PUBLISH' {
+  return isCluster(redis) ? 'SPUBLISH' : 'PUBLISH'
+}
+
+/** Publishes on a topic: `SPUBLISH` in a cluster (only the shard owning the topic carries it), `PUBLISH` on one Redis. */
+export function publishOn(redis: RedisConnection, topic: string, message: Buffer | string): Promise<number> {
+  return isCluster(redis) ? (redis.spublish(topic, message) as Promise<number>) : redis.publish(topic, message)
+}
 
 export interface RedisClientSettings {
   /** Milliseconds a command may take before it fails with `UNAVAILABLE`. */
@@ -27,7 +49,8 @@ export function createRedisClient(config: RedisConfig, settings: RedisClientSett
   }
   if (config instanceof Redis) return config.duplicate(overrides)
   if (typeof config === 'string') return new Redis(config, overrides)
-  return new Redis({ ...config, ...overrides })
+  if (config instanceof Cluster || Array.isArray(config)) throw new TypeError('Redis Cluster: not yet supported by createRedisClient') // issue 17: createClusterClient
+  return new Redis({ ...(config as RedisOptions), ...overrides })
 }
 
 /**
