@@ -1,4 +1,4 @@
-import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import type { MeshError, RecoveryEvent } from 'meshkit/client'
 import { MemoryBus, MemoryStore, type MeshServer } from 'meshkit/server'
 import { Keys } from '../src/server/store/keys.js'
@@ -7,6 +7,7 @@ import { childInstance } from './support/child-instance.js'
 import { uniqueNamespace } from './support/cluster.js'
 import { connectClient, deferred, eventually, nextEvent, nextSettledRecovery, startServer, waitFor } from './support/harness.js'
 import { freePort, startRedisServer } from './support/redis-server.js'
+import { sharedRedis, sharedRedisEnv } from './support/shared-redis.js'
 
 /** Writes messages one after another, each kept in a history of `limit`. */
 async function writeAll(server: MeshServer, channel: string, messages: readonly unknown[], limit = 100): Promise<void> {
@@ -18,9 +19,9 @@ const range = (from: number, to: number): string[] => Array.from({ length: to - 
 describe('channel recovery after reconnect', () => {
   it('a client whose instance is killed gets every message published meanwhile from another instance, once, in order', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('failover')
-    const redis = inject('redisUrl')
+    const redis = sharedRedis()
     const writer = await startServer({ redis, namespace })
-    const doomed = await childInstance({ REDIS_URL: redis, NAMESPACE: namespace })
+    const doomed = await childInstance({ ...sharedRedisEnv(), NAMESPACE: namespace })
     const rescuePort = await freePort()
     const client = await connectClient([`ws://127.0.0.1:${doomed.port}`, `ws://127.0.0.1:${rescuePort}`], {
       reconnectInterval: 10,
@@ -47,7 +48,7 @@ describe('channel recovery after reconnect', () => {
 
   it('says recovery was incomplete when more was missed than history kept, and delivers what was kept', { timeout: 20_000 }, async () => {
     const namespace = uniqueNamespace('incomplete')
-    const redis = inject('redisUrl')
+    const redis = sharedRedis()
     const writer = await startServer({ redis, namespace })
     const first = await startServer({ redis, namespace })
     first.exposeChannel('feed')
@@ -70,7 +71,7 @@ describe('channel recovery after reconnect', () => {
 
   it('reports nothing missing when nothing was published while away', { timeout: 20_000 }, async () => {
     const namespace = uniqueNamespace('quiet')
-    const redis = inject('redisUrl')
+    const redis = sharedRedis()
     const first = await startServer({ redis, namespace })
     first.exposeChannel('quiet')
     const client = await connectClient(first, { reconnectInterval: 10, maxReconnectInterval: 50 })
@@ -147,7 +148,7 @@ describe('the history/live boundary', () => {
     it(`never loses or repeats a message when subscribing mid-stream (${backend})`, { timeout: 30_000 }, async () => {
       // The whole stream must fit in the history the subscription asks for.
       const cap = { maxHistoryLimit: 10_000 }
-      const options = backend === 'redis' ? { ...cap, redis: inject('redisUrl'), namespace: uniqueNamespace('boundary') } : cap
+      const options = backend === 'redis' ? { ...cap, redis: sharedRedis(), namespace: uniqueNamespace('boundary') } : cap
       const writer = await startServer(options)
       const reader = backend === 'redis' ? await startServer(options) : writer
       reader.exposeChannel('stream')
@@ -181,7 +182,7 @@ describe('the history/live boundary', () => {
 describe('subscribing while reconnecting', () => {
   it('establishes a subscription made during a reconnect exactly once', { timeout: 20_000 }, async () => {
     const namespace = uniqueNamespace('during')
-    const redis = inject('redisUrl')
+    const redis = sharedRedis()
     const first = await startServer({ redis, namespace })
     first.exposeChannel('c')
     const client = await connectClient(first, { reconnectInterval: 10, maxReconnectInterval: 50 })

@@ -1,11 +1,13 @@
-import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { ErrorCode } from 'meshkit'
 import { Dispatcher, type DispatcherOptions, type MeshServer } from 'meshkit/server'
 import { uniqueNamespace } from './support/cluster.js'
 import { connectClient, eventually, nextEvent, nextSettledRecovery, rejectionOf, startServer } from './support/harness.js'
 import { freePort, startRedisServer } from './support/redis-server.js'
+import { sharedRedis } from './support/shared-redis.js'
+import type { RedisConfig } from '../src/server/store/redis-client.js'
 
-function dispatcherFor(redis: string, options: DispatcherOptions): Dispatcher {
+function dispatcherFor(redis: RedisConfig, options: DispatcherOptions): Dispatcher {
   const dispatcher = new Dispatcher(redis, options)
   onTestFinished(() => dispatcher.close())
   return dispatcher
@@ -31,7 +33,7 @@ async function writeInRounds(writers: Record<string, Writer>, channel: string, r
 
 describe('dispatcher.writeChannel', () => {
   it('shares one offset sequence with two servers writing at once: subscribers on both get every message once, in offset order', { timeout: 20_000 }, async () => {
-    const redis = inject('redisUrl')
+    const redis = sharedRedis()
     const namespace = uniqueNamespace('dispatch-chan')
     const expose = (server: MeshServer): void => server.exposeChannel('feed')
     const a = await startServer({ redis, namespace }, expose)
@@ -53,7 +55,7 @@ describe('dispatcher.writeChannel', () => {
   })
 
   it('keeps history a client gets on subscribe and on resuming after a gap', { timeout: 20_000 }, async () => {
-    const redis = inject('redisUrl')
+    const redis = sharedRedis()
     const namespace = uniqueNamespace('dispatch-resume')
     const dispatcher = dispatcherFor(redis, { namespace })
     const expose = (server: MeshServer): void => server.exposeChannel('news')
@@ -82,7 +84,7 @@ describe('dispatcher.writeChannel', () => {
   })
 
   it('refuses what the server refuses, before any Redis call, and writes none of it', async () => {
-    const redis = inject('redisUrl')
+    const redis = sharedRedis()
     const namespace = uniqueNamespace('dispatch-bad')
     const server = await startServer({ redis, namespace }, (s) => s.exposeChannel('c'))
     // Never reachable, with a long timeout: a check that waited for Redis would hang here.

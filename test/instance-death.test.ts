@@ -1,14 +1,15 @@
-import { describe, expect, inject, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
 import { childInstance } from './support/child-instance.js'
 import { connectClient, eventually } from './support/harness.js'
+import { sharedRedisEnv } from './support/shared-redis.js'
 
 describe('an instance that dies without closing', () => {
   it('is cleaned up by a survivor: rooms, metadata and routing to it are gone within the TTL bound', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('death')
     const instanceTtl = 600
     const [survivor] = await startInstances(1, { namespace, instanceTtl })
-    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: String(instanceTtl) })
+    const doomed = await childInstance({ ...sharedRedisEnv(), NAMESPACE: namespace, INSTANCE_TTL: String(instanceTtl) })
     const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
     const onSurvivor = await connectClient(survivor!)
     await onDoomed.command('join', { room: 'lobby', metadata: { userId: 'doomed' } })

@@ -1,10 +1,11 @@
-import { describe, expect, inject, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { ErrorCode } from 'meshkit'
 import type { MeshClient, PresenceEvent } from 'meshkit/client'
 import { MeshServer, type MeshServerOptions } from 'meshkit/server'
 import { childInstance } from './support/child-instance.js'
 import { collect, fence, uniqueNamespace } from './support/cluster.js'
 import { connectClient, eventually, nextEvent, rejectionOf, startServer } from './support/harness.js'
+import { sharedRedis, sharedRedisEnv } from './support/shared-redis.js'
 
 /** A server exposing "lobby…" and "presence:…" rooms with presence (as test/fixtures/instance.ts does the latter) and "plain" without. */
 function presenceServer(options: MeshServerOptions = {}): Promise<MeshServer> {
@@ -34,7 +35,7 @@ const backends: Array<[string, () => Promise<[MeshServer, MeshServer]>]> = [
     'redis, two instances',
     async () => {
       const namespace = uniqueNamespace('presence')
-      const options = { redis: inject('redisUrl'), namespace, instanceTtl: 2_000 }
+      const options = { redis: sharedRedis(), namespace, instanceTtl: 2_000 }
       return [await presenceServer(options), await presenceServer(options)]
     },
   ],
@@ -109,7 +110,7 @@ describe.each(backends)('presence (%s)', (_name, start) => {
 describe('presence across a reconnect', () => {
   it('with presenceLeaveDelay, the others see the new join before the old leave: never gone', { timeout: 20_000 }, async () => {
     const namespace = uniqueNamespace('presence-flicker')
-    const options = { redis: inject('redisUrl'), namespace, instanceTtl: 2_000, presenceLeaveDelay: 3_000 }
+    const options = { redis: sharedRedis(), namespace, instanceTtl: 2_000, presenceLeaveDelay: 3_000 }
     const [a, b] = [await presenceServer(options), await presenceServer(options)]
     const [alice, bob] = [await connectClient(a), await connectClient(b)]
     await bob.joinRoom('lobby', { presence: 'bob' })
@@ -133,7 +134,7 @@ describe('presence across a reconnect', () => {
 
   it('closing the server sends the leaves still waiting out presenceLeaveDelay', async () => {
     const namespace = uniqueNamespace('presence-shutdown')
-    const options = { redis: inject('redisUrl'), namespace, instanceTtl: 2_000, presenceLeaveDelay: 60_000 }
+    const options = { redis: sharedRedis(), namespace, instanceTtl: 2_000, presenceLeaveDelay: 60_000 }
     const [a, b] = [await presenceServer(options), await presenceServer(options)]
     const [alice, bob] = [await connectClient(a, { shouldReconnect: false }), await connectClient(b)]
     await bob.joinRoom('lobby', { presence: 'bob' })
@@ -184,8 +185,8 @@ describe('presence limits and codes', () => {
 describe('presence across instances that die', () => {
   it('every connection of a killed instance leaves within the dead-instance bound', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('presence-death')
-    const survivor = await presenceServer({ redis: inject('redisUrl'), namespace, instanceTtl: 600 })
-    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: '600' })
+    const survivor = await presenceServer({ redis: sharedRedis(), namespace, instanceTtl: 600 })
+    const doomed = await childInstance({ ...sharedRedisEnv(), NAMESPACE: namespace, INSTANCE_TTL: '600' })
     const watcher = await connectClient(survivor)
     await watcher.joinRoom('presence:room', { presence: 'watcher' })
     const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })

@@ -1,4 +1,4 @@
-import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { ErrorCode } from 'meshkit'
 import type { MeshClient } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
@@ -7,6 +7,7 @@ import { collect, fence, startInstances, uniqueNamespace } from './support/clust
 import { connectClient, eventually, nextEvent, rejectionOf, startServer } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
 import { settle } from './support/routing.js'
+import { sharedRedis, sharedRedisEnv } from './support/shared-redis.js'
 
 // Room broadcasts travel on room topics that only instances holding members listen
 // on. These tests count every message each client receives: none lost after a join
@@ -99,7 +100,7 @@ describe('room routing across instances', () => {
   it('keeps delivering on the survivors when an instance holding members is killed', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('routing-death')
     const [a, b] = (await startInstances(2, { namespace, instanceTtl: 600 })) as [MeshServer, MeshServer]
-    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: '600' })
+    const doomed = await childInstance({ ...sharedRedisEnv(), NAMESPACE: namespace, INSTANCE_TTL: '600' })
     const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
     await onDoomed.command('join', { room: 'lobby', metadata: null })
     const survivors = [await connectClient(a), await connectClient(b)]
@@ -121,7 +122,7 @@ describe('room routing across instances', () => {
   it('rejects a join with UNAVAILABLE when the owning instance does not confirm it (killed, not yet cleaned up)', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('routing-unconfirmed')
     const [a] = (await startInstances(1, { namespace, redisTimeout: 500 })) as [MeshServer]
-    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: '20000' })
+    const doomed = await childInstance({ ...sharedRedisEnv(), NAMESPACE: namespace, INSTANCE_TTL: '20000' })
     const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
     const doomedId = onDoomed.id!
     // Confirmed while its owner lives.
@@ -136,8 +137,8 @@ describe('room routing across instances', () => {
 
   it('closing the server rejects a change still waiting for its owner at once, not after redisTimeout', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('routing-close-waiting')
-    const a = await startServer({ redis: inject('redisUrl'), namespace, redisTimeout: 60_000 })
-    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: '20000' })
+    const a = await startServer({ redis: sharedRedis(), namespace, redisTimeout: 60_000 })
+    const doomed = await childInstance({ ...sharedRedisEnv(), NAMESPACE: namespace, INSTANCE_TTL: '20000' })
     const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
     const doomedId = onDoomed.id!
     await doomed.kill()

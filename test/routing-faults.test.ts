@@ -14,6 +14,7 @@ import { countingProxy } from './support/counting-proxy.js'
 import { connectClient, eventually, nextEvent, rejectionOf, urlOf } from './support/harness.js'
 import { startRedisServer } from './support/redis-server.js'
 import { busUntilBack, Inbox, outcomeOf, probeUntilReached, settle, Tagger } from './support/routing.js'
+import { sharedRedisEnv } from './support/shared-redis.js'
 
 /**
  * Each sender broadcasts `count` tagged messages to `room`; after a fence, every
@@ -39,7 +40,7 @@ describe('room routing through faults', () => {
     const namespace = uniqueNamespace('killed')
     const instanceTtl = 600
     const [a, b] = (await startInstances(2, { namespace, instanceTtl })) as [MeshServer, MeshServer]
-    const doomed = await childInstance({ REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, INSTANCE_TTL: String(instanceTtl) })
+    const doomed = await childInstance({ ...sharedRedisEnv(), NAMESPACE: namespace, INSTANCE_TTL: String(instanceTtl) })
     const onDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
     const alsoDoomed = await connectClient(`ws://127.0.0.1:${doomed.port}`, { shouldReconnect: false })
     const onA = await connectClient(a)

@@ -6,13 +6,14 @@
  * instance or a Dispatcher, and stop reaching a connection that left the user.
  */
 import { nanoid } from 'nanoid'
-import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { ErrorCode } from 'meshkit'
 import type { ClientUrl, MeshClient } from 'meshkit/client'
 import { Dispatcher, type MeshServer } from 'meshkit/server'
 import { startInstances, uniqueNamespace } from './support/cluster.js'
 import { connectClient, nextEvent, rejectionOf, urlOf } from './support/harness.js'
 import { Inbox, settle, Tagger } from './support/routing.js'
+import { sharedRedis } from './support/shared-redis.js'
 
 type Three = [MeshServer, MeshServer, MeshServer]
 
@@ -93,7 +94,7 @@ describe('user sends across instances', () => {
     const servers = (await startInstances(3, { namespace })) as Three
     const [a, b, c] = servers
     for (const server of servers) server.onAuthenticate((credentials) => ({ id: (credentials as { user: string }).user }))
-    const dispatcher = new Dispatcher(inject('redisUrl'), { namespace })
+    const dispatcher = new Dispatcher(sharedRedis(), { namespace })
     onTestFinished(() => dispatcher.close())
     const signedIn = async (target: MeshServer | ClientUrl, user: string): Promise<MeshClient> => {
       const client = await connectClient(target, { reconnectInterval: 20 })

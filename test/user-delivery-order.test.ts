@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import { describe, expect, inject, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import type { MeshClient } from 'meshkit/client'
 import { ErrorCode, MeshError } from 'meshkit'
 import { Dispatcher, type MeshServer, type MeshServerOptions, type MeshStore } from 'meshkit/server'
@@ -7,6 +7,7 @@ import { CloseCode, FrameType } from '../src/shared/protocol.js'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
 import { RawClient, connectClient, createClient, deferred, type Deferred, eventually, nextEvent, urlOf, waitFor } from './support/harness.js'
 import { openNonReadingWebSocket } from './support/wire.js'
+import { sharedRedis } from './support/shared-redis.js'
 
 /** Two instances sharing Redis; `mesh/authenticate` accepts `{ user }`. */
 async function twoInstances(options: MeshServerOptions = {}): Promise<{ a: MeshServer; b: MeshServer; namespace: string }> {
@@ -17,7 +18,7 @@ async function twoInstances(options: MeshServerOptions = {}): Promise<{ a: MeshS
 }
 
 function openDispatcher(namespace: string, sync: NonNullable<MeshServerOptions['sync']>): Dispatcher {
-  const dispatcher = new Dispatcher(inject('redisUrl'), { namespace, sync })
+  const dispatcher = new Dispatcher(sharedRedis(), { namespace, sync })
   onTestFinished(() => dispatcher.close())
   return dispatcher
 }

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { inject, onTestFinished } from 'vitest'
+import { onTestFinished } from 'vitest'
 import { deferred } from './harness.js'
 import type { PortalReport } from './portal-report.js'
+import { sharedRedisEnv } from './shared-redis.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -73,7 +74,7 @@ export interface ChildPortalOptions {
 /** Starts test/fixtures/portal.ts in a process of its own; resolves once its portal is ready. Killed when the test ends. */
 export async function childPortal(options: ChildPortalOptions): Promise<ChildPortal> {
   const env: Record<string, string> = {
-    REDIS_URL: inject('redisUrl'),
+    ...sharedRedisEnv(),
     NAMESPACE: options.namespace,
     TTL: String(options.ttl ?? 1_000),
     DELAY: String(options.delay ?? 0),

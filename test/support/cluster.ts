@@ -1,20 +1,20 @@
 import { nanoid } from 'nanoid'
-import { inject } from 'vitest'
 import type { MeshClient } from 'meshkit/client'
 import type { MeshServer, MeshServerOptions } from 'meshkit/server'
 import { nextEvent, startServer } from './harness.js'
+import { sharedRedis } from './shared-redis.js'
 
 /** A namespace no other test uses, so tests can share one Redis. */
 export function uniqueNamespace(label = 'test'): string {
   return `${label}-${nanoid(8)}`
 }
 
-/** `count` instances sharing the run's Redis under one fresh namespace. */
+/** `count` instances sharing the run's Redis (one server, or the cluster under `npm run test:cluster`) under one fresh namespace. */
 export async function startInstances(count: number, options: MeshServerOptions = {}): Promise<MeshServer[]> {
   const namespace = options.namespace ?? uniqueNamespace()
   const servers: MeshServer[] = []
   for (let i = 0; i < count; i++) {
-    servers.push(await startServer({ redis: inject('redisUrl'), namespace, instanceTtl: 2_000, ...options }))
+    servers.push(await startServer({ redis: sharedRedis(), namespace, instanceTtl: 2_000, ...options }))
   }
   return servers
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { inject } from 'vitest'
+import { sharedRedisEnv } from './shared-redis.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -12,7 +12,7 @@ export function dispatchFromProcess(
 ): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/dispatch.ts'], {
     cwd: root,
-    env: { ...process.env, REDIS_URL: inject('redisUrl'), NAMESPACE: namespace, SYNC: sync ? '1' : '0', DISPATCHES: JSON.stringify(dispatches) },
+    env: { ...process.env, ...sharedRedisEnv(), NAMESPACE: namespace, SYNC: sync ? '1' : '0', DISPATCHES: JSON.stringify(dispatches) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
