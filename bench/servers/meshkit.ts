@@ -10,12 +10,16 @@ import { serveControl } from './control.js'
 import { countTo } from './count-to.js'
 
 const env = process.env
+const clusterNodes = (list: string): Array<{ host: string; port: number }> =>
+  list.split(',').map((node) => ({ host: node.split(':')[0]!, port: Number(node.split(':')[1]) }))
 const api = env.BENCH_API === 'zod' || env.BENCH_API === 'valibot' ? (await import('./bench-api.js')).benchApis[env.BENCH_API] : undefined
 const server = new MeshServer({
   ...(api ? ({ api } as MeshServerOptions) : {}),
   host: '127.0.0.1',
   port: 0,
   ...(env.BENCH_REDIS_URL ? { redis: env.BENCH_REDIS_URL, namespace: env.BENCH_NAMESPACE } : {}),
+  // BENCH_REDIS_CLUSTER: "host:port,host:port,...", startup nodes of a Redis Cluster (bench/redis-cluster.ts).
+  ...(env.BENCH_REDIS_CLUSTER ? { redis: clusterNodes(env.BENCH_REDIS_CLUSTER), namespace: env.BENCH_NAMESPACE } : {}),
   ...(env.BENCH_PING_INTERVAL ? { pingInterval: Number(env.BENCH_PING_INTERVAL) } : {}),
   ...(env.BENCH_LATENCY_INTERVAL ? { latencyInterval: Number(env.BENCH_LATENCY_INTERVAL) } : {}),
   ...(env.BENCH_PORTAL === '1' ? { portal: { enabled: true } } : {}),
@@ -56,6 +60,19 @@ serveControl(server.port, () => server.connections.size, {
   'expect-ticks': (total) => ticks.expect(Number(total)),
   'await-ticks': () => ticks.reached(),
   stats: () => ({ ...server.stats }),
+  // `channel-writes <writers> <channels> <total>`: `writers` loops, each awaiting one
+  // writeChannel (historyLimit 100) after another, over `channels` channels, `total` in all.
+  'channel-writes': async (argument) => {
+    const [writers = 1, channels = 1, total = 1_000] = argument.split(' ').map(Number)
+    let next = 0
+    const startedAt = performance.now()
+    await Promise.all(
+      Array.from({ length: writers }, async () => {
+        for (let n = next++; n < total; n = next++) await server.writeChannel(`feed-${n % channels}`, { n, text: 'hello, channel' }, 100)
+      }),
+    )
+    return { ms: performance.now() - startedAt }
+  },
   // `presence-list <room> <times>`: server.getPresence timed here, awaited one at a time, without the client's round trip.
   'presence-list': async (argument) => {
     const [room = '', times = '1'] = argument.split(' ')
