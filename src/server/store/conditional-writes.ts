@@ -1,37 +1,76 @@
-// Lua scripts of RedisStore's per-connection writes.
+// Lua scripts of RedisStore's per-connection steps. Each touches the keys of one
+// connection only (`{conn:<id>}`: its `info` hash and its reverse-index sets), so it
+// runs on one node of a Redis Cluster; the other entity's keys (a room's members, a
+// user's connections, an instance's index) are written by single-key commands
+// around it, in the order redis-store.ts explains.
 //
-// Per-connection writes happen only while the connection is registered, checked in
-// the same step: a write that arrives after REMOVE_CONNECTION (a socket that closed
-// while its authentication or a merge was running) is a no-op, whatever the timing.
-// Each returns 1 if it wrote, 0 if the connection has no owner.
-// KEYS: connections hash, the user's connections set, connection-users hash, online users set.
-// ARGV: connection id, user id, "1" to list the user online.
+// Per-connection writes happen only while the connection is registered (its `info`
+// hash has an `owner`), checked in the same step as the connection-side write: a
+// write that arrives after REMOVE_CONNECTION's script (a socket that closed while
+// its authentication or a merge was running) writes nothing on the connection's
+// side and returns 0, whatever the timing; the caller then undoes its first step.
+
+// KEYS: connection info. ARGV: instance id. Replies the previous owner (nil if none).
+const ADD_CONNECTION = `
+local previous = redis.call('HGET', KEYS[1], 'owner')
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+return previous
+`
+
+// Forgets the connection in one step, so every later conditional write fails, and
+// replies what the caller must undo elsewhere: [owner or nil, user or nil, rooms].
+// KEYS: connection info, the connection's rooms set.
+const REMOVE_CONNECTION = `
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local user = redis.call('HGET', KEYS[1], 'user')
+local rooms = redis.call('SMEMBERS', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+return {owner, user, rooms}
+`
+
+// KEYS: connection info. ARGV: user id.
 const ADD_USER_CONNECTION = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-if ARGV[3] == '1' then redis.call('SADD', KEYS[4], ARGV[2]) end
+if redis.call('HEXISTS', KEYS[1], 'owner') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'user', ARGV[1])
 return 1
 `
 
-// KEYS: connections hash, metadata hash. ARGV: connection id, encoded metadata.
+// KEYS: connection info. ARGV: encoded metadata.
 const SET_METADATA = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'owner') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'meta', ARGV[1])
 return 1
 `
 
-// KEYS: connections hash, room set, the connection's rooms set. ARGV: connection id, room.
+// KEYS: connection info, the connection's rooms set. ARGV: room.
 const ADD_TO_ROOM = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'owner') == 0 then return 0 end
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[2])
 return 1
 `
 
-/** The conditional per-connection writes, by the MeshStore method that runs each. */
-export const CONDITIONAL_WRITES = {
-  addUserConnection: ADD_USER_CONNECTION,
-  setMetadata: SET_METADATA,
-  addToRoom: ADD_TO_ROOM,
+// Empties a set and replies what it held (a connection leaving all its rooms or presences).
+// KEYS: the set.
+const TAKE_MEMBERS = `
+local members = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return members
+`
+
+// Removes a member and replies how many remain, in one step (a user's last connection going).
+// KEYS: the set. ARGV: member.
+const REMOVE_AND_COUNT = `
+redis.call('SREM', KEYS[1], ARGV[1])
+return redis.call('SCARD', KEYS[1])
+`
+
+/** The single-slot scripts of RedisStore's per-connection steps, by the command name they are defined under. */
+export const CONNECTION_SCRIPTS = {
+  meshAddConnection: ADD_CONNECTION,
+  meshRemoveConnection: REMOVE_CONNECTION,
+  meshAddUserConnection: ADD_USER_CONNECTION,
+  meshSetMetadata: SET_METADATA,
+  meshAddToRoom: ADD_TO_ROOM,
+  meshTakeMembers: TAKE_MEMBERS,
+  meshRemoveAndCount: REMOVE_AND_COUNT,
 } as const
