@@ -64,13 +64,18 @@ redis.call('SREM', KEYS[1], ARGV[1])
 return redis.call('SCARD', KEYS[1])
 `
 
-/** The single-slot scripts of RedisStore's per-connection steps, by the command name they are defined under. */
+/**
+ * The single-slot scripts of RedisStore's per-connection steps, by the command name
+ * they are defined under, with their fixed number of keys. Fixed, not passed per
+ * call: ioredis's cluster auto-pipelining routes a command by its first argument,
+ * which must then be the first key, not the key count.
+ */
 export const CONNECTION_SCRIPTS = {
-  meshAddConnection: ADD_CONNECTION,
-  meshRemoveConnection: REMOVE_CONNECTION,
-  meshAddUserConnection: ADD_USER_CONNECTION,
-  meshSetMetadata: SET_METADATA,
-  meshAddToRoom: ADD_TO_ROOM,
-  meshTakeMembers: TAKE_MEMBERS,
-  meshRemoveAndCount: REMOVE_AND_COUNT,
+  meshAddConnection: { keys: 1, lua: ADD_CONNECTION },
+  meshRemoveConnection: { keys: 2, lua: REMOVE_CONNECTION },
+  meshAddUserConnection: { keys: 1, lua: ADD_USER_CONNECTION },
+  meshSetMetadata: { keys: 1, lua: SET_METADATA },
+  meshAddToRoom: { keys: 2, lua: ADD_TO_ROOM },
+  meshTakeMembers: { keys: 1, lua: TAKE_MEMBERS },
+  meshRemoveAndCount: { keys: 1, lua: REMOVE_AND_COUNT },
 } as const

@@ -123,11 +123,11 @@ end
 return result
 `
 
-/** Scripts on one user's or one channel's keys, by the command name they are defined under. */
+/** Scripts on one user's or one channel's keys, by the command name they are defined under, with their number of keys (see CONNECTION_SCRIPTS). */
 const ENTITY_SCRIPTS = {
-  meshKeepUserMessage: KEEP_USER_MESSAGE,
-  meshWriteChannel: WRITE_CHANNEL,
-  meshReadChannel: READ_CHANNEL,
+  meshKeepUserMessage: { keys: 2, lua: KEEP_USER_MESSAGE },
+  meshWriteChannel: { keys: 3, lua: WRITE_CHANNEL },
+  meshReadChannel: { keys: 3, lua: READ_CHANNEL },
 } as const
 
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/
@@ -153,7 +153,7 @@ export class RedisStore implements MeshStore {
     private readonly redis: RedisConnection,
     private readonly keys: Keys,
   ) {
-    for (const [name, lua] of Object.entries({ ...CONNECTION_SCRIPTS, ...ENTITY_SCRIPTS })) redis.defineCommand(name, { lua })
+    for (const [name, { keys, lua }] of Object.entries({ ...CONNECTION_SCRIPTS, ...ENTITY_SCRIPTS })) redis.defineCommand(name, { numberOfKeys: keys, lua })
     this.publishCommand = publishCommand(redis)
     this.wasReady = redis.status === 'ready'
     redis.on('ready', () => {
@@ -162,10 +162,10 @@ export class RedisStore implements MeshStore {
     })
   }
 
-  /** Runs a script defined in the constructor; all its keys are in one slot (the first key routes it in a cluster). */
+  /** Runs a script defined in the constructor, with as many keys as it was defined with; all in one slot (the first key routes it in a cluster). */
   private script<T>(name: string, keys: readonly string[], ...args: Array<string | Buffer | number>): Promise<T> {
     const run = (this.redis as unknown as Record<string, (...all: unknown[]) => Promise<T>>)[name]!
-    return run.call(this.redis, keys.length, ...keys, ...args)
+    return run.call(this.redis, ...keys, ...args)
   }
 
   /**
