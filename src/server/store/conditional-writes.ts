@@ -14,18 +14,37 @@
 const ADD_CONNECTION = `
 local previous = redis.call('HGET', KEYS[1], 'owner')
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('HDEL', KEYS[1], 'removed')
 return previous
 `
 
-// Forgets the connection in one step, so every later conditional write fails, and
-// replies what the caller must undo elsewhere: [owner or nil, user or nil, rooms].
+// First step of a removal: the connection stops being registered (every later
+// conditional write fails) and its metadata goes, but what the removal must undo
+// elsewhere stays readable (the owner moves to 'removed'; 'user' and the rooms set
+// stay) until FORGET_CONNECTION: a removal that timed out or died half-way, run
+// again (by this instance, or by the dead-instance sweep, which walks the owner's
+// index), finds the same rooms, user and owner and finishes the job.
 // KEYS: connection info, the connection's rooms set.
+// Replies [owner or nil, user or nil, rooms].
 const REMOVE_CONNECTION = `
 local owner = redis.call('HGET', KEYS[1], 'owner')
-local user = redis.call('HGET', KEYS[1], 'user')
-local rooms = redis.call('SMEMBERS', KEYS[2])
+if owner then
+  redis.call('HSET', KEYS[1], 'removed', owner)
+  redis.call('HDEL', KEYS[1], 'owner')
+else
+  owner = redis.call('HGET', KEYS[1], 'removed')
+end
+redis.call('HDEL', KEYS[1], 'meta')
+return {owner, redis.call('HGET', KEYS[1], 'user'), redis.call('SMEMBERS', KEYS[2])}
+`
+
+// Last step of a removal, once rooms and user are undone: forgets the connection,
+// unless it was registered again meanwhile (a write-back after an outage).
+// KEYS: connection info, the connection's rooms set.
+const FORGET_CONNECTION = `
+if redis.call('HEXISTS', KEYS[1], 'owner') == 1 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-return {owner, user, rooms}
+return 1
 `
 
 // KEYS: connection info. ARGV: user id.
@@ -73,6 +92,7 @@ return redis.call('SCARD', KEYS[1])
 export const CONNECTION_SCRIPTS = {
   meshAddConnection: { keys: 1, lua: ADD_CONNECTION },
   meshRemoveConnection: { keys: 2, lua: REMOVE_CONNECTION },
+  meshForgetConnection: { keys: 2, lua: FORGET_CONNECTION },
   meshAddUserConnection: { keys: 1, lua: ADD_USER_CONNECTION },
   meshSetMetadata: { keys: 1, lua: SET_METADATA },
   meshAddToRoom: { keys: 2, lua: ADD_TO_ROOM },

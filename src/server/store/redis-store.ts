@@ -24,15 +24,15 @@ import type { ChannelRange, ChannelSnapshot, InstanceRecord, KeptUserMessage, Me
  * - listInstances: the same, with a GET and an SCARD per instance. 2 round trips.
  * - getAllMetadata: SMEMBERS of the connection id index (one node, O(C)), then C HGETs
  *   in parallel. 2 round trips, O(C) work: meant for admin pages, not hot paths.
- * - addConnection: SADD to the instance's index and the id index, the owner script,
- *   then SREM from a previous owner's index. 3 round trips.
- * - removeConnection: the connection's script, then R SREMs on the rooms and the
- *   user's set (plus 2–3 commands on the online-users set for a user's last
- *   connection) in parallel, then SREM from its instance's index and the id index.
- *   3 round trips (5 for a user's last connection).
- * - addToRoom, addUserConnection: SADD on the room (user), then the connection's
- *   conditional script (an undo SREM if it refused; SADD to the online users after a
- *   tracked user's write). 2–3 round trips.
+ * - addConnection: SADD to the instance's index and the id index and the owner
+ *   script, sent together, then SREM from a previous owner's index. 1–2 round trips.
+ * - removeConnection: the connection's first script, then R SREMs on the rooms and
+ *   the user's set (plus 1–3 commands on the online-users set for a user's last
+ *   connection) in parallel, then its last script with SREMs from its instance's
+ *   index and the id index. 3 round trips (up to 6 for a user's last connection).
+ * - addToRoom, addUserConnection: SADD on the room (user, and the online users when
+ *   tracked) and the connection's conditional script, sent together; an undo when the
+ *   script refused. 1 round trip (2–4 when refused).
  * - removeFromRoom, setPresence, removePresence: 2 single-slot commands in sequence.
  * - removeFromAllRooms, removeAllPresence: the connection's script, then R
  *   single-room commands in parallel. 2 round trips.
@@ -136,6 +136,14 @@ const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 type Read = readonly ['get' | 'exists' | 'scard' | 'smembers' | 'hget', ...string[]]
 type ReadMethod = (...args: string[]) => unknown
 
+/** The values of settled steps, or the first failure (once every step has settled and its undo is sent). */
+function valuesOf<T>(results: ReadonlyArray<PromiseSettledResult<T>>): T[] {
+  return results.map((result) => {
+    if (result.status === 'rejected') throw result.reason
+    return result.value
+  })
+}
+
 /** A MULTI or pipeline reports failures per command instead of rejecting: surface the first, else the replies. */
 async function exec(batch: ChainableCommander): Promise<unknown[]> {
   const replies = (await batch.exec()) ?? []
@@ -231,43 +239,57 @@ export class RedisStore implements MeshStore {
   addConnection(connectionId: string, instanceId: string): Promise<void> {
     const k = this.keys
     return redisCall(async () => {
-      // Indexed before it is owned: a connection with an owner is always in its owner's
-      // index, which the dead-instance sweep walks, even if this instance dies mid-way.
-      // A removal racing this one reads the owner in its own script: it undoes the
-      // index entries only of an owner it saw.
-      await Promise.all([this.redis.sadd(k.instanceConnections(instanceId), connectionId), this.redis.sadd(k.connectionIds, connectionId)])
-      const previous = await this.script<string | null>('meshAddConnection', [k.connection(connectionId)], instanceId)
+      // Sent together, index entries first: on one Redis they run in this order, so a
+      // connection with an owner is always in its owner's index (which the dead-instance
+      // sweep walks), and a registration that timed out still lands whole, late.
+      const [, , previous] = await Promise.all([
+        this.redis.sadd(k.instanceConnections(instanceId), connectionId),
+        this.redis.sadd(k.connectionIds, connectionId),
+        this.script<string | null>('meshAddConnection', [k.connection(connectionId)], instanceId),
+      ])
       if (previous !== null && previous !== instanceId) await this.redis.srem(k.instanceConnections(previous), connectionId)
     })
   }
 
   removeConnection(connectionId: string): Promise<void> {
     const k = this.keys
+    const connectionKeys = [k.connection(connectionId), k.connectionRooms(connectionId)]
     return redisCall(async () => {
-      // One step on the connection's slot forgets it (later conditional writes fail
-      // from here on) and says what to undo elsewhere. A crash after it leaves the
-      // connection's id in some room and user sets with no owner: readers resolve
-      // owners and skip those (getConnectionInstances answers undefined); they go
-      // when the room or user set is emptied.
-      const [owner, user, rooms] = await this.script<[string | null, string | null, string[]]>('meshRemoveConnection', [k.connection(connectionId), k.connectionRooms(connectionId)])
+      // 1) Unregister (later conditional writes fail) and read what to undo; 2) undo it
+      // in the rooms and the user; 3) forget the connection and leave the indexes. A
+      // removal that stops after 1 or 2 (a timeout, a crash) leaves the connection in
+      // its owner's index with its rooms and user still named in its hash: running it
+      // again (the instance retries; the dead-instance sweep walks the index) finishes
+      // it. Until then, room and user sets may list an id with no owner: readers that
+      // resolve owners skip it (getConnectionInstances answers undefined).
+      const [owner, user, rooms] = await this.script<[string | null, string | null, string[]]>('meshRemoveConnection', connectionKeys)
       const undo: Array<Promise<unknown>> = rooms.map((room) => this.redis.srem(k.room(room), connectionId))
       if (user !== null) undo.push(this.leaveUser(user, connectionId))
       await Promise.all(undo)
-      // Last, so the dead-instance sweep still finds the connection if this instance dies before.
-      if (owner !== null) await Promise.all([this.redis.srem(k.instanceConnections(owner), connectionId), this.redis.srem(k.connectionIds, connectionId)])
+      const forget: Array<Promise<unknown>> = [this.script<number>('meshForgetConnection', connectionKeys)]
+      if (owner !== null) forget.push(this.redis.srem(k.instanceConnections(owner), connectionId), this.redis.srem(k.connectionIds, connectionId))
+      await Promise.all(forget)
     })
   }
 
   /**
    * Takes a connection away from its user, and the user off the online list with its
-   * last connection. The online list is another slot: a connection added meanwhile
-   * is in the user's set before its user is listed online (see addUserConnection),
-   * so counting again after the removal and listing the user back covers every order.
+   * last connection.
    */
   private async leaveUser(userId: string, connectionId: string): Promise<void> {
+    const remaining = await this.script<number>('meshRemoveAndCount', [this.keys.userConnections(userId)], connectionId)
+    if (remaining === 0) await this.unlistIfOffline(userId)
+  }
+
+  /**
+   * Takes a user with no connection off the online list. The list is another slot: a
+   * connection added meanwhile is in the user's set before its user is listed (see
+   * addUserConnection), so counting again after the removal and listing the user back
+   * covers every order.
+   */
+  private async unlistIfOffline(userId: string): Promise<void> {
     const k = this.keys
-    const remaining = await this.script<number>('meshRemoveAndCount', [k.userConnections(userId)], connectionId)
-    if (remaining > 0) return
+    if ((await this.redis.scard(k.userConnections(userId))) > 0) return
     if ((await this.redis.srem(k.usersOnline, userId)) === 0) return
     if ((await this.redis.scard(k.userConnections(userId))) > 0) await this.redis.sadd(k.usersOnline, userId)
   }
@@ -287,17 +309,21 @@ export class RedisStore implements MeshStore {
   addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<boolean> {
     const k = this.keys
     return redisCall(async () => {
-      // The user's set first, then the conditional write on the connection: a removal
-      // whose script ran before the write makes it refuse, and the set is undone here;
-      // one whose script ran after it finds the user and undoes the set itself.
-      const added = await this.redis.sadd(k.userConnections(userId), connectionId)
-      const written = (await this.script<number>('meshAddUserConnection', [k.connection(connectionId)], userId)) === 1
-      if (!written) {
-        if (added === 1) await this.redis.srem(k.userConnections(userId), connectionId)
-        return false
+      // The user's set first, then the conditional write on the connection, sent
+      // together (one Redis runs them in this order; a write that times out lands whole,
+      // late). A removal whose first step ran before the write makes it refuse, and the
+      // set is undone here; one that ran after it finds the user and undoes the set.
+      const steps = Promise.allSettled([
+        this.redis.sadd(k.userConnections(userId), connectionId),
+        this.script<number>('meshAddUserConnection', [k.connection(connectionId)], userId),
+        trackOnline ? this.redis.sadd(k.usersOnline, userId) : Promise.resolve(0),
+      ])
+      const [added, written, listed] = await steps
+      if (written.status === 'fulfilled' && written.value === 0) {
+        if (added.status === 'rejected' || added.value === 1) await this.redis.srem(k.userConnections(userId), connectionId)
+        if (listed.status === 'rejected' || listed.value === 1) await this.unlistIfOffline(userId)
       }
-      if (trackOnline) await this.redis.sadd(k.usersOnline, userId)
-      return true
+      return valuesOf([added, written, listed])[1] === 1
     })
   }
 
@@ -377,11 +403,15 @@ export class RedisStore implements MeshStore {
   addToRoom(room: string, connectionId: string): Promise<boolean> {
     const k = this.keys
     return redisCall(async () => {
-      // The room first, then the conditional write on the connection (same reasoning as addUserConnection).
-      const added = await this.redis.sadd(k.room(room), connectionId)
-      const written = (await this.script<number>('meshAddToRoom', [k.connection(connectionId), k.connectionRooms(connectionId)], room)) === 1
-      if (!written && added === 1) await this.redis.srem(k.room(room), connectionId)
-      return written
+      // The room first, then the conditional write on the connection (as in addUserConnection).
+      const [added, written] = await Promise.allSettled([
+        this.redis.sadd(k.room(room), connectionId),
+        this.script<number>('meshAddToRoom', [k.connection(connectionId), k.connectionRooms(connectionId)], room),
+      ])
+      if (written.status === 'fulfilled' && written.value === 0 && (added.status === 'rejected' || added.value === 1)) {
+        await this.redis.srem(k.room(room), connectionId)
+      }
+      return valuesOf([added, written])[1] === 1
     })
   }
 
