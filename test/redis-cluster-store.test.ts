@@ -54,6 +54,32 @@ describe('RedisStore on a Redis Cluster', () => {
     for (const room of rooms) expect(await store.getRoomMembers(room)).toEqual([])
   })
 
+  it('finishes a removal that stopped after its first step, with the rooms and user on other nodes', async () => {
+    const keys = new Keys(`test-cluster-halfway-${randomUUID()}`)
+    const dying = await clusterClient()
+    const crashed = new RedisStore(dying, keys)
+    const survivor = new RedisStore(await clusterClient(), keys)
+    onTestFinished(() => survivor.close())
+    onTestFinished(() => crashed.close())
+    const rooms = Array.from({ length: 6 }, (_, index) => `room-${index}`)
+    await crashed.addConnection('c1', 'dead')
+    for (const room of rooms) await crashed.addToRoom(room, 'c1')
+    await crashed.addUserConnection('u1', 'c1', true)
+    const nodes = new Set(await Promise.all([...rooms.map((room) => keys.room(room)), keys.userConnections('u1'), keys.connection('c1')].map(async (key) => (await cluster.masterOf(key)).port)))
+    expect(nodes.size).toBe(3)
+    // The removal's first step alone (the script RedisStore.removeConnection starts with), as an instance that died right after it.
+    const firstStep = (dying as unknown as Record<string, (...keys: string[]) => Promise<unknown>>).meshRemoveConnection!
+    await firstStep.call(dying, keys.connection('c1'), keys.connectionRooms('c1'))
+    expect(await survivor.addToRoom('late', 'c1')).toBe(false)
+    expect(await survivor.getRoomMembers('late')).toEqual([])
+    expect(await survivor.getInstanceConnections('dead')).toEqual(['c1'])
+    await survivor.removeConnection('c1')
+    for (const room of rooms) expect(await survivor.getRoomMembers(room)).toEqual([])
+    expect(await survivor.getUserConnections(['u1'])).toEqual([[]])
+    expect(await survivor.getOnlineUsers()).toEqual([])
+    expect(await survivor.getInstanceConnections('dead')).toEqual([])
+  })
+
   it('publishes a channel write with SPUBLISH on the channel topic, in the channel slot', async () => {
     const keys = new Keys(`test-cluster-publish-${randomUUID()}`)
     const store = new RedisStore(await clusterClient(), keys)
