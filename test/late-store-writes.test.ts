@@ -40,7 +40,7 @@ describe('a registration that timed out and landed late', () => {
     // Registration times out after 200 ms: the connection is served locally for now.
     const client = await connectClient(server)
     // Redis runs the registration once the pause is over.
-    await eventually(async () => expect(await probe.hexists(keys.connections, client.id!)).toBe(1))
+    await eventually(async () => expect(await probe.hexists(keys.connection(client.id!), 'owner')).toBe(1))
     await client.authenticate({ user: 'u1' })
     expect(await server.isUserOnline('u1')).toBe(true)
 
@@ -49,7 +49,7 @@ describe('a registration that timed out and landed late', () => {
     client.close()
     await gone.promise
     expect(await server.isUserOnline('u1')).toBe(false)
-    expect(await probe.hexists(keys.connections, client.id!)).toBe(0)
+    expect(await probe.hexists(keys.connection(client.id!), 'owner')).toBe(0)
   })
 })
 

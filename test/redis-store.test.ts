@@ -256,3 +256,41 @@ describe('RedisStore and RedisBus shared between instances', () => {
     expect(resolvedWhileHeld).toBe(false)
   })
 })
+
+describe('RedisStore removal that stopped half-way', () => {
+  it('is finished by another instance running it again: no room member, user or online user left behind', async () => {
+    const url = inject('redisUrl')
+    const keys = new Keys(namespace())
+    const dying = await readyClient(url)
+    const crashed = new RedisStore(dying, keys)
+    const survivor = new RedisStore(await readyClient(url), keys)
+    onTestFinished(() => survivor.close())
+    onTestFinished(() => crashed.close())
+    await crashed.registerInstance('dead', 60_000)
+    await crashed.addConnection('c1', 'dead')
+    await crashed.addToRoom('r1', 'c1')
+    await crashed.addToRoom('r2', 'c1')
+    await crashed.addUserConnection('u1', 'c1', true)
+    await crashed.setMetadata('c1', 'm')
+    // The removal's first step alone, as an instance that died right after it would leave it
+    // (the store defined it on its client; it is the step RedisStore.removeConnection starts with).
+    const firstStep = (dying as unknown as Record<string, (...keys: string[]) => Promise<unknown>>).meshRemoveConnection!
+    await firstStep.call(dying, keys.connection('c1'), keys.connectionRooms('c1'))
+    // Unregistered at once: its late writes are refused, its metadata gone, though rooms still list it.
+    expect(await survivor.getConnectionInstances(['c1'])).toEqual([undefined])
+    expect(await survivor.setMetadata('c1', 'late')).toBe(false)
+    expect(await survivor.getMetadata(['c1'])).toEqual([undefined])
+    expect(await survivor.getRoomMembers('r1')).toEqual(['c1'])
+    // The dead-instance sweep walks the owner's index and removes what it finds.
+    expect(await survivor.getInstanceConnections('dead')).toEqual(['c1'])
+    await survivor.removeConnection('c1')
+    expect(await survivor.getRoomMembers('r1')).toEqual([])
+    expect(await survivor.getRoomMembers('r2')).toEqual([])
+    expect(await survivor.getUserConnections(['u1'])).toEqual([[]])
+    expect(await survivor.getOnlineUsers()).toEqual([])
+    expect(await survivor.getInstanceConnections('dead')).toEqual([])
+    expect(await survivor.getAllMetadata()).toEqual(new Map())
+    const admin = await readyClient(url)
+    expect(await admin.exists(keys.connection('c1'), keys.connectionRooms('c1'))).toBe(0)
+  })
+})

@@ -862,6 +862,104 @@ export function describeStoreContract(name: string, create: CreateStore): void {
       })
     })
 
+    describe('writes racing a removal', () => {
+      // A store may split a write over several entities into steps (a cluster keeps a
+      // room's keys and a connection's keys on different nodes). Each test starts the
+      // second operation after 0, 1, 2... round trips of the first, so its steps land
+      // between each pair of the first one's steps; whatever the order, nothing may be
+      // left without an owner, and a refused write must leave nothing behind.
+      const offsets = [0, 1, 2, 3, 4, 5]
+
+      /** Runs `first`, starts `second` after `delay` store round trips, and resolves with both results. */
+      async function raced<A, B>(store: MeshStore, delay: number, first: () => Promise<A>, second: () => Promise<B>): Promise<[A, B]> {
+        const a = first()
+        for (let n = 0; n < delay; n++) await store.isInRoom('race-clock', 'nobody')
+        const b = second()
+        return [await a, await b]
+      }
+
+      it('leaves no room member without an owner when a join races the removal of its connection', async () => {
+        const store = await open()
+        await registered(store, ['witness'])
+        await store.addToRoom('r', 'witness')
+        for (const delay of offsets) {
+          for (const joinFirst of [true, false]) {
+            const id = `c${delay}${joinFirst ? 'j' : 'r'}`
+            await store.addConnection(id, 'i1')
+            const join = (): Promise<boolean> => store.addToRoom('r', id)
+            const remove = (): Promise<void> => store.removeConnection(id)
+            const [joined] = joinFirst ? await raced(store, delay, join, remove) : (await raced(store, delay, remove, join)).reverse()
+            expect(typeof joined).toBe('boolean')
+            expect(await store.isInRoom('r', id), `${id} still a member`).toBe(false)
+            expect(await store.getConnectionRooms(id)).toEqual([])
+          }
+        }
+        expect(await store.getRoomMembers('r')).toEqual(['witness'])
+        expect(await store.getConnectionRooms('witness')).toEqual(['r'])
+      })
+
+      it('leaves no user connection and no online user when an authentication races the removal of its connection', async () => {
+        const store = await open()
+        for (const delay of offsets) {
+          for (const authenticateFirst of [true, false]) {
+            const id = `c${delay}${authenticateFirst ? 'a' : 'r'}`
+            const user = `u-${id}`
+            await store.addConnection(id, 'i1')
+            const authenticate = (): Promise<boolean> => store.addUserConnection(user, id, true)
+            const remove = (): Promise<void> => store.removeConnection(id)
+            if (authenticateFirst) await raced(store, delay, authenticate, remove)
+            else await raced(store, delay, remove, authenticate)
+            expect(await store.getUserConnections([user]), `${user}'s connections`).toEqual([[]])
+            expect(await store.getOnlineUsers()).not.toContain(user)
+            expect(await keptIfOffline(store, user, Uint8Array.from([1]), 10, 60_000)).toBe(true)
+          }
+        }
+      })
+
+      it('keeps a user online when its new connection races the removal of its last one', async () => {
+        const store = await open()
+        for (const delay of offsets) {
+          for (const removeFirst of [true, false]) {
+            const user = `u${delay}${removeFirst ? 'r' : 'a'}`
+            const [last, next] = [`${user}-last`, `${user}-next`]
+            await registered(store, [last, next])
+            expect(await store.addUserConnection(user, last, true)).toBe(true)
+            const remove = (): Promise<void> => store.removeConnection(last)
+            const authenticate = (): Promise<boolean> => store.addUserConnection(user, next, true)
+            if (removeFirst) await raced(store, delay, remove, authenticate)
+            else await raced(store, delay, authenticate, remove)
+            expect(await store.getUserConnections([user])).toEqual([[next]])
+            expect(await store.getOnlineUsers(), `${user} online`).toContain(user)
+          }
+        }
+      })
+
+      it('leaves no metadata when a metadata write races the removal of its connection', async () => {
+        const store = await open()
+        for (const delay of offsets) {
+          const id = `c${delay}`
+          await store.addConnection(id, 'i1')
+          await raced(store, delay, () => store.setMetadata(id, 'late'), () => store.removeConnection(id))
+          expect(await store.getMetadata([id])).toEqual([undefined])
+        }
+        expect(await store.getAllMetadata()).toEqual(new Map())
+      })
+
+      it('leaves no room member without an owner when a join races a leave of every room', async () => {
+        const store = await open()
+        for (const delay of offsets) {
+          const id = `c${delay}`
+          await store.addConnection(id, 'i1')
+          const [joined, left] = await raced(store, delay, () => store.addToRoom('r', id), () => store.removeFromAllRooms(id))
+          expect(joined).toBe(true)
+          // Either the leave saw the join (and undid it) or the join landed after it: the two sides agree.
+          const member = await store.isInRoom('r', id)
+          expect(await store.getConnectionRooms(id)).toEqual(member ? ['r'] : [])
+          if (member) expect(left).toEqual([])
+        }
+      })
+    })
+
     describe('isolation', () => {
       it('keeps stores of different namespaces apart', async () => {
         const suffix = randomUUID()

@@ -64,6 +64,15 @@ export class Keys {
     return this.of('conn', connectionId, 'info')
   }
 
+  /**
+   * Set of every registered connection's id (an index for `getAllMetadata`, which
+   * cannot scan keys across a cluster's nodes). Ids whose connection hash is gone
+   * may linger after a crash mid-removal; readers skip them.
+   */
+  get connectionIds(): string {
+    return this.global('connections')
+  }
+
   /** Set of the rooms a connection is in (reverse index). */
   connectionRooms(connectionId: string): string {
     return this.of('conn', connectionId, 'rooms')
@@ -189,11 +198,4 @@ export class Keys {
   portalReplies(instanceId: string): string {
     return this.of('inst', instanceId, 'bus:portal-reply')
   }
-
-  // TEMPORARY (issue 17, removed by the store's rework): the untagged keys today's RedisStore scripts still build.
-  /** @deprecated */ get connections(): string { return `${this.namespace}:connections` }
-  /** @deprecated */ get metadata(): string { return `${this.namespace}:metadata` }
-  /** @deprecated */ get connectionUsers(): string { return `${this.namespace}:connection-users` }
-  /** @deprecated */ get roomPrefix(): string { return this.room('').slice(0, -'}:members'.length) }
-  /** @deprecated */ get userConnectionsPrefix(): string { return this.userConnections('').slice(0, -'}:connections'.length) }
 }

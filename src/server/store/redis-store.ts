@@ -1,176 +1,83 @@
-import type { Redis } from 'ioredis'
+import type { ChainableCommander } from 'ioredis'
 import type { Keys } from './keys.js'
-import { CONDITIONAL_WRITES } from './conditional-writes.js'
-import { redisCall } from './redis-client.js'
+import { CONNECTION_SCRIPTS } from './conditional-writes.js'
+import { ENTITY_SCRIPTS } from './entity-scripts.js'
+import { isCluster, publishCommand, redisCall, type RedisConnection } from './redis-client.js'
 import type { ChannelRange, ChannelSnapshot, InstanceRecord, KeptUserMessage, MeshStore, OnlineUsersSample } from './types.js'
 
-// Records a connection's owner, moving it out of a previous owner's index.
-// KEYS: connections hash. ARGV: connection id, instance id, instance-connections key prefix.
-const ADD_CONNECTION = `
-local previous = redis.call('HGET', KEYS[1], ARGV[1])
-if previous and previous ~= ARGV[2] then redis.call('SREM', ARGV[3] .. previous .. '}:connections', ARGV[1]) end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', ARGV[3] .. ARGV[2] .. '}:connections', ARGV[1])
-return 1
-`
-
-// Removes a connection everywhere in one step: owner, instance index, metadata,
-// rooms, and its user (who goes offline with their last connection).
-// KEYS: connections hash, metadata hash, the connection's rooms set, connection-users hash, online users set.
-// ARGV: connection id, instance-connections key prefix, room key prefix, user-connections key prefix.
-const REMOVE_CONNECTION = `
-local owner = redis.call('HGET', KEYS[1], ARGV[1])
-if owner then redis.call('SREM', ARGV[2] .. owner .. '}:connections', ARGV[1]) end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-local user = redis.call('HGET', KEYS[4], ARGV[1])
-if user then
-  redis.call('HDEL', KEYS[4], ARGV[1])
-  redis.call('SREM', ARGV[4] .. user .. '}:connections', ARGV[1])
-  if redis.call('SCARD', ARGV[4] .. user .. '}:connections') == 0 then redis.call('SREM', KEYS[5], user) end
-end
-local rooms = redis.call('SMEMBERS', KEYS[3])
-for _, room in ipairs(rooms) do redis.call('SREM', ARGV[3] .. room .. '}:members', ARGV[1]) end
-redis.call('DEL', KEYS[3])
-return rooms
-`
-
-// Keeps a message in a user's stream and reads the user's connections in one step:
-// a connection registered afterwards finds the message when it reads the stream,
-// one registered before is in the reply, so no connection misses it. With
-// ARGV[4] = '1' the message is kept only if the user has no connection.
-// KEYS: the user's connections set, the user's pending stream.
-// ARGV: message, max messages, max age (ms), only if offline ('1' or '0').
-// Replies [id or '', dropped count, connection ids].
-const KEEP_USER_MESSAGE = `
-local connections = redis.call('SMEMBERS', KEYS[1])
-if ARGV[4] == '1' and #connections > 0 then return {'', 0, connections} end
-local now = redis.call('TIME')
-local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
-local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
-local dropped = redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[2])
-dropped = dropped + redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', oldest))
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {id, dropped, connections}
-`
-
-// KEYS: the connection's rooms set. ARGV: connection id, room key prefix.
-const LEAVE_ALL_ROOMS = `
-local rooms = redis.call('SMEMBERS', KEYS[1])
-for _, room in ipairs(rooms) do redis.call('SREM', ARGV[2] .. room .. '}:members', ARGV[1]) end
-redis.call('DEL', KEYS[1])
-return rooms
-`
-
-// Assigns the next offset, keeps the newest N, publishes: one atomic step.
-// KEYS: sequence, base, history. ARGV: message bytes, history limit, bus topic.
-// A new channel's counter starts at the server time in microseconds, so offsets
-// keep increasing even if Redis restarts empty.
-// Lua 5.1 turns large numbers into strings as "%.14g" (1.7e+15): offsets are
-// formatted explicitly wherever they become strings.
-const WRITE_CHANNEL = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local now = redis.call('TIME')
-  local base = string.format('%.0f', tonumber(now[1]) * 1000000 + tonumber(now[2]))
-  redis.call('SET', KEYS[1], base)
-  redis.call('SET', KEYS[2], base)
-end
-local offset = string.format('%.0f', redis.call('INCR', KEYS[1]))
-local entry = offset .. ':' .. ARGV[1]
-local limit = tonumber(ARGV[2])
-if limit > 0 then
-  redis.call('LPUSH', KEYS[3], entry)
-  redis.call('LTRIM', KEYS[3], 0, limit - 1)
-else
-  redis.call('DEL', KEYS[3])
-end
-redis.call('PUBLISH', ARGV[3], entry)
-return offset
-`
-
-// The latest offset, the base, and the newest retained entries a reader asks for, in
-// one atomic step. Offsets are contiguous and history keeps the newest, so the
-// entries after `after` are the first offset − max(after, base) of the list: found by
-// position, never by scanning. Entries are read in chunks so that a byte budget
-// stops the read early instead of loading every candidate first.
-// KEYS: sequence, base, history. ARGV: limit (negative: all), after ('' for none), max message bytes ('' for no cap).
-// Replies [offset, base, entry...], or [] for a channel that never had a message.
-const READ_CHANNEL = `
-local offset = redis.call('GET', KEYS[1])
-if not offset then return {} end
-local base = redis.call('GET', KEYS[2]) or '0'
-local count = tonumber(ARGV[1])
-if count < 0 then count = redis.call('LLEN', KEYS[3]) end
-if ARGV[2] ~= '' then count = math.min(count, tonumber(offset) - math.max(tonumber(ARGV[2]), tonumber(base))) end
-local budget = tonumber(ARGV[3])
-local result = {offset, base}
-local index = 0
-while index < count do
-  local wanted = math.min(count - index, 128)
-  local batch = redis.call('LRANGE', KEYS[3], index, index + wanted - 1)
-  for _, entry in ipairs(batch) do
-    if budget then
-      budget = budget - (#entry - string.find(entry, ':', 1, true))
-      if budget < 0 then return result end
-    end
-    result[#result + 1] = entry
-  end
-  if #batch < wanted then break end
-  index = index + wanted
-end
-return result
-`
+/*
+ * Every script and MULTI here touches the keys of ONE cluster slot (one connection,
+ * room, user, channel or instance: see keys.ts), so the same code runs on one Redis
+ * and on a Redis Cluster. Operations over several entities are several steps, each
+ * single-slot, ordered so that a step that races another operation never leaves a
+ * room member or a user connection without an owner (see addToRoom, removeConnection).
+ *
+ * Operations that fan out to several nodes of a cluster, and their cost (N ids asked,
+ * R rooms of the connection, I listed instances, C registered connections; "in
+ * parallel" means one pipeline per master holding some of the keys, ≤ one round trip
+ * per master, all at once; see `readEach`):
+ *
+ * - getConnectionInstances(ids), getMetadata(ids): N HGETs, in parallel. 1 round trip.
+ * - getUserConnections(users): N SMEMBERS, in parallel. 1 round trip.
+ * - getChannelOffsets(channels): N GETs, in parallel. 1 round trip.
+ * - getDeadInstances: SMEMBERS of the instance list (one node), then I EXISTS in
+ *   parallel. 2 round trips.
+ * - listInstances: the same, with a GET and an SCARD per instance. 2 round trips.
+ * - getAllMetadata: SMEMBERS of the connection id index (one node, O(C)), then C HGETs
+ *   in parallel. 2 round trips, O(C) work: meant for admin pages, not hot paths.
+ * - addConnection: SADD to the instance's index and the id index and the owner
+ *   script, sent together, then SREM from a previous owner's index. 1–2 round trips.
+ * - removeConnection: the connection's first script, then R SREMs on the rooms and
+ *   the user's set (plus 1–3 commands on the online-users set for a user's last
+ *   connection) in parallel, then its last script with SREMs from its instance's
+ *   index and the id index. 3 round trips (up to 6 for a user's last connection).
+ * - addToRoom, addUserConnection: SADD on the room (user, and the online users when
+ *   tracked) and the connection's conditional script, sent together; an undo when the
+ *   script refused. 1 round trip (2–4 when refused).
+ * - removeFromRoom, setPresence, removePresence: 2 single-slot commands in sequence.
+ * - removeFromAllRooms, removeAllPresence: the connection's script, then R
+ *   single-room commands in parallel. 2 round trips.
+ * - registerInstance, unregisterInstance: the instance's keys, then the instance
+ *   list. 2 round trips.
+ *
+ * Everything else is one command or one script on one node. Keys with no owner
+ * entity (the instance list, the online users, the connection id index) live in the
+ * namespace's slot: one node carries them.
+ */
 
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 
-type ScriptRunner = (numberOfKeys: number, ...args: string[]) => Promise<string[]>
+/** Single-key reads `readEach` sends, by their ioredis method name. */
+type Read = readonly ['get' | 'exists' | 'scard' | 'smembers' | 'hget', ...string[]]
+type ReadMethod = (...args: string[]) => unknown
+
+/** The values of settled steps, or the first failure (once every step has settled and its undo is sent). */
+function valuesOf<T>(results: ReadonlyArray<PromiseSettledResult<T>>): T[] {
+  return results.map((result) => {
+    if (result.status === 'rejected') throw result.reason
+    return result.value
+  })
+}
 
 /** A MULTI or pipeline reports failures per command instead of rejecting: surface the first, else the replies. */
-async function exec(batch: ReturnType<Redis['multi']>): Promise<unknown[]> {
+async function exec(batch: ChainableCommander): Promise<unknown[]> {
   const replies = (await batch.exec()) ?? []
   for (const [error] of replies) if (error) throw error
   return replies.map(([, value]) => value)
 }
 
-/** Shared state in Redis, for many instances. Key layout: see keys.ts. */
+/** Shared state in Redis or a Redis Cluster, for many instances. Key layout: see keys.ts. */
 export class RedisStore implements MeshStore {
-  private readonly addConnectionScript: ScriptRunner
-  private readonly removeConnectionScript: ScriptRunner
-  private readonly leaveAllRoomsScript: ScriptRunner
-  private readonly conditionalWriteScripts: Record<'user' | 'metadata' | 'room', (numberOfKeys: number, ...args: string[]) => Promise<number>>
-  private readonly keepUserMessageScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<[string, number, string[]]>
-  private readonly writeChannelScript: (numberOfKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>
-  private readonly readChannelScript: (numberOfKeys: number, ...args: Array<string | number>) => Promise<Buffer[]>
   private readonly reconnectListeners = new Set<() => void>()
+  private readonly publishCommand: 'SPUBLISH' | 'PUBLISH'
   private wasReady: boolean
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly keys: Keys,
   ) {
-    redis.defineCommand('meshAddConnection', { lua: ADD_CONNECTION })
-    redis.defineCommand('meshRemoveConnection', { lua: REMOVE_CONNECTION })
-    redis.defineCommand('meshLeaveAllRooms', { lua: LEAVE_ALL_ROOMS })
-    redis.defineCommand('meshWriteChannel', { lua: WRITE_CHANNEL })
-    redis.defineCommand('meshKeepUserMessage', { lua: KEEP_USER_MESSAGE })
-    redis.defineCommand('meshReadChannel', { lua: READ_CHANNEL })
-    const commands = redis as unknown as Record<string, ScriptRunner>
-    this.addConnectionScript = commands.meshAddConnection!.bind(redis)
-    this.removeConnectionScript = commands.meshRemoveConnection!.bind(redis)
-    this.leaveAllRoomsScript = commands.meshLeaveAllRooms!.bind(redis)
-    redis.defineCommand('meshAddUserConnection', { lua: CONDITIONAL_WRITES.addUserConnection })
-    redis.defineCommand('meshSetMetadata', { lua: CONDITIONAL_WRITES.setMetadata })
-    redis.defineCommand('meshAddToRoom', { lua: CONDITIONAL_WRITES.addToRoom })
-    const counting = commands as unknown as Record<string, (numberOfKeys: number, ...args: string[]) => Promise<number>>
-    this.conditionalWriteScripts = {
-      user: counting.meshAddUserConnection!.bind(redis),
-      metadata: counting.meshSetMetadata!.bind(redis),
-      room: counting.meshAddToRoom!.bind(redis),
-    }
-    this.keepUserMessageScript = (commands.meshKeepUserMessage as unknown as RedisStore['keepUserMessageScript']).bind(redis)
-    this.writeChannelScript = (commands.meshWriteChannel as unknown as RedisStore['writeChannelScript']).bind(redis)
-    // ioredis adds a Buffer-replying twin of every defined command: entries are bytes.
-    this.readChannelScript = (commands.meshReadChannelBuffer as unknown as RedisStore['readChannelScript']).bind(redis)
+    for (const [name, { keys, lua }] of Object.entries({ ...CONNECTION_SCRIPTS, ...ENTITY_SCRIPTS })) redis.defineCommand(name, { numberOfKeys: keys, lua })
+    this.publishCommand = publishCommand(redis)
     this.wasReady = redis.status === 'ready'
     redis.on('ready', () => {
       if (this.wasReady) for (const listener of this.reconnectListeners) listener()
@@ -178,9 +85,34 @@ export class RedisStore implements MeshStore {
     })
   }
 
+  /** Runs a script defined in the constructor, with as many keys as it was defined with; all in one slot (the first key routes it in a cluster). */
+  private script<T>(name: string, keys: readonly string[], ...args: Array<string | Buffer | number>): Promise<T> {
+    const run = (this.redis as unknown as Record<string, (...all: unknown[]) => Promise<T>>)[name]!
+    return run.call(this.redis, ...keys, ...args)
+  }
+
+  /**
+   * The one fan-out path: single-key reads of keys in any slots, replies in order. On
+   * a cluster they are sent together and the client's auto-pipelining (which the
+   * cluster client must have on) groups them into one pipeline per node, all nodes in
+   * parallel; on one Redis they are one pipeline.
+   */
+  private async readEach(reads: readonly Read[]): Promise<unknown[]> {
+    if (reads.length === 0) return []
+    if (isCluster(this.redis)) {
+      const cluster = this.redis as unknown as Record<Read[0], ReadMethod>
+      return Promise.all(reads.map(([method, ...args]) => cluster[method].apply(this.redis, args)))
+    }
+    const pipeline = this.redis.pipeline()
+    for (const [method, ...args] of reads) (pipeline as unknown as Record<Read[0], ReadMethod>)[method].apply(pipeline, args)
+    return exec(pipeline)
+  }
+
   registerInstance(instanceId: string, ttl: number): Promise<void> {
     return redisCall(async () => {
-      await exec(this.redis.multi().set(this.keys.instance(instanceId), String(Date.now()), 'PX', ttl).sadd(this.keys.instances, instanceId))
+      // Liveness first: listed without it, the instance would look dead to a sweep.
+      await this.redis.set(this.keys.instance(instanceId), String(Date.now()), 'PX', ttl)
+      await this.redis.sadd(this.keys.instances, instanceId)
     })
   }
 
@@ -190,21 +122,16 @@ export class RedisStore implements MeshStore {
 
   unregisterInstance(instanceId: string): Promise<void> {
     return redisCall(async () => {
-      await exec(this.redis
-        .multi()
-        .del(this.keys.instance(instanceId), this.keys.instanceConnections(instanceId), this.keys.cleanupLock(instanceId))
-        .srem(this.keys.instances, instanceId)
-        )
+      // Keys first: a crash in between leaves the instance listed and dead, so a sweep unregisters it again.
+      await this.redis.del(this.keys.instance(instanceId), this.keys.instanceConnections(instanceId), this.keys.cleanupLock(instanceId))
+      await this.redis.srem(this.keys.instances, instanceId)
     })
   }
 
   getDeadInstances(): Promise<string[]> {
     return redisCall(async () => {
       const instances = await this.redis.smembers(this.keys.instances)
-      if (instances.length === 0) return []
-      const pipeline = this.redis.pipeline()
-      for (const id of instances) pipeline.exists(this.keys.instance(id))
-      const alive = await exec(pipeline)
+      const alive = await this.readEach(instances.map((id) => ['exists', this.keys.instance(id)] as const))
       return instances.filter((_, index) => alive[index] === 0)
     })
   }
@@ -212,10 +139,7 @@ export class RedisStore implements MeshStore {
   listInstances(): Promise<InstanceRecord[]> {
     return redisCall(async () => {
       const instances = await this.redis.smembers(this.keys.instances)
-      if (instances.length === 0) return []
-      const pipeline = this.redis.pipeline()
-      for (const id of instances) pipeline.get(this.keys.instance(id)).scard(this.keys.instanceConnections(id))
-      const replies = await exec(pipeline)
+      const replies = await this.readEach(instances.flatMap((id) => [['get', this.keys.instance(id)] as const, ['scard', this.keys.instanceConnections(id)] as const]))
       return instances.map((id, index) => {
         const seen = replies[2 * index]
         return { id, lastSeen: typeof seen === 'string' ? Number(seen) : undefined, connections: Number(replies[2 * index + 1]) }
@@ -228,31 +152,69 @@ export class RedisStore implements MeshStore {
   }
 
   addConnection(connectionId: string, instanceId: string): Promise<void> {
+    const k = this.keys
     return redisCall(async () => {
-      await this.addConnectionScript(1, this.keys.connections, connectionId, instanceId, this.keys.instanceConnections('').slice(0, -'}:connections'.length))
+      // Sent together, index entries first: on one Redis they run in this order, so a
+      // connection with an owner is always in its owner's index (which the dead-instance
+      // sweep walks), and a registration that timed out still lands whole, late.
+      const [, , previous] = await Promise.all([
+        this.redis.sadd(k.instanceConnections(instanceId), connectionId),
+        this.redis.sadd(k.connectionIds, connectionId),
+        this.script<string | null>('meshAddConnection', [k.connection(connectionId)], instanceId),
+      ])
+      if (previous !== null && previous !== instanceId) await this.redis.srem(k.instanceConnections(previous), connectionId)
     })
   }
 
   removeConnection(connectionId: string): Promise<void> {
+    const k = this.keys
+    const connectionKeys = [k.connection(connectionId), k.connectionRooms(connectionId)]
     return redisCall(async () => {
-      await this.removeConnectionScript(
-        5,
-        this.keys.connections,
-        this.keys.metadata,
-        this.keys.connectionRooms(connectionId),
-        this.keys.connectionUsers,
-        this.keys.usersOnline,
-        connectionId,
-        this.keys.instanceConnections('').slice(0, -'}:connections'.length),
-        this.keys.roomPrefix,
-        this.keys.userConnectionsPrefix,
-      )
+      // 1) Unregister (later conditional writes fail) and read what to undo; 2) undo it
+      // in the rooms and the user; 3) forget the connection and leave the indexes. A
+      // removal that stops after 1 or 2 (a timeout, a crash) leaves the connection in
+      // its owner's index with its rooms and user still named in its hash: running it
+      // again (the instance retries; the dead-instance sweep walks the index) finishes
+      // it. Until then, room and user sets may list an id with no owner: readers that
+      // resolve owners skip it (getConnectionInstances answers undefined).
+      const [owner, user, rooms] = await this.script<[string | null, string | null, string[]]>('meshRemoveConnection', connectionKeys)
+      const undo: Array<Promise<unknown>> = rooms.map((room) => this.redis.srem(k.room(room), connectionId))
+      if (user !== null) undo.push(this.leaveUser(user, connectionId))
+      await Promise.all(undo)
+      const forget: Array<Promise<unknown>> = [this.script<number>('meshForgetConnection', connectionKeys)]
+      if (owner !== null) forget.push(this.redis.srem(k.instanceConnections(owner), connectionId), this.redis.srem(k.connectionIds, connectionId))
+      await Promise.all(forget)
     })
+  }
+
+  /**
+   * Takes a connection away from its user, and the user off the online list with its
+   * last connection.
+   */
+  private async leaveUser(userId: string, connectionId: string): Promise<void> {
+    const remaining = await this.script<number>('meshRemoveAndCount', [this.keys.userConnections(userId)], connectionId)
+    if (remaining === 0) await this.unlistIfOffline(userId)
+  }
+
+  /**
+   * Takes a user with no connection off the online list. The list is another slot: a
+   * connection added meanwhile is in the user's set before its user is listed (see
+   * addUserConnection), so counting again after the removal and listing the user back
+   * covers every order.
+   */
+  private async unlistIfOffline(userId: string): Promise<void> {
+    const k = this.keys
+    if ((await this.redis.scard(k.userConnections(userId))) > 0) return
+    if ((await this.redis.srem(k.usersOnline, userId)) === 0) return
+    if ((await this.redis.scard(k.userConnections(userId))) > 0) await this.redis.sadd(k.usersOnline, userId)
   }
 
   getConnectionInstances(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
     if (connectionIds.length === 0) return Promise.resolve([])
-    return redisCall(async () => (await this.redis.hmget(this.keys.connections, ...connectionIds)).map((owner) => owner ?? undefined))
+    return redisCall(async () => {
+      const owners = await this.readEach(connectionIds.map((id) => ['hget', this.keys.connection(id), 'owner'] as const))
+      return owners.map((owner) => (typeof owner === 'string' ? owner : undefined))
+    })
   }
 
   getInstanceConnections(instanceId: string): Promise<string[]> {
@@ -262,18 +224,27 @@ export class RedisStore implements MeshStore {
   addUserConnection(userId: string, connectionId: string, trackOnline: boolean): Promise<boolean> {
     const k = this.keys
     return redisCall(async () => {
-      const written = await this.conditionalWriteScripts.user(4, k.connections, k.userConnections(userId), k.connectionUsers, k.usersOnline, connectionId, userId, trackOnline ? '1' : '0')
-      return written === 1
+      // The user's set first, then the conditional write on the connection, sent
+      // together (one Redis runs them in this order; a write that times out lands whole,
+      // late). A removal whose first step ran before the write makes it refuse, and the
+      // set is undone here; one that ran after it finds the user and undoes the set.
+      const steps = Promise.allSettled([
+        this.redis.sadd(k.userConnections(userId), connectionId),
+        this.script<number>('meshAddUserConnection', [k.connection(connectionId)], userId),
+        trackOnline ? this.redis.sadd(k.usersOnline, userId) : Promise.resolve(0),
+      ])
+      const [added, written, listed] = await steps
+      if (written.status === 'fulfilled' && written.value === 0) {
+        if (added.status === 'rejected' || added.value === 1) await this.redis.srem(k.userConnections(userId), connectionId)
+        if (listed.status === 'rejected' || listed.value === 1) await this.unlistIfOffline(userId)
+      }
+      return valuesOf([added, written, listed])[1] === 1
     })
   }
 
   getUserConnections(userIds: readonly string[]): Promise<string[][]> {
     if (userIds.length === 0) return Promise.resolve([])
-    return redisCall(async () => {
-      const pipeline = this.redis.pipeline()
-      for (const id of userIds) pipeline.smembers(this.keys.userConnections(id))
-      return (await exec(pipeline)) as string[][]
-    })
+    return redisCall(async () => (await this.readEach(userIds.map((id) => ['smembers', this.keys.userConnections(id)] as const))) as string[][])
   }
 
   getOnlineUsers(): Promise<string[]> {
@@ -295,7 +266,7 @@ export class RedisStore implements MeshStore {
     return redisCall(async () => {
       const bytes = Buffer.from(message.buffer, message.byteOffset, message.byteLength)
       const keys = [this.keys.userConnections(userId), this.keys.userPending(userId)]
-      const [id, dropped, connections] = await this.keepUserMessageScript(2, ...keys, bytes, maxMessages, maxAge, onlyIfOffline ? '1' : '0')
+      const [id, dropped, connections] = await this.script<[string, number, string[]]>('meshKeepUserMessage', keys, bytes, maxMessages, maxAge, onlyIfOffline ? '1' : '0')
       return { id: id === '' ? undefined : id, connections, dropped }
     })
   }
@@ -320,58 +291,91 @@ export class RedisStore implements MeshStore {
   }
 
   setMetadata(connectionId: string, metadata: string): Promise<boolean> {
-    return redisCall(async () => (await this.conditionalWriteScripts.metadata(2, this.keys.connections, this.keys.metadata, connectionId, metadata)) === 1)
+    return redisCall(async () => (await this.script<number>('meshSetMetadata', [this.keys.connection(connectionId)], metadata)) === 1)
   }
 
   getMetadata(connectionIds: readonly string[]): Promise<Array<string | undefined>> {
     if (connectionIds.length === 0) return Promise.resolve([])
-    return redisCall(async () => (await this.redis.hmget(this.keys.metadata, ...connectionIds)).map((value) => value ?? undefined))
+    return redisCall(async () => {
+      const values = await this.readEach(connectionIds.map((id) => ['hget', this.keys.connection(id), 'meta'] as const))
+      return values.map((value) => (typeof value === 'string' ? value : undefined))
+    })
   }
 
   getAllMetadata(): Promise<Map<string, string>> {
-    return redisCall(async () => new Map(Object.entries(await this.redis.hgetall(this.keys.metadata))))
+    return redisCall(async () => {
+      const ids = await this.redis.smembers(this.keys.connectionIds)
+      const values = await this.getMetadata(ids)
+      const all = new Map<string, string>()
+      ids.forEach((id, index) => {
+        const value = values[index]
+        if (value !== undefined) all.set(id, value)
+      })
+      return all
+    })
   }
 
   addToRoom(room: string, connectionId: string): Promise<boolean> {
     const k = this.keys
-    return redisCall(async () => (await this.conditionalWriteScripts.room(3, k.connections, k.room(room), k.connectionRooms(connectionId), connectionId, room)) === 1)
+    return redisCall(async () => {
+      // The room first, then the conditional write on the connection (as in addUserConnection).
+      const [added, written] = await Promise.allSettled([
+        this.redis.sadd(k.room(room), connectionId),
+        this.script<number>('meshAddToRoom', [k.connection(connectionId), k.connectionRooms(connectionId)], room),
+      ])
+      if (written.status === 'fulfilled' && written.value === 0 && (added.status === 'rejected' || added.value === 1)) {
+        await this.redis.srem(k.room(room), connectionId)
+      }
+      return valuesOf([added, written])[1] === 1
+    })
   }
 
   removeFromRoom(room: string, connectionId: string): Promise<void> {
     return redisCall(async () => {
-      await exec(this.redis.multi().srem(this.keys.room(room), connectionId).srem(this.keys.connectionRooms(connectionId), room))
+      // The reverse index first, the opposite of addToRoom: the room never lists a member its connection does not.
+      await this.redis.srem(this.keys.connectionRooms(connectionId), room)
+      await this.redis.srem(this.keys.room(room), connectionId)
     })
   }
 
   removeFromAllRooms(connectionId: string): Promise<string[]> {
-    return redisCall(() => this.leaveAllRoomsScript(1, this.keys.connectionRooms(connectionId), connectionId, this.keys.roomPrefix))
+    return redisCall(async () => {
+      const rooms = await this.script<string[]>('meshTakeMembers', [this.keys.connectionRooms(connectionId)])
+      await Promise.all(rooms.map((room) => this.redis.srem(this.keys.room(room), connectionId)))
+      return rooms
+    })
   }
 
   setPresence(room: string, connectionId: string, entry: string): Promise<void> {
     return redisCall(async () => {
-      await exec(this.redis.multi().hset(this.keys.presence(room), connectionId, entry).sadd(this.keys.connectionPresence(connectionId), room))
+      await this.redis.hset(this.keys.presence(room), connectionId, entry)
+      await this.redis.sadd(this.keys.connectionPresence(connectionId), room)
     })
   }
 
   removePresence(room: string, connectionId: string): Promise<string | undefined> {
     return redisCall(async () => {
-      const key = this.keys.presence(room)
-      const replies = await exec(this.redis.multi().hget(key, connectionId).hdel(key, connectionId).srem(this.keys.connectionPresence(connectionId), room))
-      return typeof replies[0] === 'string' ? replies[0] : undefined
+      await this.redis.srem(this.keys.connectionPresence(connectionId), room)
+      return this.takePresence(room, connectionId)
     })
+  }
+
+  /** Reads and deletes one presence entry in one step (one room's slot). */
+  private async takePresence(room: string, connectionId: string): Promise<string | undefined> {
+    const key = this.keys.presence(room)
+    const [entry] = await exec(this.redis.multi().hget(key, connectionId).hdel(key, connectionId))
+    return typeof entry === 'string' ? entry : undefined
   }
 
   removeAllPresence(connectionId: string): Promise<Array<[string, string]>> {
     return redisCall(async () => {
-      // Two steps, not atomic: only the connection's own instance (or the survivor cleaning up after it) writes its presence.
-      const rooms = await this.redis.smembers(this.keys.connectionPresence(connectionId))
-      const multi = this.redis.multi()
-      for (const room of rooms) multi.hget(this.keys.presence(room), connectionId).hdel(this.keys.presence(room), connectionId)
-      const replies = await exec(multi.del(this.keys.connectionPresence(connectionId)))
+      // Not atomic across rooms: only the connection's own instance (or the survivor cleaning up after it) writes its presence.
+      const rooms = await this.script<string[]>('meshTakeMembers', [this.keys.connectionPresence(connectionId)])
+      const entries = await Promise.all(rooms.map((room) => this.takePresence(room, connectionId)))
       const removed: Array<[string, string]> = []
-      rooms.forEach((room, i) => {
-        const entry = replies[2 * i]
-        if (typeof entry === 'string') removed.push([room, entry])
+      rooms.forEach((room, index) => {
+        const entry = entries[index]
+        if (entry !== undefined) removed.push([room, entry])
       })
       return removed
     })
@@ -397,8 +401,8 @@ export class RedisStore implements MeshStore {
     const k = this.keys
     return redisCall(async () => {
       const bytes = Buffer.from(message.buffer, message.byteOffset, message.byteLength)
-      const offset = await this.writeChannelScript(3, k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), bytes, historyLimit, k.channelTopic(channel))
-      return Number(offset)
+      const keys = [k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel)]
+      return Number(await this.script<string>('meshWriteChannel', keys, bytes, historyLimit, k.channelTopic(channel), this.publishCommand))
     })
   }
 
@@ -408,7 +412,9 @@ export class RedisStore implements MeshStore {
     const after = range.after === undefined ? '' : String(range.after)
     const maxBytes = range.maxBytes === undefined || range.maxBytes === Infinity ? '' : String(range.maxBytes)
     return redisCall(async () => {
-      const [offset, base, ...entries] = await this.readChannelScript(3, k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), count, after, maxBytes)
+      const keys = [k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel)]
+      // ioredis adds a Buffer-replying twin of every defined command: entries are bytes.
+      const [offset, base, ...entries] = await this.script<Buffer[]>('meshReadChannelBuffer', keys, count, after, maxBytes)
       return { offset: Number(offset?.toString() ?? 0), base: Number(base?.toString() ?? 0), entries }
     })
   }
@@ -416,7 +422,7 @@ export class RedisStore implements MeshStore {
   getChannelOffsets(channels: readonly string[]): Promise<number[]> {
     if (channels.length === 0) return Promise.resolve([])
     return redisCall(async () => {
-      const offsets = await this.redis.mget(...channels.map((channel) => this.keys.channelSequence(channel)))
+      const offsets = await this.readEach(channels.map((channel) => ['get', this.keys.channelSequence(channel)] as const))
       return offsets.map((offset) => Number(offset ?? 0))
     })
   }
