@@ -2,7 +2,7 @@ import type { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { Dispatcher, MeshServer } from 'meshkit/server'
 import { ClusterBus } from '../src/server/store/cluster-bus.js'
-import { createRedisClient } from '../src/server/store/redis-client.js'
+import { createRedisClient, whenReady } from '../src/server/store/redis-client.js'
 import { clusterClients } from './support/cluster-clients.js'
 import { uniqueNamespace } from './support/cluster.js'
 import { connectClient, nextEvent } from './support/harness.js'
@@ -82,6 +82,21 @@ describe('sharded pub/sub bus on Redis Cluster', () => {
   afterAll(async () => {
     disconnectAll()
     await cluster?.stop()
+  })
+
+  it("copies a user's Cluster with its redisOptions, adds our guarantees, and never closes it", async () => {
+    const mine = clusterClients(() => cluster).cluster({ redisOptions: { connectionName: 'users-own' } })
+    const copy = createRedisClient(mine, { commandTimeout: 1_234 }) as Cluster
+    copy.on('error', () => {})
+    expect(copy).not.toBe(mine)
+    expect(copy.options).toMatchObject({ enableOfflineQueue: false, enableAutoPipelining: true, slotsRefreshInterval: 1_000 })
+    expect(copy.options.redisOptions).toMatchObject({ connectionName: 'users-own', commandTimeout: 1_234 })
+    await whenReady(copy, 5_000)
+    // Commands of several slots at once go out as one pipeline per node (auto-pipelining).
+    expect(await Promise.all(topics.map((topic) => copy.set(`${topic}:k`, topic)))).toEqual(topics.map(() => 'OK'))
+    await copy.quit()
+    expect(await mine.ping()).toBe('PONG')
+    mine.disconnect()
   })
 
   it('delivers across buses on every shard; only the owner shard carries each topic; flush round-trips every shard', async () => {
@@ -181,5 +196,22 @@ describe('sharded pub/sub bus on Redis Cluster', () => {
       await dispatcher.sendTo([client.id!], 'note', 'from afar')
       expect(await arrived).toBe('from afar')
     }, 30_000)
+  })
+})
+
+describe('redis option validation', () => {
+  it('accepts cluster startup nodes and refuses an empty or malformed list, at construction', () => {
+    const thrown = (make: () => unknown): unknown => {
+      try {
+        make()
+      } catch (error) {
+        return error
+      }
+      return undefined
+    }
+    expect(thrown(() => new MeshServer({ port: 0, redis: [] }))).toBeInstanceOf(TypeError)
+    expect(thrown(() => new MeshServer({ port: 0, redisOptions: [null] as never }))).toBeInstanceOf(TypeError)
+    expect(thrown(() => new Dispatcher([]))).toBeInstanceOf(TypeError)
+    expect(thrown(() => new Dispatcher(42 as never))).toBeInstanceOf(TypeError)
   })
 })

@@ -13,7 +13,7 @@ import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/red
 import { Keys } from './store/keys.js'
 import { ClusterBus } from './store/cluster-bus.js'
 import { RedisBus } from './store/redis-bus.js'
-import { createRedisClient, isCluster, watchConnection, whenReady, type RedisConfig } from './store/redis-client.js'
+import { createRedisClient, isCluster, requireRedisConfig, watchConnection, whenReady, type RedisConfig } from './store/redis-client.js'
 import type { MeshBus } from './store/types.js'
 import { RedisStore } from './store/redis-store.js'
 import type { ApiShape, ChannelMessage, ChannelName, EventArgs, EventName, EventPayload, UntypedApi } from '../shared/api.js'
@@ -40,7 +40,8 @@ const noLocalConnections = new Map<string, never>()
  * sends to connection ids and channel writes. It holds no connections and no routing state: each
  * call publishes to the topics the instances listen on. Messages from one dispatcher
  * arrive in the order sent. `Api` types its events and channels as the servers' do
- * (`new Dispatcher<ChatApi>(redis)`).
+ * (`new Dispatcher<ChatApi>(redis)`). `redis` takes what the servers' option takes,
+ * Redis Cluster startup nodes included (it then publishes with `SPUBLISH`).
  */
 export class Dispatcher<Api extends ApiShape = UntypedApi> {
   private readonly redis
@@ -52,6 +53,7 @@ export class Dispatcher<Api extends ApiShape = UntypedApi> {
 
   constructor(redis: RedisConfig, options: DispatcherOptions = {}) {
     requireKnownKeys(options, dispatcherOptionKeys)
+    requireRedisConfig('redis', redis)
     const timeout = options.redisTimeout ?? 5_000
     requirePositive('redisTimeout', timeout)
     this.timeout = timeout

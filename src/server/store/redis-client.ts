@@ -28,6 +28,23 @@ export function publishOn(redis: RedisConnection, topic: string, message: Buffer
   return isCluster(redis) ? (redis.spublish(topic, message) as Promise<number>) : redis.publish(topic, message)
 }
 
+/**
+ * Bad `redis` configuration throws at construction, naming the option: a cluster's
+ * startup nodes must be a non-empty list of `{ host?, port? }`, ports or `'host:port'`
+ * strings. Everything inside ioredis options is ioredis's to check.
+ */
+export function requireRedisConfig(name: string, config: unknown): void {
+  if (!Array.isArray(config)) {
+    if (typeof config === 'string' || (typeof config === 'object' && config !== null)) return
+    throw new TypeError(`${name} must be a URL, ioredis options, an ioredis client, a list of cluster nodes or an ioredis Cluster`)
+  }
+  if (config.length === 0) throw new TypeError(`${name}: a Redis Cluster needs at least one startup node`)
+  for (const node of config) {
+    const valid = typeof node === 'string' || (typeof node === 'number' && Number.isInteger(node)) || (typeof node === 'object' && node !== null && !Array.isArray(node))
+    if (!valid) throw new TypeError(`${name}: each cluster startup node must be { host, port }, a port or 'host:port', got ${String(node)}`)
+  }
+}
+
 export interface RedisClientSettings {
   /** Milliseconds a command may take before it fails with `UNAVAILABLE`. */
   commandTimeout: number
@@ -122,6 +139,8 @@ export function causeOf(error: unknown): RedisFailureCause | undefined {
   if (typeof code === 'string' && code.length > 0) return code
   if (/^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) return 'AUTH'
   if (/timed out/i.test(error.message)) return 'TIMEOUT'
+  // What a cluster reports when no node answers: ioredis keeps the socket's own error to itself.
+  if (error.message.startsWith('Connection is closed')) return 'DISCONNECTED'
   return undefined
 }
 
