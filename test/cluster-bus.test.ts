@@ -171,6 +171,22 @@ describe('sharded pub/sub bus on Redis Cluster', () => {
     console.info(`[cluster-bus] migration: onReconnect ${after} ms after the slot moved`)
   }, 30_000)
 
+  it('a shard subscriber connection dropped by its master reconnects, subscribes again and runs onReconnect', async () => {
+    const { bus } = busOn(cluster)
+    const sending = busOn(cluster).bus
+    const topic = topics[0]!
+    await bus.subscribe(topic, () => {})
+    const owner = await cluster.masterOf(topic)
+    const back = reconnected(bus)
+    await direct(owner.port).call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+    await back
+    expect((await receivers(topic)).get(owner.port)).toBe(1)
+    const next = nextOn(bus, topic, (value) => value === 'after kill')
+    await next.subscribed
+    await sending.publish(topic, text('after kill'))
+    expect(await next.message).toBe('after kill')
+  })
+
   // These need the store on a cluster (part A of issue 17: single-slot scripts).
   describe('servers and a Dispatcher on the cluster', () => {
     const serverOn = async (namespace: string): Promise<MeshServer> => {

@@ -21,6 +21,11 @@ interface Shard {
   wasReady: boolean
 }
 
+/** The slot of a topic, computed as ioredis routes `SPUBLISH` (hash tag included). */
+function slotOf(topic: string): number {
+  return new Command('spublish', [topic]).getSlot() ?? 0
+}
+
 /** Thrown (and caught) when a shard answered `SSUBSCRIBE` with `MOVED`: ioredis drops that command unsettled. */
 class Moved extends Error {}
 
@@ -104,8 +109,8 @@ export class ClusterBus extends PubSubBus {
         return await this.ssubscribe(this.shard(owner), [topic])
       } catch (error) {
         if (!(error instanceof Moved) || attempt >= 2) throw error
+        // Its 'refresh' event moves the other topics of the slot too (onRefresh).
         await new Promise<void>((resolve) => this.cluster.refreshSlotsCache(() => resolve()))
-        this.onRefresh()
       }
     }
   }
@@ -146,8 +151,7 @@ export class ClusterBus extends PubSubBus {
   }
 
   private ownerOf(topic: string): string | undefined {
-    const slot = new Command('spublish', [topic]).getSlot()
-    return slot === null ? undefined : this.cluster.slots[slot]?.[0]
+    return this.cluster.slots[slotOf(topic)]?.[0]
   }
 
   /** The subscriber connection of a master, opened on first use. */
@@ -208,7 +212,9 @@ export class ClusterBus extends PubSubBus {
         this.missed.add(topic)
         this.lost([topic])
       }
-      byOwner.set(owner, [...(byOwner.get(owner) ?? []), topic])
+      const group = byOwner.get(owner)
+      if (group) group.push(topic)
+      else byOwner.set(owner, [topic])
     }
     for (const [owner, topics] of byOwner) {
       const shard = this.shard(owner)
@@ -224,8 +230,10 @@ export class ClusterBus extends PubSubBus {
   private async ssubscribeAll(shard: Shard, topics: readonly string[]): Promise<void> {
     const bySlot = new Map<number, string[]>()
     for (const topic of topics) {
-      const slot = new Command('spublish', [topic]).getSlot() ?? 0
-      bySlot.set(slot, [...(bySlot.get(slot) ?? []), topic])
+      const slot = slotOf(topic)
+      const group = bySlot.get(slot)
+      if (group) group.push(topic)
+      else bySlot.set(slot, [topic])
     }
     try {
       await Promise.all([...bySlot.values()].map((group) => this.ssubscribe(shard, group)))
