@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis'
 import { nanoid } from 'nanoid'
 import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
 import { connectionIdList, requireEventName, requireRoomName, userIdList } from './call-arguments.js'
@@ -10,8 +11,10 @@ import { Delivery } from './managers/delivery.js'
 import { LocalIndex } from './managers/local-index.js'
 import { Redelivery, resolveSyncOptions, type SyncOptions } from './managers/redelivery.js'
 import { Keys } from './store/keys.js'
+import { ClusterBus } from './store/cluster-bus.js'
 import { RedisBus } from './store/redis-bus.js'
-import { createRedisClient, watchConnection, whenReady, type RedisConfig } from './store/redis-client.js'
+import { createRedisClient, isCluster, requireRedisConfig, watchConnection, whenReady, type RedisConfig } from './store/redis-client.js'
+import type { MeshBus } from './store/types.js'
 import { RedisStore } from './store/redis-store.js'
 import type { ApiShape, ChannelMessage, ChannelName, EventArgs, EventName, EventPayload, UntypedApi } from '../shared/api.js'
 import type { RoomDispatchArgs } from './typed-api.js'
@@ -37,18 +40,20 @@ const noLocalConnections = new Map<string, never>()
  * sends to connection ids and channel writes. It holds no connections and no routing state: each
  * call publishes to the topics the instances listen on. Messages from one dispatcher
  * arrive in the order sent. `Api` types its events and channels as the servers' do
- * (`new Dispatcher<ChatApi>(redis)`).
+ * (`new Dispatcher<ChatApi>(redis)`). `redis` takes what the servers' option takes,
+ * Redis Cluster startup nodes included (it then publishes with `SPUBLISH`).
  */
 export class Dispatcher<Api extends ApiShape = UntypedApi> {
   private readonly redis
   private readonly store: RedisStore
-  private readonly bus: RedisBus
+  private readonly bus: MeshBus
   private readonly delivery: Delivery
   private readonly timeout: number
   private closing: Promise<void> | undefined
 
   constructor(redis: RedisConfig, options: DispatcherOptions = {}) {
     requireKnownKeys(options, dispatcherOptionKeys)
+    requireRedisConfig('redis', redis)
     const timeout = options.redisTimeout ?? 5_000
     requirePositive('redisTimeout', timeout)
     this.timeout = timeout
@@ -57,9 +62,11 @@ export class Dispatcher<Api extends ApiShape = UntypedApi> {
     const keys = new Keys(options.namespace ?? 'meshkit')
     this.redis = createRedisClient(redis, { commandTimeout: timeout })
     watchConnection(this.redis, 'dispatcher', logger)
-    this.store = new RedisStore(this.redis, keys)
-    // Publishing only: the dispatcher never subscribes, so one connection serves both roles.
-    this.bus = new RedisBus(this.redis, this.redis, timeout)
+    // Until part A of issue 17 lands, RedisStore is typed for one Redis (its scripts are not yet single-slot).
+    this.store = new RedisStore(this.redis as Redis, keys)
+    // Publishing only: the dispatcher never subscribes, so one connection serves both roles
+    // (on a cluster: SPUBLISH on the command client, and no shard subscriber is ever opened).
+    this.bus = isCluster(this.redis) ? new ClusterBus(this.redis, { readyTimeout: timeout, commandTimeout: timeout, logger }) : new RedisBus(this.redis, this.redis, timeout)
     const id = `dispatcher-${nanoid()}`
     const ignore = (): void => {}
     const cluster = new Cluster(this.bus, keys, id, { deliver: ignore, deliverAll: ignore, deliverUsers: ignore, deliverRoom: ignore, deliverUser: ignore, notice: ignore, inspect: ignore, inspected: ignore }, logger)

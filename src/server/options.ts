@@ -8,7 +8,7 @@ import type { Logger } from './logger.js'
 import { resolveRateLimit, type RateLimitOptions, type ResolvedRateLimitOptions } from './rate-limiter.js'
 import type { AllowedOrigins } from './origin-policy.js'
 import { resolveSyncOptions, type ResolvedSyncOptions, type SyncOptions } from './managers/redelivery.js'
-import type { RedisConfig } from './store/redis-client.js'
+import { requireRedisConfig, type RedisConfig } from './store/redis-client.js'
 import type { MeshBus, MeshStore } from './store/types.js'
 import type { MetricsOptions } from './prometheus-metrics.js'
 import { resolveServerPortalOptions, type ResolvedServerPortalOptions, type ServerPortalOptions } from './portal/server-portal-options.js'
@@ -96,8 +96,12 @@ export interface MeshServerOptions<Api extends ApiShape = UntypedApi> {
   perMessageDeflate?: boolean
   /**
    * Redis shared by the instances: a URL, ioredis options, or an ioredis client
-   * (copied, never used or closed directly). Without it the server runs alone on
-   * an in-memory store.
+   * (copied, never used or closed directly). For Redis Cluster, its startup nodes
+   * (`[{ host, port }, ...]`) or an ioredis `Cluster` (copied the same way, its
+   * `redisOptions` such as password and TLS kept): keys are hash-tagged per room,
+   * channel, user and connection, and pub/sub is sharded (`SPUBLISH`, one subscriber
+   * connection per master); needs Redis 7. Without it the server runs alone on an
+   * in-memory store.
    */
   redis?: RedisConfig
   /** Mesh's name for `redis`, accepted as an alias. */
@@ -310,6 +314,8 @@ export function resolveServerOptions(options: MeshServerOptions): ResolvedServer
   if (resolved.redis !== undefined && resolved.redisOptions !== undefined) {
     throw new TypeError('Give either redis or redisOptions, not both')
   }
+  if (resolved.redis !== undefined) requireRedisConfig('redis', resolved.redis)
+  if (resolved.redisOptions !== undefined) requireRedisConfig('redisOptions', resolved.redisOptions)
   for (const key of ['exposeErrors', 'enforceEqualVersions', 'storeMessages', 'healthChecks'] as const) {
     if (typeof resolved[key] !== 'boolean') throw new TypeError(`${key} must be a boolean`)
   }

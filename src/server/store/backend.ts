@@ -4,8 +4,9 @@ import type { ResolvedServerOptions } from '../options.js'
 import { Keys } from './keys.js'
 import { MemoryBus } from './memory-bus.js'
 import { MemoryStore } from './memory-store.js'
+import { ClusterBus } from './cluster-bus.js'
 import { RedisBus } from './redis-bus.js'
-import { createRedisClient, timeCommands, watchConnection, whenReady } from './redis-client.js'
+import { createRedisClient, isCluster, timeCommands, watchConnection, whenReady, type RedisConnection } from './redis-client.js'
 import { RedisStore } from './redis-store.js'
 import type { MeshBus, MeshStore } from './types.js'
 import { noInstruments, type Instruments } from '../instruments.js'
@@ -17,8 +18,8 @@ export interface Backend {
   readonly bus: MeshBus
   /** Whether other instances can share this state; an in-process bus has no one else to tell. */
   readonly shared: boolean
-  /** The Redis command connection, when there is one (portals append and read on it). */
-  readonly redis?: Redis
+  /** The Redis command connection (one Redis or a Cluster), when there is one (portals append and read on it). */
+  readonly redis?: RedisConnection
   /** Resolves once the store can be used; rejects with `UNAVAILABLE` if Redis is not reachable in time. */
   connected(): Promise<void>
   /** Whether the store's connections are ready now (readiness asks on every probe); the memory store always is. */
@@ -42,15 +43,30 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger, in
   }
   const settings = { commandTimeout: options.redisTimeout }
   const commands = createRedisClient(redisConfig, settings)
-  const subscriber = createRedisClient(redisConfig, settings)
   // Connection errors are retried by ioredis and surface as UNAVAILABLE on the calls that need Redis.
   watchConnection(commands, 'commands', logger, instruments)
-  watchConnection(subscriber, 'pub/sub', logger, instruments)
   // The subscriber's commands are SUBSCRIBEs: the store's latency is the command connection's.
   if (instruments !== noInstruments) timeCommands(commands, instruments)
+  // Until part A of issue 17 lands, RedisStore is typed for one Redis (its scripts are not yet single-slot).
+  const store = options.store ?? new RedisStore(commands as Redis, keys)
+  if (isCluster(commands)) {
+    const bus = new ClusterBus(commands, { readyTimeout: options.redisTimeout, commandTimeout: options.redisTimeout, logger, instruments })
+    return {
+      keys,
+      store,
+      bus: options.bus ?? bus,
+      shared: true,
+      redis: commands,
+      // The shard subscribers open as topics are subscribed (each waits for its own).
+      connected: () => whenReady(commands, options.redisTimeout),
+      reachable: () => commands.status === 'ready' && bus.ready(),
+    }
+  }
+  const subscriber = createRedisClient(redisConfig, settings) as Redis
+  watchConnection(subscriber, 'pub/sub', logger, instruments)
   return {
     keys,
-    store: options.store ?? new RedisStore(commands, keys),
+    store,
     bus: options.bus ?? new RedisBus(commands, subscriber, options.redisTimeout, instruments),
     shared: true,
     redis: commands,
