@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import { publishOn, type RedisConnection } from '../store/redis-client.js'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from '../../shared/errors.js'
 import { RESERVED_PREFIX } from '../command-registry.js'
 import type { Logger } from '../logger.js'
@@ -18,7 +18,7 @@ interface Registered {
 
 /** What the runner needs from its portal. */
 export interface CommandParts {
-  redis: Redis
+  redis: RedisConnection
   keys: Keys
   group: string
   consumer: string
@@ -133,7 +133,7 @@ export class CommandRunner {
     }
     const bytes = this.encode(await this.answer(registered, entry, body), body.name)
     try {
-      await this.parts.redis.publish(this.parts.keys.portalReplies(entry.instanceId), bytes)
+      await publishOn(this.parts.redis, this.parts.keys.portalReplies(entry.instanceId), bytes)
     } catch (error) {
       // Not acknowledged: if the portal dies, another takes it over; the caller times out otherwise.
       this.parts.logger.warn?.('portal could not publish a command reply', { command: body.name, error })

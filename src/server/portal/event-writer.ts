@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from '../store/redis-client.js'
 import type { Connection } from '../connection.js'
 import type { Handshake } from '../handshake.js'
 import type { Logger } from '../logger.js'
@@ -81,7 +81,7 @@ export class EventWriter {
   private droppedSinceWarning = 0
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     private readonly keys: Keys,
     private readonly instanceId: string,
     private readonly options: ResolvedServerPortalOptions,

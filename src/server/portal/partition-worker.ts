@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from '../store/redis-client.js'
 import type { Logger } from '../logger.js'
 import type { PortalEntry } from './stream-format.js'
 import type { RawEntry } from './stream-reader.js'
 
 /** What a worker needs from its portal. */
 export interface WorkerParts {
-  redis: Redis
+  redis: RedisConnection
   group: string
   consumer: string
   batchSize: number

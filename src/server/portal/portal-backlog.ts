@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis'
 import type { Keys } from '../store/keys.js'
-import { redisCall } from '../store/redis-client.js'
+import { redisCall, type RedisConnection } from '../store/redis-client.js'
 
 // Every consumer group of the event partitions with the events it has not been
 // delivered yet, in one step. Redis keeps that count (`lag`) as the stream grows; it
@@ -38,7 +37,7 @@ export class PortalBacklog {
   private readonly read: ReadScript
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     private readonly keys: Keys,
     private readonly partitions: number,
   ) {

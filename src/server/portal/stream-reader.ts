@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from '../store/redis-client.js'
 import type { Logger } from '../logger.js'
 
 /** One entry as Redis returns it with Buffer replies: its id and flat field/value list (`null` once trimmed). */
@@ -34,8 +34,8 @@ export class StreamReader {
   private pass: Promise<void> | undefined
 
   constructor(
-    private readonly reader: Redis,
-    private readonly control: Redis,
+    private readonly reader: RedisConnection,
+    private readonly control: RedisConnection,
     private readonly group: string,
     private readonly consumer: string,
     private readonly batchSize: number,
