@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js'
 import type { Keys } from '../store/keys.js'
 import { isCommandBody, type PortalCommandContext, type PortalCommandHandler, type PortalMiddleware } from './portal-context.js'
 import { decodeEntry, encodeReply, EntryKind, type CommandBody, type CommandReply, type PortalEntry } from './stream-format.js'
-import type { RawEntry } from './stream-reader.js'
+import { sendBuffer, type RawEntry } from './stream-reader.js'
 
 interface Registered {
   readonly name: string
@@ -109,7 +109,7 @@ export class CommandRunner {
         if (owner === consumer || live.has(owner)) continue
         const pending = (await redis.xpending(key, group, 'IDLE', 0, '-', '+', batchSize, owner)) as Array<[string, string, number, number]>
         if (pending.length === 0) continue
-        const claimed = (await redis.callBuffer('XCLAIM', key, group, consumer, 0, ...pending.map(([id]) => id))) as Array<[Buffer, Buffer[] | null]>
+        const claimed = (await sendBuffer(redis, 'XCLAIM', [key, group, consumer, 0, ...pending.map(([id]) => id)])) as Array<[Buffer, Buffer[] | null]>
         const entries: RawEntry[] = claimed.filter((entry) => entry !== null).map(([id, fields]) => [id.toString(), fields])
         if (entries.length > 0) this.deliver(key, entries)
       }
