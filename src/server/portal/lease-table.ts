@@ -114,6 +114,11 @@ type Script = (numberOfKeys: number, ...args: Array<string | number>) => Promise
  * The Redis side of a portal's membership: its announcement (liveness + registry),
  * the config the servers wrote, and its partition leases. Every step is one script,
  * so a portal's view and its writes are taken at one Redis time.
+ *
+ * The scripts take their key count first. With auto-pipelining (cluster clients)
+ * ioredis groups such a call by the slot of that count, which would fail a pipeline
+ * mixing it with a command of another node; the portal's own connection sends only
+ * portal-slot (and keyless) commands, so its pipelines never mix nodes.
  */
 export class LeaseTable {
   private readonly scripts: Record<'heartbeat' | 'take' | 'release' | 'leave', Script>
