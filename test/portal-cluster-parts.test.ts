@@ -15,8 +15,9 @@ import { startRedisCluster, type RedisCluster } from './support/redis-cluster.js
  * way `createRedisClient` builds them for a cluster config (no offline queue, command
  * timeout, auto-pipelining): the lease scripts and the registry topic (SPUBLISH in
  * the portal slot), the servers' registry read, and the one blocking XREADGROUP over
- * every stream, its wake-up by CLIENT UNBLOCK, and a failover of the portal slot's
- * master under it. A Portal and a server on the cluster: portals-cluster.test.ts.
+ * every stream, its wake-up by CLIENT UNBLOCK, a failover of the portal slot's
+ * master under it, and the slot's migration to another master. A whole Portal on the
+ * cluster: portal-side-cluster.test.ts; with a server: portals-cluster.test.ts.
  */
 describe('portal parts on a Redis Cluster', () => {
   let cluster: RedisCluster
@@ -136,6 +137,17 @@ describe('portal parts on a Redis Cluster', () => {
       expect((await cluster.masterOf(streamKeys[0]!)).port).toBe(promoted.port)
       for (const key of streamKeys) await roundTrip(key)
       // And the wake-up follows the read to its new node.
+      await wakeEndsRead()
+    }, 60_000)
+
+    it('follows the portal slot when it migrates to another master (MOVED), reads and wake-ups included', async () => {
+      await eventually(async () => expect(await blockedOnMaster(streamKeys[0]!)).toBe(true))
+      const slot = await cluster.slotOf(streamKeys[0]!)
+      const from = await cluster.masterOf(slot)
+      const to = cluster.nodes.find((node) => node.role === 'master' && node.alive && node.port !== from.port)!
+      await cluster.migrateSlot(slot, to)
+      for (const key of streamKeys) await roundTrip(key)
+      expect((await cluster.masterOf(slot)).port).toBe(to.port)
       await wakeEndsRead()
     }, 60_000)
   })
