@@ -177,7 +177,9 @@ export function sendBuffer(redis: RedisConnection, name: string, args: Array<str
  * The connection a command on `key` goes out on: the client itself, or in a cluster
  * the client's connection to the master of the key's slot (where the Cluster routes
  * it; `Command.getSlot` is the slot ioredis itself routes by). Undefined while the
- * Cluster knows no master for the slot (a failover under way).
+ * Cluster knows no master for the slot (a failover under way), or with a `natMap`
+ * (its nodes are named by their mapped addresses): then no wake-up reaches the read,
+ * which ends by itself within the block time.
  */
 function nodeOf(client: RedisConnection, key: string): Redis | undefined {
   if (!isCluster(client)) return client
