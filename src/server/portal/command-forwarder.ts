@@ -1,10 +1,9 @@
-import type { Redis } from 'ioredis'
 import { ErrorCode, MeshError } from '../../shared/errors.js'
 import type { Connection } from '../connection.js'
 import type { MeshContext } from '../context.js'
 import type { Logger } from '../logger.js'
 import type { Keys } from '../store/keys.js'
-import { redisCall } from '../store/redis-client.js'
+import { redisCall, type RedisConnection } from '../store/redis-client.js'
 import type { PortalRegistryView } from './portal-registry-view.js'
 import { EntryKind, decodeReply, entryFields } from './stream-format.js'
 
@@ -35,7 +34,7 @@ export class CommandForwarder {
   private nextToken = 0
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly keys: Keys,
     private readonly instanceId: string,
     private readonly view: PortalRegistryView,

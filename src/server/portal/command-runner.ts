@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis'
+import { publishOn, type RedisConnection } from '../store/redis-client.js'
 import { ErrorCode, INTERNAL_ERROR_MESSAGE, MeshError } from '../../shared/errors.js'
 import { RESERVED_PREFIX } from '../command-registry.js'
 import type { Logger } from '../logger.js'
 import type { Keys } from '../store/keys.js'
 import { isCommandBody, type PortalCommandContext, type PortalCommandHandler, type PortalMiddleware } from './portal-context.js'
 import { decodeEntry, encodeReply, EntryKind, type CommandBody, type CommandReply, type PortalEntry } from './stream-format.js'
-import type { RawEntry } from './stream-reader.js'
+import { sendBuffer, type RawEntry } from './stream-reader.js'
 
 interface Registered {
   readonly name: string
@@ -18,7 +18,7 @@ interface Registered {
 
 /** What the runner needs from its portal. */
 export interface CommandParts {
-  redis: Redis
+  redis: RedisConnection
   keys: Keys
   group: string
   consumer: string
@@ -109,7 +109,7 @@ export class CommandRunner {
         if (owner === consumer || live.has(owner)) continue
         const pending = (await redis.xpending(key, group, 'IDLE', 0, '-', '+', batchSize, owner)) as Array<[string, string, number, number]>
         if (pending.length === 0) continue
-        const claimed = (await redis.callBuffer('XCLAIM', key, group, consumer, 0, ...pending.map(([id]) => id))) as Array<[Buffer, Buffer[] | null]>
+        const claimed = (await sendBuffer(redis, 'XCLAIM', [key, group, consumer, 0, ...pending.map(([id]) => id)])) as Array<[Buffer, Buffer[] | null]>
         const entries: RawEntry[] = claimed.filter((entry) => entry !== null).map(([id, fields]) => [id.toString(), fields])
         if (entries.length > 0) this.deliver(key, entries)
       }
@@ -133,7 +133,7 @@ export class CommandRunner {
     }
     const bytes = this.encode(await this.answer(registered, entry, body), body.name)
     try {
-      await this.parts.redis.publish(this.parts.keys.portalReplies(entry.instanceId), bytes)
+      await publishOn(this.parts.redis, this.parts.keys.portalReplies(entry.instanceId), bytes)
     } catch (error) {
       // Not acknowledged: if the portal dies, another takes it over; the caller times out otherwise.
       this.parts.logger.warn?.('portal could not publish a command reply', { command: body.name, error })

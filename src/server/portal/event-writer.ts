@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from '../store/redis-client.js'
 import type { Connection } from '../connection.js'
 import type { Handshake } from '../handshake.js'
 import type { Logger } from '../logger.js'
@@ -61,10 +61,12 @@ const WARN_EVERY = 1_000
 /**
  * Writes a connection's events to its partition of the portal event streams. The
  * events of one event-loop turn go out together, one script call per partition, on
- * the server's one Redis command connection, which sends commands in call order: a
- * connection's events reach its partition in the order they happened, and nothing
- * waits for Redis (the connection's handling goes on while the append travels). An append that fails (Redis away: the client keeps
- * no offline queue) or that pushed out an unread event is counted in `dropped`.
+ * the server's one Redis command connection (in a cluster, its connection to the
+ * portal slot's master: every partition is in that slot), which sends commands in
+ * call order: a connection's events reach its partition in the order they happened,
+ * and nothing waits for Redis (the connection's handling goes on while the append
+ * travels). An append that fails (Redis away: the client keeps no offline queue) or
+ * that pushed out an unread event is counted in `dropped`.
  */
 export class EventWriter {
   /** Events lost: pushed out of a full partition before a portal group read them, or never written. */
@@ -81,7 +83,7 @@ export class EventWriter {
   private droppedSinceWarning = 0
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     private readonly keys: Keys,
     private readonly instanceId: string,
     private readonly options: ResolvedServerPortalOptions,

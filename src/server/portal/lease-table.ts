@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import { publishCommand, type RedisConnection } from '../store/redis-client.js'
 import type { Keys } from '../store/keys.js'
 import { DEFAULT_PARTITIONS, fnv1a, parseAnnouncement, type Announcement } from './stream-format.js'
 
@@ -9,7 +9,8 @@ import { DEFAULT_PARTITIONS, fnv1a, parseAnnouncement, type Announcement } from 
 // A portal that was not live, or whose announcement changed (its commands), says
 // so on the registry topic: servers then read the registry at once, instead of
 // answering NOT_FOUND or UNAVAILABLE until their next periodic read.
-// KEYS: liveness zset, registry hash, config hash. ARGV: portal id, ttl, announcement JSON, registry topic.
+// KEYS: liveness zset, registry hash, config hash. ARGV: portal id, ttl, announcement JSON, registry topic,
+// publish command (SPUBLISH in a cluster: the topic is in the portal slot, as the keys).
 // Replies [now, partitions or '', distributeLoad or '', [id, announcement, ...]].
 const HEARTBEAT = `
 local t = redis.call('TIME')
@@ -33,7 +34,7 @@ for _, id in ipairs(live) do
   end
 end
 local config = redis.call('HMGET', KEYS[3], 'partitions', 'distributeLoad')
-if changed then redis.call('PUBLISH', ARGV[4], ARGV[1]) end
+if changed then redis.call(ARGV[5], ARGV[4], ARGV[1]) end
 return {string.format('%.0f', now), config[1] or '', config[2] or '', announced}
 `
 
@@ -81,12 +82,12 @@ return 1
 // announcement stays, dead, for the hour announcements of dead portals are kept:
 // its commands are UNAVAILABLE until a portal has them again (a portal restarting
 // in a deploy), not NOT_FOUND as names nobody ever registered.
-// KEYS: liveness zset, registry hash, stream keys... ARGV: portal id, group, registry topic.
+// KEYS: liveness zset, registry hash, stream keys... ARGV: portal id, group, registry topic, publish command.
 const LEAVE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[1]) end
-redis.call('PUBLISH', ARGV[3], ARGV[1])
+redis.call(ARGV[4], ARGV[3], ARGV[1])
 for i = 3, #KEYS do
   local ok, pending = pcall(redis.call, 'XPENDING', KEYS[i], ARGV[2], '-', '+', 1, ARGV[1])
   if ok and #pending == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[i], ARGV[2], ARGV[1]) end
@@ -113,17 +114,24 @@ type Script = (numberOfKeys: number, ...args: Array<string | number>) => Promise
  * The Redis side of a portal's membership: its announcement (liveness + registry),
  * the config the servers wrote, and its partition leases. Every step is one script,
  * so a portal's view and its writes are taken at one Redis time.
+ *
+ * The scripts take their key count first. With auto-pipelining (cluster clients)
+ * ioredis groups such a call by the slot of that count, which would fail a pipeline
+ * mixing it with a command of another node; the portal's own connection sends only
+ * portal-slot (and keyless) commands, so its pipelines never mix nodes.
  */
 export class LeaseTable {
   private readonly scripts: Record<'heartbeat' | 'take' | 'release' | 'leave', Script>
+  private readonly publish: 'SPUBLISH' | 'PUBLISH'
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     private readonly keys: Keys,
     private readonly group: string,
     private readonly portalId: string,
     private readonly ttl: number,
   ) {
+    this.publish = publishCommand(redis)
     const lua = { heartbeat: HEARTBEAT, take: TAKE, release: RELEASE, leave: LEAVE }
     const commands = redis as unknown as Record<string, Script>
     for (const [name, source] of Object.entries(lua)) redis.defineCommand(`meshPortal_${name}`, { lua: source })
@@ -137,7 +145,7 @@ export class LeaseTable {
 
   async heartbeat(announcement: Announcement): Promise<HeartbeatView> {
     const { portalLiveness, portalRegistry, portalConfig } = this.keys
-    const reply = (await this.scripts.heartbeat(3, portalLiveness, portalRegistry, portalConfig, this.portalId, this.ttl, JSON.stringify(announcement), this.keys.portalRegistryChanges)) as [string, string, string, string[]]
+    const reply = (await this.scripts.heartbeat(3, portalLiveness, portalRegistry, portalConfig, this.portalId, this.ttl, JSON.stringify(announcement), this.keys.portalRegistryChanges, this.publish)) as [string, string, string, string[]]
     const [now, partitions, distributeLoad, announced] = reply
     const live = new Map<string, Announcement>()
     for (let i = 0; i + 1 < announced.length; i += 2) {
@@ -169,7 +177,7 @@ export class LeaseTable {
 
   /** Leaves the registry; `streams`: where its consumer may be deleted if it has nothing pending. */
   async leave(streams: readonly string[]): Promise<void> {
-    await this.scripts.leave(streams.length + 2, this.keys.portalLiveness, this.keys.portalRegistry, ...streams, this.portalId, this.group, this.keys.portalRegistryChanges)
+    await this.scripts.leave(streams.length + 2, this.keys.portalLiveness, this.keys.portalRegistry, ...streams, this.portalId, this.group, this.keys.portalRegistryChanges, this.publish)
   }
 }
 

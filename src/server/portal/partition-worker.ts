@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from '../store/redis-client.js'
 import type { Logger } from '../logger.js'
 import type { PortalEntry } from './stream-format.js'
-import type { RawEntry } from './stream-reader.js'
+import { sendBuffer, type RawEntry } from './stream-reader.js'
 
 /** What a worker needs from its portal. */
 export interface WorkerParts {
-  redis: Redis
+  redis: RedisConnection
   group: string
   consumer: string
   batchSize: number
@@ -79,7 +79,7 @@ export class PartitionWorker {
       await this.parts.makeGroup(this.key)
       let cursor = '0-0'
       do {
-        const reply = (await redis.callBuffer('XAUTOCLAIM', this.key, group, consumer, 0, cursor, 'COUNT', batchSize)) as [Buffer, Array<[Buffer, Buffer[] | null]>, Buffer[]?]
+        const reply = (await sendBuffer(redis, 'XAUTOCLAIM', [this.key, group, consumer, 0, cursor, 'COUNT', batchSize])) as [Buffer, Array<[Buffer, Buffer[] | null]>, Buffer[]?]
         cursor = reply[0].toString()
         const entries: RawEntry[] = reply[1].map(([id, fields]) => [id.toString(), fields])
         if (entries.length > 0) await this.handle(entries)

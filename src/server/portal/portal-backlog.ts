@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis'
 import type { Keys } from '../store/keys.js'
-import { redisCall } from '../store/redis-client.js'
+import { redisCall, type RedisConnection } from '../store/redis-client.js'
 
 // Every consumer group of the event partitions with the events it has not been
 // delivered yet, in one step. Redis keeps that count (`lag`) as the stream grows; it
@@ -27,7 +26,7 @@ end
 return result
 `
 
-type ReadScript = (numberOfKeys: number, ...keys: string[]) => Promise<Array<string | number>>
+type ReadScript = (...keys: string[]) => Promise<Array<string | number>>
 
 /**
  * How far behind each portal group is: the events of every partition stream not yet
@@ -38,18 +37,21 @@ export class PortalBacklog {
   private readonly read: ReadScript
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     private readonly keys: Keys,
     private readonly partitions: number,
   ) {
-    redis.defineCommand('meshPortalBacklog', { lua: READ_BACKLOG })
+    // The key count is fixed in the definition, not passed first: with auto-pipelining (cluster
+    // clients) ioredis groups a call by its first argument's slot, and a count's slot can be
+    // another node's, which fails the whole pipeline ("same slots allocation group").
+    redis.defineCommand('meshPortalBacklog', { lua: READ_BACKLOG, numberOfKeys: partitions })
     this.read = (redis as unknown as Record<string, ReadScript>).meshPortalBacklog!.bind(redis)
   }
 
   /** Group → events waiting for it, for every consumer group on the event streams. Rejects with `UNAVAILABLE` when Redis is away. */
   async byGroup(): Promise<Map<string, number>> {
     const keys = Array.from({ length: this.partitions }, (_, partition) => this.keys.portalEvents(partition))
-    const flat = await redisCall(() => this.read(keys.length, ...keys))
+    const flat = await redisCall(() => this.read(...keys))
     const backlog = new Map<string, number>()
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const group = String(flat[i])

@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis'
 import type { Logger } from '../logger.js'
 import type { Keys } from '../store/keys.js'
-import { redisCall } from '../store/redis-client.js'
+import { redisCall, type RedisConnection } from '../store/redis-client.js'
 import { parseAnnouncement } from './stream-format.js'
 
 // The live portals' ids and every announcement, judged by Redis time (the portals'
@@ -52,7 +51,7 @@ export class PortalRegistryView {
   private failing = false
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     private readonly keys: Keys,
     private readonly logger: Logger,
     /** Runs after every successful read (the forwarder then fails calls whose group is gone). */

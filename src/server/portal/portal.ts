@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis'
 import { nanoid } from 'nanoid'
 import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { Dispatcher } from '../dispatcher.js'
@@ -13,6 +12,9 @@ import { contextOf, hasEventFields, type PortalCommandContext, type PortalComman
 import { resolvePortalOptions, type PortalOptions, type ResolvedPortalOptions } from './portal-options.js'
 import { decodeEntry, EntryKind, type PortalEntry } from './stream-format.js'
 import { StreamReader, type RawEntry } from './stream-reader.js'
+
+/** One Redis or a Cluster, whichever `createRedisClient` builds from the config. */
+type PortalRedis = ReturnType<typeof createRedisClient>
 
 /** What a portal has done since it started. Counters only grow. */
 export interface PortalStats {
@@ -40,8 +42,8 @@ export class Portal {
   private readonly options: ResolvedPortalOptions
   private readonly logger: Logger
   private readonly keys: Keys
-  private readonly redis: Redis
-  private readonly reader: Redis
+  private readonly redis: PortalRedis
+  private readonly reader: PortalRedis
   private readonly dispatcher: Dispatcher
   private readonly leases: LeaseTable
   private readonly events: EventHandlers
@@ -71,7 +73,8 @@ export class Portal {
     watchConnection(this.redis, 'portal', this.logger)
     const block = Math.max(10, Math.min(1_000, Math.floor(ttl / 3)))
     // A blocking read holds its connection: it gets one of its own, allowed to wait the block time on top.
-    this.reader = this.redis.duplicate({ commandTimeout: redisTimeout + block })
+    // Built from the config again rather than duplicated: a Cluster duplicates differently from a Redis.
+    this.reader = createRedisClient(redis, { commandTimeout: redisTimeout + block })
     watchConnection(this.reader, 'portal reader', this.logger)
     this.dispatcher = new Dispatcher(redis, { namespace, redisTimeout, logger: options.logger, ...(options.sync === undefined ? {} : { sync: options.sync }) })
     this.leases = new LeaseTable(this.redis, this.keys, group, this.id, ttl)

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis'
 import type { Authentication } from '../authentication.js'
 import type { CommandRegistry } from '../command-registry.js'
 import type { InstanceMonitor } from '../managers/instance-monitor.js'
@@ -7,7 +6,7 @@ import type { Logger } from '../logger.js'
 import type { MessageRouter } from '../message-router.js'
 import type { SocketLifecycle } from '../socket-lifecycle.js'
 import type { Keys } from '../store/keys.js'
-import { redisCall } from '../store/redis-client.js'
+import { redisCall, type RedisConnection } from '../store/redis-client.js'
 import type { MeshBus } from '../store/types.js'
 import { CommandForwarder } from './command-forwarder.js'
 import { EventWriter } from './event-writer.js'
@@ -18,7 +17,7 @@ import type { ResolvedServerPortalOptions } from './server-portal-options.js'
 
 /** What the portal side of a server needs from it. */
 export interface ServerPortalParts {
-  redis: Redis
+  redis: RedisConnection
   bus: MeshBus
   keys: Keys
   instanceId: string
