@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis'
 import { nanoid } from 'nanoid'
 import { requireKnownKeys, requirePositive, type OptionKeys } from '../shared/options.js'
 import { connectionIdList, requireEventName, requireRoomName, userIdList } from './call-arguments.js'
@@ -62,8 +61,7 @@ export class Dispatcher<Api extends ApiShape = UntypedApi> {
     const keys = new Keys(options.namespace ?? 'meshkit')
     this.redis = createRedisClient(redis, { commandTimeout: timeout })
     watchConnection(this.redis, 'dispatcher', logger)
-    // Until part A of issue 17 lands, RedisStore is typed for one Redis (its scripts are not yet single-slot).
-    this.store = new RedisStore(this.redis as Redis, keys)
+    this.store = new RedisStore(this.redis, keys)
     // Publishing only: the dispatcher never subscribes, so one connection serves both roles
     // (on a cluster: SPUBLISH on the command client, and no shard subscriber is ever opened).
     this.bus = isCluster(this.redis) ? new ClusterBus(this.redis, { readyTimeout: timeout, commandTimeout: timeout, logger }) : new RedisBus(this.redis, this.redis, timeout)

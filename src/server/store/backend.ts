@@ -47,8 +47,7 @@ export function createBackend(options: ResolvedServerOptions, logger: Logger, in
   watchConnection(commands, 'commands', logger, instruments)
   // The subscriber's commands are SUBSCRIBEs: the store's latency is the command connection's.
   if (instruments !== noInstruments) timeCommands(commands, instruments)
-  // Until part A of issue 17 lands, RedisStore is typed for one Redis (its scripts are not yet single-slot).
-  const store = options.store ?? new RedisStore(commands as Redis, keys)
+  const store = options.store ?? new RedisStore(commands, keys)
   if (isCluster(commands)) {
     const bus = new ClusterBus(commands, { readyTimeout: options.redisTimeout, commandTimeout: options.redisTimeout, logger, instruments })
     return {
