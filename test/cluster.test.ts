@@ -4,6 +4,7 @@ import type { MeshClient } from 'meshkit/client'
 import type { MeshServer } from 'meshkit/server'
 import { collect, fence, startInstances, uniqueNamespace } from './support/cluster.js'
 import { connectClient, deferred, rejectionOf } from './support/harness.js'
+import { onRedisCluster } from './support/shared-redis.js'
 
 interface Cluster {
   servers: [MeshServer, MeshServer, MeshServer]
@@ -78,7 +79,11 @@ describe('delivery across three instances', () => {
     expect(await recipients(cluster, b, 'direct')).toEqual(['a2', 'b1', 'c2'])
   })
 
-  it('keeps one sender\'s messages in order at every recipient, across delivery kinds', async () => {
+  // On one Redis a sender's messages reach every recipient in order whatever their kind (one
+  // subscriber connection: Redis hands it the publishes in the order it ran them). On a
+  // Redis Cluster each topic is on its own shard, so order holds per kind (per room, per
+  // instance, for broadcasts), not across kinds: docs/cluster.md says so.
+  it('keeps one sender\'s messages in order at every recipient, across delivery kinds on one Redis, per kind on a cluster', async () => {
     const cluster = await threeInstances()
     const [a] = cluster.servers
     const { b1, c1 } = cluster.clients
@@ -94,8 +99,10 @@ describe('delivery across three instances', () => {
     await Promise.all(sends)
     await fence(a, [b1, c1])
     const expected = Array.from({ length: 60 }, (_, i) => i)
-    expect(cluster.inbox.b1).toEqual(expected)
-    expect(cluster.inbox.c1).toEqual(expected)
+    const inOrder = (received: unknown[] = []): unknown[] => (onRedisCluster() ? [0, 1, 2].flatMap((kind) => received.filter((i) => (i as number) % 3 === kind)) : received)
+    const wanted = onRedisCluster() ? [0, 1, 2].flatMap((kind) => expected.filter((i) => i % 3 === kind)) : expected
+    expect(inOrder(cluster.inbox.b1)).toEqual(wanted)
+    expect(inOrder(cluster.inbox.c1)).toEqual(wanted)
   })
 })
 

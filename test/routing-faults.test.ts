@@ -108,9 +108,10 @@ describe('room routing through faults', () => {
 
   it('one instance cut off from Redis while rooms change (Redis keeps its data): once back, broadcasts from every instance reach the members of now, once', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('cut')
+    // One Redis, also under npm run test:cluster: the cut is a proxy in front of one redis-server.
     const toC = await countingProxy(inject('redisUrl'))
     // A TTL well above the cut, so that c is never taken for dead.
-    const options: MeshServerOptions = { namespace, instanceTtl: 10_000, redisTimeout: 500 }
+    const options: MeshServerOptions = { namespace, instanceTtl: 10_000, redisTimeout: 500, redis: inject('redisUrl') }
     const [a, b] = (await startInstances(2, options)) as [MeshServer, MeshServer]
     const [c] = (await startInstances(1, { ...options, redis: toC.url })) as [MeshServer]
     const servers = [a, b, c]

@@ -115,11 +115,14 @@ export class ServerParts {
     this.monitor = new InstanceMonitor(this.instanceId, this.live, this.store, options.instanceTtl, authOptions.storeConnectedUsers, redelivery, this.logger, (connection) =>
       ownership.reloadRooms(connection),
     )
-    this.bus.onReconnect?.(() => this.monitor.busReconnected())
     this.presence = new PresenceManager(this.store, options.maxPresenceBytes, options.presenceLeaveDelay, (room, event) => this.delivery.broadcastRoom(room, 'presence', event), this.logger)
     this.monitor.onInstanceCleaned((_instanceId, connectionIds) => void this.presence.instanceCleaned(connectionIds))
     this.channels = new ChannelManager(this.store, this.bus, backend.keys, this.logger, options)
     this.channels.instruments = instruments
+    this.bus.onReconnect?.(() => {
+      this.monitor.busReconnected()
+      void this.channels.catchUp()
+    })
     this.registry = new CommandRegistry(server, options.maxPendingRequests, (connection, name) => this.authentication.gate(connection, name), {
       exposeErrors: options.exposeErrors,
       logger: this.logger,

@@ -1,9 +1,9 @@
-import { expect, inject, onTestFinished } from 'vitest'
+import { expect, onTestFinished } from 'vitest'
 import type { MeshClient } from 'meshkit/client'
 import { Portal, type MeshServer, type MeshServerOptions, type PortalContext, type PortalOptions } from 'meshkit/server'
 import { uniqueNamespace } from './cluster.js'
 import { eventually, startServer } from './harness.js'
-import { rawRedis } from './redis-watch.js'
+import { sharedRedis, sharedRedisClient } from './shared-redis.js'
 import { Keys } from '../../src/server/store/keys.js'
 import { ReportLog, type PortalReport } from './child-portal.js'
 import { reportOf, wallClock } from './portal-report.js'
@@ -14,12 +14,12 @@ export const PORTAL_TTL = 900
 
 /** A server of a fresh namespace (unless given) with portals enabled on the run's Redis. */
 export function startPortalServer(options: MeshServerOptions = {}, configure?: (server: MeshServer) => void): Promise<MeshServer> {
-  return startServer({ redis: inject('redisUrl'), namespace: uniqueNamespace('portal'), ...options, portal: { enabled: true, ...options.portal } }, configure)
+  return startServer({ redis: sharedRedis(), namespace: uniqueNamespace('portal'), ...options, portal: { enabled: true, ...options.portal } }, configure)
 }
 
 /** A ready Portal in this process, closed when the test ends. */
 export async function startPortal(namespace: string, options: PortalOptions = {}, configure?: (portal: Portal) => void): Promise<Portal> {
-  const portal = new Portal(inject('redisUrl'), { namespace, ttl: PORTAL_TTL, ...options })
+  const portal = new Portal(sharedRedis(), { namespace, ttl: PORTAL_TTL, ...options })
   onTestFinished(() => portal.close())
   configure?.(portal)
   await portal.ready()
@@ -134,7 +134,7 @@ export function preferredPortal(portalIds: readonly string[], partition: number)
  * while they all live. Read from the documented lease keys.
  */
 export async function leasesSettled(namespace: string, portalIds: readonly string[], partitions: number, group = 'default'): Promise<void> {
-  const redis = await rawRedis()
+  const redis = sharedRedisClient()
   const keys = new Keys(namespace)
   const leaseKeys = Array.from({ length: partitions }, (_, partition) => keys.portalLease(group, partition))
   await eventually(async () => {

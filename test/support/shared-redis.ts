@@ -1,4 +1,5 @@
-import { inject } from 'vitest'
+import { Cluster, Redis } from 'ioredis'
+import { inject, onTestFinished } from 'vitest'
 import type { RedisConfig } from '../../src/server/store/redis-client.js'
 
 /**
@@ -21,4 +22,12 @@ export function onRedisCluster(): boolean {
 export function sharedRedisEnv(): Record<string, string> {
   const nodes = inject('redisClusterNodes')
   return nodes ? { REDIS_CLUSTER: nodes.map(({ host, port }) => `${host}:${port}`).join(',') } : { REDIS_URL: inject('redisUrl') }
+}
+
+/** A client of this run's Redis (a `Cluster` under `npm run test:cluster`) for reading keys in tests; closed when the test ends. */
+export function sharedRedisClient(): Redis | Cluster {
+  const nodes = inject('redisClusterNodes')
+  const client = nodes ? new Cluster(nodes) : new Redis(inject('redisUrl'))
+  onTestFinished(() => client.quit().then(() => undefined))
+  return client
 }

@@ -31,8 +31,10 @@ export interface ChannelLimits {
 }
 
 interface Subscriber {
-  /** Live messages wait here until the snapshot that marks the subscription's start is read. */
+  /** Live messages wait here until the snapshot that marks the subscription's start (or a catch-up) is read. */
   buffered: Array<[offset: number, frames: FrameCache]> | undefined
+  /** The newest offset written to the connection (or covered by its subscribe's snapshot): where a catch-up starts. */
+  lastOffset: number
 }
 
 interface LocalChannel {
@@ -101,7 +103,7 @@ export class ChannelManager {
     const max = this.limits.maxChannelsPerConnection
     if (connection.channels.size >= max) throw limitExceeded('maxChannelsPerConnection', max, `A connection may subscribe to at most ${max} channels`)
     const local = this.channels.get(channel) ?? this.open(channel)
-    const subscriber: Subscriber = { buffered: [] }
+    const subscriber: Subscriber = { buffered: [], lastOffset: 0 }
     local.subscribers.set(connection, subscriber)
     connection.channels.add(channel)
     try {
@@ -113,10 +115,8 @@ export class ChannelManager {
       const snapshot = await this.historyReads.run(async () => (current() ? this.store.readChannel(channel, limit, range) : undefined))
       if (!snapshot || !current()) return { success: false }
       // Live messages that came in while reading: the ones after the snapshot go out now.
-      for (const [offset, frames] of subscriber.buffered ?? []) {
-        if (offset > snapshot.offset) connection.write(frames.for(connection.codec))
-      }
-      subscriber.buffered = undefined
+      subscriber.lastOffset = snapshot.offset
+      release(connection, subscriber, [])
       const entries = snapshot.entries.map(decodeEntry)
       if (since === undefined) return { success: true, offset: snapshot.offset, history: entries.map(([, value]) => value) }
       const missed = entries.filter(([offset]) => offset > since).reverse()
@@ -124,6 +124,36 @@ export class ChannelManager {
     } catch (error) {
       if (local.subscribers.get(connection) === subscriber) this.remove(connection, channel)
       throw error
+    }
+  }
+
+  /**
+   * After the bus was away (Redis restarted, a cluster failover, a slot moved), messages
+   * published meanwhile reached no one here: each subscriber gets those history still
+   * holds after the last offset it got, in order, before the live ones that arrive
+   * meanwhile. What history no longer holds shows as a jump in offsets, which the
+   * client reports as `recovery` with `complete: false`.
+   */
+  async catchUp(): Promise<void> {
+    await Promise.all([...this.channels].map(([channel, local]) => this.catchUpChannel(channel, local)))
+  }
+
+  private async catchUpChannel(channel: string, local: LocalChannel): Promise<void> {
+    // Subscribers still reading their own snapshot are left to it.
+    const behind = [...local.subscribers].filter(([, subscriber]) => subscriber.buffered === undefined)
+    if (behind.length === 0) return
+    for (const [, subscriber] of behind) subscriber.buffered = []
+    let missed: Array<[number, FrameCache]> = []
+    try {
+      const after = Math.min(...behind.map(([, subscriber]) => subscriber.lastOffset))
+      const snapshot = await this.historyReads.run(() => this.store.readChannel(channel, this.limits.maxHistoryLimit, { after, maxBytes: this.limits.maxHistoryBytes }))
+      missed = snapshot.entries.map((entry) => frameOf(channel, entry)).reverse()
+    } catch (error) {
+      // The live messages still go out; a gap before them is reported by the client.
+      this.logger.warn?.('could not catch a channel up after the bus came back', { channel, error })
+    }
+    for (const [connection, subscriber] of behind) {
+      if (local.subscribers.get(connection) === subscriber) release(connection, subscriber, missed)
     }
   }
 
@@ -178,9 +208,32 @@ export class ChannelManager {
     }
     for (const [connection, subscriber] of local.subscribers) {
       if (subscriber.buffered) subscriber.buffered.push([decoded.offset, frames])
-      else connection.write(frames.for(connection.codec))
+      else {
+        connection.write(frames.for(connection.codec))
+        subscriber.lastOffset = decoded.offset
+      }
     }
   }
+}
+
+/**
+ * Ends a subscriber's buffering: `first` (oldest first), then what was buffered meanwhile,
+ * each message only if it is newer than what the connection has, so none goes out twice.
+ */
+function release(connection: Connection, subscriber: Subscriber, first: ReadonlyArray<[number, FrameCache]>): void {
+  for (const batch of [first, subscriber.buffered ?? []]) {
+    for (const [offset, frames] of batch) {
+      if (offset <= subscriber.lastOffset) continue
+      connection.write(frames.for(connection.codec))
+      subscriber.lastOffset = offset
+    }
+  }
+  subscriber.buffered = undefined
+}
+
+function frameOf(channel: string, entry: Uint8Array): [number, FrameCache] {
+  const [offset, message] = decodeEntry(entry)
+  return [offset, FrameCache.of([FrameType.CHANNEL, channel, offset, message])]
 }
 
 function decodeEntry(entry: Uint8Array): [number, unknown] {

@@ -21,19 +21,34 @@ return {id, dropped, connections}
 `
 
 // Assigns the next offset, keeps the newest N, publishes: one atomic step.
-// KEYS: sequence, base, history. ARGV: message bytes, history limit, bus topic (the
-// channel's: same slot), publish command (PUBLISH, or SPUBLISH in a cluster).
+// KEYS: sequence, base, history, epoch. ARGV: message bytes, history limit, bus topic
+// (the channel's: same slot), publish command (PUBLISH, or SPUBLISH in a cluster).
 // A new channel's counter starts at the server time in microseconds, so offsets
 // keep increasing even if Redis restarts empty.
+// Offsets are never handed out twice: replication is asynchronous, so a replica
+// promoted by a failover (or a Redis restarted from an older snapshot) may lack the
+// last writes its predecessor acknowledged and published, and would give their offsets
+// to other messages, which clients would drop as repeats. The epoch holds the
+// replication id of the process that wrote last; when another process writes, the
+// counter and the base jump to the server time in microseconds, past any offset handed
+// out before (a channel takes far fewer than a million writes a second), and clients
+// see the jump as a gap (`recovery` with `complete: false`). A slot moved here by a
+// resharding jumps once too, though MIGRATE lost nothing: it cannot be told apart.
 // Lua 5.1 turns large numbers into strings as "%.14g" (1.7e+15): offsets are
 // formatted explicitly wherever they become strings.
 const WRITE_CHANNEL = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local writer = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+local epoch = redis.call('GET', KEYS[4])
+if redis.call('EXISTS', KEYS[1]) == 0 or (epoch and epoch ~= writer) then
   local now = redis.call('TIME')
-  local base = string.format('%.0f', tonumber(now[1]) * 1000000 + tonumber(now[2]))
-  redis.call('SET', KEYS[1], base)
-  redis.call('SET', KEYS[2], base)
+  local micros = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  if micros > tonumber(redis.call('GET', KEYS[1]) or '0') then
+    local base = string.format('%.0f', micros)
+    redis.call('SET', KEYS[1], base)
+    redis.call('SET', KEYS[2], base)
+  end
 end
+if epoch ~= writer then redis.call('SET', KEYS[4], writer) end
 local offset = string.format('%.0f', redis.call('INCR', KEYS[1]))
 local entry = offset .. ':' .. ARGV[1]
 local limit = tonumber(ARGV[2])
@@ -83,6 +98,6 @@ return result
 /** Scripts on one user's or one channel's keys, by the command name they are defined under, with their number of keys (see CONNECTION_SCRIPTS). */
 export const ENTITY_SCRIPTS = {
   meshKeepUserMessage: { keys: 2, lua: KEEP_USER_MESSAGE },
-  meshWriteChannel: { keys: 3, lua: WRITE_CHANNEL },
+  meshWriteChannel: { keys: 4, lua: WRITE_CHANNEL },
   meshReadChannel: { keys: 3, lua: READ_CHANNEL },
 } as const

@@ -118,6 +118,15 @@ export class Keys {
     return this.of('chan', channel, 'base')
   }
 
+  /**
+   * The replication id (`master_replid`) of the Redis process that wrote the channel
+   * last: a write on another process (a replica promoted by a failover, a restart, a slot
+   * moved here) moves the offsets past any the last writer could have handed out.
+   */
+  channelEpoch(channel: string): string {
+    return this.of('chan', channel, 'epoch')
+  }
+
   /** List of a channel's retained messages, newest first. */
   channelHistory(channel: string): string {
     return this.of('chan', channel, 'history')

@@ -401,7 +401,7 @@ export class RedisStore implements MeshStore {
     const k = this.keys
     return redisCall(async () => {
       const bytes = Buffer.from(message.buffer, message.byteOffset, message.byteLength)
-      const keys = [k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel)]
+      const keys = [k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), k.channelEpoch(channel)]
       return Number(await this.script<string>('meshWriteChannel', keys, bytes, historyLimit, k.channelTopic(channel), this.publishCommand))
     })
   }
