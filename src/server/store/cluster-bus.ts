@@ -36,7 +36,7 @@ class Moved extends Error {}
  * map (ioredis routes by the same `Command#getSlot`).
  *
  * Why not ioredis's own `shardedSubscribers: true` (measured in
- * test/sharded-pubsub-probe.test.ts, plans/cluster.md §1): when a master dies its
+ * test/sharded-pubsub-probe.test.ts, docs/cluster.md): when a master dies its
  * subscriber has no retry strategy, so each failed connect asks for a slot refresh that
  * builds a new subscriber for the same dead node: ~60 `CLUSTER SLOTS`/s per instance for
  * the whole failover. And it silently loses a subscription when its slot migrates (the
