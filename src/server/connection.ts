@@ -49,6 +49,12 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   }
   /** @internal this instance's record of the connection's encoded metadata */
   metadata: string | undefined
+  /**
+   * @internal how many room changes this instance's record has had, so that a reload
+   * of the rooms can tell that its read went stale (a field: a WeakMap entry per
+   * connection that ever joined a room cost about 60 bytes more)
+   */
+  roomChanges = 0
 
   /** @internal closed (4008) for falling more than `maxBufferedBytes` behind; its client may see 1006 instead */
   slowConsumer = false
