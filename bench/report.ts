@@ -100,7 +100,22 @@ const rows: Row[] = [
   { workload: '10. RPC, payload validated (meshkit only)', metric: 'server CPU µs per round trip, valibot schema', key: 'rpcValidation:valibotServerCpuUs', format: decimals },
   ...presenceRows('presence', '11. Presence, 1,000 members, 1 instance'),
   ...presenceRows('presenceCluster', '12. Presence, 1,000 members, 2 instances + Redis'),
+  ...scaleRows('memoryScale1k', '13. Idle connections, heartbeats on: 1,000'),
+  ...scaleRows('memoryScale10k', '13. Idle connections, heartbeats on: 10,000'),
+  ...scaleRows('memoryScale30k', '13. Idle connections, heartbeats on: 30,000 (or the most the open-files limit allows)'),
 ]
+
+function scaleRows(name: string, workload: string): Row[] {
+  const tenThousand = name === 'memoryScale10k'
+  return [
+    { workload, metric: 'connections held', key: `${name}:connections`, format: integer },
+    { workload, metric: 'RSS bytes/connection (default V8 flags)', key: `${name}:rssPerConnection`, format: integer,
+      ...(tenThousand ? { target: '≤1.2× raw ws', met: (m: Medians) => atMost(ratio(m.mesh, m.raw), 1.2) } : {}) },
+    { workload, metric: 'heap bytes/connection', key: `${name}:heapPerConnection`, format: integer },
+    { workload, metric: 'event-loop delay p99 ms', key: `${name}:loopP99`, format: decimals },
+    { workload, metric: 'server RSS MiB', key: `${name}:rssMB`, format: decimals },
+  ]
+}
 
 function presenceRows(name: string, workload: string): Row[] {
   const row = (metric: string, key: string, format: (value: number) => string, target?: string, met?: Row['met']): Row =>
