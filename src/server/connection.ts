@@ -245,12 +245,15 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   /**
    * @internal Writes a frame encoded by this connection's codec. Closing a
    * connection whose reader lags keeps the server's memory bounded; the grace
-   * period lets a reader that is merely slow see the close code.
+   * period lets a reader that is merely slow see the close code. `batch` false
+   * is for a frame that travels alone (a heartbeat's ping, the hello): it is
+   * written at once unless the socket is already corked, rather than paying for a
+   * cork, a tick callback and a vectored write per idle connection.
    */
-  write(data: WireData): boolean {
+  write(data: WireData, batch = true): boolean {
     if (this.socket.readyState !== OPEN) return false
-    if (!this.corked) this.cork()
-    this.socket.send(data, { binary: this.codec.binary })
+    if (batch && !this.corked) this.cork()
+    this.socket.send(data, this.codec.binary ? BINARY : TEXT)
     if (this.socket.bufferedAmount > this.maxBufferedBytes) {
       this.slowConsumer = true
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer')
@@ -280,7 +283,7 @@ export class Connection<Api extends ApiShape = UntypedApi> {
 
   /** @internal */
   hello(options: HelloOptions): void {
-    this.write(this.codec.encode([FrameType.HELLO, PROTOCOL_VERSION, this.id, options]))
+    this.write(this.codec.encode([FrameType.HELLO, PROTOCOL_VERSION, this.id, options]), false)
   }
 
   /** @internal */
@@ -296,7 +299,7 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   /** @internal */
   recordLatency(milliseconds: number): void {
     this.lastLatency = milliseconds
-    this.write(this.codec.encode([FrameType.LATENCY, milliseconds]))
+    this.write(this.codec.encode([FrameType.LATENCY, milliseconds]), false)
   }
 
   /** @internal */
@@ -307,6 +310,10 @@ export class Connection<Api extends ApiShape = UntypedApi> {
     this.abortController?.abort(closedReason())
   }
 }
+
+/** `ws` copies its send options: one object for every send rather than one per frame. */
+const BINARY = Object.freeze({ binary: true })
+const TEXT = Object.freeze({ binary: false })
 
 function closedReason(): MeshError {
   return new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed')
