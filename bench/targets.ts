@@ -57,6 +57,8 @@ async function connectRawWs(port: number): Promise<BenchClient> {
     isOpen: () => socket.readyState === WebSocket.OPEN,
     close: () => {
       closing = true
+      // Already closed (the server dropped it): no 'close' event is coming.
+      if (socket.readyState === WebSocket.CLOSED) return Promise.resolve()
       const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
       socket.close()
       const timer = setTimeout(() => socket.terminate(), 2_000)

@@ -1,7 +1,7 @@
 // 13. Memory and event-loop delay as idle connections grow (issue 18): 1,000, 10,000 and
 // 30,000 clients that connect and stay idle, heartbeats on (meshkit: pingInterval 2000,
-// latencyInterval 1000; raw ws: the ping/terminate loop of ws's README every 1000 ms;
-// Socket.IO: pingInterval 1000). The server measures process.memoryUsage() after
+// latencyInterval 1000; raw ws: the ping/terminate loop of ws's README every 2000 ms;
+// Socket.IO: pingInterval 2000). The server measures process.memoryUsage() after
 // global.gc() before they connect (after a 50-client warm-up) and after they were held
 // 5 s (3 with --quick), sampling its event-loop delay meanwhile. Default V8 flags: RSS includes
 // whatever young generation V8 grew to, as in production. 30,000 sockets need an
