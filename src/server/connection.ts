@@ -131,9 +131,9 @@ export class Connection<Api extends ApiShape = UntypedApi> {
     this.codec = codec
   }
 
-  /** Remote address as the socket saw it (a proxy's, behind one); read on demand, not kept per connection. */
+  /** Remote address as the socket saw it when the connection opened (a proxy's, behind one): `handshake.address`. */
   get remoteAddress(): string | undefined {
-    return this.rawSocket?.remoteAddress
+    return this.handshake.address
   }
 
   /** The authenticated user's id; `undefined` for an anonymous connection. */

@@ -34,8 +34,23 @@ export function handshakeOf(request: IncomingMessage): Handshake {
   return Object.freeze({
     headers: Object.freeze(copyHeaders(request.headers)),
     query,
-    address: request.socket.remoteAddress,
+    address: peerAddress(request.socket as PeerSocket),
   })
+}
+
+/** A socket as Node's `net` keeps it: `_peername` caches the peer's record once read (stable since Node 0.x; no public way to read without it). */
+type PeerSocket = IncomingMessage['socket'] & { _peername?: unknown }
+
+/**
+ * The peer's address, shared with other connections from the same address (behind a
+ * proxy, all of them). Reading it makes `net` cache the peer's whole record
+ * (`{ address, family, port }`) on the socket for its life; the handshake keeps the
+ * address, and `connection.remoteAddress` reads it there, so the cache is dropped.
+ */
+function peerAddress(socket: PeerSocket): string | undefined {
+  const address = socket.remoteAddress
+  if (socket._peername !== undefined) socket._peername = undefined
+  return address === undefined ? undefined : shared(address)
 }
 
 /**
