@@ -87,7 +87,8 @@ async function connectSocketIo(port: number): Promise<BenchClient> {
 }
 
 async function connectMeshkit(port: number): Promise<BenchClient> {
-  const client = new MeshClient(`ws://127.0.0.1:${port}`, { shouldReconnect: false })
+  // A generous connectTimeout: tens of thousands of clients connecting on two busy cores can wait long for their hello.
+  const client = new MeshClient(`ws://127.0.0.1:${port}`, { shouldReconnect: false, connectTimeout: 30_000 })
   await client.connect()
   let closing = false
   return {
