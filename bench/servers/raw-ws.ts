@@ -41,10 +41,10 @@ wss.on('connection', (socket) => {
     for (const room of joined) rooms.get(room)?.delete(socket)
   })
 })
-// Heartbeats as ws's README has them, every BENCH_PING_INTERVAL ms (meshkit's liveness
-// sweep; meshkit also pings at its latencyInterval): every tick, a socket that did not
-// answer the previous ping is terminated and the others pinged.
-const pingEvery = Number(process.env.BENCH_PING_INTERVAL ?? 0)
+// Heartbeats as ws's README has them, every BENCH_LATENCY_INTERVAL ms (how often meshkit
+// pings): every tick, a socket that did not answer the previous ping is terminated and
+// the others pinged.
+const pingEvery = Number(process.env.BENCH_LATENCY_INTERVAL ?? 0)
 if (pingEvery > 0) {
   const alive = (socket: WebSocket): boolean => (socket as WebSocket & { isAlive?: boolean }).isAlive !== false
   wss.on('connection', (socket) => {
