@@ -289,6 +289,13 @@ Workloads:
 12. The same on two instances on one Redis, members and bystanders spread evenly
    (the joiner on the second instance); Redis calls per update from \`INFO commandstats\` around the updates
    (instance liveness refreshes included).
+13. Idle connections at scale: 1,000, 10,000 and 30,000 clients connect (200 handshakes at a time, after a
+   50-client warm-up) and stay idle for 6 s with heartbeats at meshkit's defaults (a ping to every connection
+   every 5 s; raw ws runs the ping/terminate loop of ws's README as often, Socket.IO has pingInterval 5000);
+   the server's RSS and heap after \`global.gc()\`, before and after, per connection, with **default** V8 flags
+   (so RSS includes whatever young generation V8 grew to), and its event-loop delay p99 while they were held.
+   Where the open-files hard limit or the local port range is below 31,000, the largest point holds as many
+   as they allow (its "connections held" row). Socket.IO runs the two smaller points only.
 ${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 
