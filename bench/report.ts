@@ -51,6 +51,7 @@ const rows: Row[] = [
   { workload: '4. Memory, 2,000 idle in a room', metric: 'RSS bytes/connection', key: 'memory:rssPerConnection', format: integer, target: '≤1.2× raw ws, ≤0.5× Socket.IO',
     met: (m) => all(atMost(ratio(m.mesh, m.raw), 1.2), atMost(ratio(m.mesh, m.sio), 0.5)) },
   { workload: '4. Memory, 2,000 idle in a room', metric: 'heap bytes/connection', key: 'memory:heapPerConnection', format: integer },
+  { workload: '4. Memory, 2,000 idle in a room', metric: 'young generation MiB after (diagnostic)', key: 'memory:youngMB', format: decimals },
   { workload: '4. Memory, young generation fixed at 1 MiB', metric: 'RSS bytes/connection (diagnostic)', key: 'memoryFixedYoung:rssPerConnection', format: integer },
   { workload: '4. Memory, young generation fixed at 1 MiB', metric: 'heap bytes/connection (diagnostic)', key: 'memoryFixedYoung:heapPerConnection', format: integer },
   { workload: '5. Broadcast to 10, 2 instances', metric: 'ms, no bystanders', key: 'broadcastCost:aloneMs', format: decimals },
@@ -114,6 +115,7 @@ function scaleRows(name: string, workload: string): Row[] {
     { workload, metric: 'heap bytes/connection', key: `${name}:heapPerConnection`, format: integer },
     { workload, metric: 'event-loop delay p99 ms', key: `${name}:loopP99`, format: decimals },
     { workload, metric: 'server RSS MiB', key: `${name}:rssMB`, format: decimals },
+    { workload, metric: 'young generation MiB (diagnostic)', key: `${name}:youngMB`, format: decimals },
   ]
 }
 

@@ -23,6 +23,7 @@ const heartbeat = { BENCH_PING_INTERVAL: '30000', BENCH_LATENCY_INTERVAL: '5000'
 interface Usage {
   rss: number
   heapUsed: number
+  youngBytes: number
   connections: number
 }
 
@@ -70,6 +71,7 @@ export const memoryScale = (count: number) => (target: Target, _context: BenchCo
         heapPerConnection: (after.heapUsed - before.heapUsed) / clients,
         loopP99: held.loopP99!,
         rssMB: after.rss / 2 ** 20,
+        youngMB: after.youngBytes / 2 ** 20,
         connectSeconds,
       }
     } finally {
