@@ -51,6 +51,7 @@ const rows: Row[] = [
   { workload: '4. Memory, 2,000 idle in a room', metric: 'RSS bytes/connection', key: 'memory:rssPerConnection', format: integer, target: '≤1.2× raw ws, ≤0.5× Socket.IO',
     met: (m) => all(atMost(ratio(m.mesh, m.raw), 1.2), atMost(ratio(m.mesh, m.sio), 0.5)) },
   { workload: '4. Memory, 2,000 idle in a room', metric: 'heap bytes/connection', key: 'memory:heapPerConnection', format: integer },
+  { workload: '4. Memory, 2,000 idle in a room', metric: 'young generation MiB after (diagnostic)', key: 'memory:youngMB', format: decimals },
   { workload: '4. Memory, young generation fixed at 1 MiB', metric: 'RSS bytes/connection (diagnostic)', key: 'memoryFixedYoung:rssPerConnection', format: integer },
   { workload: '4. Memory, young generation fixed at 1 MiB', metric: 'heap bytes/connection (diagnostic)', key: 'memoryFixedYoung:heapPerConnection', format: integer },
   { workload: '5. Broadcast to 10, 2 instances', metric: 'ms, no bystanders', key: 'broadcastCost:aloneMs', format: decimals },
@@ -100,7 +101,23 @@ const rows: Row[] = [
   { workload: '10. RPC, payload validated (meshkit only)', metric: 'server CPU µs per round trip, valibot schema', key: 'rpcValidation:valibotServerCpuUs', format: decimals },
   ...presenceRows('presence', '11. Presence, 1,000 members, 1 instance'),
   ...presenceRows('presenceCluster', '12. Presence, 1,000 members, 2 instances + Redis'),
+  ...scaleRows('memoryScale1k', '13. Idle connections, heartbeats on: 1,000'),
+  ...scaleRows('memoryScale10k', '13. Idle connections, heartbeats on: 10,000'),
+  ...scaleRows('memoryScale30k', '13. Idle connections, heartbeats on: 30,000 (or the most the open-files limit allows)'),
 ]
+
+function scaleRows(name: string, workload: string): Row[] {
+  const tenThousand = name === 'memoryScale10k'
+  return [
+    { workload, metric: 'connections held', key: `${name}:connections`, format: integer },
+    { workload, metric: 'RSS bytes/connection (default V8 flags)', key: `${name}:rssPerConnection`, format: integer,
+      ...(tenThousand ? { target: '≤1.2× raw ws', met: (m: Medians) => atMost(ratio(m.mesh, m.raw), 1.2) } : {}) },
+    { workload, metric: 'heap bytes/connection', key: `${name}:heapPerConnection`, format: integer },
+    { workload, metric: 'event-loop delay p99 ms', key: `${name}:loopP99`, format: decimals },
+    { workload, metric: 'server RSS MiB', key: `${name}:rssMB`, format: decimals },
+    { workload, metric: 'young generation MiB (diagnostic)', key: `${name}:youngMB`, format: decimals },
+  ]
+}
 
 function presenceRows(name: string, workload: string): Row[] {
   const row = (metric: string, key: string, format: (value: number) => string, target?: string, met?: Row['met']): Row =>
@@ -274,6 +291,13 @@ Workloads:
 12. The same on two instances on one Redis, members and bystanders spread evenly
    (the joiner on the second instance); Redis calls per update from \`INFO commandstats\` around the updates
    (instance liveness refreshes included).
+13. Idle connections at scale: 1,000, 10,000 and 30,000 clients connect (200 handshakes at a time, after a
+   50-client warm-up) and stay idle for 6 s with heartbeats at meshkit's defaults (a ping to every connection
+   every 5 s; raw ws runs the ping/terminate loop of ws's README as often, Socket.IO has pingInterval 5000);
+   the server's RSS and heap after \`global.gc()\`, before and after, per connection, with **default** V8 flags
+   (so RSS includes whatever young generation V8 grew to), and its event-loop delay p99 while they were held.
+   Where the open-files hard limit or the local port range is below 31,000, the largest point holds as many
+   as they allow (its "connections held" row). Socket.IO runs the two smaller points only.
 ${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 

@@ -7,7 +7,12 @@ import { fileURLToPath } from 'node:url'
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url))
 
 /** Options for every server process of this run (set once by run.ts). */
-export const processOptions = { fileLimit: 0, cpuProfDir: undefined as string | undefined }
+export const processOptions = {
+  fileLimit: 0,
+  /** Open files this process (and so each server it starts) may hold. */
+  openFiles: Infinity,
+  cpuProfDir: undefined as string | undefined,
+}
 
 export interface ServerProcess {
   readonly port: number

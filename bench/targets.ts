@@ -57,6 +57,8 @@ async function connectRawWs(port: number): Promise<BenchClient> {
     isOpen: () => socket.readyState === WebSocket.OPEN,
     close: () => {
       closing = true
+      // Already closed (the server dropped it): no 'close' event is coming.
+      if (socket.readyState === WebSocket.CLOSED) return Promise.resolve()
       const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
       socket.close()
       const timer = setTimeout(() => socket.terminate(), 2_000)
@@ -85,7 +87,8 @@ async function connectSocketIo(port: number): Promise<BenchClient> {
 }
 
 async function connectMeshkit(port: number): Promise<BenchClient> {
-  const client = new MeshClient(`ws://127.0.0.1:${port}`, { shouldReconnect: false })
+  // A generous connectTimeout: tens of thousands of clients connecting on two busy cores can wait long for their hello.
+  const client = new MeshClient(`ws://127.0.0.1:${port}`, { shouldReconnect: false, connectTimeout: 30_000 })
   await client.connect()
   let closing = false
   return {

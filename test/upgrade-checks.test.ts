@@ -223,6 +223,22 @@ describe('connection.handshake', () => {
     expect((await within(disconnected.promise, 5_000, 'onDisconnection')).headers['x-app']).toBe('demo')
   })
 
+  it('keeps the peer address as remoteAddress and handshake.address, after the close too, and equal header values from different clients', async () => {
+    const server = await startServer()
+    const disconnected = deferred<Connection>()
+    server.onDisconnection((connection) => disconnected.resolve(connection))
+    const first = await connectClient(server)
+    const second = await connectClient(server)
+    const [a, b] = [server.connections.get(first.id!)!, server.connections.get(second.id!)!]
+    expect(a.remoteAddress).toBe('127.0.0.1')
+    expect(a.handshake.address).toBe('127.0.0.1')
+    expect(b.handshake.headers.host).toBe(a.handshake.headers.host)
+    expect(b.handshake.headers['sec-websocket-protocol']).toBe(a.handshake.headers['sec-websocket-protocol'])
+    await first.close()
+    const closed = await within(disconnected.promise, 5_000, 'onDisconnection')
+    expect(closed.remoteAddress).toBe('127.0.0.1')
+  })
+
   it('gives an empty query without a query string, shared rather than one per connection', async () => {
     const server = await startServer()
     const first = await connectClient(server)

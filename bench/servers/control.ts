@@ -2,6 +2,7 @@
 // own protocol: one JSON request a line on stdin, `REPLY {...}` lines on stdout.
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
+import { getHeapSpaceStatistics } from 'node:v8'
 
 const gc = (globalThis as { gc?: () => void }).gc
 
@@ -21,12 +22,19 @@ export function serveControl(port: number, connections: () => number, extra: Rec
       const { user, system } = process.cpuUsage()
       return { cpuMs: (user + system) / 1000 }
     },
-    /** Memory after a full collection (the server runs with --expose-gc). */
+    /**
+     * Memory after a full collection (the server runs with --expose-gc), and the size V8
+     * gave its young generation (`youngBytes`: new space and new large-object space), which
+     * a burst of surviving allocations grows and which RSS includes.
+     */
     memory: () => {
       if (!gc) throw new Error('start the server with --expose-gc')
       gc()
       gc()
-      return { ...process.memoryUsage(), connections: connections() }
+      const young = getHeapSpaceStatistics()
+        .filter((space) => space.space_name === 'new_space' || space.space_name === 'new_large_object_space')
+        .reduce((sum, space) => sum + space.space_size, 0)
+      return { ...process.memoryUsage(), youngBytes: young, connections: connections() }
     },
     'loop-start': () => {
       loopDelay.reset()

@@ -41,4 +41,30 @@ wss.on('connection', (socket) => {
     for (const room of joined) rooms.get(room)?.delete(socket)
   })
 })
+// Heartbeats as ws's README has them, every BENCH_LATENCY_INTERVAL ms (how often meshkit
+// pings): every tick, a socket that did not answer the previous ping is terminated and
+// the others pinged.
+const pingEvery = Number(process.env.BENCH_LATENCY_INTERVAL ?? 0)
+if (pingEvery > 0) {
+  const alive = (socket: WebSocket): boolean => (socket as WebSocket & { isAlive?: boolean }).isAlive !== false
+  wss.on('connection', (socket) => {
+    ;(socket as WebSocket & { isAlive?: boolean }).isAlive = true
+    socket.on('pong', heartbeat)
+  })
+  setInterval(() => {
+    for (const socket of wss.clients) {
+      if (!alive(socket)) {
+        socket.terminate()
+        continue
+      }
+      ;(socket as WebSocket & { isAlive?: boolean }).isAlive = false
+      socket.ping()
+    }
+  }, pingEvery)
+}
+
+function heartbeat(this: WebSocket): void {
+  ;(this as WebSocket & { isAlive?: boolean }).isAlive = true
+}
+
 wss.on('listening', () => serveControl((wss.address() as { port: number }).port, () => wss.clients.size))

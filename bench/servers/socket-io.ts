@@ -10,7 +10,9 @@ import { serveControl } from './control.js'
 type Ack = (reply: unknown) => void
 
 const http = createServer()
-const io = new Server(http, { serveClient: false, perMessageDeflate: false })
+// BENCH_LATENCY_INTERVAL (how often meshkit pings): Socket.IO's pingInterval (workload 13).
+const pingEvery = Number(process.env.BENCH_LATENCY_INTERVAL ?? 0)
+const io = new Server(http, { serveClient: false, perMessageDeflate: false, ...(pingEvery > 0 ? { pingInterval: pingEvery } : {}) })
 const redisUrl = process.env.BENCH_REDIS_URL
 if (redisUrl) {
   const pub = new Redis(redisUrl)

@@ -16,6 +16,7 @@ interface Usage {
   heapUsed: number
   external: number
   arrayBuffers: number
+  youngBytes: number
   connections: number
 }
 
@@ -44,6 +45,7 @@ async function measure(target: Target, flags: readonly string[]): Promise<Metric
         rssPerConnection: (after.rss - before.rss) / CLIENTS,
         heapPerConnection: (after.heapUsed - before.heapUsed) / CLIENTS,
         externalPerConnection: (after.external - before.external) / CLIENTS,
+        youngMB: after.youngBytes / 2 ** 20,
       }
     } finally {
       await closeAll(clients)

@@ -11,6 +11,7 @@ import { errorFrame, responseFrame } from './reply-frames.js'
 import type { ServerHooks } from './server-hooks.js'
 import { noInstruments, type Instruments } from './instruments.js'
 import type { ApiShape, EventArgs, EventName, UntypedApi } from '../shared/api.js'
+import { SeldomState } from './seldom-state.js'
 
 const OPEN = 1
 
@@ -30,10 +31,9 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   /** @internal whether writes are being held until the end of this tick */
   corked = false
   private identity: { id: string; user: unknown } | undefined
-  private closingTimer: ReturnType<typeof setTimeout> | undefined
   private closed = false
-  /** Made on the first read of `signal`: connections whose handlers never look cost nothing. */
-  private abortController: AbortController | undefined
+  /** Made on the first change of what it holds: an idle connection carries this one field for all of it. */
+  private seldom: SeldomState | undefined
 
   // Most connections never join a room or channel: their sets are made on first use.
   private roomSet: Set<string> | undefined
@@ -49,24 +49,60 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   }
   /** @internal this instance's record of the connection's encoded metadata */
   metadata: string | undefined
+  /**
+   * @internal how many room changes this instance's record has had, so that a reload
+   * of the rooms can tell that its read went stale (a field: a WeakMap entry per
+   * connection that ever joined a room cost about 60 bytes more)
+   */
+  roomChanges = 0
 
   /** @internal closed (4008) for falling more than `maxBufferedBytes` behind; its client may see 1006 instead */
-  slowConsumer = false
+  get slowConsumer(): boolean {
+    return this.seldom?.slowConsumer ?? false
+  }
+  set slowConsumer(value: boolean) {
+    this.more.slowConsumer = value
+  }
 
   /** @internal the `rateLimit` bucket of this connection; absent when the option is off */
   rateBucket: RateBucket | undefined = undefined
 
   /** @internal set while async middleware decides on a client message: later messages wait for it, to keep their order */
-  messageTail: Promise<void> | undefined = undefined
+  get messageTail(): Promise<void> | undefined {
+    return this.seldom?.messageTail
+  }
+  set messageTail(value: Promise<void> | undefined) {
+    this.more.messageTail = value
+  }
   /** @internal client messages waiting behind `messageTail` */
-  waitingMessages = 0
+  get waitingMessages(): number {
+    return this.seldom?.waitingMessages ?? 0
+  }
+  set waitingMessages(value: number) {
+    this.more.waitingMessages = value
+  }
   /** @internal whether this connection was told once that its messages need authentication */
-  messageRefused = false
+  get messageRefused(): boolean {
+    return this.seldom?.messageRefused ?? false
+  }
+  set messageRefused(value: boolean) {
+    this.more.messageRefused = value
+  }
 
   /** The WebSocket close code once the socket closed (1005 when the close frame had none, 1006 when there was no close frame). */
-  closeCode: number | undefined = undefined
+  get closeCode(): number | undefined {
+    return this.seldom?.closeCode
+  }
+  set closeCode(value: number | undefined) {
+    this.more.closeCode = value
+  }
   /** The close reason once the socket closed (`''` when none). */
-  closeReason: string | undefined = undefined
+  get closeReason(): string | undefined {
+    return this.seldom?.closeReason
+  }
+  set closeReason(value: string | undefined) {
+    this.more.closeReason = value
+  }
 
   /** @internal the server's hooks, for the sends made through this connection */
   hooks: ServerHooks | undefined = undefined
@@ -95,9 +131,19 @@ export class Connection<Api extends ApiShape = UntypedApi> {
    * to send them again elsewhere), and it closes as soon as those running have
    * answered. A long handler may read it to finish early. Only the drain sets it.
    */
-  draining = false
+  get draining(): boolean {
+    return this.seldom?.draining ?? false
+  }
+  set draining(value: boolean) {
+    this.more.draining = value
+  }
   /** @internal told when `pendingRequests` falls to 0 (a drain waiting to close the connection) */
-  onIdle: (() => void) | undefined = undefined
+  get onIdle(): (() => void) | undefined {
+    return this.seldom?.onIdle
+  }
+  set onIdle(value: (() => void) | undefined) {
+    this.more.onIdle = value
+  }
 
   /** @internal a request in flight was answered: called after its reply is written, so that a drain's close frame follows it */
   requestDone(): void {
@@ -125,9 +171,9 @@ export class Connection<Api extends ApiShape = UntypedApi> {
     this.codec = codec
   }
 
-  /** Remote address as the socket saw it (a proxy's, behind one); read on demand, not kept per connection. */
+  /** Remote address as the socket saw it when the connection opened (a proxy's, behind one): `handshake.address`. */
   get remoteAddress(): string | undefined {
-    return this.rawSocket?.remoteAddress
+    return this.handshake.address
   }
 
   /** The authenticated user's id; `undefined` for an anonymous connection. */
@@ -155,11 +201,31 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   }
 
   /** @internal an authentication of this connection is being decided (one at a time) */
-  authenticating = false
+  get authenticating(): boolean {
+    return this.seldom?.authenticating ?? false
+  }
+  set authenticating(value: boolean) {
+    this.more.authenticating = value
+  }
   /** @internal an authentication failed with `disconnectOnFail`: no other attempt reaches the handler */
-  authRefused = false
+  get authRefused(): boolean {
+    return this.seldom?.authRefused ?? false
+  }
+  set authRefused(value: boolean) {
+    this.more.authRefused = value
+  }
   /** @internal a user whose store write failed but may still land (a timed-out command runs late): the only user this connection may become */
-  claimedUserId: string | undefined
+  get claimedUserId(): string | undefined {
+    return this.seldom?.claimedUserId
+  }
+  set claimedUserId(value: string | undefined) {
+    this.more.claimedUserId = value
+  }
+
+  /** The seldom-changed state, made on its first change. */
+  private get more(): SeldomState {
+    return (this.seldom ??= new SeldomState())
+  }
 
   /** @internal closes an unauthenticated connection when authentication is required and late */
   authTimer: ReturnType<typeof setTimeout> | undefined
@@ -184,11 +250,12 @@ export class Connection<Api extends ApiShape = UntypedApi> {
    * The reason is a `MeshError` with code `CONNECTION_CLOSED`.
    */
   get signal(): AbortSignal {
-    if (!this.abortController) {
-      this.abortController = new AbortController()
-      if (this.closed) this.abortController.abort(closedReason())
+    const state = this.more
+    if (!state.abortController) {
+      state.abortController = new AbortController()
+      if (this.closed) state.abortController.abort(closedReason())
     }
-    return this.abortController.signal
+    return state.abortController.signal
   }
 
   /** Bytes written to this connection that its reader has not taken yet. */
@@ -239,16 +306,19 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   /**
    * @internal Writes a frame encoded by this connection's codec. Closing a
    * connection whose reader lags keeps the server's memory bounded; the grace
-   * period lets a reader that is merely slow see the close code.
+   * period lets a reader that is merely slow see the close code. `batch` false
+   * is for a frame that travels alone (a heartbeat's ping, the hello): it is
+   * written at once unless the socket is already corked, rather than paying for a
+   * cork, a tick callback and a vectored write per idle connection.
    */
-  write(data: WireData): boolean {
+  write(data: WireData, batch = true): boolean {
     if (this.socket.readyState !== OPEN) return false
-    if (!this.corked) this.cork()
-    this.socket.send(data, { binary: this.codec.binary })
+    if (batch && !this.corked) this.cork()
+    this.socket.send(data, this.codec.binary ? BINARY : TEXT)
     if (this.socket.bufferedAmount > this.maxBufferedBytes) {
       this.slowConsumer = true
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer')
-      this.closingTimer ??= setTimeout(() => this.socket.terminate(), 1_000)
+      this.more.closingTimer ??= setTimeout(() => this.socket.terminate(), 1_000)
       return false
     }
     return true
@@ -274,7 +344,7 @@ export class Connection<Api extends ApiShape = UntypedApi> {
 
   /** @internal */
   hello(options: HelloOptions): void {
-    this.write(this.codec.encode([FrameType.HELLO, PROTOCOL_VERSION, this.id, options]))
+    this.write(this.codec.encode([FrameType.HELLO, PROTOCOL_VERSION, this.id, options]), false)
   }
 
   /** @internal */
@@ -290,17 +360,21 @@ export class Connection<Api extends ApiShape = UntypedApi> {
   /** @internal */
   recordLatency(milliseconds: number): void {
     this.lastLatency = milliseconds
-    this.write(this.codec.encode([FrameType.LATENCY, milliseconds]))
+    this.write(this.codec.encode([FrameType.LATENCY, milliseconds]), false)
   }
 
   /** @internal */
   disposed(): void {
     this.closed = true
-    if (this.closingTimer) clearTimeout(this.closingTimer)
+    if (this.seldom?.closingTimer) clearTimeout(this.seldom.closingTimer)
     if (this.authTimer) clearTimeout(this.authTimer)
-    this.abortController?.abort(closedReason())
+    this.seldom?.abortController?.abort(closedReason())
   }
 }
+
+/** `ws` copies its send options: one object for every send rather than one per frame. */
+const BINARY = Object.freeze({ binary: true })
+const TEXT = Object.freeze({ binary: false })
 
 function closedReason(): MeshError {
   return new MeshError(ErrorCode.CONNECTION_CLOSED, 'The connection closed')

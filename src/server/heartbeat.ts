@@ -80,7 +80,8 @@ export class Heartbeat {
         if (data === undefined) encoded.set(connection.codec, (data = connection.codec.encode([FrameType.PING, seq])))
         connection.pingSeq = seq
         connection.pingSentAt = now
-        connection.write(data)
+        // One frame per connection and sweep: nothing to batch it with.
+        connection.write(data, false)
       }
       if (index < connections.length) setImmediate(pingChunk)
     }

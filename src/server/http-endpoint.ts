@@ -5,11 +5,18 @@ import type { Duplex } from 'node:stream'
 import { Subprotocol, SyncSubprotocol } from '../shared/protocol.js'
 
 // Side channel subprotocols reach here only from side channel upgrades (see `syncProtocolOf`).
-const knownSubprotocols = new Set<string>([...Object.values(Subprotocol), ...Object.values(SyncSubprotocol)])
+const knownSubprotocols = new Map<string, string>([...Object.values(Subprotocol), ...Object.values(SyncSubprotocol)].map((name) => [name, name]))
 
-/** The first subprotocol the client offered that meshkit speaks; none means msgpack. */
+/**
+ * The first subprotocol the client offered that meshkit speaks; none means msgpack.
+ * Answers meshkit's own copy of the name: the offered one is a slice of the request's
+ * header, and `ws` keeps what this returns for the socket's life (with the header under it).
+ */
 export function pickSubprotocol(offered: Set<string>): string | false {
-  for (const protocol of offered) if (knownSubprotocols.has(protocol)) return protocol
+  for (const protocol of offered) {
+    const known = knownSubprotocols.get(protocol)
+    if (known !== undefined) return known
+  }
   return false
 }
 

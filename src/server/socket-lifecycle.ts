@@ -200,7 +200,13 @@ export class SocketLifecycle {
       if (status !== undefined) this.refuse(socket, status, status === 401 ? 'Unauthorized' : 'Refused')
       // Shutdown began while the authenticator decided: a socket accepted now would outlive close().
       else if (this.closing || this.draining) this.refuse(socket, 503, 'Service Unavailable', RETRY_AFTER)
-      else if (!socket.destroyed) this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, handshakeOf(request), user))
+      else if (!socket.destroyed) {
+        this.wss.handleUpgrade(request, socket, head, (ws) => {
+          // `ws` listens for the socket's errors from here on; ours would stay on every idle socket for good.
+          socket.off('error', destroySocket)
+          this.accept(ws, handshakeOf(request), user)
+        })
+      }
     }, (error: unknown) => {
       this.upgrading--
       this.parts.logger.error?.('upgrade authentication failed', { error })

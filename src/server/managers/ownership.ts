@@ -24,9 +24,6 @@ export function idsOf(refs: ConnectionRef | readonly ConnectionRef[]): string[] 
  * empty, so every change made anywhere is reported to the owning instance.
  */
 export class Ownership {
-  /** How many room changes each connection's record has had, so a reload can tell that its read went stale. */
-  private readonly roomChanges = new WeakMap<Connection, number>()
-
   constructor(
     private readonly instanceId: string,
     private readonly live: ReadonlyMap<string, Connection>,
@@ -98,7 +95,7 @@ export class Ownership {
   apply(notice: Notice): Promise<void> | undefined {
     const connection = this.live.get(notice[1])
     if (!connection) return undefined
-    if (notice[0] !== 'meta') this.roomChanges.set(connection, (this.roomChanges.get(connection) ?? 0) + 1)
+    if (notice[0] !== 'meta') connection.roomChanges++
     switch (notice[0]) {
       case 'room+':
         connection.rooms.add(notice[2])
@@ -127,10 +124,10 @@ export class Ownership {
    */
   async reloadRooms(connection: Connection): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const before = this.roomChanges.get(connection)
+      const before = connection.roomChanges
       const stored = new Set(await this.store.getConnectionRooms(connection.id))
       if (connection.isClosed) return
-      if (this.roomChanges.get(connection) !== before) continue
+      if (connection.roomChanges !== before) continue
       const joins: Array<Promise<void> | undefined> = []
       for (const room of [...connection.rooms]) if (!stored.has(room)) this.apply(['room-', connection.id, room])
       for (const room of stored) if (!connection.rooms.has(room)) joins.push(this.apply(['room+', connection.id, room]))
