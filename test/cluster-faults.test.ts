@@ -114,11 +114,12 @@ describe('faults on a Redis Cluster', () => {
   const { direct, disconnectAll } = clusterClients(() => cluster)
   /** Masters that were promoted by a failover here: their shard has no replica left to fail over to. */
   const promoted = new Set<number>()
-  const freshMasters = (): RedisClusterNode[] => cluster.nodes.filter((node) => node.role === 'master' && node.alive && !promoted.has(node.port))
+  const liveMasters = (): RedisClusterNode[] => cluster.nodes.filter((node) => node.role === 'master' && node.alive)
+  const freshMasters = (): RedisClusterNode[] => liveMasters().filter((node) => !promoted.has(node.port))
 
-  /** A name `make(n)` whose key (or topic) lives on `master`, or on any master that can still fail over. */
-  async function nameOn(make: (n: number) => string, key: (name: string) => string, master?: RedisClusterNode): Promise<string> {
-    const wanted = new Set((master ? [master] : freshMasters()).map((node) => node.port))
+  /** A name `make(n)` whose key (or topic) lives on one of `masters` (by default those that can still fail over). */
+  async function nameOn(make: (n: number) => string, key: (name: string) => string, masters: readonly RedisClusterNode[] = freshMasters()): Promise<string> {
+    const wanted = new Set(masters.map((node) => node.port))
     for (let n = 0; n < 200; n++) {
       if (wanted.has((await cluster.masterOf(key(make(n)))).port)) return make(n)
     }
@@ -225,7 +226,7 @@ describe('faults on a Redis Cluster', () => {
   it('a channel slot migrated during traffic, writes meeting ASK and MOVED: every acknowledged write arrives, once and in order', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('faults-migrate')
     const keys = new Keys(namespace)
-    const channel = await nameOn((n) => `feed:${n}`, (name) => keys.channelTopic(name))
+    const channel = await nameOn((n) => `feed:${n}`, (name) => keys.channelTopic(name), liveMasters())
     const writer = await serverOn(namespace)
     const reader = await serverOn(namespace, (server) => server.exposeChannel(/^feed:/))
     const client = await connectClient(reader)
@@ -234,7 +235,7 @@ describe('faults on a Redis Cluster', () => {
 
     const slot = await cluster.slotOf(keys.channelTopic(channel))
     const source = await cluster.masterOf(slot)
-    const target = cluster.nodes.find((node) => node.role === 'master' && node.alive && node.port !== source.port)!
+    const target = liveMasters().find((node) => node.port !== source.port)!
     const replid = async (port: number): Promise<string> => /master_replid:(\w+)/.exec(await direct(port).info('replication'))?.[1] ?? ''
     expect(await direct(source.port).get(keys.channelEpoch(channel))).toBe(await replid(source.port))
     const during: Array<number | undefined> = []
@@ -279,7 +280,7 @@ describe('faults on a Redis Cluster', () => {
     }
     const bMaster = await cluster.masterOf(keys.instanceTopic(b.instanceId))
     const both = fresh.has(bMaster.port)
-    const room = await nameOn((n) => `lobby:${n}`, (name) => keys.roomTopic(name), both ? bMaster : undefined)
+    const room = await nameOn((n) => `lobby:${n}`, (name) => keys.roomTopic(name), both ? [bMaster] : undefined)
     const [ca, cb] = [await connectClient(a), await connectClient(b)]
     expect(await ca.joinRoom(room, { presence: { name: 'ada' } })).toBe(true)
     expect(await cb.joinRoom(room, { presence: { name: 'bob' } })).toBe(true)
