@@ -21,32 +21,42 @@ import { startRedisCluster, type RedisCluster, type RedisClusterNode } from './s
 /** Between two writes of the traffic loop: a cadence that keeps a failover's catch-up within history (100), not a wait for anything. */
 const WRITE_EVERY_MS = 10
 
-/** What one writer did and one subscribed client saw of a channel. */
+/** What one subscribed client saw of a channel. */
+interface Reader {
+  /** Numbers of the messages its callback got, in order. */
+  readonly received: number[]
+  readonly recoveries: RecoveryEvent[]
+}
+
+/** What one writer did to a channel, and what its subscribed clients saw. */
 interface ChannelTraffic {
   /** Offset of each acknowledged write, by its number. */
   readonly acked: Map<number, number>
-  /** The error code of each rejected write and how long (ms) it took to reject, by its number. */
-  readonly rejected: Map<number, { code: string; cause: unknown; ms: number }>
-  /** Numbers of the messages the client's callback got, in order. */
-  readonly received: number[]
-  readonly recoveries: RecoveryEvent[]
   /** When (ms) each write was acknowledged, by its number. */
   readonly ackedAt: Map<number, number>
+  /** The error code (and `data.cause`) of each rejected write and how long (ms) it took to reject, by its number. */
+  readonly rejected: Map<number, { code: string; cause: unknown; ms: number }>
+  /** One per client, in the order given. */
+  readonly readers: readonly Reader[]
   /** Writes the next message (awaited); resolves with its number if acknowledged. */
   write(): Promise<number | undefined>
   /** Stops the loop; resolves once its last write settled. */
   stop(): Promise<void>
-  /** Writes one more message (awaited) and waits until the client has it. */
+  /** Writes one more message (awaited) and waits until every client has it. */
   fence(): Promise<number>
 }
 
-async function channelTraffic(writer: MeshServer, client: MeshClient, channel: string): Promise<ChannelTraffic> {
+/** Subscribes the clients, then writes `{ n }` in a loop, awaiting each write, until `stop()`. */
+async function channelTraffic(writer: MeshServer, channel: string, clients: readonly MeshClient[]): Promise<ChannelTraffic> {
   const acked = new Map<number, number>()
   const ackedAt = new Map<number, number>()
   const rejected = new Map<number, { code: string; cause: unknown; ms: number }>()
-  const received: number[] = []
-  const recoveries = collect<RecoveryEvent>(client, 'recovery')
-  expect((await client.subscribe<{ n: number }>(channel, (message) => received.push(message.n))).success).toBe(true)
+  const readers: Reader[] = []
+  for (const client of clients) {
+    const reader: Reader = { received: [], recoveries: collect<RecoveryEvent>(client, 'recovery') }
+    expect((await client.subscribe<{ n: number }>(channel, (message) => reader.received.push(message.n))).success).toBe(true)
+    readers.push(reader)
+  }
   let next = 0
   const write = async (): Promise<number | undefined> => {
     const n = next++
@@ -75,8 +85,7 @@ async function channelTraffic(writer: MeshServer, client: MeshClient, channel: s
     acked,
     ackedAt,
     rejected,
-    received,
-    recoveries,
+    readers,
     write,
     async stop() {
       stopped = true
@@ -85,26 +94,26 @@ async function channelTraffic(writer: MeshServer, client: MeshClient, channel: s
     async fence() {
       const n = await write()
       if (n === undefined) throw new Error(`the fence write was rejected: ${JSON.stringify(rejected.get(next - 1))}`)
-      await waitFor(() => received.includes(n), 10_000)
+      await waitFor(() => readers.every((reader) => reader.received.includes(n)), 10_000)
       return n
     },
   }
 }
 
 /**
- * What the client must have seen: each message at most once, in write order (writes are
+ * What a client must have seen: each message at most once, in write order (writes are
  * sequential, so a later number has a higher offset); the acknowledged ones in offset
  * order; and any acknowledged write that never arrived covered by a `complete: false`
  * recovery. Returns the offsets of the acknowledged writes that never arrived.
  */
-function checkDelivery(traffic: ChannelTraffic): number[] {
-  const { acked, received, recoveries } = traffic
+function checkDelivery(traffic: ChannelTraffic, reader: Reader): number[] {
+  const { received, recoveries } = reader
   expect(new Set(received).size).toBe(received.length)
   expect(received).toEqual([...received].sort((a, b) => a - b))
-  const offsets = received.filter((n) => acked.has(n)).map((n) => acked.get(n)!)
+  const offsets = received.filter((n) => traffic.acked.has(n)).map((n) => traffic.acked.get(n)!)
   for (let i = 1; i < offsets.length; i++) expect(offsets[i]!).toBeGreaterThan(offsets[i - 1]!)
   const got = new Set(received)
-  const missing = [...acked].filter(([n]) => !got.has(n)).map(([, offset]) => offset)
+  const missing = [...traffic.acked].filter(([n]) => !got.has(n)).map(([, offset]) => offset)
   if (missing.length > 0) expect(recoveries).toContainEqual(expect.objectContaining({ complete: false }))
   return missing
 }
@@ -152,62 +161,85 @@ describe('faults on a Redis Cluster', () => {
     await cluster?.stop()
   })
 
-  it('a master killed during channel writes: writes resume, and every acknowledged write reaches a client of another instance once and in order, or a complete:false recovery says what was lost', { timeout: 30_000 }, async () => {
+  it('a master killed during channel writes, its replica lacking acknowledged writes: writes resume, and each client on another instance gets every acknowledged write once and in order, or a complete:false recovery', { timeout: 30_000 }, async () => {
     const namespace = uniqueNamespace('faults-channel')
     const keys = new Keys(namespace)
-    const channel = await nameOn((n) => `feed:${n}`, (name) => keys.channelTopic(name))
+    const topic = (name: string): string => keys.channelTopic(name)
+    const channel = await nameOn((n) => `feed:${n}`, topic)
+    const master = await cluster.masterOf(topic(channel))
+    const replicaPort = Number(/slave0:ip=[^,]+,port=(\d+)/.exec(await direct(master.port).info('replication'))?.[1])
+    // The second reader's instance reaches Redis as its own ACL user, so that its
+    // subscriptions alone can be cut off (every node knows the user: a promoted replica too).
+    for (const node of cluster.nodes.filter((each) => each.alive)) await direct(node.port).call('ACL', 'SETUSER', 'lossy', 'on', '>lossy', '~*', '&*', '+@all')
+    const lossyRedis = clusterClients(() => cluster).cluster({ redisOptions: { username: 'lossy', password: 'lossy' } })
+    onTestFinished(() => lossyRedis.disconnect())
+    const exposing = (server: MeshServer): void => server.exposeChannel(/^feed:/)
     const writer = await serverOn(namespace)
-    const reader = await serverOn(namespace, (server) => server.exposeChannel(/^feed:/))
-    const client = await connectClient(reader)
-    const traffic = await channelTraffic(writer, client, channel)
-    await waitFor(() => traffic.received.length >= 20, 10_000)
+    const live = await serverOn(namespace, exposing)
+    const lossy = await startServer({ redis: lossyRedis, namespace, instanceTtl: 5_000 }, exposing)
+    const traffic = await channelTraffic(writer, channel, [await connectClient(live), await connectClient(lossy)])
+    const [gotLive, gotLossy] = traffic.readers as [Reader, Reader]
+    await waitFor(() => gotLive.received.length >= 20 && gotLossy.received.length >= 20, 10_000)
 
     // Replication is asynchronous: make the replica certainly lack the last acknowledged
     // writes. The master refuses the replication handshake (ACL on commands no server
-    // uses), and its replica's link is cut: every write from here on is acknowledged by a
-    // master whose replica will never have it.
-    const master = await cluster.masterOf(keys.channelTopic(channel))
-    const replicaPort = Number(/slave0:ip=[^,]+,port=(\d+)/.exec(await direct(master.port).info('replication'))?.[1])
+    // uses) and cuts its replica's link; it also refuses SSUBSCRIBE to the second reader's
+    // instance and drops that instance's subscriber connections. From here on, every
+    // acknowledged write is on the master only, and only the first reader hears it.
+    const cutStarted = Date.now()
     await direct(master.port).call('ACL', 'SETUSER', 'default', '-psync', '-sync', '-replconf')
+    await direct(master.port).call('ACL', 'SETUSER', 'lossy', '-ssubscribe')
     await direct(master.port).call('CLIENT', 'KILL', 'TYPE', 'replica')
+    await direct(master.port).call('CLIENT', 'KILL', 'USER', 'lossy', 'TYPE', 'pubsub')
     await eventually(async () => expect(await direct(replicaPort).info('replication')).toContain('master_link_status:down'))
-    const cutAt = traffic.acked.size
+    await eventually(async () => expect(await listeners(topic(channel))).toBe(1))
     const cut = Date.now()
     await waitFor(() => [...traffic.ackedAt.values()].filter((at) => at > cut).length >= 5, 10_000)
 
     const killedAt = Date.now()
-    const { ms, promoted: heir } = await killMaster(keys.channelTopic(channel))
+    const { ms, promoted: heir } = await killMaster(topic(channel))
     const failedOver = Date.now()
     expect(heir.port).toBe(replicaPort)
     // (a) New writes are delivered: wait for one acknowledged after the cluster said ok again.
-    await waitFor(() => traffic.received.some((n) => (traffic.ackedAt.get(n) ?? 0) > failedOver), 10_000)
+    const after = (reader: Reader): boolean => reader.received.some((n) => (traffic.ackedAt.get(n) ?? 0) > failedOver)
+    await waitFor(() => after(gotLive) && after(gotLossy), 10_000)
     await traffic.stop()
     await traffic.fence()
 
-    const missing = checkDelivery(traffic)
-    // Lost only in the fault window: everything acknowledged after the failover arrived.
-    const lateMissing = [...traffic.acked].filter(([n, offset]) => traffic.ackedAt.get(n)! > failedOver && missing.includes(offset))
-    expect(lateMissing).toEqual([])
-    // The epoch rule: the promoted replica's first write jumps to its clock in µs, past every
-    // offset the dead master handed out, so the client sees a gap once and says so.
+    const ackedBetween = (from: number, to: number): number[] =>
+      [...traffic.acked].filter(([n]) => traffic.ackedAt.get(n)! > from && traffic.ackedAt.get(n)! < to).map(([, offset]) => offset)
+    // The promoted replica lacks every write acknowledged after the cut (its history says so).
+    const kept = new Set((await direct(heir.port).lrange(keys.channelHistory(channel), 0, -1)).map((entry) => Number(entry.slice(0, entry.indexOf(':')))))
+    const onMasterOnly = ackedBetween(cut, killedAt)
+    expect(onMasterOnly.length).toBeGreaterThanOrEqual(5)
+    expect(onMasterOnly.filter((offset) => kept.has(offset))).toEqual([])
+    // The first reader heard them live: it misses nothing. Without the epoch rule the heir
+    // would hand their offsets out again, and this client would drop those new messages as repeats.
+    expect(checkDelivery(traffic, gotLive)).toEqual([])
+    // The second reader never heard them and no history holds them: they are lost, exactly
+    // those (the ones acknowledged while the cut was being made may or may not be), and the
+    // client says so. Without the epoch rule the heir's offsets would follow on from the last
+    // it heard, and the loss would be silent.
+    const lost = checkDelivery(traffic, gotLossy)
+    const mayBeLost = ackedBetween(cutStarted, killedAt)
+    expect(lost.filter((offset) => !mayBeLost.includes(offset))).toEqual([])
+    expect(onMasterOnly.filter((offset) => !lost.includes(offset))).toEqual([])
+    expect(gotLossy.recoveries).toContainEqual(expect.objectContaining({ channel, complete: false, subscribed: true }))
+    // The epoch rule: the heir's first write jumps to its clock in µs, past every offset the
+    // dead master handed out: the one big gap between acknowledged offsets. Small ones are
+    // rejected writes that happened all the same.
     const offsets = [...traffic.acked.values()]
     const gaps = offsets.slice(1).map((offset, i) => [offsets[i]!, offset] as const).filter(([before, offset]) => offset !== before + 1)
     const jumps = gaps.filter(([before, offset]) => offset - before > 1_000)
     expect(jumps).toHaveLength(1)
     expect(jumps[0]![1]).toBeGreaterThan((killedAt - 1_000) * 1_000)
-    expect(traffic.recoveries).toContainEqual({ channel, complete: false, missed: 0, subscribed: true })
-    // The promoted replica lacks the writes acknowledged after the cut (its history says
-    // so): without the epoch rule it would hand their offsets out again, and the client
-    // would drop those new messages as repeats. It got every one of them instead.
-    const kept = new Set((await direct(heir.port).lrange(keys.channelHistory(channel), 0, -1)).map((entry) => Number(entry.slice(0, entry.indexOf(':')))))
-    const unreplicated = [...traffic.acked].filter(([n]) => traffic.ackedAt.get(n)! > cut && traffic.ackedAt.get(n)! < killedAt).map(([, offset]) => offset)
-    expect(unreplicated.length).toBeGreaterThanOrEqual(5)
-    expect(unreplicated.filter((offset) => kept.has(offset))).toEqual([])
-    expect(missing).toEqual([])
+    expect(gotLive.recoveries).toContainEqual({ channel, complete: false, missed: 0, subscribed: true })
     for (const { code } of traffic.rejected.values()) expect(code).toBe(ErrorCode.UNAVAILABLE)
     console.info(
-      `[cluster-faults] failover ${ms} ms: ${traffic.acked.size} writes acknowledged (${cutAt} before the replica was cut off, ${unreplicated.length} acknowledged by the master only: ${unreplicated.join(', ')}), ${traffic.rejected.size} rejected ${JSON.stringify([...traffic.rejected.values()])}, ` +
-        `${traffic.received.length} received, gaps between acknowledged offsets ${JSON.stringify(gaps)}, acknowledged but missing: [${missing.join(', ')}], recoveries: ${JSON.stringify(traffic.recoveries)}`,
+      `[cluster-faults] failover ${ms} ms: ${traffic.acked.size} writes acknowledged, ${onMasterOnly.length} of them on the master only (${onMasterOnly.join(', ')}), ` +
+        `${traffic.rejected.size} rejected ${JSON.stringify([...traffic.rejected.values()])}, gaps between acknowledged offsets ${JSON.stringify(gaps)}; ` +
+        `live reader: ${gotLive.received.length} received, recoveries ${JSON.stringify(gotLive.recoveries)}; ` +
+        `cut-off reader: ${gotLossy.received.length} received, lost [${lost.join(', ')}], recoveries ${JSON.stringify(gotLossy.recoveries)}`,
     )
   })
 
@@ -252,8 +284,9 @@ describe('faults on a Redis Cluster', () => {
     const writer = await serverOn(namespace)
     const reader = await serverOn(namespace, (server) => server.exposeChannel(/^feed:/))
     const client = await connectClient(reader)
-    const traffic = await channelTraffic(writer, client, channel)
-    await waitFor(() => traffic.received.length >= 10, 10_000)
+    const traffic = await channelTraffic(writer, channel, [client])
+    const [seen] = traffic.readers as [Reader]
+    await waitFor(() => seen.received.length >= 10, 10_000)
 
     const slot = await cluster.slotOf(keys.channelTopic(channel))
     const source = await cluster.masterOf(slot)
@@ -264,15 +297,15 @@ describe('faults on a Redis Cluster', () => {
     // While the slot is MIGRATING with its keys on the target: these writes (and the loop's) meet ASK.
     await cluster.migrateSlot(slot, target, { duringMigration: async () => void during.push(await traffic.write(), await traffic.write(), await traffic.write()) })
     const moved = Date.now()
-    await waitFor(() => traffic.received.some((n) => (traffic.ackedAt.get(n) ?? 0) > moved), 10_000)
+    await waitFor(() => seen.received.some((n) => (traffic.ackedAt.get(n) ?? 0) > moved), 10_000)
     await traffic.stop()
     await traffic.fence()
 
     expect(during.every((n) => n !== undefined)).toBe(true)
     expect([...traffic.rejected.values()]).toEqual([])
     // MIGRATE loses nothing: every acknowledged write arrived.
-    expect(checkDelivery(traffic)).toEqual([])
-    for (const n of during) expect(traffic.received).toContain(n)
+    expect(checkDelivery(traffic, seen)).toEqual([])
+    for (const n of during) expect(seen.received).toContain(n)
     // The epoch rule fires once for a migrated channel: the target is another Redis process
     // than the channel's last writer, so its offsets jump once to its clock in µs (it cannot
     // tell a migration from a failover). That jump is the only gap, and the only complete:false.
@@ -281,10 +314,10 @@ describe('faults on a Redis Cluster', () => {
     const gaps = offsets.slice(1).map((offset, i) => [offsets[i]!, offset] as const).filter(([before, offset]) => offset !== before + 1)
     expect(gaps).toHaveLength(1)
     expect(gaps[0]![1] - gaps[0]![0]).toBeGreaterThan(1_000)
-    for (const recovery of traffic.recoveries) expect(recovery).toEqual({ channel, complete: false, missed: 0, subscribed: true })
+    for (const recovery of seen.recoveries) expect(recovery).toEqual({ channel, complete: false, missed: 0, subscribed: true })
     console.info(
       `[cluster-faults] migration of slot ${slot} ${source.port} -> ${target.port}: ${traffic.acked.size} writes acknowledged (${during.length} during the ASK window), ` +
-        `${traffic.received.length} received, gap ${JSON.stringify(gaps)}, recoveries ${JSON.stringify(traffic.recoveries)}`,
+        `${seen.received.length} received, gap ${JSON.stringify(gaps)}, recoveries ${JSON.stringify(seen.recoveries)}`,
     )
   })
 
