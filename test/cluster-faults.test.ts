@@ -1,5 +1,5 @@
 import { setTimeout as pause } from 'node:timers/promises'
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFailed, onTestFinished } from 'vitest'
 import { ErrorCode, MeshError } from 'meshkit'
 import type { MeshClient, RecoveryEvent } from 'meshkit/client'
 import { Dispatcher, type MeshServer } from 'meshkit/server'
@@ -206,33 +206,44 @@ describe('faults on a Redis Cluster', () => {
     await traffic.stop()
     await traffic.fence()
 
-    const ackedBetween = (from: number, to: number): number[] =>
-      [...traffic.acked].filter(([n]) => traffic.ackedAt.get(n)! > from && traffic.ackedAt.get(n)! < to).map(([, offset]) => offset)
-    // The promoted replica lacks every write acknowledged after the cut (its history says so).
+    // The epoch rule: the heir's first write jumps to its clock in µs, past every offset the
+    // dead master handed out: the one big gap between acknowledged offsets. Small ones would
+    // be rejected writes that happened all the same.
+    const offsets = [...traffic.acked.values()]
+    const gaps = offsets.slice(1).map((offset, i) => [offsets[i]!, offset] as const).filter(([before, offset]) => offset !== before + 1)
+    const jumps = gaps.filter(([before, offset]) => offset - before > 1_000)
+    expect(jumps, 'jumps between acknowledged offsets').toHaveLength(1)
+    const heirsFirst = jumps[0]![1]
+    expect(heirsFirst).toBeGreaterThan((killedAt - 1_000) * 1_000)
+    /** Offsets the dead master acknowledged after `from` (the kill itself lands somewhere after `killedAt`). */
+    const deadMastersSince = (from: number): number[] =>
+      [...traffic.acked].filter(([n, offset]) => traffic.ackedAt.get(n)! > from && offset < heirsFirst).map(([, offset]) => offset)
     const kept = new Set((await direct(heir.port).lrange(keys.channelHistory(channel), 0, -1)).map((entry) => Number(entry.slice(0, entry.indexOf(':')))))
-    const onMasterOnly = ackedBetween(cut, killedAt)
+    const onMasterOnly = deadMastersSince(cut)
+    onTestFailed(() => {
+      const at = (time: number): number => time - cutStarted
+      console.info(
+        `[cluster-faults] failed failover run (ms from the cut's start): cut ${at(cut)}, killed ${at(killedAt)}, failed over ${at(failedOver)}; ` +
+          `acknowledged [n, offset, at]: ${JSON.stringify([...traffic.acked].map(([n, offset]) => [n, offset, at(traffic.ackedAt.get(n)!)]))}; ` +
+          `rejected ${JSON.stringify([...traffic.rejected])}; heir's history ${JSON.stringify([...kept])}; ` +
+          `live reader ${JSON.stringify(gotLive)}; cut-off reader ${JSON.stringify(gotLossy)}`,
+      )
+    })
+    // The promoted replica lacks every write acknowledged after the cut (its history says so).
     expect(onMasterOnly.length).toBeGreaterThanOrEqual(5)
-    expect(onMasterOnly.filter((offset) => kept.has(offset))).toEqual([])
+    expect(onMasterOnly.filter((offset) => kept.has(offset)), 'master-only writes the heir has').toEqual([])
     // The first reader heard them live: it misses nothing. Without the epoch rule the heir
     // would hand their offsets out again, and this client would drop those new messages as repeats.
-    expect(checkDelivery(traffic, gotLive)).toEqual([])
+    expect(checkDelivery(traffic, gotLive), 'lost by the live reader').toEqual([])
     // The second reader never heard them and no history holds them: they are lost, exactly
     // those (the ones acknowledged while the cut was being made may or may not be), and the
     // client says so. Without the epoch rule the heir's offsets would follow on from the last
     // it heard, and the loss would be silent.
     const lost = checkDelivery(traffic, gotLossy)
-    const mayBeLost = ackedBetween(cutStarted, killedAt)
-    expect(lost.filter((offset) => !mayBeLost.includes(offset))).toEqual([])
-    expect(onMasterOnly.filter((offset) => !lost.includes(offset))).toEqual([])
+    const mayBeLost = deadMastersSince(cutStarted)
+    expect(lost.filter((offset) => !mayBeLost.includes(offset)), 'lost outside the fault window').toEqual([])
+    expect(onMasterOnly.filter((offset) => !lost.includes(offset)), 'master-only writes the cut-off reader got').toEqual([])
     expect(gotLossy.recoveries).toContainEqual(expect.objectContaining({ channel, complete: false, subscribed: true }))
-    // The epoch rule: the heir's first write jumps to its clock in µs, past every offset the
-    // dead master handed out: the one big gap between acknowledged offsets. Small ones are
-    // rejected writes that happened all the same.
-    const offsets = [...traffic.acked.values()]
-    const gaps = offsets.slice(1).map((offset, i) => [offsets[i]!, offset] as const).filter(([before, offset]) => offset !== before + 1)
-    const jumps = gaps.filter(([before, offset]) => offset - before > 1_000)
-    expect(jumps).toHaveLength(1)
-    expect(jumps[0]![1]).toBeGreaterThan((killedAt - 1_000) * 1_000)
     expect(gotLive.recoveries).toContainEqual({ channel, complete: false, missed: 0, subscribed: true })
     for (const { code } of traffic.rejected.values()) expect(code).toBe(ErrorCode.UNAVAILABLE)
     console.info(
@@ -297,14 +308,20 @@ describe('faults on a Redis Cluster', () => {
     // While the slot is MIGRATING with its keys on the target: these writes (and the loop's) meet ASK.
     await cluster.migrateSlot(slot, target, { duringMigration: async () => void during.push(await traffic.write(), await traffic.write(), await traffic.write()) })
     const moved = Date.now()
+    onTestFailed(() => {
+      console.info(
+        `[cluster-faults] failed migration run (ms from the move): acknowledged [n, offset, at]: ${JSON.stringify([...traffic.acked].map(([n, offset]) => [n, offset, traffic.ackedAt.get(n)! - moved]))}; ` +
+          `rejected ${JSON.stringify([...traffic.rejected])}; during ${JSON.stringify(during)}; reader ${JSON.stringify(seen)}`,
+      )
+    })
     await waitFor(() => seen.received.some((n) => (traffic.ackedAt.get(n) ?? 0) > moved), 10_000)
     await traffic.stop()
     await traffic.fence()
 
-    expect(during.every((n) => n !== undefined)).toBe(true)
-    expect([...traffic.rejected.values()]).toEqual([])
+    expect(during.every((n) => n !== undefined), 'writes during the ASK window acknowledged').toBe(true)
+    expect([...traffic.rejected.values()], 'rejected writes').toEqual([])
     // MIGRATE loses nothing: every acknowledged write arrived.
-    expect(checkDelivery(traffic, seen)).toEqual([])
+    expect(checkDelivery(traffic, seen), 'acknowledged writes that never arrived').toEqual([])
     for (const n of during) expect(seen.received).toContain(n)
     // The epoch rule fires once for a migrated channel: the target is another Redis process
     // than the channel's last writer, so its offsets jump once to its clock in µs (it cannot
@@ -312,7 +329,7 @@ describe('faults on a Redis Cluster', () => {
     expect(await direct(target.port).get(keys.channelEpoch(channel))).toBe(await replid(target.port))
     const offsets = [...traffic.acked.values()]
     const gaps = offsets.slice(1).map((offset, i) => [offsets[i]!, offset] as const).filter(([before, offset]) => offset !== before + 1)
-    expect(gaps).toHaveLength(1)
+    expect(gaps, 'gaps between acknowledged offsets').toHaveLength(1)
     expect(gaps[0]![1] - gaps[0]![0]).toBeGreaterThan(1_000)
     for (const recovery of seen.recoveries) expect(recovery).toEqual({ channel, complete: false, missed: 0, subscribed: true })
     console.info(
