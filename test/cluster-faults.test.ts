@@ -16,6 +16,8 @@ import { startRedisCluster, type RedisCluster, type RedisClusterNode } from './s
  * (writes meeting ASK and MOVED), and rooms, sends and presence across a failover of the
  * room's master. Every failover takes a shard that still has its replica (a promoted
  * replica has none left), so the file kills each of the three shards at most once.
+ * Losses are made certain, not hoped for, with ACL rules on the doomed master: its
+ * replica cannot replicate, and one reader's instance cannot subscribe there.
  */
 
 /** Between two writes of the traffic loop: a cadence that keeps a failover's catch-up within history (100), not a wait for anything. */
