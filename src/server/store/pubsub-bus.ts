@@ -18,6 +18,8 @@ export abstract class PubSubBus implements MeshBus {
   private readonly reconnectListeners = new Set<() => void>()
   /** Topics Redis confirmed and that were not lost since (with their connection, or their slot). */
   private readonly listening = new Set<string>()
+  /** Messages of topics being subscribed again after a loss, held until the `onReconnect` listeners ran. */
+  private readonly held = new Map<string, Buffer[]>()
 
   /**
    * @param readyTimeout how long `subscribe` waits for the topic's connection to be
@@ -92,6 +94,12 @@ export abstract class PubSubBus implements MeshBus {
   /** Hands a received message to the topic's handlers. */
   protected deliver(topic: string, message: Buffer): void {
     this.instruments.busIn(1)
+    const held = this.held.get(topic)
+    if (held) held.push(message)
+    else this.handOut(topic, message)
+  }
+
+  private handOut(topic: string, message: Buffer): void {
     const handlers = this.topics.get(topic)
     if (handlers) for (const handler of handlers) handler(message)
   }
@@ -122,18 +130,34 @@ export abstract class PubSubBus implements MeshBus {
    */
   protected async resubscribe(topics: readonly string[], subscribe: (topics: string[]) => Promise<unknown>, reconnected: boolean): Promise<boolean> {
     const wanted = topics.filter((topic) => this.topics.has(topic))
+    // Messages can arrive as soon as Redis has the subscription, before the listeners run
+    // (in the same read as the confirmation, say). Handed on at once, they would move a
+    // channel subscriber past the messages published while it was not subscribed, and its
+    // catch-up from history (a listener) would then start after them: they would never go
+    // out. So they wait until the listeners ran, and then go in order.
+    const holding = reconnected ? wanted.filter((topic) => !this.held.has(topic)) : []
+    for (const topic of holding) this.held.set(topic, [])
+    let subscribed = true
     try {
       if (wanted.length > 0) await subscribe(wanted)
     } catch {
-      return false
+      subscribed = false
     }
-    for (const topic of wanted) if (this.topics.has(topic)) this.listening.add(topic)
-    if (reconnected) for (const listener of this.reconnectListeners) listener()
-    return true
+    if (subscribed) {
+      for (const topic of wanted) if (this.topics.has(topic)) this.listening.add(topic)
+      if (reconnected) for (const listener of this.reconnectListeners) listener()
+    }
+    for (const topic of holding) {
+      const messages = this.held.get(topic) ?? []
+      this.held.delete(topic)
+      for (const message of messages) this.handOut(topic, message)
+    }
+    return subscribed
   }
 
   /** Forgets every topic and listener: what a subclass's `close` does first. */
   protected clear(): void {
+    this.held.clear()
     this.topics.clear()
     this.listening.clear()
     this.reconnectListeners.clear()
