@@ -55,6 +55,10 @@ export interface ChildPortal {
   kill(): Promise<void>
   /** Asks the portal to `close()`; resolves with the exit code once the process exited by itself. */
   close(): Promise<number | null>
+  /** SIGSTOP: the process stops running, as one the machine does not schedule (its connections stay open). */
+  suspend(): void
+  /** SIGCONT: it runs again, its timers overdue. */
+  resume(): void
 }
 
 export interface ChildPortalOptions {
@@ -138,6 +142,12 @@ export async function childPortal(options: ChildPortalOptions): Promise<ChildPor
     close() {
       child.stdin.write('close\n')
       return closed
+    },
+    suspend() {
+      child.kill('SIGSTOP')
+    },
+    resume() {
+      child.kill('SIGCONT')
     },
   }
 }

@@ -129,7 +129,8 @@ export class LeaseTable {
     private readonly keys: Keys,
     private readonly group: string,
     private readonly portalId: string,
-    private readonly ttl: number,
+    /** Each lease's (and the announcement's) TTL, ms. */
+    readonly ttl: number,
   ) {
     this.publish = publishCommand(redis)
     const lua = { heartbeat: HEARTBEAT, take: TAKE, release: RELEASE, leave: LEAVE }

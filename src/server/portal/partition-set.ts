@@ -2,6 +2,7 @@ import type { Logger } from '../logger.js'
 import type { Keys } from '../store/keys.js'
 import { LeaseResult, type LeaseTable } from './lease-table.js'
 import { PartitionWorker, type WorkerParts } from './partition-worker.js'
+import type { RawEntry } from './stream-reader.js'
 
 /**
  * The event partitions one portal holds, kept in step with its leases at every
@@ -11,6 +12,8 @@ import { PartitionWorker, type WorkerParts } from './partition-worker.js'
 export class PartitionSet {
   private readonly workers = new Map<number, PartitionWorker>()
   private readonly releasing = new Set<number>()
+  /** Stream keys of every partition this portal ever held: a read of one may come back after its worker is gone. */
+  private readonly eventKeys = new Set<string>()
 
   constructor(
     private readonly leases: LeaseTable,
@@ -33,9 +36,21 @@ export class PartitionSet {
     return ready
   }
 
-  worker(key: string): PartitionWorker | undefined {
-    for (const worker of this.workers.values()) if (worker.key === key) return worker
-    return undefined
+  /**
+   * Hands entries of an event stream to its partition's worker; false if `key` is no
+   * event stream of this portal. Entries of a partition whose lease was lost while the
+   * read was in flight stay pending: the next holder claims them (never taken for
+   * commands, which would acknowledge them as malformed and lose them).
+   */
+  deliver(key: string, entries: RawEntry[]): boolean {
+    if (!this.eventKeys.has(key)) return false
+    for (const worker of this.workers.values()) {
+      if (worker.key === key) {
+        worker.deliver(entries)
+        break
+      }
+    }
+    return true
   }
 
   /** One heartbeat's assignment: `wanted` are the partitions this portal should hold. */
@@ -43,6 +58,8 @@ export class PartitionSet {
     const wantedSet = new Set(wanted)
     // Held ones are renewed even while being handed back, so that the lease outlives the batch in flight.
     const candidates = [...new Set([...this.workers.keys(), ...wanted])]
+    // Before sending: Redis (re)starts the leases' TTL later than this.
+    const until = Date.now() + this.leases.ttl
     const results = await this.leases.take(candidates)
     candidates.forEach((p, i) => {
       const result = results[i]
@@ -56,10 +73,15 @@ export class PartitionSet {
         return
       }
       if (!worker) {
-        this.workers.set(p, new PartitionWorker(p, this.keys.portalEvents(p), this.parts))
-      } else if (result === LeaseResult.ACQUIRED) {
+        const key = this.keys.portalEvents(p)
+        const added = new PartitionWorker(p, key, this.parts)
+        added.renewed(until)
+        this.workers.set(p, added)
+        this.eventKeys.add(key)
+      } else {
+        worker.renewed(until)
         // It lapsed and was free again: whoever held it meanwhile may have left entries pending.
-        worker.reclaim()
+        if (result === LeaseResult.ACQUIRED) worker.reclaim()
       }
     })
     for (const worker of this.workers.values()) {

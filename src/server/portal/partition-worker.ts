@@ -35,6 +35,14 @@ export class PartitionWorker {
   /** The lease was (re)acquired: entries pending in the group must be claimed before reading new ones. */
   private needsClaim = true
   private stopped = false
+  /**
+   * Date.now() before the lease script that last renewed or acquired the lease was sent,
+   * plus the ttl: Redis started the lease's TTL later than that, so until then the lease
+   * is surely still ours. Not measured from the reply, which may arrive long after Redis
+   * ran the script (a loaded machine, several Redis processes of a cluster): the lease
+   * may have expired and been taken before the reply is read.
+   */
+  private leaseUntil = 0
   /** Handled but not acknowledged (Redis failed the XACK): retried with the next acknowledgement. */
   private unacked: string[] = []
   private idleWaiters: Array<() => void> = []
@@ -47,7 +55,17 @@ export class PartitionWorker {
 
   /** Whether the shared reader may read this partition now. */
   get readable(): boolean {
-    return !this.busy && !this.needsClaim && !this.stopped
+    return !this.busy && !this.needsClaim && !this.stopped && this.leased
+  }
+
+  /** Whether the lease is surely still this portal's. */
+  private get leased(): boolean {
+    return Date.now() < this.leaseUntil
+  }
+
+  /** The lease script renewed or acquired the lease; `until`: when it was sent, plus the ttl. */
+  renewed(until: number): void {
+    this.leaseUntil = until
   }
 
   get idle(): boolean {
@@ -82,7 +100,7 @@ export class PartitionWorker {
         const reply = (await sendBuffer(redis, 'XAUTOCLAIM', [this.key, group, consumer, 0, cursor, 'COUNT', batchSize])) as [Buffer, Array<[Buffer, Buffer[] | null]>, Buffer[]?]
         cursor = reply[0].toString()
         const entries: RawEntry[] = reply[1].map(([id, fields]) => [id.toString(), fields])
-        if (entries.length > 0) await this.handle(entries)
+        if (entries.length > 0 && !(await this.handle(entries))) return
       } while (cursor !== '0-0' && !this.stopped && !this.parts.halted())
       this.needsClaim = false
     } catch (error) {
@@ -95,7 +113,12 @@ export class PartitionWorker {
   /** A batch from the shared reader. */
   deliver(entries: RawEntry[]): void {
     this.busy = true
-    this.handle(entries).finally(() => this.settle())
+    this.handle(entries)
+      .then((complete) => {
+        // Left pending with this portal: claimed again first if the lease is renewed, else by the next holder.
+        if (!complete) this.needsClaim = true
+      })
+      .finally(() => this.settle())
   }
 
   private settle(): void {
@@ -104,7 +127,13 @@ export class PartitionWorker {
     this.parts.readable()
   }
 
-  private async handle(entries: RawEntry[]): Promise<void> {
+  /**
+   * Handles a batch and acknowledges what was handled. False if it stopped early: the
+   * portal is closing, or the lease is no longer surely its own (a read that came back,
+   * or a process that was paused, past the lease's end), where the next holder may
+   * already have claimed the entries: those not started stay pending.
+   */
+  private async handle(entries: RawEntry[]): Promise<boolean> {
     // One chain per connection, in stream order; malformed entries have no chain and are acknowledged as they are.
     const chains = new Map<string, PortalEntry[]>()
     const done: string[] = []
@@ -118,16 +147,21 @@ export class PartitionWorker {
       if (chain) chain.push(entry)
       else chains.set(entry.connectionId, [entry])
     }
+    let complete = true
     await Promise.all(
       [...chains.values()].map(async (chain) => {
         for (const entry of chain) {
-          if (this.parts.halted()) return
+          if (this.parts.halted() || !this.leased) {
+            complete = false
+            return
+          }
           await this.parts.run(this.partition, entry)
           done.push(entry.id)
         }
       }),
     )
     await this.acknowledge(done)
+    return complete
   }
 
   private async acknowledge(ids: string[]): Promise<void> {

@@ -54,7 +54,7 @@ export class Portal {
   private since = 0
   private view: HeartbeatView | undefined
   private active = false
-  /** Date.now() of the last heartbeat that reached Redis: past the ttl, this portal's leases may be someone else's. */
+  /** Date.now() before the last heartbeat that reached Redis was sent: past the ttl, this portal may be counted dead (see PartitionWorker.leaseUntil for why not at the reply). */
   private lastBeat = 0
   private timer: NodeJS.Timeout | undefined
   private beating: Promise<void> = Promise.resolve()
@@ -216,8 +216,9 @@ export class Portal {
   private async heartbeat(first: boolean): Promise<void> {
     if (this.closing && !first) return
     try {
+      const sent = Date.now()
       const view = await this.leases.heartbeat({ group: this.options.group, commands: this.commands.names, since: this.since })
-      this.lastBeat = Date.now()
+      this.lastBeat = sent
       this.view = view
       const members = [...view.live].filter(([, announcement]) => announcement.group === this.options.group)
       this.active = view.distributeLoad || activePortal(members) === this.id
@@ -254,9 +255,7 @@ export class Portal {
   }
 
   private deliver(key: string, entries: RawEntry[]): void {
-    const worker = this.partitions.worker(key)
-    if (worker) worker.deliver(entries)
-    else this.commands.deliver(key, entries)
+    if (!this.partitions.deliver(key, entries)) this.commands.deliver(key, entries)
   }
 
   private decode(partition: number, [id, fields]: RawEntry): PortalEntry | undefined {
