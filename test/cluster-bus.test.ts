@@ -187,7 +187,7 @@ describe('sharded pub/sub bus on Redis Cluster', () => {
     expect(await next.message).toBe('after kill')
   })
 
-  // These need the store on a cluster (part A of issue 17: single-slot scripts).
+  // Servers and a Dispatcher end to end: they need the store's single-slot scripts as much as the bus.
   describe('servers and a Dispatcher on the cluster', () => {
     const serverOn = async (namespace: string): Promise<MeshServer> => {
       const server = new MeshServer({ host: '127.0.0.1', port: 0, redis: cluster.startupNodes, namespace, instanceTtl: 2_000 })
