@@ -145,7 +145,8 @@ export class ChannelManager {
     for (const [, subscriber] of behind) subscriber.buffered = []
     let missed: Array<[number, FrameCache]> = []
     try {
-      const after = Math.min(...behind.map(([, subscriber]) => subscriber.lastOffset))
+      // A loop, not Math.min(...): a channel may have more local subscribers than a call takes arguments.
+      const after = behind.reduce((least, [, subscriber]) => Math.min(least, subscriber.lastOffset), Infinity)
       const snapshot = await this.historyReads.run(() => this.store.readChannel(channel, this.limits.maxHistoryLimit, { after, maxBytes: this.limits.maxHistoryBytes }))
       missed = snapshot.entries.map((entry) => frameOf(channel, entry)).reverse()
     } catch (error) {

@@ -26,6 +26,18 @@ function slotOf(topic: string): number {
   return new Command('spublish', [topic]).getSlot() ?? 0
 }
 
+/** The items by the key each maps to, in their order. */
+function groupBy<K>(items: readonly string[], keyOf: (item: string) => K): Map<K, string[]> {
+  const groups = new Map<K, string[]>()
+  for (const item of items) {
+    const key = keyOf(item)
+    const group = groups.get(key)
+    if (group) group.push(item)
+    else groups.set(key, [item])
+  }
+  return groups
+}
+
 /** Thrown (and caught) when a shard answered `SSUBSCRIBE` with `MOVED`: ioredis drops that command unsettled. */
 class Moved extends Error {}
 
@@ -202,21 +214,18 @@ export class ClusterBus extends PubSubBus {
    */
   private reconcile(): void {
     if (this.closed) return
-    const byOwner = new Map<string, string[]>()
-    for (const topic of this.wanted()) {
+    const unplaced = this.wanted().filter((topic) => {
       const owner = this.ownerOf(topic)
-      if (owner === undefined) continue
+      if (owner === undefined) return false
       const at = this.placed.get(topic)
-      if (at === owner && this.isListening(topic)) continue
+      if (at === owner && this.isListening(topic)) return false
       if (at !== undefined && at !== owner && this.isListening(topic)) {
         this.missed.add(topic)
         this.lost([topic])
       }
-      const group = byOwner.get(owner)
-      if (group) group.push(topic)
-      else byOwner.set(owner, [topic])
-    }
-    for (const [owner, topics] of byOwner) {
+      return true
+    })
+    for (const [owner, topics] of groupBy(unplaced, (topic) => this.ownerOf(topic)!)) {
       const shard = this.shard(owner)
       if (shard.redis.status !== 'ready') continue
       const reconnected = topics.some((topic) => this.missed.has(topic))
@@ -228,15 +237,8 @@ export class ClusterBus extends PubSubBus {
 
   /** `SSUBSCRIBE` takes channels of one slot per call: one call per slot. */
   private async ssubscribeAll(shard: Shard, topics: readonly string[]): Promise<void> {
-    const bySlot = new Map<number, string[]>()
-    for (const topic of topics) {
-      const slot = slotOf(topic)
-      const group = bySlot.get(slot)
-      if (group) group.push(topic)
-      else bySlot.set(slot, [topic])
-    }
     try {
-      await Promise.all([...bySlot.values()].map((group) => this.ssubscribe(shard, group)))
+      await Promise.all([...groupBy(topics, slotOf).values()].map((group) => this.ssubscribe(shard, group)))
     } catch (error) {
       if (error instanceof Moved) this.cluster.refreshSlotsCache()
       throw error

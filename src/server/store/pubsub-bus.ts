@@ -94,7 +94,8 @@ export abstract class PubSubBus implements MeshBus {
   /** Hands a received message to the topic's handlers. */
   protected deliver(topic: string, message: Buffer): void {
     this.instruments.busIn(1)
-    const held = this.held.get(topic)
+    // Nothing is held but while topics come back after a loss: no lookup per message otherwise.
+    const held = this.held.size > 0 ? this.held.get(topic) : undefined
     if (held) held.push(message)
     else this.handOut(topic, message)
   }
@@ -107,10 +108,6 @@ export abstract class PubSubBus implements MeshBus {
   /** The topics handlers wait on, now. */
   protected wanted(): string[] {
     return [...this.topics.keys()]
-  }
-
-  protected isWanted(topic: string): boolean {
-    return this.topics.has(topic)
   }
 
   protected isListening(topic: string): boolean {
