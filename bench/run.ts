@@ -28,6 +28,8 @@ type Workload = {
   name: string
   targets: TargetKey[]
   redis?: boolean
+  /** Measured in the first N rounds only (curve points: enough rounds for a median, and the full run stays under 15 minutes). */
+  rounds?: number
   /** Longest a run may take before it counts as failed. @default 180000 */
   timeoutMs?: number
 } & (
@@ -119,6 +121,7 @@ try {
   }
   for (let round = 1; round <= config.rounds; round++) {
     for (const workload of selected) {
+      if (workload.rounds !== undefined && round > workload.rounds) continue
       // One measurement per target, or one for all targets together.
       const runs = 'run' in workload
         ? workload.targets.map((key) => ({ keys: [key], measure: async () => ({ [key]: await workload.run(targets[key], context) }) }))

@@ -1,0 +1,45 @@
+// Issue 18's scale curves: how a figure grows along one axis (clients, room size,
+// instances, connections, writers, portals). Each point of a curve is an ordinary
+// workload of run.ts (its own name, measured like any other); a curve names which
+// workloads are its points and which of their metrics it plots. charts.ts draws each
+// curve as an SVG, and the report prints its table and its flatness check.
+import type { TargetKey } from './targets.js'
+
+/** One line of a chart: the median of `<point's workload>:<metric>` for `target`. */
+export interface CurveSeries {
+  label: string
+  target: TargetKey
+  metric: string
+}
+
+/**
+ * The flatness check of issue 18: cost per unit (per connection, per member, per
+ * message) stays within 1.3× from the smallest to the largest point. `metric` is read on
+ * `target` at every point; `lowerIsBetter` says whether it is a cost (µs, bytes) or a rate.
+ */
+export interface Flatness {
+  label: string
+  target: TargetKey
+  metric: string
+  lowerIsBetter: boolean
+  /** Where the curve is not flat by its nature (a knee), why; printed beside the check. */
+  knee?: string
+}
+
+export interface Curve {
+  /** File name of its chart: bench/charts/<id>.svg. */
+  id: string
+  /** The issue's curve number (1–6), for order and headings. */
+  number: number
+  title: string
+  x: { label: string; log?: boolean }
+  y: { label: string; log?: boolean }
+  points: { x: number; workload: string }[]
+  series: CurveSeries[]
+  /** A second chart of the same points (e.g. p99 beside round-trips/s), drawn below the first. */
+  secondary?: { y: { label: string; log?: boolean }; series: CurveSeries[] }
+  flatness?: Flatness[]
+}
+
+/** Every curve, in the issue's order. Workload modules export their curve; it is listed here. */
+export const curves: Curve[] = []
