@@ -10,6 +10,16 @@ export interface CurveSeries {
   label: string
   target: TargetKey
   metric: string
+  /** This series' own point workloads (e.g. the same curve on a Redis Cluster); the curve's points otherwise. */
+  points?: CurvePoint[]
+}
+
+/** One point: its x and the workload (by name in run.ts) that measures it. */
+export interface CurvePoint {
+  x: number
+  workload: string
+  /** A metric of that workload holding the x actually reached (e.g. connections held, where the open-files limit caps it). */
+  xMetric?: string
 }
 
 /**
@@ -34,7 +44,7 @@ export interface Curve {
   title: string
   x: { label: string; log?: boolean }
   y: { label: string; log?: boolean }
-  points: { x: number; workload: string }[]
+  points: CurvePoint[]
   series: CurveSeries[]
   /** A second chart of the same points (e.g. p99 beside round-trips/s), drawn below the first. */
   secondary?: { y: { label: string; log?: boolean }; series: CurveSeries[] }
