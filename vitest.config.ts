@@ -6,9 +6,7 @@ const src = (path: string): string => fileURLToPath(new URL(`./src/${path}`, imp
 /**
  * `npm run test:cluster` (MESHKIT_TEST_REDIS=cluster) runs these multi-instance and fault
  * suites again, on a real local Redis Cluster instead of one redis-server: they reach
- * Redis only through test/support/shared-redis.ts. The portal process suites are not
- * here: a portal process closed on a cluster sometimes never exits (open defect, see
- * docs/cluster.md); portals on a cluster are covered by the *-cluster files of npm test. `npm test` runs every file once on one
+ * Redis only through test/support/shared-redis.ts. `npm test` runs every file once on one
  * Redis, and the cluster-only files (store contract, sharded bus, portals, failover and
  * migration) on clusters of their own.
  */
@@ -19,6 +17,10 @@ const clusterSuites = [
   'dispatcher-channels',
   'drain-cluster',
   'instance-death',
+  'portals-pause',
+  'portals-processes',
+  'portals-rebalance',
+  'portals-standby',
   'presence',
   'room-delivery',
   'room-isolation',

@@ -5,10 +5,9 @@ import { connectClient } from './support/harness.js'
 import { eventLine, expectedLine, leasesSettled, lineOf, PORTAL_TTL, sendSteps } from './support/portals.js'
 import { wallClock } from './support/portal-report.js'
 
-// Not in `npm run test:cluster`'s list: on a Redis Cluster, the portal resumed after the
-// pause then fails to exit after close() about one run in four (8 runs here: 2 never
-// exited within 120 s), a defect of its own left open (see docs/cluster.md). Its lease
-// behaviour, what this file checks, is the same on one Redis and passes there every time.
+// On a Redis Cluster (npm run test:cluster) this also checks that the resumed portal
+// exits after close(): the slot-map refresh due during the pause used to be re-armed
+// after quit() and keep the process alive (closeConnection in redis-client.ts).
 
 describe('a portal that stops running for a while', () => {
   it('a portal paused past its lease leaves the rest of the batch in hand to the next holder once it runs again', { timeout: 40_000 }, async () => {

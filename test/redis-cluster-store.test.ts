@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import { once } from 'node:events'
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { decodeChannelEntry } from '../src/server/store/channel-entry.js'
 import { Keys } from '../src/server/store/keys.js'
+import { closeConnection, createRedisClient, whenReady } from '../src/server/store/redis-client.js'
 import { RedisStore } from '../src/server/store/redis-store.js'
 import { deferred } from './support/harness.js'
 import { startRedisCluster, type RedisCluster } from './support/redis-cluster.js'
@@ -21,19 +21,11 @@ afterAll(async () => {
   await cluster?.stop()
 })
 
-/**
- * A cluster client with the guarantees meshkit's own need (no offline queue, commands
- * time out) and the auto-pipelining RedisStore's fan-out reads rely on, ready to use.
- * (Until createRedisClient builds cluster clients, the test builds its own.)
- */
+/** A cluster client as meshkit makes its own (createRedisClient), ready to use. */
 async function clusterClient(): Promise<Cluster> {
-  const client = new Cluster([...cluster.startupNodes], {
-    enableAutoPipelining: true,
-    enableOfflineQueue: false,
-    redisOptions: { commandTimeout: 2_000 },
-  })
+  const client = createRedisClient(cluster.startupNodes, { commandTimeout: 2_000 }) as Cluster
   client.on('error', () => {})
-  if (client.status !== 'ready') await once(client, 'ready')
+  await whenReady(client, 5_000)
   return client
 }
 
@@ -96,5 +88,32 @@ describe('RedisStore on a Redis Cluster', () => {
     const entry = decodeChannelEntry(await received.promise)
     expect(entry?.offset).toBe(offset)
     expect(Array.from(entry?.message ?? [])).toEqual([1, 2, 3])
+  })
+})
+
+describe('closing a cluster connection', () => {
+  it('leaves no periodic slot-map refresh behind when one is waiting for its reply at close', async () => {
+    const client = createRedisClient(cluster.startupNodes, { commandTimeout: 2_000 }) as Cluster
+    client.on('error', () => {})
+    const internals = client as unknown as { slotsTimer: NodeJS.Timeout | null; clearNodesRefreshInterval(): void }
+    // Should it fail, the chain of refreshes must not keep this worker alive.
+    onTestFinished(() => internals.clearNodesRefreshInterval())
+    await whenReady(client, 5_000)
+    // The next periodic refresh is caught as it starts: the connection closes while that refresh waits for CLUSTER SLOTS.
+    const refresh = client.refreshSlotsCache.bind(client)
+    const ended = deferred()
+    const closed = new Promise<void>((resolve, reject) => {
+      client.refreshSlotsCache = (callback) => {
+        client.refreshSlotsCache = refresh
+        refresh((error) => {
+          callback?.(error)
+          ended.resolve()
+        })
+        closeConnection(client).then(resolve, reject)
+      }
+    })
+    await Promise.all([closed, ended.promise])
+    // ioredis set the next round's timer when that refresh ended; nothing may be left to fire.
+    expect(internals.slotsTimer).toBeNull()
   })
 })

@@ -3,7 +3,7 @@ import { ErrorCode, MeshError } from '../../shared/errors.js'
 import { Dispatcher } from '../dispatcher.js'
 import { guardLogger, type Logger } from '../logger.js'
 import { Keys } from '../store/keys.js'
-import { createRedisClient, redisCall, watchConnection, whenReady, type RedisConfig } from '../store/redis-client.js'
+import { closeConnection, createRedisClient, redisCall, watchConnection, whenReady, type RedisConfig } from '../store/redis-client.js'
 import { CommandRunner } from './command-runner.js'
 import { EventHandlers } from './event-handlers.js'
 import { activePortal, LeaseTable, preferredPartitions, type HeartbeatView } from './lease-table.js'
@@ -290,6 +290,6 @@ export class Portal {
       const streams = [...Array.from({ length: this.view?.partitions ?? 0 }, (_, p) => this.keys.portalEvents(p)), ...this.commands.keys]
       await this.leases.leave(streams).catch((error: unknown) => this.logger.warn?.('portal could not leave the registry; its entry expires by itself', { error }))
     }
-    await Promise.all([this.redis.quit().catch(() => this.redis.disconnect()), this.reader.quit().catch(() => this.reader.disconnect()), this.dispatcher.close()])
+    await Promise.all([closeConnection(this.redis), closeConnection(this.reader), this.dispatcher.close()])
   }
 }

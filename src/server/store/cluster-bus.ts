@@ -3,7 +3,7 @@ import { ErrorCode, MeshError } from '../../shared/errors.js'
 import type { Logger } from '../logger.js'
 import { noInstruments, type Instruments } from '../instruments.js'
 import { PubSubBus } from './pubsub-bus.js'
-import { createNodeClient, redisCall, watchConnection, whenReady } from './redis-client.js'
+import { closeConnection, createNodeClient, redisCall, watchConnection, whenReady } from './redis-client.js'
 
 export interface ClusterBusOptions {
   /** Milliseconds `subscribe` waits for the topic's shard connection. @default 5000 */
@@ -159,7 +159,7 @@ export class ClusterBus extends PubSubBus {
     this.cluster.off('refresh', this.onRefresh)
     const shards = [...this.shards.values()]
     this.shards.clear()
-    await Promise.all(shards.map((shard) => shard.redis.quit().catch(() => shard.redis.disconnect())))
+    await Promise.all(shards.map((shard) => closeConnection(shard.redis)))
   }
 
   private ownerOf(topic: string): string | undefined {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { PubSubBus } from './pubsub-bus.js'
-import { redisCall, whenReady } from './redis-client.js'
+import { closeConnection, redisCall, whenReady } from './redis-client.js'
 import { noInstruments, type Instruments } from '../instruments.js'
 
 /**
@@ -60,6 +60,6 @@ export class RedisBus extends PubSubBus {
 
   async close(): Promise<void> {
     this.clear()
-    await this.subscriber.quit().catch(() => this.subscriber.disconnect())
+    await closeConnection(this.subscriber)
   }
 }

@@ -188,6 +188,29 @@ export function timeCommands(redis: RedisConnection, instruments: Instruments): 
   } as RedisConnection['sendCommand']
 }
 
+/**
+ * Closes a connection of ours: `QUIT`, or a hard disconnect if that fails. A cluster is
+ * closed only once a slot-map refresh in flight has ended: ioredis 5.11.1 schedules the
+ * next periodic refresh whenever one ends, even after `quit()` (which cleared the timer
+ * of the refresh already running), and that chain then repeats every second for good,
+ * keeping the process alive. A portal closed right after a pause hit it about one run
+ * in four, when the refresh due during the pause was still waiting for its reply.
+ */
+export async function closeConnection(redis: RedisConnection): Promise<void> {
+  await redis.quit().catch(() => redis.disconnect())
+  if (!isCluster(redis)) return
+  const internals = redis as unknown as ClusterInternals
+  if (internals.isRefreshing) await new Promise<void>((resolve) => redis.refreshSlotsCache(() => resolve()))
+  // The refresh's own callback ran first (callbacks run in order): the timer it set is cleared here.
+  internals.clearNodesRefreshInterval()
+}
+
+/** What closeConnection reaches inside an ioredis `Cluster` (5.x): not in its types. */
+interface ClusterInternals {
+  isRefreshing: boolean
+  clearNodesRefreshInterval(): void
+}
+
 /** Resolves when the client is ready; rejects with `UNAVAILABLE` (and `data.cause`) if it is not within `timeout` ms. */
 export function whenReady(redis: RedisConnection, timeout: number): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve()

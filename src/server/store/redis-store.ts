@@ -2,7 +2,7 @@ import type { ChainableCommander } from 'ioredis'
 import type { Keys } from './keys.js'
 import { CONNECTION_SCRIPTS } from './conditional-writes.js'
 import { ENTITY_SCRIPTS } from './entity-scripts.js'
-import { isCluster, publishCommand, redisCall, type RedisConnection } from './redis-client.js'
+import { closeConnection, isCluster, publishCommand, redisCall, type RedisConnection } from './redis-client.js'
 import type { ChannelRange, ChannelSnapshot, InstanceRecord, KeptUserMessage, MeshStore, OnlineUsersSample } from './types.js'
 
 /*
@@ -433,6 +433,6 @@ export class RedisStore implements MeshStore {
 
   async close(): Promise<void> {
     this.reconnectListeners.clear()
-    await this.redis.quit().catch(() => this.redis.disconnect())
+    await closeConnection(this.redis)
   }
 }
