@@ -1,4 +1,5 @@
 // The final table: medians per target, ratios to raw ws and Socket.IO, and the targets.
+import { curvesMarkdown } from './curve-report.js'
 import { median, markdownTable, type BenchConfig } from './support.js'
 import type { TargetKey } from './targets.js'
 
@@ -205,10 +206,12 @@ export interface RunRecord {
   config: BenchConfig
   samples: Samples
   failures: string[]
+  /** The folder under bench/ this run's charts go to. */
+  charts: string
 }
 
 /** bench/results.md: the table, how it was made, and every round's figures. */
-export function resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures }: RunRecord): string {
+export function resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures, charts }: RunRecord): string {
   const { rounds, rpcSeconds, fanoutRepetitions, broadcasts, holdSeconds, chatSeconds } = config
   return `# Benchmark results
 
@@ -298,7 +301,8 @@ Workloads:
    (so RSS includes whatever young generation V8 grew to), and its event-loop delay p99 while they were held.
    Where the open-files hard limit or the local port range is below 31,000, the largest point holds as many
    as they allow (its "connections held" row). Socket.IO runs the two smaller points only.
-${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
+
+${curvesMarkdown(samples, charts)}${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 
 ${roundsTable(samples)}

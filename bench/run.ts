@@ -1,12 +1,14 @@
 // The benchmark: every workload for every target, targets interleaved in rounds, each
 // target's server in its own process and the load here; medians and ratios at the end.
-//   npm run bench                full run (4 rounds, about 10 minutes), writes bench/results.md
-//   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md (as does --only)
+//   npm run bench                full run (4 rounds, about 10 minutes), writes bench/results.md and bench/charts/
+//   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md and bench/charts-quick/ (as does --only)
 //   options: --rounds N, --only rpc,fanout,chat,portal,rpcValidation,..., --cpu-prof (meshkit servers, into /tmp)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
 import { startRedisServer, type RedisProcess } from '../test/support/redis-server.js'
+import { writeCharts } from './charts.js'
+import { readmeCurvesMarkdown } from './curve-report.js'
 import { clientSizes, clientSizeTable } from './client-size.js'
 import { finalTable, resultsMarkdown, type Samples } from './report.js'
 import { fileLimits, killAllServers, processOptions, repoRoot, withTimeout, type BenchConfig, type BenchContext, type Metrics } from './support.js'
@@ -170,9 +172,16 @@ console.log(`\n${table}\n\n${machine}; ${config.rounds} round(s) in ${seconds.to
 // Sizes are exact, so they ride along with every run rather than being a workload with rounds.
 const sizes = await clientSizes().then(clientSizeTable, (error: Error) => `## Browser client size\n\nNot measured: ${error.message}`)
 console.log(`\n${sizes}`)
-const markdown = `${resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures })}\n${sizes}\n`
-// Only a full run of every workload replaces the committed results.
-const file = quick || only ? 'bench/results-quick.md' : 'bench/results.md'
+// Only a full run of every workload replaces the committed results and charts.
+const full = !quick && !only
+const charts = full ? 'charts' : 'charts-quick'
+const markdown = `${resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures, charts })}\n${sizes}\n`
+const file = full ? 'bench/results.md' : 'bench/results-quick.md'
 writeFileSync(`${repoRoot}${file}`, markdown)
-console.log(`written to ${file}`)
+const date = new Date().toISOString().slice(0, 10)
+const drawn = writeCharts(`${repoRoot}bench/${charts}`, samples, { machine, command, revision, date })
+// The README's scale-curve section, to paste into its Benchmarks section after a full run.
+const readme = `<!-- Written by npm run bench: paste into README.md's Benchmarks section. -->\n${readmeCurvesMarkdown({ command, machine, revision, date, samples, charts: `bench/${charts}` })}`
+writeFileSync(`${repoRoot}bench/${charts}/readme-section.md`, readme)
+console.log(`written to ${file}; charts and readme-section.md to bench/${charts}/ (${drawn.join(', ') || 'no curve measured'})`)
 process.exit(failures.length > 0 ? 1 : 0)
