@@ -117,6 +117,7 @@ function scaleRows(name: string, workload: string): Row[] {
     { workload, metric: 'event-loop delay p99 ms', key: `${name}:loopP99`, format: decimals },
     { workload, metric: 'server RSS MiB', key: `${name}:rssMB`, format: decimals },
     { workload, metric: 'young generation MiB (diagnostic)', key: `${name}:youngMB`, format: decimals },
+    { workload, metric: 'young generation growth MiB while they connected (diagnostic)', key: `${name}:youngGrowthMB`, format: decimals },
   ]
 }
 
