@@ -8,7 +8,7 @@ import * as echarts from 'echarts'
 import { chartFiles, measured, seriesValues } from './curve-report.js'
 import { curves, type Curve, type CurveSeries } from './curves.js'
 import type { Samples } from './report.js'
-import { targets, type TargetKey } from './targets.js'
+import type { TargetKey } from './targets.js'
 
 /** What the subtitle says about the run. */
 export interface ChartRun {
