@@ -213,7 +213,7 @@ export interface RunRecord {
 
 /** bench/results.md: the table, how it was made, and every round's figures. */
 export function resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures, charts }: RunRecord): string {
-  const { rounds, rpcSeconds, fanoutRepetitions, broadcasts, holdSeconds, chatSeconds } = config
+  const { rounds, rpcSeconds, fanoutRepetitions, broadcasts, holdSeconds, chatSeconds, presenceUpdates } = config
   return `# Benchmark results
 
 Command: \`${command}\` (${rounds} round(s), ${seconds.toFixed(0)} s in all), ${new Date().toISOString().slice(0, 10)}, ${revision}.
@@ -280,16 +280,16 @@ Workloads:
    the ratios are the medians of the per-cycle ratios to the server without \`api\` (shown in the raw ws ratio
    column, lowest round).
 11. Presence (meshkit only): one room exposed with presence, 1,000 MeshClients joined with a state
-   (\`joinRoom(room, { presence })\`, 50 joins at a time). List: 50 \`client.presence(room)\`
-   calls from members, and 50 \`server.getPresence(room)\` timed inside the server, once 250 members joined
+   (\`joinRoom(room, { presence })\`, 50 joins at a time). List: ${presenceUpdates} \`client.presence(room)\`
+   calls from members, and ${presenceUpdates} \`server.getPresence(room)\` timed inside the server, once 250 members joined
    and again at 1,000. Update: a different member
-   each time awaits \`setPresence\`, one at a time (50 after 10 of warm-up), timed until all 999 others received the \`update\`;
+   each time awaits \`setPresence\`, one at a time (${presenceUpdates} after 10 of warm-up), timed until all 999 others received the \`update\`;
    the load process decodes those 999 events, so its time is in the figure. Baseline: taking turns with each
    update, the next member's \`say\` command, whose handler awaits \`broadcastRoom\` of an event as large to the same
    room; its ratio is the median of the per-pair ratios. Join: one more client joins with
    presence and leaves, 10 times. Bystanders: 1,000 more clients, present in 10 rooms of 100 of their own on the
    same instances; every WebSocket frame they receive while updates run is counted; the time without them is
-   the mean of the p50s before they connected and after they left. After each phase's timed updates, 30 more
+   the mean of the p50s before they connected and after they left. After each phase's timed updates, ${Math.round(presenceUpdates * 0.6)} more
    are run to read the servers' CPU time per update (both servers' on Redis), with and without bystanders: on
    shared cores CPU time moves far less than wall time. Heartbeats every 10 minutes.
 12. The same on two instances on one Redis, members and bystanders spread evenly

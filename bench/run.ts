@@ -70,8 +70,8 @@ const option = (name: string): string | undefined => {
 }
 const quick = args.includes('--quick')
 const config: BenchConfig = quick
-  ? { rounds: 1, rpcSeconds: 1, fanoutRepetitions: 2, broadcasts: 50, holdSeconds: 3, chatSeconds: 2 }
-  : { rounds: 4, rpcSeconds: 4, fanoutRepetitions: 5, broadcasts: 200, holdSeconds: 10, chatSeconds: 3 }
+  ? { rounds: 1, rpcSeconds: 1, fanoutRepetitions: 2, broadcasts: 50, holdSeconds: 3, chatSeconds: 2, presenceUpdates: 20 }
+  : { rounds: 4, rpcSeconds: 4, fanoutRepetitions: 5, broadcasts: 200, holdSeconds: 10, chatSeconds: 3, presenceUpdates: 50 }
 if (option('--rounds')) config.rounds = Number(option('--rounds'))
 const only = option('--only')?.split(',')
 const selected = workloads.filter((workload) => !only || only.includes(workload.name))
