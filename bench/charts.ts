@@ -4,11 +4,15 @@
 // each chart keeps a readable size where GitHub scales images to the page's width, and
 // each has its own legend and axis names next to its lines.
 import { mkdirSync, writeFileSync } from 'node:fs'
-import * as echarts from 'echarts'
+import { createRequire } from 'node:module'
 import { chartFiles, measured, seriesValues } from './curve-report.js'
-import { curves, type Curve, type CurveSeries } from './curves.js'
+import type { Curve, CurveSeries } from './curves.js'
 import type { Samples } from './report.js'
 import type { TargetKey } from './targets.js'
+
+// The one-file build (what require() resolves to): its ES modules are hundreds of files,
+// seconds to load on busy cores, where this takes a fraction of one.
+const echarts = createRequire(import.meta.url)('echarts') as typeof import('echarts')
 
 /** What the subtitle says about the run. */
 export interface ChartRun {
@@ -111,7 +115,7 @@ export function curveCharts(curve: Curve, samples: Samples, run: ChartRun): { fi
 }
 
 /** Writes the charts of every curve this run measured into `directory`; returns the files written. */
-export function writeCharts(directory: string, samples: Samples, run: ChartRun): string[] {
+export function writeCharts(directory: string, curves: readonly Curve[], samples: Samples, run: ChartRun): string[] {
   mkdirSync(directory, { recursive: true })
   return curves
     .filter((curve) => measured(curve, samples))

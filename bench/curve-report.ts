@@ -1,7 +1,7 @@
 // The scale curves in words: per curve its charts, its medians by x and series, and its
 // flatness checks (issue 18: cost per unit within 1.3× from the smallest to the largest
 // point, or the knee explained). charts.ts draws from the same medians.
-import { curves, type Curve, type CurvePoint, type CurveSeries, type Flatness } from './curves.js'
+import type { Curve, CurvePoint, CurveSeries, Flatness } from './curves.js'
 import type { Samples } from './report.js'
 import { markdownTable, median } from './support.js'
 import { targets, type TargetKey } from './targets.js'
@@ -92,7 +92,7 @@ const knees = (curve: Curve): string[] =>
   (curve.flatness ?? []).filter((check) => check.knee).map((check) => `Knee (${check.label}): ${check.knee}`)
 
 /** results.md's "Scale curves" section; `chartsPath` is the charts' folder as seen from results.md. */
-export function curvesMarkdown(samples: Samples, chartsPath: string): string {
+export function curvesMarkdown(curves: readonly Curve[], samples: Samples, chartsPath: string): string {
   const sections = curves.map((curve) => {
     const heading = `### ${curve.number}. ${curve.title}`
     if (!measured(curve, samples)) return `${heading}\n\nNot measured in this run.`
@@ -115,6 +115,7 @@ ${sections.join('\n\n')}
 }
 
 export interface ReadmeRecord {
+  curves: readonly Curve[]
   command: string
   machine: string
   revision: string
@@ -125,7 +126,7 @@ export interface ReadmeRecord {
 }
 
 /** The scale curves' part of the README's benchmark section: the charts, the machine and command, the flatness checks. */
-export function readmeCurvesMarkdown({ command, machine, revision, date, samples, charts }: ReadmeRecord): string {
+export function readmeCurvesMarkdown({ curves, command, machine, revision, date, samples, charts }: ReadmeRecord): string {
   const shown = curves.filter((curve) => measured(curve, samples))
   const images = shown.map((curve) =>
     `**${curve.number}. ${curve.title}**\n\n${chartFiles(curve).map((file) => `![${curve.title}](${charts}/${file})`).join('\n')}`)

@@ -1,5 +1,6 @@
 // The final table: medians per target, ratios to raw ws and Socket.IO, and the targets.
 import { curvesMarkdown } from './curve-report.js'
+import { curves } from './curves.js'
 import { median, markdownTable, type BenchConfig } from './support.js'
 import type { TargetKey } from './targets.js'
 
@@ -303,7 +304,7 @@ Workloads:
    Where the open-files hard limit or the local port range is below 31,000, the largest point holds as many
    as they allow (its "connections held" row). Socket.IO runs the two smaller points only.
 
-${curvesMarkdown(samples, charts)}${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
+${curvesMarkdown(curves, samples, charts)}${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 
 ${roundsTable(samples)}

@@ -9,6 +9,7 @@ import { cpus, release, totalmem, type } from 'node:os'
 import { startRedisServer, type RedisProcess } from '../test/support/redis-server.js'
 import { writeCharts } from './charts.js'
 import { readmeCurvesMarkdown } from './curve-report.js'
+import { curves } from './curves.js'
 import { clientSizes, clientSizeTable } from './client-size.js'
 import { finalTable, resultsMarkdown, type Samples } from './report.js'
 import { fileLimits, killAllServers, processOptions, repoRoot, withTimeout, type BenchConfig, type BenchContext, type Metrics } from './support.js'
@@ -181,9 +182,9 @@ const markdown = `${resultsMarkdown({ command, machine, revision, limitNote, sec
 const file = full ? 'bench/results.md' : 'bench/results-quick.md'
 writeFileSync(`${repoRoot}${file}`, markdown)
 const date = new Date().toISOString().slice(0, 10)
-const drawn = writeCharts(`${repoRoot}bench/${charts}`, samples, { machine, command, revision, date })
+const drawn = writeCharts(`${repoRoot}bench/${charts}`, curves, samples, { machine, command, revision, date })
 // The README's scale-curve section, to paste into its Benchmarks section after a full run.
-const readme = `<!-- Written by npm run bench: paste into README.md's Benchmarks section. -->\n${readmeCurvesMarkdown({ command, machine, revision, date, samples, charts: `bench/${charts}` })}`
+const readme = `<!-- Written by npm run bench: paste into README.md's Benchmarks section. -->\n${readmeCurvesMarkdown({ curves, command, machine, revision, date, samples, charts: `bench/${charts}` })}`
 writeFileSync(`${repoRoot}bench/${charts}/readme-section.md`, readme)
 console.log(`written to ${file}; charts and readme-section.md to bench/${charts}/ (${drawn.join(', ') || 'no curve measured'})`)
 process.exit(failures.length > 0 ? 1 : 0)
