@@ -15,7 +15,7 @@ import { fanout } from './workloads/fanout.js'
 import { rpc } from './workloads/rpc.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
-const config: BenchConfig = { rounds: ROUNDS, rpcSeconds: Number(process.env.RPC_SECONDS ?? 3), fanoutRepetitions: 5, broadcasts: 0, holdSeconds: 0, chatSeconds: 0 }
+const config: BenchConfig = { rounds: ROUNDS, rpcSeconds: Number(process.env.RPC_SECONDS ?? 3), fanoutRepetitions: 5, broadcasts: 0, holdSeconds: 0, chatSeconds: 0, presenceUpdates: 0 }
 const context: BenchContext = { config, redisUrl: '', namespace: () => 'unused' }
 const off = targets.mesh
 const on = targets.meshMetrics

@@ -1,4 +1,6 @@
 // The final table: medians per target, ratios to raw ws and Socket.IO, and the targets.
+import { curvesMarkdown } from './curve-report.js'
+import { curves } from './curves.js'
 import { median, markdownTable, type BenchConfig } from './support.js'
 import type { TargetKey } from './targets.js'
 
@@ -116,6 +118,7 @@ function scaleRows(name: string, workload: string): Row[] {
     { workload, metric: 'event-loop delay p99 ms', key: `${name}:loopP99`, format: decimals },
     { workload, metric: 'server RSS MiB', key: `${name}:rssMB`, format: decimals },
     { workload, metric: 'young generation MiB (diagnostic)', key: `${name}:youngMB`, format: decimals },
+    { workload, metric: 'young generation growth MiB while they connected (diagnostic)', key: `${name}:youngGrowthMB`, format: decimals },
   ]
 }
 
@@ -205,11 +208,13 @@ export interface RunRecord {
   config: BenchConfig
   samples: Samples
   failures: string[]
+  /** The folder under bench/ this run's charts go to. */
+  charts: string
 }
 
 /** bench/results.md: the table, how it was made, and every round's figures. */
-export function resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures }: RunRecord): string {
-  const { rounds, rpcSeconds, fanoutRepetitions, broadcasts, holdSeconds, chatSeconds } = config
+export function resultsMarkdown({ command, machine, revision, limitNote, seconds, config, samples, failures, charts }: RunRecord): string {
+  const { rounds, rpcSeconds, fanoutRepetitions, broadcasts, holdSeconds, chatSeconds, presenceUpdates } = config
   return `# Benchmark results
 
 Command: \`${command}\` (${rounds} round(s), ${seconds.toFixed(0)} s in all), ${new Date().toISOString().slice(0, 10)}, ${revision}.
@@ -276,16 +281,16 @@ Workloads:
    the ratios are the medians of the per-cycle ratios to the server without \`api\` (shown in the raw ws ratio
    column, lowest round).
 11. Presence (meshkit only): one room exposed with presence, 1,000 MeshClients joined with a state
-   (\`joinRoom(room, { presence })\`, 50 joins at a time). List: 50 \`client.presence(room)\`
-   calls from members, and 50 \`server.getPresence(room)\` timed inside the server, once 250 members joined
+   (\`joinRoom(room, { presence })\`, 50 joins at a time). List: ${presenceUpdates} \`client.presence(room)\`
+   calls from members, and ${presenceUpdates} \`server.getPresence(room)\` timed inside the server, once 250 members joined
    and again at 1,000. Update: a different member
-   each time awaits \`setPresence\`, one at a time (50 after 10 of warm-up), timed until all 999 others received the \`update\`;
+   each time awaits \`setPresence\`, one at a time (${presenceUpdates} after 10 of warm-up), timed until all 999 others received the \`update\`;
    the load process decodes those 999 events, so its time is in the figure. Baseline: taking turns with each
    update, the next member's \`say\` command, whose handler awaits \`broadcastRoom\` of an event as large to the same
    room; its ratio is the median of the per-pair ratios. Join: one more client joins with
    presence and leaves, 10 times. Bystanders: 1,000 more clients, present in 10 rooms of 100 of their own on the
    same instances; every WebSocket frame they receive while updates run is counted; the time without them is
-   the mean of the p50s before they connected and after they left. After each phase's timed updates, 30 more
+   the mean of the p50s before they connected and after they left. After each phase's timed updates, ${Math.round(presenceUpdates * 0.6)} more
    are run to read the servers' CPU time per update (both servers' on Redis), with and without bystanders: on
    shared cores CPU time moves far less than wall time. Heartbeats every 10 minutes.
 12. The same on two instances on one Redis, members and bystanders spread evenly
@@ -298,7 +303,8 @@ Workloads:
    (so RSS includes whatever young generation V8 grew to), and its event-loop delay p99 while they were held.
    Where the open-files hard limit or the local port range is below 31,000, the largest point holds as many
    as they allow (its "connections held" row). Socket.IO runs the two smaller points only.
-${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
+
+${curvesMarkdown(curves, samples, charts)}${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round
 
 ${roundsTable(samples)}

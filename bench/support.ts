@@ -173,6 +173,8 @@ export interface BenchConfig {
   holdSeconds: number
   /** Chat: measuring time per target and round, in 1 s windows taking turns with the other target. */
   chatSeconds: number
+  /** Presence: timed updates per phase, and lists per room size. */
+  presenceUpdates: number
 }
 
 /** What a workload gets from the orchestrator. */

@@ -31,10 +31,6 @@ const MEMBERS = 1_000
 const QUARTER = MEMBERS / 4
 const BYSTANDERS = 1_000
 const BYSTANDER_ROOMS = 10
-const LISTS = 50
-const UPDATES = 50
-/** Updates after the timed ones, over which the servers' CPU time is read (their own control round trips excluded). */
-const CPU_UPDATES = 30
 const WARM_UP_UPDATES = 10
 const JOINS = 10
 const ROOM = 'presence-1000'
@@ -102,11 +98,15 @@ export function presence(instances: 1 | 2) {
   return async (_target: unknown, context: BenchContext): Promise<Metrics> => {
     const env = { ...quietHeartbeat, ...(instances === 2 ? { BENCH_REDIS_URL: context.redisUrl, BENCH_NAMESPACE: context.namespace() } : {}) }
     const specs = Array.from({ length: instances }, () => ({ script: 'meshkit.ts', env }))
-    return withServers(specs, (servers) => measure(servers, instances === 2 ? context.redisUrl : undefined))
+    return withServers(specs, (servers) => measure(servers, instances === 2 ? context.redisUrl : undefined, context.config.presenceUpdates))
   }
 }
 
-async function measure(servers: readonly ServerProcess[], redisUrl: string | undefined): Promise<Metrics> {
+/** `timedUpdates` per phase and as many lists per room size: fewer under --quick, the same phases. */
+async function measure(servers: readonly ServerProcess[], redisUrl: string | undefined, timedUpdates: number): Promise<Metrics> {
+  const listCount = timedUpdates
+  /** Updates after the timed ones, over which the servers' CPU time is read (their own control round trips excluded). */
+  const cpuUpdates = Math.round(timedUpdates * 0.6)
   const opened: MeshClient[] = []
   const redis = redisUrl ? new Redis(redisUrl) : undefined
   const portOf = (index: number): number => servers[index % servers.length]!.port
@@ -121,13 +121,13 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     // (a) Lists, at a quarter of the room and at the full room: linear growth is 4×.
     const lists = async (size: number): Promise<{ client: number[]; server: { p50: number; p99: number } }> => {
       const client: number[] = []
-      for (let i = 0; i < LISTS; i++) {
+      for (let i = 0; i < listCount; i++) {
         const startedAt = performance.now()
         const list = await members[(i * 37) % size]!.presence(ROOM)
         client.push(performance.now() - startedAt)
         if (list.length !== size) throw new Error(`the list has ${list.length} members, not ${size}`)
       }
-      const server = await servers[0]!.control<{ members: number; p50: number; p99: number }>(`presence-list ${ROOM} ${LISTS}`)
+      const server = await servers[0]!.control<{ members: number; p50: number; p99: number }>(`presence-list ${ROOM} ${listCount}`)
       if (server.members !== size) throw new Error(`getPresence lists ${server.members} members, not ${size}`)
       return { client, server }
     }
@@ -168,13 +168,13 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     const updates = async (withBaseline = false): Promise<{ update: number[]; broadcast: number[]; cpuUs: number }> => {
       for (let i = 0; i < WARM_UP_UPDATES; i++) await update()
       const times = { update: [] as number[], broadcast: [] as number[] }
-      for (let i = 0; i < UPDATES; i++) {
+      for (let i = 0; i < timedUpdates; i++) {
         times.update.push(await update())
         if (withBaseline) times.broadcast.push(await say())
       }
       const cpuBefore = await serversCpuMs()
-      for (let i = 0; i < CPU_UPDATES; i++) await update()
-      return { ...times, cpuUs: ((await serversCpuMs()) - cpuBefore) * 1000 / CPU_UPDATES }
+      for (let i = 0; i < cpuUpdates; i++) await update()
+      return { ...times, cpuUs: ((await serversCpuMs()) - cpuBefore) * 1000 / cpuUpdates }
     }
     const before = await updates(true)
 
@@ -216,7 +216,7 @@ async function measure(servers: readonly ServerProcess[], redisUrl: string | und
     // Only updates run here (the bystanders are idle): the Redis calls are theirs, and the instances' liveness refreshes.
     const callsBefore = redis ? await redisCalls(redis) : 0
     const crowded = await updates()
-    const redisCallsPerUpdate = redis ? ((await redisCalls(redis)) - callsBefore) / (WARM_UP_UPDATES + UPDATES + CPU_UPDATES) : 0
+    const redisCallsPerUpdate = redis ? ((await redisCalls(redis)) - callsBefore) / (WARM_UP_UPDATES + timedUpdates + cpuUpdates) : 0
     const bystanderFrames = counter.frames
 
     // Left before closing: a close would leave 5 s later (presenceLeaveDelay), in the middle of the next measurement.
