@@ -1,0 +1,132 @@
+// Curve 3 (issue 18): cross-instance fan-out as instances grow. 300 members split evenly
+// over 1, 2 or 3 server processes of one target, all on the same Redis backend (one
+// instance too, so that the points are comparable: its broadcasts still go through
+// Redis); one request on the first instance makes it broadcast 100 messages to the room,
+// timed until every member has all of them, as in workloads 3 and 7 (which send 300: 100
+// keeps six points within the full run's time).
+//
+// meshkit is measured both ways users write the loop: `broadcastRoom` without awaiting
+// each (workload 3) and `await broadcastRoom` each (workload 7). Socket.IO (with
+// @socket.io/redis-adapter) runs its one loop: `io.to(room).emit` returns nothing to await.
+// Every fan-out of the point takes turns with the others (the order rotating every
+// repetition), on servers running side by side, so outside load reaches all alike.
+//
+// Beside deliveries/s: the CPU time all instances of the target used during the fan-out
+// per delivery, and Redis's (INFO cpu of every Redis process): what a delivery costs
+// whatever else runs on the shared cores, the figure that should stay flat as instances grow.
+import { clusterEnv, median, redisCpu, withServers, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
+import { closeAll, connectMany, type BenchClient, type Target, type TargetKey } from '../targets.js'
+import type { Curve, CurvePoint, CurveSeries } from '../curves.js'
+import { broadcaster, joinRoom } from './fanout.js'
+
+/** Divisible by 1, 2 and 3: every instance holds the same number of members. */
+export const INSTANCE_MEMBERS = 300
+export const INSTANCE_COUNTS = [1, 2, 3] as const
+const MESSAGES = 100
+const ROOM = 'room'
+
+interface Turn {
+  key: TargetKey
+  /** Prefix of this fan-out's metrics: '' (the plain loop) or 'awaited'. */
+  prefix: '' | 'awaited'
+  broadcast: (count: number) => Promise<number>
+  servers: readonly ServerProcess[]
+  times: number[]
+  serverCpuMs: number
+  redisCpuMs: number
+}
+
+const cpuOf = async (servers: readonly ServerProcess[]): Promise<number> =>
+  (await Promise.all(servers.map((server) => server.control<{ cpuMs: number }>('cpu')))).reduce((sum, { cpuMs }) => sum + cpuMs, 0)
+
+const metric = (prefix: string, name: string): string => (prefix ? `${prefix}${name[0]!.toUpperCase()}${name.slice(1)}` : name)
+
+/** One point: `instances` server processes of every chosen target, on one Redis or on the cluster. */
+export function fanoutInstances(instances: number, backend: 'redis' | 'cluster') {
+  return async (chosen: readonly Target[], context: BenchContext): Promise<Partial<Record<TargetKey, Metrics>>> => {
+    const nodes = backend === 'cluster' ? await context.redisCluster() : undefined
+    const redisEnv: Record<string, string> = nodes ? { BENCH_REDIS_CLUSTER: clusterEnv(nodes) } : { BENCH_REDIS_URL: context.redisUrl }
+    const specs = chosen.flatMap((target) => {
+      const env = { ...redisEnv, BENCH_NAMESPACE: context.namespace() }
+      return Array.from({ length: instances }, () => ({ script: target.script, env }))
+    })
+    const redis = redisCpu(nodes ?? [context.redisUrl])
+    return withServers(specs, async (servers) => {
+      const opened: BenchClient[] = []
+      try {
+        const turns: Turn[] = []
+        for (const [index, target] of chosen.entries()) {
+          const own = servers.slice(index * instances, (index + 1) * instances)
+          const members: BenchClient[] = []
+          for (const server of own) members.push(...(await connectMany(target, server.port, INSTANCE_MEMBERS / instances)))
+          const [trigger] = await connectMany(target, own[0]!.port, 1)
+          opened.push(...members, trigger!)
+          await joinRoom(members, ROOM)
+          const ways = target.key === 'mesh' ? ([['', 'fanout'], ['awaited', 'fanoutAwaited']] as const) : ([['', 'fanout']] as const)
+          for (const [prefix, command] of ways) {
+            turns.push({ key: target.key, prefix, broadcast: broadcaster(trigger!, members, ROOM, command), servers: own, times: [], serverCpuMs: 0, redisCpuMs: 0 })
+          }
+        }
+        for (const turn of turns) await turn.broadcast(MESSAGES) // warm-up
+        for (let repetition = 0; repetition < context.config.fanoutRepetitions; repetition++) {
+          for (let step = 0; step < turns.length; step++) {
+            const turn = turns[(repetition + step) % turns.length]!
+            // Read before the clock starts and after it stops, so the control channel is not timed.
+            const [serverBefore, redisBefore] = await Promise.all([cpuOf(turn.servers), redis.cpuMs()])
+            turn.times.push(await turn.broadcast(MESSAGES))
+            const [serverAfter, redisAfter] = await Promise.all([cpuOf(turn.servers), redis.cpuMs()])
+            turn.serverCpuMs += serverAfter - serverBefore
+            turn.redisCpuMs += redisAfter - redisBefore
+          }
+        }
+        const deliveries = INSTANCE_MEMBERS * MESSAGES
+        const results: Partial<Record<TargetKey, Metrics>> = {}
+        for (const turn of turns) {
+          const ms = median(turn.times)
+          const delivered = deliveries * turn.times.length
+          Object.assign((results[turn.key] ??= {}), {
+            [metric(turn.prefix, 'deliveriesPerSecond')]: deliveries / (ms / 1000),
+            [metric(turn.prefix, 'ms')]: ms,
+            [metric(turn.prefix, 'serverCpuUsPerDelivery')]: (turn.serverCpuMs * 1000) / delivered,
+            [metric(turn.prefix, 'redisCpuUsPerDelivery')]: (turn.redisCpuMs * 1000) / delivered,
+          })
+        }
+        const plainOf = (key: TargetKey): Turn | undefined => turns.find((turn) => turn.key === key && turn.prefix === '')
+        const [mesh, sio] = [plainOf('mesh'), plainOf('sio')]
+        // Deliveries/s ratio of one repetition = the inverse ratio of its times.
+        if (mesh && sio) results.mesh!.overSio = median(mesh.times.map((ms, repetition) => sio.times[repetition]! / ms))
+        return results
+      } finally {
+        redis.close()
+        await closeAll(opened)
+      }
+    }, { together: true })
+  }
+}
+
+const clusterPoints: CurvePoint[] = INSTANCE_COUNTS.map((instances) => ({ x: instances, workload: `fanoutInstancesCluster${instances}` }))
+const ways = [
+  { label: 'Socket.IO + redis-adapter', target: 'sio', prefix: '' },
+  { label: 'meshkit', target: 'mesh', prefix: '' },
+  { label: 'meshkit, each broadcast awaited', target: 'mesh', prefix: 'awaited' },
+  { label: 'meshkit on a Redis Cluster', target: 'mesh', prefix: '', points: clusterPoints },
+  { label: 'meshkit on a Redis Cluster, awaited', target: 'mesh', prefix: 'awaited', points: clusterPoints },
+] as const
+const seriesOf = (name: string): CurveSeries[] =>
+  ways.map(({ label, target, prefix, ...rest }) => ({ label, target, metric: metric(prefix, name), ...rest }))
+
+export const fanoutInstancesCurve: Curve = {
+  id: 'fanout-instances',
+  number: 3,
+  title: 'Cross-instance fan-out as instances grow: 300 members split evenly, 100 broadcasts',
+  x: { label: 'server instances (one Redis, or a 3-master Redis Cluster)' },
+  y: { label: 'deliveries/s' },
+  points: INSTANCE_COUNTS.map((instances) => ({ x: instances, workload: `fanoutInstances${instances}` })),
+  series: seriesOf('deliveriesPerSecond'),
+  secondary: { y: { label: 'server CPU µs per delivery, all instances' }, series: seriesOf('serverCpuUsPerDelivery') },
+  flatness: [
+    { label: 'meshkit: server CPU µs per delivery, all instances', target: 'mesh', metric: 'serverCpuUsPerDelivery', lowerIsBetter: true },
+    { label: 'meshkit, awaited: server CPU µs per delivery, all instances', target: 'mesh', metric: 'awaitedServerCpuUsPerDelivery', lowerIsBetter: true },
+    { label: 'Socket.IO: server CPU µs per delivery, all instances', target: 'sio', metric: 'serverCpuUsPerDelivery', lowerIsBetter: true },
+  ],
+}
