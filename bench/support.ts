@@ -211,17 +211,18 @@ export interface RedisAddress {
 export const clusterEnv = (nodes: readonly RedisAddress[]): string => nodes.map(({ host, port }) => `${host}:${port}`).join(',')
 
 /**
- * The CPU time redis-server processes used so far (INFO cpu, user + system), summed:
- * the share of a workload's cost that its servers' own CPU time leaves out.
+ * Counters of redis-server processes, summed over them: the CPU time they used so far
+ * (INFO cpu, user + system; the share of a workload's cost that its servers' own CPU
+ * time leaves out), and how often they ran a command (INFO commandstats).
  */
-export function redisCpu(nodes: readonly (string | RedisAddress)[]): { cpuMs(): Promise<number>; close(): void } {
+export function redisCounters(nodes: readonly (string | RedisAddress)[]): { cpuMs(): Promise<number>; calls(command: string): Promise<number>; close(): void } {
   const clients = nodes.map((node) => (typeof node === 'string' ? new Redis(node) : new Redis(node.port, node.host)))
   const field = (info: string, name: string): number => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0)
+  const summed = async (section: string, read: (info: string) => number): Promise<number> =>
+    (await Promise.all(clients.map((client) => client.info(section)))).reduce((sum, info) => sum + read(info), 0)
   return {
-    async cpuMs() {
-      const infos = await Promise.all(clients.map((client) => client.info('cpu')))
-      return infos.reduce((sum, info) => sum + (field(info, 'used_cpu_user') + field(info, 'used_cpu_sys')) * 1000, 0)
-    },
+    cpuMs: () => summed('cpu', (info) => (field(info, 'used_cpu_user') + field(info, 'used_cpu_sys')) * 1000),
+    calls: (command) => summed('commandstats', (info) => Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)),
     close: () => clients.forEach((client) => client.disconnect()),
   }
 }

@@ -14,7 +14,7 @@
 // Beside deliveries/s: the CPU time all instances of the target used during the fan-out
 // per delivery, and Redis's (INFO cpu of every Redis process): what a delivery costs
 // whatever else runs on the shared cores, the figure that should stay flat as instances grow.
-import { clusterEnv, median, redisCpu, withServers, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
+import { clusterEnv, median, redisCounters, withServers, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
 import { closeAll, connectMany, type BenchClient, type Target, type TargetKey } from '../targets.js'
 import type { Curve, CurvePoint, CurveSeries } from '../curves.js'
 import { broadcaster, joinRoom } from './fanout.js'
@@ -50,7 +50,7 @@ export function fanoutInstances(instances: number, backend: 'redis' | 'cluster')
       const env = { ...redisEnv, BENCH_NAMESPACE: context.namespace() }
       return Array.from({ length: instances }, () => ({ script: target.script, env }))
     })
-    const redis = redisCpu(nodes ?? [context.redisUrl])
+    const redis = redisCounters(nodes ?? [context.redisUrl])
     return withServers(specs, async (servers) => {
       const opened: BenchClient[] = []
       try {

@@ -15,7 +15,7 @@
 // Beside the rates: CPU µs per call and per message of the server and all portals
 // together (the cost that should stay flat as portals are added), and Redis's.
 import { performance } from 'node:perf_hooks'
-import { median, percentile, redisCpu, sleep, withServers, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
+import { median, percentile, redisCounters, sleep, withServers, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
 import type { Curve } from '../curves.js'
 import { closeAll, connectMany, type BenchClient, type Target } from '../targets.js'
 import { BURST, CLIENTS, cpuOf, MESSAGES, slice, SLICE_MS, untilForwarded, WARM_UP_MS, type Tally } from './portal.js'
@@ -60,7 +60,7 @@ export function portalScale(portals: number) {
       { script: target.script, env: { ...env, BENCH_PORTAL: '1' } },
       ...Array.from({ length: portals }, () => ({ script: 'portal.ts', env })),
     ]
-    const redis = redisCpu([context.redisUrl])
+    const redis = redisCounters([context.redisUrl])
     return withServers(specs, async (processes) => {
       const [server, ...portalProcesses] = processes as [ServerProcess, ...ServerProcess[]]
       const clients: BenchClient[] = []
@@ -69,21 +69,24 @@ export function portalScale(portals: number) {
         await untilForwarded(clients[0]!)
         await slice(clients, 'portal-echo', WARM_UP_MS, processes)
         const tally: Tally = { calls: 0, ms: 0, latencies: [], perSlice: [], serverCpuMs: 0, portalCpuMs: 0 }
-        const commandsRedisBefore = await redis.cpuMs()
+        const [commandsRedisBefore, commandReadsBefore] = await Promise.all([redis.cpuMs(), redis.calls('xreadgroup')])
         // Half of workload 9's time and at most 3 message runs: three points must fit the full run's budget.
         const slices = Math.max(1, Math.round((context.config.rpcSeconds * 1000) / 2 / SLICE_MS))
         for (let index = 0; index < slices; index++) await slice(clients, 'portal-echo', SLICE_MS, processes, tally)
         const commandsRedisMs = (await redis.cpuMs()) - commandsRedisBefore
+        // How many entries each portal read takes at once: what a read's fixed cost is spread over.
+        const commandReads = (await redis.calls('xreadgroup')) - commandReadsBefore
         tally.latencies.sort((a, b) => a - b)
 
         await sendTicks(clients, portalProcesses) // warm-up
         const times: number[] = []
         const shares = portalProcesses.map(() => 0)
-        let [serverCpuMs, portalCpuMs, redisCpuMs] = [0, 0, 0]
+        let [serverCpuMs, portalCpuMs, redisCpuMs, messageReads] = [0, 0, 0, 0]
         for (let repetition = 0; repetition < Math.min(3, context.config.fanoutRepetitions); repetition++) {
-          const [cpuBefore, redisBefore] = await Promise.all([Promise.all(processes.map(cpuOf)), redis.cpuMs()])
+          const [cpuBefore, redisBefore, readsBefore] = await Promise.all([Promise.all(processes.map(cpuOf)), redis.cpuMs(), redis.calls('xreadgroup')])
           const run = await sendTicks(clients, portalProcesses)
-          const [cpuAfter, redisAfter] = await Promise.all([Promise.all(processes.map(cpuOf)), redis.cpuMs()])
+          const [cpuAfter, redisAfter, readsAfter] = await Promise.all([Promise.all(processes.map(cpuOf)), redis.cpuMs(), redis.calls('xreadgroup')])
+          messageReads += readsAfter - readsBefore
           times.push(run.ms)
           run.shares.forEach((share, index) => (shares[index]! += share))
           serverCpuMs += cpuAfter[0]! - cpuBefore[0]!
@@ -105,11 +108,13 @@ export function portalScale(portals: number) {
           forwardedServerCpuUs: perCall(tally.serverCpuMs),
           forwardedPortalCpuUs: perCall(tally.portalCpuMs),
           forwardedRedisCpuUs: perCall(commandsRedisMs),
+          forwardedPerRead: tally.calls / commandReads,
           messagesPerSecond: messages / (median(times) / 1000),
           messageCpuUs: perMessage(serverCpuMs + portalCpuMs),
           messageServerCpuUs: perMessage(serverCpuMs),
           messagePortalCpuUs: perMessage(portalCpuMs),
           messageRedisCpuUs: perMessage(redisCpuMs),
+          messagesPerRead: handled / messageReads,
           busiestPortalShare: Math.max(...shares) / handled,
         }
       } finally {
