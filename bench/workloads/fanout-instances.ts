@@ -32,12 +32,15 @@ interface Turn {
   broadcast: (count: number) => Promise<number>
   servers: readonly ServerProcess[]
   times: number[]
-  serverCpuMs: number
+  /** CPU time of the first instance (which runs the loop) and of the others (which hear it from Redis). */
+  firstCpuMs: number
+  othersCpuMs: number
   redisCpuMs: number
 }
 
-const cpuOf = async (servers: readonly ServerProcess[]): Promise<number> =>
-  (await Promise.all(servers.map((server) => server.control<{ cpuMs: number }>('cpu')))).reduce((sum, { cpuMs }) => sum + cpuMs, 0)
+const cpuOf = async (servers: readonly ServerProcess[]): Promise<number[]> =>
+  (await Promise.all(servers.map((server) => server.control<{ cpuMs: number }>('cpu')))).map(({ cpuMs }) => cpuMs)
+const sum = (values: readonly number[]): number => values.reduce((total, value) => total + value, 0)
 
 const metric = (prefix: string, name: string): string => (prefix ? `${prefix}${name[0]!.toUpperCase()}${name.slice(1)}` : name)
 
@@ -64,18 +67,20 @@ export function fanoutInstances(instances: number, backend: 'redis' | 'cluster')
           await joinRoom(members, ROOM)
           const ways = target.key === 'mesh' ? ([['', 'fanout'], ['awaited', 'fanoutAwaited']] as const) : ([['', 'fanout']] as const)
           for (const [prefix, command] of ways) {
-            turns.push({ key: target.key, prefix, broadcast: broadcaster(trigger!, members, ROOM, command), servers: own, times: [], serverCpuMs: 0, redisCpuMs: 0 })
+            turns.push({ key: target.key, prefix, broadcast: broadcaster(trigger!, members, ROOM, command), servers: own, times: [], firstCpuMs: 0, othersCpuMs: 0, redisCpuMs: 0 })
           }
         }
         for (const turn of turns) await turn.broadcast(MESSAGES) // warm-up
-        for (let repetition = 0; repetition < context.config.fanoutRepetitions; repetition++) {
+        // At most 3 repetitions (workload 3 has 5): six points must fit the full run's budget.
+        for (let repetition = 0; repetition < Math.min(3, context.config.fanoutRepetitions); repetition++) {
           for (let step = 0; step < turns.length; step++) {
             const turn = turns[(repetition + step) % turns.length]!
             // Read before the clock starts and after it stops, so the control channel is not timed.
             const [serverBefore, redisBefore] = await Promise.all([cpuOf(turn.servers), redis.cpuMs()])
             turn.times.push(await turn.broadcast(MESSAGES))
             const [serverAfter, redisAfter] = await Promise.all([cpuOf(turn.servers), redis.cpuMs()])
-            turn.serverCpuMs += serverAfter - serverBefore
+            turn.firstCpuMs += serverAfter[0]! - serverBefore[0]!
+            turn.othersCpuMs += sum(serverAfter.slice(1)) - sum(serverBefore.slice(1))
             turn.redisCpuMs += redisAfter - redisBefore
           }
         }
@@ -84,11 +89,15 @@ export function fanoutInstances(instances: number, backend: 'redis' | 'cluster')
         for (const turn of turns) {
           const ms = median(turn.times)
           const delivered = deliveries * turn.times.length
+          const perDelivery = (cpuMs: number, share: number): number => (cpuMs * 1000) / (delivered * share)
           Object.assign((results[turn.key] ??= {}), {
             [metric(turn.prefix, 'deliveriesPerSecond')]: deliveries / (ms / 1000),
             [metric(turn.prefix, 'ms')]: ms,
-            [metric(turn.prefix, 'serverCpuUsPerDelivery')]: (turn.serverCpuMs * 1000) / delivered,
-            [metric(turn.prefix, 'redisCpuUsPerDelivery')]: (turn.redisCpuMs * 1000) / delivered,
+            [metric(turn.prefix, 'serverCpuUsPerDelivery')]: perDelivery(turn.firstCpuMs + turn.othersCpuMs, 1),
+            [metric(turn.prefix, 'redisCpuUsPerDelivery')]: perDelivery(turn.redisCpuMs, 1),
+            // Per delivery each made itself: where the cost of a delivery differs between the two (the curve's knee).
+            [metric(turn.prefix, 'firstInstanceCpuUsPerDelivery')]: perDelivery(turn.firstCpuMs, 1 / instances),
+            ...(instances > 1 ? { [metric(turn.prefix, 'otherInstancesCpuUsPerDelivery')]: perDelivery(turn.othersCpuMs, 1 - 1 / instances) } : {}),
           })
         }
         const plainOf = (key: TargetKey): Turn | undefined => turns.find((turn) => turn.key === key && turn.prefix === '')
