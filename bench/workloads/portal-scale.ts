@@ -109,6 +109,8 @@ export function portalScale(portals: number) {
           forwardedPortalCpuUs: perCall(tally.portalCpuMs),
           forwardedRedisCpuUs: perCall(commandsRedisMs),
           forwardedPerRead: tally.calls / commandReads,
+          // CPU ms per second of each portal process while calls arrive: about the same whatever its share of them.
+          forwardedPortalCpuMsPerSecond: tally.portalCpuMs / (tally.ms / 1000) / portals,
           messagesPerSecond: messages / (median(times) / 1000),
           messageCpuUs: perMessage(serverCpuMs + portalCpuMs),
           messageServerCpuUs: perMessage(serverCpuMs),
@@ -125,14 +127,15 @@ export function portalScale(portals: number) {
   }
 }
 
-// Measured on 2026-12-02 (npm run bench -- --only portalScale1,portalScale2,portalScale3 --rounds 1, 3 runs, and
+// Measured on 2026-12-02 (npm run bench -- --only portalScale1,portalScale2,portalScale3 --rounds 1, 4 runs, and
 // per-portal CPU and handled counts in 2 windows each at 1 and 2 portals).
 const PER_READ =
-  'The server\'s cost per call and per message stays flat (forwardedServerCpuUs, messageServerCpuUs); the portals\' grows. ' +
-  'A portal pays mostly per read of its streams (a blocking XREADGROUP, its wake-ups, the acknowledgements of a batch), ' +
-  'not per entry: while calls arrive each portal process used ~180–250 ms of CPU per second whether it handled 550 or ' +
-  '2,700 calls in the window. Split over more portals, each read carries fewer entries (forwardedPerRead ~4.9, 3.6, 2.9; ' +
-  'messagesPerRead ~250, 140, 95 at 1, 2, 3 portals) and the same traffic pays for 2 or 3 read loops. More portals pay ' +
+  'The server\'s cost per call and per message stays about flat (forwardedServerCpuUs, messageServerCpuUs); the ' +
+  'portals\' grows. A portal pays mostly per read of its streams (a blocking XREADGROUP, its wake-ups, the ' +
+  'acknowledgements of a batch), not per entry: while calls arrive, each portal process uses about the same CPU per ' +
+  'second whatever its share of them (forwardedPortalCpuMsPerSecond; ~180–250 ms/s whether it handled 550 or 2,700 ' +
+  'calls in a window). Split over more portals, each read carries fewer entries (forwardedPerRead ~5, 3.5, 2; ' +
+  'messagesPerRead ~240, 130, 90 at 1, 2, 3 portals) and the same traffic pays for 2 or 3 read loops. More portals pay ' +
   'off when a portal\'s handlers are the limit; these handlers are trivial, the server and Redis are the limit, and on ' +
   '2 cores every portal process takes CPU from them, so the rates do not rise with portals.'
 
