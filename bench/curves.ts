@@ -4,7 +4,9 @@
 // workloads are its points and which of their metrics it plots. charts.ts draws each
 // curve as an SVG, and the report prints its table and its flatness check.
 import type { TargetKey } from './targets.js'
+import { fanoutInstancesCurve } from './workloads/fanout-instances.js'
 import { memoryScaleCurve } from './workloads/memory-scale.js'
+import { portalScaleCurve } from './workloads/portal-scale.js'
 
 /** One line of a chart: the median of `<point's workload>:<metric>` for `target`. */
 export interface CurveSeries {
@@ -53,4 +55,4 @@ export interface Curve {
 }
 
 /** Every curve, in the issue's order. Workload modules export their curve; it is listed here. */
-export const curves: Curve[] = [memoryScaleCurve]
+export const curves: Curve[] = [fanoutInstancesCurve, memoryScaleCurve, portalScaleCurve]

@@ -16,7 +16,7 @@ import { rpc } from './workloads/rpc.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const config: BenchConfig = { rounds: ROUNDS, rpcSeconds: Number(process.env.RPC_SECONDS ?? 3), fanoutRepetitions: 5, broadcasts: 0, holdSeconds: 0, chatSeconds: 0, presenceUpdates: 0 }
-const context: BenchContext = { config, redisUrl: '', namespace: () => 'unused' }
+const context: BenchContext = { config, redisUrl: '', namespace: () => 'unused', redisCluster: () => Promise.reject(new Error('no cluster here')) }
 const off = targets.mesh
 const on = targets.meshMetrics
 

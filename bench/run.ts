@@ -6,6 +6,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
+import { startRedisCluster, type RedisCluster } from '../test/support/redis-cluster.js'
 import { startRedisServer, type RedisProcess } from '../test/support/redis-server.js'
 import { writeCharts } from './charts.js'
 import { readmeCurvesMarkdown } from './curve-report.js'
@@ -20,9 +21,11 @@ import { CONNECTIONS, connections } from './workloads/connections.js'
 import { fanoutClusterAwaited } from './workloads/fanout-cluster-awaited.js'
 import { fanoutCluster } from './workloads/fanout-cluster.js'
 import { fanout } from './workloads/fanout.js'
+import { fanoutInstances, INSTANCE_COUNTS } from './workloads/fanout-instances.js'
 import { memory, memoryFixedYoung } from './workloads/memory.js'
 import { feasible, memoryScale, SCALE_POINTS } from './workloads/memory-scale.js'
 import { portal } from './workloads/portal.js'
+import { PORTAL_COUNTS, portalScale } from './workloads/portal-scale.js'
 import { presence } from './workloads/presence.js'
 import { rpc } from './workloads/rpc.js'
 import { rpcValidation } from './workloads/rpc-validation.js'
@@ -30,7 +33,8 @@ import { rpcValidation } from './workloads/rpc-validation.js'
 type Workload = {
   name: string
   targets: TargetKey[]
-  redis?: boolean
+  /** true: the run's one redis-server; 'cluster': the Redis Cluster (context.redisCluster()). */
+  redis?: boolean | 'cluster'
   /** Measured in the first N rounds only (curve points: enough rounds for a median, and the full run stays under 15 minutes). */
   rounds?: number
   /** Longest a run may take before it counts as failed. @default 180000 */
@@ -62,6 +66,11 @@ const workloads: Workload[] = [
   // Filling a room of 1,000 present members is ~500,000 deliveries: on busy shared cores that outlasts 180 s.
   { name: 'presence', run: presence(1), targets: ['mesh'], timeoutMs: 360_000 },
   { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true, timeoutMs: 360_000 },
+  // Curve 3: cross-instance fan-out at 1, 2, 3 instances, on one Redis and on a Redis Cluster.
+  ...INSTANCE_COUNTS.map((instances): Workload => ({ name: `fanoutInstances${instances}`, runTogether: fanoutInstances(instances, 'redis'), targets: ['sio', 'mesh'], redis: true, rounds: 1 })),
+  ...INSTANCE_COUNTS.map((instances): Workload => ({ name: `fanoutInstancesCluster${instances}`, runTogether: fanoutInstances(instances, 'cluster'), targets: ['mesh'], redis: 'cluster', rounds: 1 })),
+  // Curve 6: forwarded commands and client messages through 1, 2, 3 portal processes.
+  ...PORTAL_COUNTS.map((portals): Workload => ({ name: `portalScale${portals}`, run: portalScale(portals), targets: ['mesh'], redis: true, rounds: 1 })),
 ]
 
 const args = process.argv.slice(2)
@@ -100,16 +109,18 @@ const limitNote = `open files: soft ${limits.soft}, hard ${limits.hard}; ${neede
 console.log(limitNote)
 
 let redis: RedisProcess | undefined
+let cluster: Promise<RedisCluster> | undefined
 const stopEverything = (): void => {
   killAllServers()
   redis?.child.kill('SIGKILL')
+  // The cluster's nodes die with this process (--pdeathsig); stop() also removes their directory.
 }
 process.on('exit', stopEverything)
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     killAllServers()
     setTimeout(() => process.exit(130), 2_000).unref()
-    void (redis?.stop() ?? Promise.resolve()).finally(() => process.exit(130))
+    void Promise.allSettled([redis?.stop(), cluster?.then((started) => started.stop())]).finally(() => process.exit(130))
   })
 }
 
@@ -118,11 +129,18 @@ const failures: string[] = []
 const startedAt = Date.now()
 let namespaces = 0
 try {
-  if (selected.some((workload) => workload.redis)) redis = await startRedisServer()
+  if (selected.some((workload) => workload.redis === true)) redis = await startRedisServer()
   const context: BenchContext = {
     config,
     redisUrl: redis?.url ?? '',
     namespace: () => `bench-${process.pid}-${++namespaces}`,
+    redisCluster: async () => {
+      cluster ??= startRedisCluster().then((started) => {
+        console.log(`redis cluster: 3 masters + 3 replicas started in ${(started.startMs / 1000).toFixed(1)} s`)
+        return started
+      })
+      return (await cluster).startupNodes
+    },
   }
   for (let round = 1; round <= config.rounds; round++) {
     for (const workload of selected) {
@@ -161,7 +179,7 @@ try {
   }
 } finally {
   killAllServers()
-  await redis?.stop()
+  await Promise.all([redis?.stop(), cluster?.then((started) => started.stop(), () => undefined)])
 }
 
 const seconds = (Date.now() - startedAt) / 1000

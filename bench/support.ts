@@ -3,6 +3,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url))
 
@@ -87,14 +88,26 @@ export function startServer(script: string, env: Record<string, string> = {}, fl
   })
 }
 
-/** Starts servers, runs `body`, and stops every one of them however `body` ends. */
+/**
+ * Starts servers (one after another, or all at once with `together`: loading a server
+ * takes seconds of CPU on busy cores, and curve points start up to six), runs `body`,
+ * and stops every one of them however `body` ends.
+ */
 export async function withServers<T>(
   specs: readonly { script: string; env?: Record<string, string>; flags?: readonly string[] }[],
   body: (servers: ServerProcess[]) => Promise<T>,
+  { together = false }: { together?: boolean } = {},
 ): Promise<T> {
   const started: ServerProcess[] = []
   try {
-    for (const spec of specs) started.push(await startServer(spec.script, spec.env, spec.flags))
+    if (together) {
+      const results = await Promise.allSettled(specs.map((spec) => startServer(spec.script, spec.env, spec.flags)))
+      for (const result of results) if (result.status === 'fulfilled') started.push(result.value)
+      const failed = results.find((result) => result.status === 'rejected')
+      if (failed) throw failed.reason
+    } else {
+      for (const spec of specs) started.push(await startServer(spec.script, spec.env, spec.flags))
+    }
     return await body(started)
   } finally {
     await Promise.all(started.map((server) => server.stop()))
@@ -184,6 +197,36 @@ export interface BenchContext {
   readonly redisUrl: string
   /** A namespace (Redis key prefix) no earlier run used. */
   namespace(): string
+  /**
+   * Every node of a 3-master Redis Cluster (one replica each) on loopback, started on the
+   * first call and kept until the run ends (workloads with `redis: 'cluster'`).
+   */
+  redisCluster(): Promise<readonly RedisAddress[]>
+}
+
+export interface RedisAddress {
+  host: string
+  port: number
+}
+
+/** BENCH_REDIS_CLUSTER for bench/servers/meshkit.ts: the startup nodes as `host:port,host:port,...`. */
+export const clusterEnv = (nodes: readonly RedisAddress[]): string => nodes.map(({ host, port }) => `${host}:${port}`).join(',')
+
+/**
+ * Counters of redis-server processes, summed over them: the CPU time they used so far
+ * (INFO cpu, user + system; the share of a workload's cost that its servers' own CPU
+ * time leaves out), and how often they ran a command (INFO commandstats).
+ */
+export function redisCounters(nodes: readonly (string | RedisAddress)[]): { cpuMs(): Promise<number>; calls(command: string): Promise<number>; close(): void } {
+  const clients = nodes.map((node) => (typeof node === 'string' ? new Redis(node) : new Redis(node.port, node.host)))
+  const field = (info: string, name: string): number => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0)
+  const summed = async (section: string, read: (info: string) => number): Promise<number> =>
+    (await Promise.all(clients.map((client) => client.info(section)))).reduce((sum, info) => sum + read(info), 0)
+  return {
+    cpuMs: () => summed('cpu', (info) => (field(info, 'used_cpu_user') + field(info, 'used_cpu_sys')) * 1000),
+    calls: (command) => summed('commandstats', (info) => Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)),
+    close: () => clients.forEach((client) => client.disconnect()),
+  }
 }
 
 /** One run's figures, by metric name. */

@@ -18,28 +18,29 @@ import { performance } from 'node:perf_hooks'
 import { median, percentile, sleep, withServers, withTimeout, type BenchContext, type Metrics, type ServerProcess } from '../support.js'
 import { closeAll, connectMany, type BenchClient, type Target } from '../targets.js'
 
-const CLIENTS = 50
-const SLICE_MS = 500
-const WARM_UP_MS = 1_000
+export const CLIENTS = 50
+export const SLICE_MS = 500
+export const WARM_UP_MS = 1_000
 /** Messages per timed run: 1,250 per partition with the default 16, far below the default backlog bound (6,250 per partition). */
-const MESSAGES = 20_000
+export const MESSAGES = 20_000
 /** Messages each client sends per turn of the event loop. */
-const BURST = 50
-const payload = { user: 'ada', action: 'update', values: [1, 2, 3], at: 1_700_000_000_000 }
+export const BURST = 50
+export const payload = { user: 'ada', action: 'update', values: [1, 2, 3], at: 1_700_000_000_000 }
 
-interface Tally {
+export interface Tally {
   calls: number
   ms: number
   latencies: number[]
   perSlice: number[]
   serverCpuMs: number
+  /** Of every portal process, summed. */
   portalCpuMs: number
 }
 
-const cpuOf = async (process: ServerProcess): Promise<number> => (await process.control<{ cpuMs: number }>('cpu')).cpuMs
+export const cpuOf = async (process: ServerProcess): Promise<number> => (await process.control<{ cpuMs: number }>('cpu')).cpuMs
 
-/** Every client keeps one awaited call of `command` going for `ms`. */
-async function slice(clients: readonly BenchClient[], command: string, ms: number, processes: readonly ServerProcess[], tally?: Tally): Promise<void> {
+/** Every client keeps one awaited call of `command` going for `ms`; `processes`: the server, then the portals. */
+export async function slice(clients: readonly BenchClient[], command: string, ms: number, processes: readonly ServerProcess[], tally?: Tally): Promise<void> {
   let running = true
   const loop = async (client: BenchClient): Promise<void> => {
     while (running) {
@@ -62,7 +63,7 @@ async function slice(clients: readonly BenchClient[], command: string, ms: numbe
   const elapsed = performance.now() - startedAt
   const cpuAfter = await Promise.all(processes.map(cpuOf))
   tally.serverCpuMs += cpuAfter[0]! - cpuBefore[0]!
-  tally.portalCpuMs += cpuAfter[1]! - cpuBefore[1]!
+  for (let index = 1; index < processes.length; index++) tally.portalCpuMs += cpuAfter[index]! - cpuBefore[index]!
   tally.ms += elapsed
   tally.perSlice.push((tally.calls - before) / (elapsed / 1000))
 }
@@ -85,7 +86,7 @@ async function sendTicks(clients: readonly BenchClient[], counter: ServerProcess
 }
 
 /** Calls `portal-echo` until the server knows the portal has it (its registry refresh runs every second). */
-async function untilForwarded(client: BenchClient): Promise<void> {
+export async function untilForwarded(client: BenchClient): Promise<void> {
   const deadline = Date.now() + 15_000
   for (;;) {
     try {
