@@ -1,0 +1,44 @@
+// Curve 1 (issue 18): workload 1's RPC as concurrent clients grow, 10, 100 and 1,000
+// clients with 10 awaited calls in flight each, the three targets interleaved in slices
+// as workload 1 measures them (see rpc.ts), for half of workload 1's time (three points
+// must fit in the run's budget). A slice lasts a few round trips of its point: 1,000
+// clients keep 10,000 calls outstanding, a few hundred ms of queue on two cores, so
+// their slices are 1 s rather than 0.5 s, or most calls of a slice would be its first
+// burst and its drain.
+import type { Curve } from '../curves.js'
+import type { BenchContext } from '../support.js'
+import type { Target } from '../targets.js'
+import { rpcWith } from './rpc.js'
+
+export const CLIENT_POINTS = [10, 100, 1_000] as const
+
+/** The point workload of `clients` clients. */
+export const rpcClients = (clients: number) => (chosen: readonly Target[], context: BenchContext) =>
+  rpcWith(clients, clients >= 1_000 ? 1_000 : 500)(chosen, { ...context, config: { ...context.config, rpcSeconds: context.config.rpcSeconds / 2 } })
+
+const series = (metric: string) => [
+  { label: 'raw ws', target: 'raw', metric },
+  { label: 'Socket.IO', target: 'sio', metric },
+  { label: 'meshkit', target: 'mesh', metric },
+] as const
+
+export const rpcClientsCurve: Curve = {
+  id: 'rpc-clients',
+  number: 1,
+  title: 'RPC as concurrent clients grow (10 awaited calls in flight each)',
+  x: { label: 'clients', log: true },
+  y: { label: 'round-trips/s' },
+  points: CLIENT_POINTS.map((clients) => ({ x: clients, workload: `rpcClients${clients}` })),
+  series: [...series('rps')],
+  secondary: { y: { label: 'p99 ms', log: true }, series: [...series('p99')] },
+  flatness: [{
+    label: 'meshkit server CPU µs per round trip',
+    target: 'mesh',
+    metric: 'serverCpuUs',
+    lowerIsBetter: true,
+    knee: 'Dearest at 10 clients, not at 1,000: with only 100 calls in flight the server often waits for the load ' +
+      'process and each wake-up serves fewer calls (meshkit server, /proc counters: 0.054–0.058 sleeps and 0.13–0.21 ' +
+      'write calls per call at 10 clients, 0.013–0.025 and 0.10 at 100, 0.004–0.005 sleeps at 1,000); raw ws and ' +
+      'Socket.IO show the same shape.',
+  }],
+}
