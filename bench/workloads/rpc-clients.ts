@@ -36,9 +36,10 @@ export const rpcClientsCurve: Curve = {
     target: 'mesh',
     metric: 'serverCpuUs',
     lowerIsBetter: true,
-    knee: 'Dearest at 10 clients, not at 1,000: with only 100 calls in flight the server often waits for the load ' +
-      'process and each wake-up serves fewer calls (meshkit server, /proc counters: 0.054–0.058 sleeps and 0.13–0.21 ' +
-      'write calls per call at 10 clients, 0.013–0.025 and 0.10 at 100, 0.004–0.005 sleeps at 1,000); raw ws and ' +
-      'Socket.IO show the same shape.',
+    knee: 'No point is dearest in every run: on the shared cores this figure moved up to 1.8× between runs at one ' +
+      'point (meshkit, two runs: 18.0, 7.7, 9.8 µs and 10.2, 10.8, 13.5 µs at 10, 100, 1,000 clients). At 10 clients ' +
+      'the server waits for the load process more often (/proc counters: 0.05 sleeps per call, against 0.025 at ' +
+      '1,000), so a wake-up serves fewer calls; at 1,000, reads and writes per call stay at 0.10–0.12 (one of each ' +
+      'per 10 calls of a client) and CPU profiles at 100 and 1,000 look alike (writev 12–19 %, GC 5–8 %).',
   }],
 }
