@@ -66,7 +66,8 @@ export function broadcaster(trigger: BenchClient, members: readonly BenchClient[
 
 /**
  * Deliveries per second of `repetitions` fan-outs of `messages` each (after one warm-up),
- * median; given the members' `server`, also its CPU µs per delivery over the repetitions.
+ * median; given the members' `server`, also its CPU µs per delivery over the repetitions,
+ * and this load process's (which receives every delivery).
  */
 export async function measureFanout(
   trigger: BenchClient,
@@ -78,12 +79,16 @@ export async function measureFanout(
   await broadcast(messages)
   const cpuMs = async (): Promise<number> => (server ? (await server.control<{ cpuMs: number }>('cpu')).cpuMs : 0)
   const cpuBefore = await cpuMs()
+  const loadBefore = process.cpuUsage()
   const times: number[] = []
   for (let i = 0; i < repetitions; i++) times.push(await broadcast(messages))
+  const load = process.cpuUsage(loadBefore)
   const cpuUs = ((await cpuMs()) - cpuBefore) * 1000
   const ms = median(times)
   const deliveries = members.length * messages
-  return { deliveriesPerSecond: deliveries / (ms / 1000), ms, ...(server ? { serverCpuUsPerDelivery: cpuUs / (deliveries * repetitions) } : {}) }
+  const perDelivery = (us: number): number => us / (deliveries * repetitions)
+  const cpu: Metrics = server ? { serverCpuUsPerDelivery: perDelivery(cpuUs), clientCpuUsPerDelivery: perDelivery(load.user + load.system) } : {}
+  return { deliveriesPerSecond: deliveries / (ms / 1000), ms, ...cpu }
 }
 
 export async function joinRoom(clients: readonly BenchClient[], room = ROOM): Promise<void> {
