@@ -59,8 +59,8 @@ const workloads: Workload[] = [
   // Filling a room of 1,000 present members is ~500,000 deliveries: on busy shared cores that outlasts 180 s.
   { name: 'presence', run: presence(1), targets: ['mesh'], timeoutMs: 360_000 },
   { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true, timeoutMs: 360_000 },
-  // Curves 1 and 2 of issue 18 (bench/curves.ts): one round of their seven points took 201 and 334 s on the
-  // shared cores (load average 10–17), so they run in the first round only.
+  // Curves 1 and 2 of issue 18 (bench/curves.ts): one round of their seven points took 135 s on the shared
+  // cores at load average 2–4 (201 and 334 s at 10–17), so they run in the first round only.
   ...CLIENT_POINTS.map((clients): Workload => ({ name: `rpcClients${clients}`, runTogether: rpcClients(clients), targets: ['raw', 'sio', 'mesh'], rounds: 1 })),
   ...ROOM_POINTS.map((members): Workload => ({ name: `fanoutRoom${members}`, run: fanoutRoom(members), targets: ['raw', 'sio', 'mesh'], rounds: 1 })),
 ]
