@@ -5,8 +5,10 @@
 // curve as an SVG, and the report prints its table and its flatness check.
 import type { TargetKey } from './targets.js'
 import { fanoutInstancesCurve } from './workloads/fanout-instances.js'
+import { fanoutRoomCurve } from './workloads/fanout-room.js'
 import { memoryScaleCurve } from './workloads/memory-scale.js'
 import { portalScaleCurve } from './workloads/portal-scale.js'
+import { rpcClientsCurve } from './workloads/rpc-clients.js'
 
 /** One line of a chart: the median of `<point's workload>:<metric>` for `target`. */
 export interface CurveSeries {
@@ -55,4 +57,4 @@ export interface Curve {
 }
 
 /** Every curve, in the issue's order. Workload modules export their curve; it is listed here. */
-export const curves: Curve[] = [fanoutInstancesCurve, memoryScaleCurve, portalScaleCurve]
+export const curves: Curve[] = [rpcClientsCurve, fanoutRoomCurve, fanoutInstancesCurve, memoryScaleCurve, portalScaleCurve]

@@ -22,12 +22,14 @@ import { fanoutClusterAwaited } from './workloads/fanout-cluster-awaited.js'
 import { fanoutCluster } from './workloads/fanout-cluster.js'
 import { fanout } from './workloads/fanout.js'
 import { fanoutInstances, INSTANCE_COUNTS } from './workloads/fanout-instances.js'
+import { fanoutRoom, ROOM_POINTS } from './workloads/fanout-room.js'
 import { memory, memoryFixedYoung } from './workloads/memory.js'
 import { feasible, memoryScale, SCALE_POINTS } from './workloads/memory-scale.js'
 import { portal } from './workloads/portal.js'
 import { PORTAL_COUNTS, portalScale } from './workloads/portal-scale.js'
 import { presence } from './workloads/presence.js'
 import { rpc } from './workloads/rpc.js'
+import { CLIENT_POINTS, rpcClients } from './workloads/rpc-clients.js'
 import { rpcValidation } from './workloads/rpc-validation.js'
 
 type Workload = {
@@ -66,6 +68,10 @@ const workloads: Workload[] = [
   // Filling a room of 1,000 present members is ~500,000 deliveries: on busy shared cores that outlasts 180 s.
   { name: 'presence', run: presence(1), targets: ['mesh'], timeoutMs: 360_000 },
   { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true, timeoutMs: 360_000 },
+  // Curves 1 and 2 of issue 18 (bench/curves.ts): one round of their seven points took 135 s on the shared
+  // cores at load average 2–4 (201 and 334 s at 10–17), so they run in the first round only.
+  ...CLIENT_POINTS.map((clients): Workload => ({ name: `rpcClients${clients}`, runTogether: rpcClients(clients), targets: ['raw', 'sio', 'mesh'], rounds: 1 })),
+  ...ROOM_POINTS.map((members): Workload => ({ name: `fanoutRoom${members}`, run: fanoutRoom(members), targets: ['raw', 'sio', 'mesh'], rounds: 1 })),
   // Curve 3: cross-instance fan-out at 1, 2, 3 instances, on one Redis and on a Redis Cluster.
   ...INSTANCE_COUNTS.map((instances): Workload => ({ name: `fanoutInstances${instances}`, runTogether: fanoutInstances(instances, 'redis'), targets: ['sio', 'mesh'], redis: true, rounds: 1 })),
   ...INSTANCE_COUNTS.map((instances): Workload => ({ name: `fanoutInstancesCluster${instances}`, runTogether: fanoutInstances(instances, 'cluster'), targets: ['mesh'], redis: 'cluster', rounds: 1 })),

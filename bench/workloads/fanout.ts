@@ -64,14 +64,31 @@ export function broadcaster(trigger: BenchClient, members: readonly BenchClient[
   }
 }
 
-/** Deliveries per second of `repetitions` fan-outs (after one warm-up), median. */
-export async function measureFanout(trigger: BenchClient, members: readonly BenchClient[], repetitions: number): Promise<Metrics> {
+/**
+ * Deliveries per second of `repetitions` fan-outs of `messages` each (after one warm-up),
+ * median; given the members' `server`, also its CPU µs per delivery over the repetitions,
+ * and this load process's (which receives every delivery).
+ */
+export async function measureFanout(
+  trigger: BenchClient,
+  members: readonly BenchClient[],
+  repetitions: number,
+  { messages = MESSAGES, server }: { messages?: number; server?: ServerProcess } = {},
+): Promise<Metrics> {
   const broadcast = broadcaster(trigger, members, ROOM)
-  await broadcast(MESSAGES)
+  await broadcast(messages)
+  const cpuMs = async (): Promise<number> => (server ? (await server.control<{ cpuMs: number }>('cpu')).cpuMs : 0)
+  const cpuBefore = await cpuMs()
+  const loadBefore = process.cpuUsage()
   const times: number[] = []
-  for (let i = 0; i < repetitions; i++) times.push(await broadcast(MESSAGES))
+  for (let i = 0; i < repetitions; i++) times.push(await broadcast(messages))
+  const load = process.cpuUsage(loadBefore)
+  const cpuUs = ((await cpuMs()) - cpuBefore) * 1000
   const ms = median(times)
-  return { deliveriesPerSecond: (members.length * MESSAGES) / (ms / 1000), ms }
+  const deliveries = members.length * messages
+  const perDelivery = (us: number): number => us / (deliveries * repetitions)
+  const cpu: Metrics = server ? { serverCpuUsPerDelivery: perDelivery(cpuUs), clientCpuUsPerDelivery: perDelivery(load.user + load.system) } : {}
+  return { deliveriesPerSecond: deliveries / (ms / 1000), ms, ...cpu }
 }
 
 export async function joinRoom(clients: readonly BenchClient[], room = ROOM): Promise<void> {

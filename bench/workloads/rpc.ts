@@ -69,20 +69,23 @@ export async function slice(clients: readonly BenchClient[], server: ServerProce
   tally.perSlice.push((tally.requests - before) / (elapsed / 1000))
 }
 
-/** One round of RPC for `chosen` targets at once: figures per target, and meshkit's ratios of this round. */
-export async function rpc(chosen: readonly Target[], context: BenchContext): Promise<Partial<Record<TargetKey, Metrics>>> {
-  return withServers(chosen.map((target) => ({ script: target.script, env: target.env })), async (servers) => {
-    const clients: BenchClient[][] = []
+/**
+ * One round of RPC with `clients` clients (IN_FLIGHT calls each) for `chosen` targets at
+ * once, in slices of `sliceMs`: figures per target, and meshkit's ratios of this round.
+ */
+export const rpcWith = (clients: number, sliceMs: number) => (chosen: readonly Target[], context: BenchContext): Promise<Partial<Record<TargetKey, Metrics>>> =>
+  withServers(chosen.map((target) => ({ script: target.script, env: target.env })), async (servers) => {
+    const groups: BenchClient[][] = []
     try {
-      for (const [index, target] of chosen.entries()) clients.push(await connectMany(target, servers[index]!.port, CLIENTS))
+      for (const [index, target] of chosen.entries()) groups.push(await connectMany(target, servers[index]!.port, clients))
       // Each target warms up once, so that JIT and socket buffers settle before counting.
-      for (const [index, group] of clients.entries()) await slice(group, servers[index]!, WARM_UP_MS)
+      for (const [index, group] of groups.entries()) await slice(group, servers[index]!, Math.max(WARM_UP_MS, sliceMs))
       const tallies: Tally[] = chosen.map(() => ({ requests: 0, ms: 0, latencies: [], perSlice: [], serverCpuMs: 0, clientCpuMs: 0 }))
-      const cycles = Math.max(1, Math.round((context.config.rpcSeconds * 1000) / SLICE_MS))
+      const cycles = Math.max(1, Math.round((context.config.rpcSeconds * 1000) / sliceMs))
       for (let cycle = 0; cycle < cycles; cycle++) {
         for (let turn = 0; turn < chosen.length; turn++) {
           const index = (cycle + turn) % chosen.length
-          await slice(clients[index]!, servers[index]!, SLICE_MS, tallies[index])
+          await slice(groups[index]!, servers[index]!, sliceMs, tallies[index])
         }
       }
       const results: Partial<Record<TargetKey, Metrics>> = {}
@@ -104,7 +107,9 @@ export async function rpc(chosen: readonly Target[], context: BenchContext): Pro
       if (mesh && sio) results.mesh!.overSio = pairedRatio(mesh, sio)
       return results
     } finally {
-      await Promise.all(clients.map(closeAll))
+      await Promise.all(groups.map(closeAll))
     }
   })
-}
+
+/** Workload 1: CLIENTS clients. */
+export const rpc = rpcWith(CLIENTS, SLICE_MS)
