@@ -1,6 +1,6 @@
 // The benchmark: every workload for every target, targets interleaved in rounds, each
 // target's server in its own process and the load here; medians and ratios at the end.
-//   npm run bench                full run (4 rounds, about 10 minutes), writes bench/results.md and bench/charts/
+//   npm run bench                full run (3 rounds, curve points in the first; under 15 minutes), writes bench/results.md and bench/charts/
 //   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md and bench/charts-quick/ (as does --only)
 //   options: --rounds N, --only rpc,fanout,chat,portal,rpcValidation,..., --cpu-prof (meshkit servers, into /tmp)
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -54,7 +54,8 @@ const workloads: Workload[] = [
   { name: 'fanoutClusterAwaited', runTogether: fanoutClusterAwaited, targets: ['sio', 'mesh'], redis: true },
   { name: 'chat', runTogether: chat, targets: ['sio', 'mesh'], redis: true },
   { name: 'memory', run: memory, targets: ['raw', 'sio', 'mesh'] },
-  { name: 'memoryFixedYoung', run: memoryFixedYoung, targets: ['raw', 'sio', 'mesh'] },
+  // A diagnostic beside workload 4: two rounds are enough to tell V8's young generation from what connections keep.
+  { name: 'memoryFixedYoung', run: memoryFixedYoung, targets: ['raw', 'sio', 'mesh'], rounds: 2 },
   // Socket.IO's client takes minutes for tens of thousands of connections: it runs the two smaller points.
   // One round: a round of the three points is 5–8 minutes of connects on two shared cores, and the
   // heap per connection they are judged by moves by about 1 % between rounds (docs/benchmarks.md).
@@ -66,8 +67,9 @@ const workloads: Workload[] = [
   { name: 'portal', run: portal, targets: ['mesh'], redis: true },
   { name: 'rpcValidation', runTogether: rpcValidation, targets: ['mesh'] },
   // Filling a room of 1,000 present members is ~500,000 deliveries: on busy shared cores that outlasts 180 s.
-  { name: 'presence', run: presence(1), targets: ['mesh'], timeoutMs: 360_000 },
-  { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true, timeoutMs: 360_000 },
+  // Two rounds each: a round of both takes minutes, and the full run must stay under 15 minutes.
+  { name: 'presence', run: presence(1), targets: ['mesh'], timeoutMs: 360_000, rounds: 2 },
+  { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true, timeoutMs: 360_000, rounds: 2 },
   // Curves 1 and 2 of issue 18 (bench/curves.ts): one round of their seven points took 135 s on the shared
   // cores at load average 2–4 (201 and 334 s at 10–17), so they run in the first round only.
   ...CLIENT_POINTS.map((clients): Workload => ({ name: `rpcClients${clients}`, runTogether: rpcClients(clients), targets: ['raw', 'sio', 'mesh'], rounds: 1 })),
@@ -87,7 +89,7 @@ const option = (name: string): string | undefined => {
 const quick = args.includes('--quick')
 const config: BenchConfig = quick
   ? { rounds: 1, rpcSeconds: 1, fanoutRepetitions: 2, broadcasts: 50, holdSeconds: 3, chatSeconds: 2, presenceUpdates: 20 }
-  : { rounds: 4, rpcSeconds: 4, fanoutRepetitions: 5, broadcasts: 200, holdSeconds: 10, chatSeconds: 3, presenceUpdates: 50 }
+  : { rounds: 3, rpcSeconds: 4, fanoutRepetitions: 5, broadcasts: 200, holdSeconds: 10, chatSeconds: 3, presenceUpdates: 50 }
 if (option('--rounds')) config.rounds = Number(option('--rounds'))
 const only = option('--only')?.split(',')
 const selected = workloads.filter((workload) => !only || only.includes(workload.name))
