@@ -20,9 +20,14 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {id, dropped, connections}
 `
 
-// Assigns the next offset, keeps the newest N, publishes: one atomic step.
-// KEYS: sequence, base, history, epoch. ARGV: message bytes, history limit, bus topic
-// (the channel's: same slot), publish command (PUBLISH, or SPUBLISH in a cluster).
+// Assigns the next offsets to a batch of messages in order, keeps the newest N,
+// publishes each: one atomic step, the same as writing the messages one at a time
+// (channel-write-batches.ts gathers them). Each message keeps its own history limit,
+// applied in order: a run of messages with the same limit is pushed at once and
+// trimmed once, which leaves the list as pushing and trimming each would.
+// KEYS: sequence, base, history, epoch. ARGV: bus topic (the channel's: same slot),
+// publish command (PUBLISH, or SPUBLISH in a cluster), then per message its history
+// limit and its bytes. Replies the last message's offset (the others precede it).
 // A new channel's counter starts at the server time in microseconds, so offsets
 // keep increasing even if Redis restarts empty.
 // Offsets are never handed out twice: replication is asynchronous, so a replica
@@ -49,17 +54,26 @@ if redis.call('EXISTS', KEYS[1]) == 0 or (epoch and epoch ~= writer) then
   end
 end
 if epoch ~= writer then redis.call('SET', KEYS[4], writer) end
-local offset = string.format('%.0f', redis.call('INCR', KEYS[1]))
-local entry = offset .. ':' .. ARGV[1]
-local limit = tonumber(ARGV[2])
-if limit > 0 then
-  redis.call('LPUSH', KEYS[3], entry)
-  redis.call('LTRIM', KEYS[3], 0, limit - 1)
-else
-  redis.call('DEL', KEYS[3])
+local count = (#ARGV - 2) / 2
+local last = redis.call('INCRBY', KEYS[1], count)
+local entries = {}
+for i = 1, count do entries[i] = string.format('%.0f', last - count + i) .. ':' .. ARGV[2 + 2 * i] end
+local i = 1
+while i <= count do
+  local limit = ARGV[1 + 2 * i]
+  local j = i
+  while j < count and ARGV[3 + 2 * j] == limit do j = j + 1 end
+  limit = tonumber(limit)
+  if limit > 0 then
+    redis.call('LPUSH', KEYS[3], unpack(entries, math.max(i, j - limit + 1), j))
+    redis.call('LTRIM', KEYS[3], 0, limit - 1)
+  else
+    redis.call('DEL', KEYS[3])
+  end
+  i = j + 1
 end
-redis.call(ARGV[4], ARGV[3], entry)
-return offset
+for k = 1, count do redis.call(ARGV[2], ARGV[1], entries[k]) end
+return string.format('%.0f', last)
 `
 
 // The latest offset, the base, and the newest retained entries a reader asks for, in
