@@ -74,7 +74,10 @@ async function exec(batch: ChainableCommander): Promise<unknown[]> {
 export class RedisStore implements MeshStore {
   private readonly reconnectListeners = new Set<() => void>()
   private readonly publishCommand: 'SPUBLISH' | 'PUBLISH'
-  private readonly channelWrites = new ChannelWriteBatches((channel, writes) => this.writeChannelBatch(channel, writes))
+  private readonly channelWrites = new ChannelWriteBatches({
+    one: (channel, message, historyLimit) => this.writeChannelOnce(channel, message, historyLimit),
+    batch: (channel, writes) => this.writeChannelBatch(channel, writes),
+  })
   private wasReady: boolean
 
   constructor(
@@ -406,14 +409,25 @@ export class RedisStore implements MeshStore {
     return this.channelWrites.write(channel, message, historyLimit)
   }
 
+  private writeChannelOnce(channel: string, message: Uint8Array, historyLimit: number): Promise<number> {
+    return redisCall(async () => {
+      const bytes = Buffer.from(message.buffer, message.byteOffset, message.byteLength)
+      return Number(await this.script<string>('meshWriteChannel', this.channelKeys(channel), bytes, historyLimit, this.keys.channelTopic(channel), this.publishCommand))
+    })
+  }
+
   /** One script call for a batch of a channel's writes (see ChannelWriteBatches): its slot, so one per channel in a cluster too. */
   private writeChannelBatch(channel: string, writes: readonly ChannelWrite[]): Promise<number> {
-    const k = this.keys
     return redisCall(async () => {
-      const keys = [k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), k.channelEpoch(channel)]
       const args = writes.flatMap(({ message, historyLimit }) => [historyLimit, message])
-      return Number(await this.script<string>('meshWriteChannel', keys, k.channelTopic(channel), this.publishCommand, ...args))
+      return Number(await this.script<string>('meshWriteChannelBatch', this.channelKeys(channel), this.keys.channelTopic(channel), this.publishCommand, ...args))
     })
+  }
+
+  /** The keys of both channel write scripts. */
+  private channelKeys(channel: string): string[] {
+    const k = this.keys
+    return [k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), k.channelEpoch(channel)]
   }
 
   readChannel(channel: string, limit: number, range: ChannelRange = {}): Promise<ChannelSnapshot> {
