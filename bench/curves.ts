@@ -4,6 +4,7 @@
 // workloads are its points and which of their metrics it plots. charts.ts draws each
 // curve as an SVG, and the report prints its table and its flatness check.
 import type { TargetKey } from './targets.js'
+import { channelWritesCurve } from './workloads/channel-writes.js'
 
 /** One line of a chart: the median of `<point's workload>:<metric>` for `target`. */
 export interface CurveSeries {
@@ -52,4 +53,4 @@ export interface Curve {
 }
 
 /** Every curve, in the issue's order. Workload modules export their curve; it is listed here. */
-export const curves: Curve[] = []
+export const curves: Curve[] = [channelWritesCurve]

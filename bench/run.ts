@@ -2,7 +2,7 @@
 // target's server in its own process and the load here; medians and ratios at the end.
 //   npm run bench                full run (4 rounds, about 10 minutes), writes bench/results.md
 //   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md (as does --only)
-//   options: --rounds N, --only rpc,fanout,chat,portal,rpcValidation,channelWrites,..., --cpu-prof (meshkit servers, into /tmp)
+//   options: --rounds N, --only rpc,fanout,chat,portal,rpcValidation,channelWrites1,..., --cpu-prof (meshkit servers, into /tmp)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
@@ -12,7 +12,7 @@ import { finalTable, resultsMarkdown, type Samples } from './report.js'
 import { fileLimits, killAllServers, processOptions, repoRoot, withTimeout, type BenchConfig, type BenchContext, type Metrics } from './support.js'
 import { targets, type Target, type TargetKey } from './targets.js'
 import { broadcastCost } from './workloads/broadcast-cost.js'
-import { channelWrites } from './workloads/channel-writes.js'
+import { CHANNEL_WRITE_POINTS, channelWrites } from './workloads/channel-writes.js'
 import { chat } from './workloads/chat.js'
 import { CONNECTIONS, connections } from './workloads/connections.js'
 import { fanoutClusterAwaited } from './workloads/fanout-cluster-awaited.js'
@@ -58,7 +58,8 @@ const workloads: Workload[] = [
   // Filling a room of 1,000 present members is ~500,000 deliveries: on busy shared cores that outlasts 180 s.
   { name: 'presence', run: presence(1), targets: ['mesh'], timeoutMs: 360_000 },
   { name: 'presenceCluster', run: presence(2), targets: ['mesh'], redis: true, timeoutMs: 360_000 },
-  { name: 'channelWrites', run: channelWrites, targets: ['mesh'], redis: true },
+  // Curve 5: 2 rounds each keep its points near a minute and a half of a full run.
+  ...Object.entries(CHANNEL_WRITE_POINTS).map(([name, point]): Workload => ({ name, run: channelWrites(point), targets: ['mesh'], redis: true, rounds: 2 })),
 ]
 
 const args = process.argv.slice(2)
