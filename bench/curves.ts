@@ -4,6 +4,7 @@
 // workloads are its points and which of their metrics it plots. charts.ts draws each
 // curve as an SVG, and the report prints its table and its flatness check.
 import type { TargetKey } from './targets.js'
+import { channelWritesCurve } from './workloads/channel-writes.js'
 import { fanoutInstancesCurve } from './workloads/fanout-instances.js'
 import { fanoutRoomCurve } from './workloads/fanout-room.js'
 import { memoryScaleCurve } from './workloads/memory-scale.js'
@@ -57,4 +58,4 @@ export interface Curve {
 }
 
 /** Every curve, in the order. Workload modules export their curve; it is listed here. */
-export const curves: Curve[] = [rpcClientsCurve, fanoutRoomCurve, fanoutInstancesCurve, memoryScaleCurve, portalScaleCurve]
+export const curves: Curve[] = [rpcClientsCurve, fanoutRoomCurve, fanoutInstancesCurve, memoryScaleCurve, channelWritesCurve, portalScaleCurve]

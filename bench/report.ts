@@ -106,7 +106,25 @@ const rows: Row[] = [
   ...scaleRows('memoryScale1k', '13. Idle connections, heartbeats on: 1,000'),
   ...scaleRows('memoryScale10k', '13. Idle connections, heartbeats on: 10,000'),
   ...scaleRows('memoryScale30k', '13. Idle connections, heartbeats on: 30,000 (or the most the open-files limit allows)'),
+  ...channelWriteRows('channelWrites1', '14. Channel writes, historyLimit 100, 1 instance + Redis: 1 writer'),
+  ...channelWriteRows('channelWrites10', '14. Channel writes, historyLimit 100, 1 instance + Redis: 10 writers'),
+  ...channelWriteRows('channelWrites100', '14. Channel writes, historyLimit 100, 1 instance + Redis: 100 writers', true),
+  ...channelWriteRows('channelWrites100c', '14. Channel writes, historyLimit 100, 1 instance + Redis: 100 writers over 100 channels'),
 ]
+
+function channelWriteRows(name: string, workload: string, target?: boolean): Row[] {
+  const row = (metric: string, key: string, format: (value: number) => string): Row => ({ workload, metric, key: `${name}:${key}`, format })
+  return [
+    row('writes/s', 'writesPerSec', integer),
+    row('server CPU µs per write', 'serverUsPerWrite', decimals),
+    row('Redis CPU µs per write', 'redisUsPerWrite', decimals),
+    row('µs per write, p50', 'p50Us', integer),
+    row('ceiling: pipelined PUBLISH/s, one ioredis connection', 'publishCeiling', integer),
+    row('ceiling: pipelined EVALSHA (return 1)/s, one ioredis connection', 'evalshaCeiling', integer),
+    { ...row('writes/s over the PUBLISH ceiling', 'overPublish', multiple), ...(target ? { target: '≥0.5× PUBLISH ceiling', met: (m: Medians) => atLeast(m.mesh, 0.5) } : {}) },
+    row('writes/s over the EVALSHA ceiling', 'overEvalsha', multiple),
+  ]
+}
 
 function scaleRows(name: string, workload: string): Row[] {
   const tenThousand = name === 'memoryScale10k'
@@ -303,6 +321,14 @@ Workloads:
    (so RSS includes whatever young generation V8 grew to), and its event-loop delay p99 while they were held.
    Where the open-files hard limit or the local port range is below 31,000, the largest point holds as many
    as they allow (its "connections held" row). Socket.IO runs the two smaller points only.
+14. Channel writes with history (meshkit only, one instance on the bench's Redis; curve 5): \`server.writeChannel(…, 100)\`
+   from 1, 10 and 100 concurrent writers, each awaiting its write before the next, on one channel, and 100 writers
+   over 100 channels, one workload per point (\`channelWrites1\`, \`channelWrites10\`, \`channelWrites100\`,
+   \`channelWrites100c\`), after a warm-up of 2,000. Cost per write: the server's CPU (user + system) and Redis's
+   (INFO cpu) over the measured writes. Beside each point, the same Redis's ceiling from one ioredis connection in
+   the load process: pipelined PUBLISH of a 43-byte message (a channel entry's size) and pipelined EVALSHA of
+   \`return 1\`, 1,000 commands per pipeline, all pipelines in flight at once; each ceiling is the mean of a
+   measurement before and one after meshkit's. Ratios are writes/s over the ceiling.
 
 ${curvesMarkdown(curves, samples, charts)}${failures.length > 0 ? `\n## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## Every round

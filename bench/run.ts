@@ -2,7 +2,7 @@
 // target's server in its own process and the load here; medians and ratios at the end.
 //   npm run bench                full run (3 rounds, curve points in the first; under 15 minutes), writes bench/results.md and bench/charts/
 //   npm run bench -- --quick     1 round, shorter durations, writes bench/results-quick.md and bench/charts-quick/ (as does --only)
-//   options: --rounds N, --only rpc,fanout,chat,portal,rpcValidation,..., --cpu-prof (meshkit servers, into /tmp)
+//   options: --rounds N, --only rpc,fanout,chat,portal,rpcValidation,channelWrites1,..., --cpu-prof (meshkit servers, into /tmp)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, release, totalmem, type } from 'node:os'
@@ -16,6 +16,7 @@ import { finalTable, resultsMarkdown, type Samples } from './report.js'
 import { fileLimits, killAllServers, processOptions, repoRoot, withTimeout, type BenchConfig, type BenchContext, type Metrics } from './support.js'
 import { targets, type Target, type TargetKey } from './targets.js'
 import { broadcastCost } from './workloads/broadcast-cost.js'
+import { CHANNEL_WRITE_POINTS, channelWrites } from './workloads/channel-writes.js'
 import { chat } from './workloads/chat.js'
 import { CONNECTIONS, connections } from './workloads/connections.js'
 import { fanoutClusterAwaited } from './workloads/fanout-cluster-awaited.js'
@@ -77,6 +78,8 @@ const workloads: Workload[] = [
   // Curve 3: cross-instance fan-out at 1, 2, 3 instances, on one Redis and on a Redis Cluster.
   ...INSTANCE_COUNTS.map((instances): Workload => ({ name: `fanoutInstances${instances}`, runTogether: fanoutInstances(instances, 'redis'), targets: ['sio', 'mesh'], redis: true, rounds: 1 })),
   ...INSTANCE_COUNTS.map((instances): Workload => ({ name: `fanoutInstancesCluster${instances}`, runTogether: fanoutInstances(instances, 'cluster'), targets: ['mesh'], redis: 'cluster', rounds: 1 })),
+  // Curve 5: 2 rounds each keep its points near a minute and a half of a full run.
+  ...Object.entries(CHANNEL_WRITE_POINTS).map(([name, point]): Workload => ({ name, run: channelWrites(point), targets: ['mesh'], redis: true, rounds: 2 })),
   // Curve 6: forwarded commands and client messages through 1, 2, 3 portal processes.
   ...PORTAL_COUNTS.map((portals): Workload => ({ name: `portalScale${portals}`, run: portalScale(portals), targets: ['mesh'], redis: true, rounds: 1 })),
 ]

@@ -3,11 +3,12 @@ import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { decodeChannelEntry } from '../src/server/store/channel-entry.js'
 import { Keys } from '../src/server/store/keys.js'
+import { ClusterBus } from '../src/server/store/cluster-bus.js'
 import { closeConnection, createRedisClient, whenReady } from '../src/server/store/redis-client.js'
 import { RedisStore } from '../src/server/store/redis-store.js'
 import { deferred } from './support/harness.js'
 import { startRedisCluster, type RedisCluster } from './support/redis-cluster.js'
-import { describeStoreContract } from './support/store-contract.js'
+import { describeChannelPublishContract, describeStoreContract } from './support/store-contract.js'
 
 // The store contract on a real Redis Cluster (3 masters, 3 replicas): every script and
 // MULTI must stay in one slot, or the cluster refuses it (CROSSSLOT, non-local key).
@@ -30,6 +31,14 @@ async function clusterClient(): Promise<Cluster> {
 }
 
 describeStoreContract('redis cluster', async (namespace = `test-cluster-store-${randomUUID()}`) => new RedisStore(await clusterClient(), new Keys(namespace)))
+
+// RedisStore SPUBLISHes on its own connection; a ClusterBus on another cluster client listens.
+describeChannelPublishContract('redis cluster', async () => {
+  const keys = new Keys(`test-cluster-publish-${randomUUID()}`)
+  const listening = await clusterClient()
+  onTestFinished(() => listening.disconnect())
+  return { store: new RedisStore(await clusterClient(), keys), bus: new ClusterBus(listening), keys }
+})
 
 describe('RedisStore on a Redis Cluster', () => {
   it('spreads one store over every master', async () => {

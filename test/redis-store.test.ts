@@ -7,7 +7,7 @@ import { Keys } from '../src/server/store/keys.js'
 import { RedisBus } from '../src/server/store/redis-bus.js'
 import { createRedisClient, whenReady } from '../src/server/store/redis-client.js'
 import { RedisStore } from '../src/server/store/redis-store.js'
-import { deferred, rejectionOf, waitFor } from './support/harness.js'
+import { deferred, eventually, rejectionOf, waitFor } from './support/harness.js'
 import { startRedisServer, type RedisProcess } from './support/redis-server.js'
 import { until } from './support/store-contract.js'
 
@@ -292,5 +292,37 @@ describe('RedisStore removal that stopped half-way', () => {
     expect(await survivor.getAllMetadata()).toEqual(new Map())
     const admin = await readyClient(url)
     expect(await admin.exists(keys.connection('c1'), keys.connectionRooms('c1'))).toBe(0)
+  })
+})
+
+describe('RedisStore channel write batches', () => {
+  it('fails every write of a failed batch with the batch error, while other channels and later batches go on', async () => {
+    const redis = await privateRedis()
+    const keys = new Keys(namespace())
+    const admin = await readyClient(redis.url)
+    const store = new RedisStore(await readyClient(redis.url), keys)
+    const message = Uint8Array.from([1, 2, 3])
+    // A history of the wrong type makes the script fail halfway: a bug, INTERNAL_ERROR, for each caller of the batch.
+    await admin.set(keys.channelHistory('broken'), 'not a list')
+    const broken = Array.from({ length: 5 }, () => rejectionOf(store.writeChannel('broken', message, 10)))
+    const healthy = Array.from({ length: 5 }, () => store.writeChannel('healthy', message, 10))
+    for (const error of await Promise.all(broken)) expect(error.code).toBe(ErrorCode.INTERNAL_ERROR)
+    const offsets = await Promise.all(healthy)
+    expect(offsets.map((offset) => offset - offsets[0]!)).toEqual([0, 1, 2, 3, 4])
+    await admin.del(keys.channelHistory('broken'))
+    expect(await store.writeChannel('broken', message, 10)).toBeGreaterThan(0)
+    // Redis not answering: the batch at Redis times out, and the write waiting behind it fails with it, not a timeout later.
+    await admin.client('PAUSE', COMMAND_TIMEOUT * 1.5, 'ALL')
+    const startedAt = Date.now()
+    const stuck = rejectionOf(store.writeChannel('healthy', message, 10))
+    await new Promise((resolve) => setImmediate(resolve))
+    const waiting = rejectionOf(store.writeChannel('healthy', message, 10))
+    for (const error of await Promise.all([stuck, waiting])) expect(error.code).toBe(ErrorCode.UNAVAILABLE)
+    expect(Date.now() - startedAt).toBeLessThan(COMMAND_TIMEOUT * 1.8)
+    await eventually(async () => expect(await store.writeChannel('healthy', message, 10)).toBeGreaterThan(0), 5_000)
+    // Redis gone: UNAVAILABLE for every caller.
+    await redis.stop()
+    const down = await Promise.all(Array.from({ length: 5 }, () => rejectionOf(store.writeChannel('healthy', message, 10))))
+    for (const error of down) expect(error.code).toBe(ErrorCode.UNAVAILABLE)
   })
 })

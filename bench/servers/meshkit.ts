@@ -61,17 +61,27 @@ serveControl(server.port, () => server.connections.size, {
   'await-ticks': () => ticks.reached(),
   stats: () => ({ ...server.stats }),
   // `channel-writes <writers> <channels> <total>`: `writers` loops, each awaiting one
-  // writeChannel (historyLimit 100) after another, over `channels` channels, `total` in all.
+  // writeChannel (historyLimit 100) after another, over `channels` channels, `total` in
+  // all; the time, this process's CPU µs, and the median µs of one write.
   'channel-writes': async (argument) => {
     const [writers = 1, channels = 1, total = 1_000] = argument.split(' ').map(Number)
+    const latencies: number[] = []
     let next = 0
+    const cpu = process.cpuUsage()
     const startedAt = performance.now()
     await Promise.all(
       Array.from({ length: writers }, async () => {
-        for (let n = next++; n < total; n = next++) await server.writeChannel(`feed-${n % channels}`, { n, text: 'hello, channel' }, 100)
+        for (let n = next++; n < total; n = next++) {
+          const writeStarted = performance.now()
+          await server.writeChannel(`feed-${n % channels}`, { n, text: 'hello, channel' }, 100)
+          latencies.push(performance.now() - writeStarted)
+        }
       }),
     )
-    return { ms: performance.now() - startedAt }
+    const ms = performance.now() - startedAt
+    const { user, system } = process.cpuUsage(cpu)
+    latencies.sort((a, b) => a - b)
+    return { ms, cpuUs: user + system, p50Us: latencies[latencies.length >> 1]! * 1000 }
   },
   // `presence-list <room> <times>`: server.getPresence timed here, awaited one at a time, without the client's round trip.
   'presence-list': async (argument) => {

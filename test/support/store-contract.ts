@@ -1156,6 +1156,56 @@ export function describeStoreContract(name: string, create: CreateStore): void {
         expect(decoded((await store.readChannel('bin', -1)).entries)).toEqual(expected)
       })
 
+      it('gives concurrent writes to a channel consecutive offsets in call order, across batches, and keeps the newest N', async () => {
+        const store = await open()
+        // More than one batch holds (256 messages), interleaved over three channels.
+        const channels = ['burst', 'burst:2', 'other']
+        const writes = Array.from({ length: 600 }, (_, n) => [channels[n % 3]!, `m${n}`] as const)
+        const offsets = await Promise.all(writes.map(([channel, message]) => store.writeChannel(channel, bytes(message), 100)))
+        for (const channel of channels) {
+          const mine = writes.map(([name], index) => [name, index] as const).filter(([name]) => name === channel).map(([, index]) => index)
+          const got = mine.map((index) => offsets[index]!)
+          expect(got.map((offset) => offset - got[0]!)).toEqual(got.map((_, index) => index))
+          const snapshot = await store.readChannel(channel, -1)
+          expect(snapshot.offset).toBe(got.at(-1))
+          const newest = mine.slice(-100).reverse()
+          expect(decoded(snapshot.entries).map(([offset]) => offset)).toEqual(newest.map((index) => offsets[index]))
+          expect(text(snapshot.entries)).toEqual(newest.map((index) => writes[index]![1]))
+        }
+      })
+
+      it('applies each concurrent write its own history limit, in order', async () => {
+        const store = await open()
+        const limits = [5, 5, 5, 0, 3, 3, 8, 8, 8, 8, 2, 6, 6, 6, 6, 6, 6, 6, 6, 4]
+        const offsets = await Promise.all(limits.map((limit, n) => store.writeChannel('mixed', bytes(`m${n}`), limit)))
+        expect(offsets.map((offset) => offset - offsets[0]!)).toEqual(offsets.map((_, index) => index))
+        // What writing them one at a time keeps: push each, then keep its limit's newest.
+        let expected: string[] = []
+        limits.forEach((limit, n) => {
+          expected = limit > 0 ? [`m${n}`, ...expected].slice(0, limit) : []
+        })
+        expect(text((await store.readChannel('mixed', -1)).entries)).toEqual(expected)
+      })
+
+      it('orders writers that each await their write before the next, as their calls came', async () => {
+        const store = await open()
+        const order: string[] = []
+        const offsets = new Map<string, number>()
+        await Promise.all(
+          Array.from({ length: 10 }, async (_, writer) => {
+            for (let n = 0; n < 20; n++) {
+              const message = `w${writer}-${n}`
+              const written = store.writeChannel('loop', bytes(message), 100)
+              order.push(message)
+              offsets.set(message, await written)
+            }
+          }),
+        )
+        const first = offsets.get(order[0]!)!
+        expect(order.map((message) => offsets.get(message)! - first)).toEqual(order.map((_, index) => index))
+        expect(text((await store.readChannel('loop', -1)).entries)).toEqual(order.slice(-100).reverse())
+      })
+
       it('keeps channels of different namespaces apart', async () => {
         const suffix = randomUUID()
         const a = await open(`contract-a-${suffix}`)
@@ -1394,6 +1444,29 @@ export function describeChannelPublishContract(name: string, create: () => Promi
       const published = received.get('p')!.messages.map((entry) => decodeChannelEntry(entry)!)
       expect(published.map(({ offset }) => offset)).toEqual([offsets[0], offsets[2], offsets[3], ends.get('p')])
       expect(published.map(({ message }) => Array.from(message))).toEqual([[0x3a, 0x00, 0x3a], [0xff, 0x3a], [], [0x65]])
+    })
+
+    it('publishes concurrent writes once each, in offset order, as history keeps them', async () => {
+      const { store, bus, keys } = await create()
+      onTestFinished(async () => {
+        await store.close()
+        await bus.close()
+      })
+      const channels = ['burst', 'burst:2']
+      const received = new Map(channels.map((channel) => [channel, recorder()]))
+      for (const [channel, { handler }] of received) await bus.subscribe(keys.channelTopic(channel), handler)
+      const writes = Array.from({ length: 400 }, (_, n) => [channels[n % 2]!, Uint8Array.from([n % 256, n >> 8])] as const)
+      const offsets = await Promise.all(writes.map(([channel, message]) => store.writeChannel(channel, message, 300)))
+      for (const channel of channels) {
+        const mine = writes.map(([name], index) => [name, index] as const).filter(([name]) => name === channel).map(([, index]) => index)
+        const last = offsets[mine.at(-1)!]
+        await waitFor(() => decodeChannelEntry(received.get(channel)!.messages.at(-1) ?? new Uint8Array(0))?.offset === last)
+        const published = received.get(channel)!.messages.map((entry) => decodeChannelEntry(entry)!)
+        expect(published.map(({ offset }) => offset)).toEqual(mine.map((index) => offsets[index]))
+        expect(published.map(({ message }) => Array.from(message))).toEqual(mine.map((index) => Array.from(writes[index]![1])))
+        const kept = (await store.readChannel(channel, -1)).entries.map((entry) => Array.from(entry)).reverse()
+        expect(received.get(channel)!.bytes()).toEqual(kept)
+      }
     })
   })
 }

@@ -20,9 +20,8 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {id, dropped, connections}
 `
 
-// Assigns the next offset, keeps the newest N, publishes: one atomic step.
-// KEYS: sequence, base, history, epoch. ARGV: message bytes, history limit, bus topic
-// (the channel's: same slot), publish command (PUBLISH, or SPUBLISH in a cluster).
+// The epoch rule of a channel write, run first by both write scripts below.
+// KEYS: sequence, base, history, epoch.
 // A new channel's counter starts at the server time in microseconds, so offsets
 // keep increasing even if Redis restarts empty.
 // Offsets are never handed out twice: replication is asynchronous, so a replica
@@ -36,7 +35,7 @@ return {id, dropped, connections}
 // resharding jumps once too, though MIGRATE lost nothing: it cannot be told apart.
 // Lua 5.1 turns large numbers into strings as "%.14g" (1.7e+15): offsets are
 // formatted explicitly wherever they become strings.
-const WRITE_CHANNEL = `
+const CHANNEL_EPOCH = `
 local writer = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
 local epoch = redis.call('GET', KEYS[4])
 if redis.call('EXISTS', KEYS[1]) == 0 or (epoch and epoch ~= writer) then
@@ -49,6 +48,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 or (epoch and epoch ~= writer) then
   end
 end
 if epoch ~= writer then redis.call('SET', KEYS[4], writer) end
+`
+
+// Assigns the next offset, keeps the newest N, publishes: one atomic step.
+// KEYS: sequence, base, history, epoch. ARGV: message bytes, history limit, bus topic
+// (the channel's: same slot), publish command (PUBLISH, or SPUBLISH in a cluster).
+const WRITE_CHANNEL = `${CHANNEL_EPOCH}
 local offset = string.format('%.0f', redis.call('INCR', KEYS[1]))
 local entry = offset .. ':' .. ARGV[1]
 local limit = tonumber(ARGV[2])
@@ -60,6 +65,36 @@ else
 end
 redis.call(ARGV[4], ARGV[3], entry)
 return offset
+`
+
+// WRITE_CHANNEL for a batch of messages (channel-write-batches.ts gathers them): the
+// next offsets in order, each message's own history limit applied in order, one
+// publish each; the same as writing them one at a time. A run of messages with the
+// same limit is pushed at once and trimmed once, which leaves the list as pushing and
+// trimming each would.
+// KEYS: as WRITE_CHANNEL. ARGV: bus topic, publish command, then per message its
+// history limit and its bytes. Replies the last message's offset (the others precede it).
+const WRITE_CHANNEL_BATCH = `${CHANNEL_EPOCH}
+local count = (#ARGV - 2) / 2
+local last = redis.call('INCRBY', KEYS[1], count)
+local entries = {}
+for i = 1, count do entries[i] = string.format('%.0f', last - count + i) .. ':' .. ARGV[2 + 2 * i] end
+local i = 1
+while i <= count do
+  local limit = ARGV[1 + 2 * i]
+  local j = i
+  while j < count and ARGV[3 + 2 * j] == limit do j = j + 1 end
+  limit = tonumber(limit)
+  if limit > 0 then
+    redis.call('LPUSH', KEYS[3], unpack(entries, math.max(i, j - limit + 1), j))
+    redis.call('LTRIM', KEYS[3], 0, limit - 1)
+  else
+    redis.call('DEL', KEYS[3])
+  end
+  i = j + 1
+end
+for k = 1, count do redis.call(ARGV[2], ARGV[1], entries[k]) end
+return string.format('%.0f', last)
 `
 
 // The latest offset, the base, and the newest retained entries a reader asks for, in
@@ -99,5 +134,6 @@ return result
 export const ENTITY_SCRIPTS = {
   meshKeepUserMessage: { keys: 2, lua: KEEP_USER_MESSAGE },
   meshWriteChannel: { keys: 4, lua: WRITE_CHANNEL },
+  meshWriteChannelBatch: { keys: 4, lua: WRITE_CHANNEL_BATCH },
   meshReadChannel: { keys: 3, lua: READ_CHANNEL },
 } as const

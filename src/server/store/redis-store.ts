@@ -1,5 +1,6 @@
 import type { ChainableCommander } from 'ioredis'
 import type { Keys } from './keys.js'
+import { ChannelWriteBatches, type ChannelWrite } from './channel-write-batches.js'
 import { CONNECTION_SCRIPTS } from './conditional-writes.js'
 import { ENTITY_SCRIPTS } from './entity-scripts.js'
 import { closeConnection, isCluster, publishCommand, redisCall, type RedisConnection } from './redis-client.js'
@@ -40,6 +41,9 @@ import type { ChannelRange, ChannelSnapshot, InstanceRecord, KeptUserMessage, Me
  * - registerInstance, unregisterInstance: the instance's keys, then the instance
  *   list. 2 round trips.
  *
+ * - writeChannel: concurrent writes to one channel are gathered into one script call
+ *   (channel-write-batches.ts); different channels' calls go out side by side.
+ *
  * Everything else is one command or one script on one node. Keys with no owner
  * entity (the instance list, the online users, the connection id index) live in the
  * namespace's slot: one node carries them.
@@ -70,6 +74,10 @@ async function exec(batch: ChainableCommander): Promise<unknown[]> {
 export class RedisStore implements MeshStore {
   private readonly reconnectListeners = new Set<() => void>()
   private readonly publishCommand: 'SPUBLISH' | 'PUBLISH'
+  private readonly channelWrites = new ChannelWriteBatches({
+    one: (channel, message, historyLimit) => this.writeChannelOnce(channel, message, historyLimit),
+    batch: (channel, writes) => this.writeChannelBatch(channel, writes),
+  })
   private wasReady: boolean
 
   constructor(
@@ -398,12 +406,28 @@ export class RedisStore implements MeshStore {
   }
 
   writeChannel(channel: string, message: Uint8Array, historyLimit: number): Promise<number> {
-    const k = this.keys
+    return this.channelWrites.write(channel, message, historyLimit)
+  }
+
+  private writeChannelOnce(channel: string, message: Uint8Array, historyLimit: number): Promise<number> {
     return redisCall(async () => {
       const bytes = Buffer.from(message.buffer, message.byteOffset, message.byteLength)
-      const keys = [k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), k.channelEpoch(channel)]
-      return Number(await this.script<string>('meshWriteChannel', keys, bytes, historyLimit, k.channelTopic(channel), this.publishCommand))
+      return Number(await this.script<string>('meshWriteChannel', this.channelKeys(channel), bytes, historyLimit, this.keys.channelTopic(channel), this.publishCommand))
     })
+  }
+
+  /** One script call for a batch of a channel's writes (see ChannelWriteBatches): its slot, so one per channel in a cluster too. */
+  private writeChannelBatch(channel: string, writes: readonly ChannelWrite[]): Promise<number> {
+    return redisCall(async () => {
+      const args = writes.flatMap(({ message, historyLimit }) => [historyLimit, message])
+      return Number(await this.script<string>('meshWriteChannelBatch', this.channelKeys(channel), this.keys.channelTopic(channel), this.publishCommand, ...args))
+    })
+  }
+
+  /** The keys of both channel write scripts. */
+  private channelKeys(channel: string): string[] {
+    const k = this.keys
+    return [k.channelSequence(channel), k.channelBase(channel), k.channelHistory(channel), k.channelEpoch(channel)]
   }
 
   readChannel(channel: string, limit: number, range: ChannelRange = {}): Promise<ChannelSnapshot> {
