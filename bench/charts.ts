@@ -23,12 +23,12 @@ export interface ChartRun {
 }
 
 const WIDTH = 860
-const HEIGHT = 520
+const HEIGHT = 560
 
 // One colour per target on every chart; a target's second metric (or its second set of
 // points, e.g. on a cluster) is told apart by the line's dash and the marker's shape.
 const colours: Record<TargetKey, string> = { raw: '#7a7a7a', sio: '#2f6db5', mesh: '#d9480f', meshMetrics: '#e8a010' }
-const dashes = ['solid', 'dashed', 'dotted'] as const
+const dashes = ['solid', 'dashed', 'dotted', [10, 4, 2, 4]] as const
 const symbols = ['circle', 'triangle', 'rect', 'diamond'] as const
 
 /** Numbers a chart's kinds of line (metric and points) in order of appearance. */
@@ -41,9 +41,11 @@ function variants(): (one: CurveSeries) => number {
   }
 }
 
-function axis(label: string, log: boolean | undefined, where: 'x' | 'y'): Record<string, unknown> {
+function axis(label: string, log: boolean | undefined, where: 'x' | 'y', whole = false): Record<string, unknown> {
   return {
     type: log ? 'log' : 'value',
+    // Counts (instances, portals) get whole-number ticks, from the first point to the last.
+    ...(whole && !log ? { minInterval: 1, min: 'dataMin', max: 'dataMax' } : {}),
     name: label,
     nameLocation: 'middle',
     nameGap: where === 'x' ? 32 : 64,
@@ -61,6 +63,17 @@ function axis(label: string, log: boolean | undefined, where: 'x' | 'y'): Record
   }
 }
 
+/** `text` broken into lines of at most about `width` characters, at spaces: ECharts' titles do not wrap by themselves. */
+function wrap(text: string, width: number): string {
+  const lines: string[] = []
+  for (const word of text.split(' ')) {
+    const last = lines.length - 1
+    if (last >= 0 && lines[last]!.length + 1 + word.length <= width) lines[last] += ` ${word}`
+    else lines.push(word)
+  }
+  return lines.join('\n')
+}
+
 /** One chart of `series` over the curve's points, as an SVG string. */
 export function renderChart(curve: Curve, y: Curve['y'], series: readonly CurveSeries[], samples: Samples, run: ChartRun, title = curve.title): string {
   const variant = variants()
@@ -71,15 +84,16 @@ export function renderChart(curve: Curve, y: Curve['y'], series: readonly CurveS
       // Opaque, so that the dark text stays readable where the page behind it is dark.
       backgroundColor: '#fff',
       title: {
-        text: `${curve.number}. ${title}`,
+        text: wrap(`${curve.number}. ${title}`, 84),
         subtext: `${run.machine}\n${run.command}, ${run.date}, ${run.revision}; medians across rounds`,
         left: 'center',
         textStyle: { fontSize: 16 },
         subtextStyle: { color: '#555', lineHeight: 15 },
       },
-      legend: { bottom: 8, textStyle: { color: '#333' } },
-      grid: { top: 92, bottom: 84, left: 92, right: 40 },
-      xAxis: axis(curve.x.label, curve.x.log, 'x'),
+      // Wide gaps: without a browser, ECharts measures text roughly, and tight legend entries overlap.
+      legend: { top: 100, itemGap: 28, textStyle: { color: '#333' } },
+      grid: { top: 156, bottom: 56, left: 92, right: 40 },
+      xAxis: axis(curve.x.label, curve.x.log, 'x', curve.points.every((point) => Number.isInteger(point.x))),
       yAxis: axis(y.label, y.log, 'y'),
       series: series.map((one) => {
         const index = variant(one)

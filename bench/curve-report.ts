@@ -15,7 +15,7 @@ export interface CurveValue {
 }
 
 const number = (value: number): string =>
-  Math.abs(value) >= 100 ? Math.round(value).toLocaleString('en-US') : value.toFixed(2)
+  Math.abs(value) >= 100 || Number.isInteger(value) ? Math.round(value).toLocaleString('en-US') : value.toFixed(2)
 
 function medianOf(samples: Samples, key: string, target: TargetKey): number | undefined {
   const values = samples.get(key)?.[target]
@@ -82,14 +82,18 @@ function flatnessTable(rows: readonly { curve: Curve; check: Flatness }[], sampl
       at(largest),
       ratio === undefined ? '—' : `${ratio.toFixed(2)}× (${direction})`,
       `≤${FLAT}×`,
-      met === undefined ? 'not measured' : met ? 'yes' : '**NO**',
+      met === undefined ? 'not measured' : !met ? '**NO**' : ratio! < 1 / FLAT ? 'yes (better at the largest point)' : 'yes',
     ]
   })
   return markdownTable([...(withCurve ? ['curve'] : []), 'flatness of', 'smallest point', 'largest point', 'ratio', 'target', 'met?'], body)
 }
 
-const knees = (curve: Curve): string[] =>
-  (curve.flatness ?? []).filter((check) => check.knee).map((check) => `Knee (${check.label}): ${check.knee}`)
+/** A curve's knee texts, each once: checks that share one explanation are named together. */
+function knees(curve: Curve): string[] {
+  const labels = new Map<string, string[]>()
+  for (const check of curve.flatness ?? []) if (check.knee) labels.set(check.knee, [...(labels.get(check.knee) ?? []), check.label])
+  return [...labels].map(([knee, named]) => `Knee (${named.join('; ')}): ${knee}`)
+}
 
 /** results.md's "Scale curves" section; `chartsPath` is the charts' folder as seen from results.md. */
 export function curvesMarkdown(curves: readonly Curve[], samples: Samples, chartsPath: string): string {

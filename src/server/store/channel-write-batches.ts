@@ -42,8 +42,7 @@ export const channelWriteBatchesDefaults: ChannelWriteBatchesOptions = {
  * single-write step: one awaited writer, or writers spread over many channels, pay
  * only this bookkeeping for batching, 1–2 µs per write (sent as a batch of one, a
  * microtask later, through the batch script, such a write cost the server 15–30 %
- * more CPU). Writes made
- * while a channel's step is at the store wait for it, then
+ * more CPU). Writes made while a channel's step is at the store wait for it, then
  * leave together as one batch with consecutive offsets in call order. Each caller
  * gets its own offset, or its step's error; a step that failed with UNAVAILABLE also
  * fails the writes waiting behind it, with the same error.
