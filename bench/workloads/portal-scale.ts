@@ -130,8 +130,9 @@ export function portalScale(portals: number) {
 // Measured on 2026-12-02 (npm run bench -- --only portalScale1,portalScale2,portalScale3 --rounds 1, 4 runs, and
 // per-portal CPU and handled counts in 2 windows each at 1 and 2 portals).
 const PER_READ =
-  'Most of the growth is the portals\' (forwardedPortalCpuUs; the server\'s part, forwardedServerCpuUs, stayed within ' +
-  '1.2× in 4 runs of these points alone but rose 1.55× from 1 to 2 portals in one full run, unexplained). A portal pays mostly per read of its streams (a blocking XREADGROUP, its wake-ups, the ' +
+  'Most of the growth is the portals\' (forwardedPortalCpuUs; the server\'s part, forwardedServerCpuUs, was flat in ' +
+  'the median of 4 runs of these points alone, 362/341/362 µs on a loaded machine, but rose 1.55× from 1 to 2 portals ' +
+  'in one full run, unexplained). A portal pays mostly per read of its streams (a blocking XREADGROUP, its wake-ups, the ' +
   'acknowledgements of a batch), not per entry: while calls arrive, each portal process uses about the same CPU per ' +
   'second whatever its share of them (forwardedPortalCpuMsPerSecond; ~180–250 ms/s whether it handled 550 or 2,700 ' +
   'calls in a window). Split over more portals, each read carries fewer entries (forwardedPerRead ~5, 3.5, 2; ' +
